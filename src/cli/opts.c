@@ -96,6 +96,10 @@ int cpt_opts_parse(cpt_cmd_spec *spec, int argc, char **argv) {
             cpt_opts_help(spec, stdout);
             return 1;
         }
+        if (strncmp(a, "--", 2) != 0 && spec->positional && spec->positional_dst && !*spec->positional_dst) {
+            *spec->positional_dst = a;
+            continue;
+        }
         if (strncmp(a, "--", 2) != 0) {
             fprintf(stderr, "cpt %s: unexpected argument '%s'\nHINT: run 'cpt %s --help'\n", spec->name, a,
                     spec->name);
@@ -149,7 +153,8 @@ int cpt_opts_parse(cpt_cmd_spec *spec, int argc, char **argv) {
 }
 
 void cpt_opts_help(const cpt_cmd_spec *spec, FILE *out) {
-    fprintf(out, "usage: cpt %s [options]\n\n%s\n", spec->name, spec->summary);
+    fprintf(out, "usage: cpt %s [options]%s%s\n\n%s\n", spec->name, spec->positional ? " " : "",
+            spec->positional ? spec->positional : "", spec->summary);
     if (spec->details) fprintf(out, "\n%s\n", spec->details);
     fprintf(out, "\noptions:\n");
     for (size_t k = 0; k < spec->nopts; k++) {

@@ -32,6 +32,8 @@ typedef struct cpt_cmd_spec {
     const char *details; /* extra paragraph for --help (may be NULL) */
     cpt_opt *opts;
     size_t nopts;
+    const char *positional;     /* metavar of one optional positional argument, or NULL */
+    const char **positional_dst;
 } cpt_cmd_spec;
 
 /* Parse argv (argv[0] is the command name). Returns 0 to proceed, 1 if --help was
