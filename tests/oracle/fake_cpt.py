@@ -9,6 +9,9 @@ the CLI contract those tests assume:
   cpt generate --model DIR --ids "1 2" --max-new N [--greedy] [--temperature X] [--print-ids]
   cpt convert --from hf|llama2c SRC --out DIR [--dtype f32|bf16]
 Usage errors exit 2 naming the option; bad model files exit 1 naming file and field.
+
+FAKE_CPT_BUG=<name> injects one known bug (see BUGS) so test_harness.py can show that each
+parity test notices it: a test that passes against a broken cpt is itself broken.
 """
 import argparse
 import json
@@ -20,6 +23,18 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import npref  # noqa: E402
+
+
+BUGS = {
+    "logits": "score: one logit off by 1e-3 of the max",
+    "loss_T": "score: loss averaged over T instead of T-1 predictions",
+    "greedy": "generate: the last generated id is wrong",
+    "bf16_trunc": "convert: bf16 by truncation instead of round-to-nearest-even",
+    "untie": "convert: drops tie_word_embeddings from config.json",
+    "noperm": "convert --from llama2c: q/k rows not permuted to the HF layout",
+    "exit0": "model errors exit 0 and print nothing",
+}
+BUG = os.environ.get("FAKE_CPT_BUG", "")
 
 
 class Usage(Exception):
@@ -75,6 +90,10 @@ def cmd_score(a):
         raise Usage("--ids: need at least 2 tokens to score")
     logits = npref.forward(cfg, w, ids)
     s, n = npref.shifted_ce(logits, ids)
+    if BUG == "loss_T":
+        n += 1
+    if BUG == "logits":
+        logits[len(ids) // 2, 0] += 1e-3 * np.abs(logits).max()
     if a.logits:
         np.save(a.logits, logits.astype(np.float32))
     print(json.dumps({"tokens": len(ids), "loss": s / n, "ppl": math.exp(s / n)}))
@@ -95,19 +114,25 @@ def cmd_generate(a):
         else:
             p = np.exp(npref.log_softmax(z / a.temperature))
             ids.append(int(rng.choice(len(p), p=p / p.sum())))
+    if BUG == "greedy" and a.max_new > 0:
+        ids[-1] = (ids[-1] + 1) % cfg["vocab_size"]
     print(" ".join(map(str, ids)))
 
 
 def cmd_convert(a):
     os.makedirs(a.out, exist_ok=True)
     if a.src_fmt == "llama2c":
-        cfg, t = npref.llama2c_read(a.src)
+        cfg, t = npref.llama2c_read(a.src, permute=(BUG != "noperm"))
     else:
         cfg = npref.load_config(a.src)
         with open(os.path.join(a.src, "config.json")) as f:
             cfg = json.load(f)  # keep every key of the source
         t, _ = npref.st_read(os.path.join(a.src, "model.safetensors"))
     cfg["torch_dtype"] = "bfloat16" if a.dtype == "bf16" else "float32"
+    if BUG == "untie":
+        cfg.pop("tie_word_embeddings", None)
+    if BUG == "bf16_trunc" and a.dtype == "bf16":
+        t = {k: (np.asarray(v, np.float32).view(np.uint32) & 0xFFFF0000).view(np.float32) for k, v in t.items()}
     npref.st_write(os.path.join(a.out, "model.safetensors"), t, "BF16" if a.dtype == "bf16" else "F32",
                    {"format": "pt"})
     with open(os.path.join(a.out, "config.json"), "w") as f:
@@ -129,6 +154,8 @@ def main(argv):
         sys.stderr.write("cpt %s: %s\n" % (argv[0], e))
         return 2
     except npref.ModelError as e:
+        if BUG == "exit0":
+            return 0
         sys.stderr.write("cpt %s: %s\n" % (argv[0], e))
         return 1
     return 0

@@ -215,7 +215,7 @@ def shifted_ce(logits, labels):
 
 
 # ---------------------------------------------------------------- llama2.c import
-def llama2c_read(path):
+def llama2c_read(path, permute=True):
     """Legacy (version 0) llama2.c checkpoint -> (config dict, HF-named float32 tensors).
     Header: 7 int32 (dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len);
     vocab_size < 0 means an untied classifier follows.  q/k rows are permuted from the
@@ -256,8 +256,8 @@ def llama2c_read(path):
         p = "model.layers.%d." % L
         t[p + "input_layernorm.weight"] = rms_att[L]
         t[p + "post_attention_layernorm.weight"] = rms_ffn[L]
-        t[p + "self_attn.q_proj.weight"] = perm(wq[L], nh)
-        t[p + "self_attn.k_proj.weight"] = perm(wk[L], nkv)
+        t[p + "self_attn.q_proj.weight"] = perm(wq[L], nh) if permute else wq[L]
+        t[p + "self_attn.k_proj.weight"] = perm(wk[L], nkv) if permute else wk[L]
         t[p + "self_attn.v_proj.weight"] = wv[L]
         t[p + "self_attn.o_proj.weight"] = wo[L]
         t[p + "mlp.gate_proj.weight"] = w1[L]
