@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """test_cli_errors.py: cpt rejects bad options and corrupt model directories with a clear message.
 
-cpt-test: needs-oracle
+Not marked needs-oracle on purpose: it builds the one small model it needs itself (in
+CPT_TMP, ~2 s), so it also runs in the ASan+UBSan pass, where corrupt inputs matter most.
 
 Usage errors: exit code 2 and a stderr message naming the offending option.  Corrupt model
 directories (a fixture copied to CPT_TMP and damaged): exit 1 or 2, never a signal, and
@@ -42,9 +43,12 @@ def main():
     have_score, have_gen = ou.has_command("score"), ou.has_command("generate")
     if not (have_score or have_gen):
         ou.skip("neither `cpt score` nor `cpt generate` is implemented yet")
-    fx = ou.fixtures()
     tmp = ou.tmpdir("cli_errors")
-    src = os.path.join(fx, FIXTURE, "model")
+    src = os.path.join(tmp, FIXTURE, "model")
+    import make_fixtures  # always rebuilt (~1 s): a stale copy must not outlive a generator change
+    arch, seed, kw = make_fixtures.CONFIGS[FIXTURE]
+    shutil.rmtree(os.path.join(tmp, FIXTURE), ignore_errors=True)
+    make_fixtures.make_model_fixture(tmp, FIXTURE, arch, seed, kw)
     ids_file = os.path.join(tmp, "ids.txt")
     with open(ids_file, "w") as f:
         f.write("1 2 3 4 5\n")
