@@ -27,6 +27,7 @@ LOGITS_TOL = 1e-5     # numpy f64 vs torch f32 (observed ~1e-6)
 LOSS_TOL = 1e-6       # relative
 FD_TOL = 1e-4         # |fd - grad| <= FD_TOL * (max |grad of that param| + 1e-3)
 FD_PER_PARAM = 3
+DIR_TOL = 1e-5        # |fd along u - <g, u>| / |g|_2 for a random unit u (observed ~1e-7)
 ADAMW_LOSS_TOL = 1e-5  # relative, per step
 ADAMW_PARAM_TOL = 1e-5  # rel, per final tensor
 
@@ -57,7 +58,7 @@ def check_model(ck, fx, name):
         return s_ / n_
 
     rng = np.random.default_rng(7)
-    worst = 0.0
+    worst = worst_dir = 0.0
     for pname, p in params.items():
         g = grads.get(pname)
         if g is None or not ck.check(g.shape == p.shape, "%s: grad.%s shape" % (name, pname)):
@@ -78,7 +79,24 @@ def check_model(ck, fx, name):
             err = abs(fd - g.reshape(-1)[i]) / (np.abs(g).max() + 1e-3)
             worst = max(worst, err)
             ck.check(err <= FD_TOL, "%s: grad.%s[%d] = %.6g, finite difference %.6g" % (name, pname, i, g.reshape(-1)[i], fd))
-    ou.log("  %-17s logits rel %.1e  loss %.6f  grads: %d params, worst FD rel %.1e" % (name, e or 0, s / n, len(grads), worst))
+        # directional derivative: one FD along a random unit direction u checks <g, u>, i.e. every
+        # entry at once (a single wrong entry shifts it by ~err/sqrt(n), far above FD noise)
+        u = rng.standard_normal(p.shape)
+        u /= np.linalg.norm(u)
+        old = p.copy()
+        h = 1e-6
+        p[...] = old + h * u
+        lp = loss_at()
+        p[...] = old - h * u
+        lm = loss_at()
+        p[...] = old
+        fd, dot = (lp - lm) / (2 * h), float((g.astype(np.float64) * u).sum())
+        derr = abs(fd - dot) / (np.linalg.norm(g) + 1e-6)
+        worst_dir = max(worst_dir, derr)
+        ck.check(derr <= DIR_TOL, "%s: grad.%s along a random direction: <g,u> = %.8g, finite difference %.8g"
+                 % (name, pname, dot, fd))
+    ou.log("  %-17s logits rel %.1e  loss %.6f  grads: %d params, worst FD rel %.1e, directional %.1e"
+           % (name, e or 0, s / n, len(grads), worst, worst_dir))
 
 
 def check_adamw(ck, fx, torch):
@@ -129,8 +147,8 @@ def check_adamw(ck, fx, torch):
                 p.sub_((lr / (1 - b1 ** t)) * m[k] / (v[k].sqrt() / math.sqrt(1 - b2 ** t) + eps))
     worst = 0.0
     for k, p in params:
-        e = ck.close(p.detach().numpy(), ref["final." + k].numpy(), ADAMW_PARAM_TOL, "adamw: final.%s" % k)
-        worst = max(worst, e or 0.0)
+        ck.close(p.detach().numpy(), ref["final." + k].numpy(), ADAMW_PARAM_TOL, "adamw: final.%s" % k)
+        worst = max(worst, ou.rel_err(p.detach().numpy(), ref["final." + k].numpy()))
     moved = max(ou.rel_err(ref["final." + k].numpy(), p0) for k, p0 in
                 npref.st_read(os.path.join(d, "model", "model.safetensors"))[0].items())
     ck.check(moved > 1e-3, "adamw: parameters barely moved (%.2g): the trajectory tests nothing" % moved)
