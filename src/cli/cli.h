@@ -16,7 +16,7 @@ int cpt_cmd_convert(int argc, char **argv);
 int cpt_parse_ids(const char *text, const char *label, int32_t **ids, size_t *n, cpt_err *err);
 
 /* Print "cpt <cmd>: error: <msg>" and return the exit code for a library status
- * (2 for invalid arguments, 1 otherwise). */
+ * (2 for invalid arguments and missing files named on the command line, 1 otherwise). */
 int cpt_cli_fail(const char *cmd, const cpt_err *err);
 
 #endif

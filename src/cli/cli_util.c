@@ -49,5 +49,5 @@ int cpt_parse_ids(const char *text, const char *label, int32_t **ids, size_t *n,
 
 int cpt_cli_fail(const char *cmd, const cpt_err *err) {
     fprintf(stderr, "cpt %s: error: %s\n", cmd, err->msg[0] ? err->msg : cpt_status_str(err->code));
-    return err->code == CPT_EINVAL ? 2 : 1;
+    return (err->code == CPT_EINVAL || err->code == CPT_ENOTFOUND) ? 2 : 1;
 }

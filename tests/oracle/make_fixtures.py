@@ -39,7 +39,7 @@ DIR/adamw/: a training trajectory on the llama_gqa_tied shape (seed ADAMW_SEED).
             (HF's num_items_in_batch convention; NOT the mean of per-micro-batch means)
     grads = d loss / d params, accumulated over the micro-batches
     grad_norm = sqrt(sum over all params of sum g^2); torch.nn.utils.clip_grad_norm_
-            (max_norm=0.5): g *= 0.5 / (grad_norm + 1e-6) if that factor is < 1
+            (max_norm=7.0, so some steps clip and some do not): g *= 0.5 / (grad_norm + 1e-6) if that factor is < 1
     torch.optim.AdamW(lr=1e-3, betas=(0.9, 0.95), eps=1e-8), constant LR, two groups:
             weight_decay 0.1 for params with ndim >= 2, 0.0 for 1-D (norms, biases).
             Per element, step t (1-based):  p *= 1 - lr*wd;  m = b1*m + (1-b1)*g;
@@ -61,13 +61,13 @@ from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralFo
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import qwen3_compat  # noqa: E402
 
-FIXTURE_VERSION = "cpt-oracle-fixtures 1 (torch %s, transformers %s)" % (
+FIXTURE_VERSION = "cpt-oracle-fixtures 2 (torch %s, transformers %s)" % (
     torch.__version__.split("+")[0], transformers.__version__)
 
 B, T = 2, 13
 INIT_RANGE = 0.2
 ADAMW_SEED = 4242
-ADAMW = dict(lr=1e-3, beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1, max_norm=0.5, accum=2, steps=10)
+ADAMW = dict(lr=1e-3, beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1, max_norm=7.0, accum=2, steps=10)
 
 _COMMON = dict(hidden_act="silu", rms_norm_eps=1e-5, rope_theta=10000.0, max_position_embeddings=64,
                initializer_range=INIT_RANGE, pad_token_id=None, bos_token_id=1, eos_token_id=2,
