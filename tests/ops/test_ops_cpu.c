@@ -1,8 +1,8 @@
 /* test_ops_cpu.c: every shipped fp32 CPU kernel (cpt_<op>_*) against its float64
  * reference (cpt_ref_*, itself checked by test_ops_fd.c) at odd sizes, forward and
- * backward, with NaN sentinels around every output, plus AdamW against the methods.md
- * 3.1 test vector, cpt_sumsq against a double loop, and bitwise determinism across
- * thread counts for the kernels that promise it. Not a performance test.
+ * backward, with NaN sentinels around every output, plus cpt_sumsq against a double
+ * loop, and bitwise determinism across thread counts for the kernels that promise it.
+ * AdamW has its own file (test_ops_adamw.c). Not a performance test.
  *
  * Tolerances (per tensor: max_i |got_i - ref_i| / max_i |ref_i|):
  *   forward  FWD_TOL = 1e-5   (fp32 accumulation over K <= 260 and expf: ~1e-6 seen)
@@ -396,52 +396,6 @@ static void test_xent(int N, int D, int V, int ignore_every) {
     free(tg), free(hfd), free(Wd), free(dhr), free(dWr), free(zr), free(lr), free(W0), free(eW);
 }
 
-/* ------------------------------------------------------------------ adamw */
-static void test_adamw_vector(void) {
-    /* methods.md 3.1 [CMP]: lr=1e-3, betas (0.9, 0.999), eps=1e-8, wd=0.1, p0=1,
-     * grads 0.5, -0.25, 0.1. Values in float64; fp32 must be within 2 ulp near 1. */
-    static const double want_p[3] = {0.998900000020, 0.998533772987, 0.998118676053};
-    static const float gs[3] = {0.5f, -0.25f, 0.1f};
-    float p = 1.0f, m = 0.0f, v = 0.0f;
-    for (int t = 1; t <= 3; t++) {
-        double bc1 = 1.0 - pow(0.9, t), bc2 = 1.0 - pow(0.999, t);
-        cpt_adamw_update(&p, &gs[t - 1], &m, &v, 1, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.1f, bc1, bc2);
-        CHECKF(fabs(p - want_p[t - 1]) <= 2 * 0x1p-24, "adamw step %d: p %.12f, want %.12f", t, p, want_p[t - 1]);
-    }
-    CHECKF(fabs(m - 0.028) <= 2e-7 * 0.028, "adamw m after 3 steps: %.9g, want 0.028", m);
-    CHECKF(fabs(v - 3.2193775e-4) <= 2e-7 * 3.2193775e-4, "adamw v after 3 steps: %.9g, want 3.2193775e-4", v);
-    fprintf(stderr, "  adamw test vector: p=%.12f m=%.9g v=%.9g\n", p, m, v);
-}
-
-static void test_adamw_random(size_t n) {
-    /* Five steps on n odd entries against the methods.md 3.1 formula evaluated in
-     * float64 with the hyper-parameters as the user wrote them (Python floats, as
-     * torch receives them), so fp32 rounding of any derived scalar shows up. */
-    float *p = grand(n, 1), *m = ou_galloc(n), *v = ou_galloc(n), *g = OU_ALLOC(float, n);
-    memset(m, 0, sizeof(float) * n), memset(v, 0, sizeof(float) * n);
-    double *pd = to_d(p, n), *md = OU_ALLOC(double, n), *vd = OU_ALLOC(double, n);
-    memset(md, 0, sizeof(double) * n), memset(vd, 0, sizeof(double) * n);
-    const double b1 = 0.9, b2 = 0.999, eps = 1e-8, wd = 0.1;
-    for (int t = 1; t <= 5; t++) {
-        double lr = 3e-4 * t, bc1 = 1 - pow(b1, t), bc2 = 1 - pow(b2, t);
-        ou_fill_f(g, n, 0.01f);
-        cpt_adamw_update(p, g, m, v, n, (float)lr, (float)b1, (float)b2, (float)eps, (float)wd, bc1, bc2);
-        for (size_t i = 0; i < n; i++) {
-            double gi = g[i];
-            pd[i] *= 1 - lr * wd;
-            md[i] = b1 * md[i] + (1 - b1) * gi;
-            vd[i] = b2 * vd[i] + (1 - b2) * gi * gi;
-            pd[i] -= (lr / bc1) * md[i] / (sqrt(vd[i]) / sqrt(bc2) + eps);
-        }
-    }
-    /* p moves ~1e-3 per step from O(1): 1e-6 of max|p| is ~10 fp32 ulps. */
-    chk("adamw n1001 5 steps", "p", p, pd, n, 1e-6);
-    chk("adamw n1001 5 steps", "m", m, md, n, 1e-6);
-    chk("adamw n1001 5 steps", "v", v, vd, n, 1e-6);
-    chk_guard("adamw", "p", p, n), chk_guard("adamw", "m", m, n), chk_guard("adamw", "v", v, n);
-    ou_gfree(p), ou_gfree(m), ou_gfree(v), free(g), free(pd), free(md), free(vd);
-}
-
 /* ------------------------------------------------------------------ helpers */
 static void test_vec_helpers(void) {
     static const size_t sizes[] = {0, 1, 4097, (size_t)256 * 4096 + 4099}; /* last: >256 blocks */
@@ -586,8 +540,6 @@ int main(void) {
     test_xent(7, 13, 11, 1);        /* every target ignored */
     test_xent(131, 7, 32771, 5);    /* V > 32k: two row chunks (127 + 4) */
 
-    test_adamw_vector();
-    test_adamw_random(1001);
     test_vec_helpers();
     test_determinism();
     TEST_END();
