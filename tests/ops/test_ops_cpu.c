@@ -336,14 +336,11 @@ static void test_xent(int N, int D, int V, int ignore_every) {
     snprintf(op, sizeof op, "xent N%d D%d V%d", N, D, V);
     size_t nh = (size_t)N * D, nw = (size_t)V * D, nz = (size_t)N * V;
     int32_t *tg = OU_ALLOC(int32_t, N);
+    for (int i = 0; i < N; i++) /* ignore_every == 1: every target ignored */
+        tg[i] = ignore_every && i % ignore_every == (ignore_every > 1) ? -100 : (int32_t)(ou_next() % (uint64_t)V);
+    if (ignore_every != 1) tg[0] = V - 1; /* the last class */
     long long valid = 0;
-    for (int i = 0; i < N; i++) {
-        tg[i] = ignore_every && i % ignore_every == 1 ? -100 : (int32_t)(ou_next() % (uint64_t)V);
-        valid += tg[i] >= 0;
-    }
-    if (ignore_every == 1) /* all ignored */
-        for (int i = 0; i < N; i++) tg[i] = -1, valid = 0;
-    if (N > 1 && ignore_every != 1) tg[N - 1] = V - 1; /* the last class */
+    for (int i = 0; i < N; i++) valid += tg[i] >= 0;
     float gs = valid ? 1.0f / (float)valid : 1.0f;
     float *hf = grand(nh, 1), *W = grand(nw, 1);
     double *hfd = to_d(hf, nh), *Wd = to_d(W, nw);
