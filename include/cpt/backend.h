@@ -33,8 +33,8 @@ typedef struct cpt_backend {
     double (*xent_fwd_bwd)(float *dhf, float *dW, float *logits_out, float *losses_out, const float *hf,
                            const float *W, const int32_t *targets, int N, int D, int V, float grad_scale,
                            long long *n_valid);
-    void (*adamw_update)(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1,
-                         float b2, float eps, float wd, double bc1, double bc2);
+    void (*adamw_update)(float *p, const float *g, float *m, float *v, size_t n, float lr, double b1,
+                         double b2, float eps, float wd, double bc1, double bc2);
     double (*sumsq)(const float *x, size_t n);
     void (*scale)(float *x, size_t n, float s);
     void (*add_inplace)(float *y, const float *x, size_t n);

@@ -103,8 +103,8 @@ double cpt_ref_xent(double *dhf, double *dW, const double *hf, const double *W, 
 /* ---- AdamW, exactly torch.optim.AdamW (methods.md 3.1), one tensor ----
  * p *= (1 - lr*wd); m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2;
  * p -= (lr/bc1) * m / (sqrt(v)/sqrt(bc2) + eps), with bc1 = 1-b1^t, bc2 = 1-b2^t. */
-void cpt_adamw_update(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1,
-                      float b2, float eps, float wd, double bc1, double bc2);
+void cpt_adamw_update(float *p, const float *g, float *m, float *v, size_t n, float lr, double b1,
+                      double b2, float eps, float wd, double bc1, double bc2);
 
 /* ---- small vector helpers ---- */
 double cpt_sumsq(const float *x, size_t n); /* deterministic for a fixed thread count */

@@ -4,23 +4,25 @@
 
 #include "cpt/ops.h"
 
-void cpt_adamw_update(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1,
-                      float b2, float eps, float wd, double bc1, double bc2) {
+void cpt_adamw_update(float *p, const float *g, float *m, float *v, size_t n, float lr, double b1,
+                      double b2, float eps, float wd, double bc1, double bc2) {
     /* torch: param.mul_(1 - lr*wd); exp_avg.lerp_(grad, 1-b1);
      * exp_avg_sq.mul_(b2).addcmul_(grad, grad, value=1-b2);
      * denom = exp_avg_sq.sqrt() / sqrt(bc2) + eps; param.addcdiv_(exp_avg, denom, -lr/bc1).
-     * Python-float scalars are computed in double and applied as fp32. */
+     * Python-float scalars (1-b1, 1-b2, lr*wd, lr/bc1) are computed in double and applied
+     * as fp32; b1, b2 therefore arrive as double: fp32(1 - 0.999) != 1 - fp32(0.999). */
     float decay = (float)(1.0 - (double)lr * (double)wd);
     float w1 = (float)(1.0 - (double)b1);
     float w2 = (float)(1.0 - (double)b2);
     float bc2s = (float)sqrt(bc2);
+    float b2f = (float)b2;
     float step = (float)(-(double)lr / bc1);
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) {
         float gi = g[i];
         float pi = p[i] * decay;
         float mi = m[i] + w1 * (gi - m[i]);
-        float vi = v[i] * b2 + w2 * gi * gi;
+        float vi = v[i] * b2f + w2 * gi * gi;
         float denom = sqrtf(vi) / bc2s + eps;
         p[i] = pi + step * (mi / denom);
         m[i] = mi;

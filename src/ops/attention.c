@@ -11,6 +11,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "cpt/common.h"
 #include "cpt/ops.h"
 
 static inline int visible(const int32_t *seg, int b, int T, int i, int j) {
@@ -56,6 +57,7 @@ void cpt_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const floa
 #pragma omp parallel
     {
         float *dS = malloc(sizeof(float) * (size_t)T * T);
+        CPT_ASSERT(dS != NULL); /* scratch of T*T floats per thread */
 #pragma omp for schedule(static)
         for (int bg = 0; bg < B * KV; bg++) {
             int b = bg / KV, g = bg % KV;

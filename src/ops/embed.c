@@ -3,6 +3,7 @@
  * summed in a fixed order (deterministic for any thread count). */
 #include <string.h>
 
+#include "cpt/common.h"
 #include "cpt/ops.h"
 
 void cpt_embed_fwd(float *x, const float *E, const int32_t *ids, int N, int D) {
@@ -11,7 +12,7 @@ void cpt_embed_fwd(float *x, const float *E, const int32_t *ids, int N, int D) {
 }
 
 void cpt_embed_bwd(float *dE, const float *dx, const int32_t *ids, int N, int D, int V) {
-    (void)V;
+    for (int n = 0; n < N; n++) CPT_ASSERT(ids[n] >= 0 && ids[n] < V);
 #pragma omp parallel for schedule(static)
     for (int d0 = 0; d0 < D; d0 += 32) {
         int d1 = d0 + 32 < D ? d0 + 32 : D;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpt/common.h"
 #include "cpt/ops.h"
 
 double cpt_xent_fwd_bwd(float *dhf, float *dW, float *logits_out, float *losses_out, const float *hf,
@@ -17,6 +18,7 @@ double cpt_xent_fwd_bwd(float *dhf, float *dW, float *logits_out, float *losses_
     if (C < 1) C = 1;
     if (C > N) C = N;
     float *z = logits_out ? NULL : malloc(sizeof(float) * (size_t)C * V);
+    CPT_ASSERT(logits_out || z);
     double total = 0.0;
     long long valid = 0;
     for (int r0 = 0; r0 < N; r0 += C) {
@@ -28,10 +30,12 @@ double cpt_xent_fwd_bwd(float *dhf, float *dW, float *logits_out, float *losses_
         long long chunk_valid = 0;
         /* Per-row losses go to a small array so the sum order is fixed. */
         double *rl = malloc(sizeof(double) * (size_t)rows);
+        CPT_ASSERT(rl != NULL);
 #pragma omp parallel for schedule(static)
         for (int r = 0; r < rows; r++) {
             float *zr = zc + (size_t)r * V;
             int t = targets ? targets[r0 + r] : -1;
+            CPT_ASSERT(t < V);
             rl[r] = 0.0;
             if (t < 0) {
                 if (losses_out) losses_out[r0 + r] = 0.0f;
@@ -66,6 +70,7 @@ double cpt_xent_fwd_bwd(float *dhf, float *dW, float *logits_out, float *losses_
             float *tmp = NULL;
             if (logits_out) {
                 tmp = malloc(sizeof(float) * (size_t)rows * V);
+                CPT_ASSERT(tmp != NULL);
                 for (int r = 0; r < rows; r++) {
                     const float *zr = zc + (size_t)r * V;
                     float *dr = tmp + (size_t)r * V;

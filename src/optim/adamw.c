@@ -40,7 +40,7 @@ void cpt_adamw_step(cpt_adamw *o, cpt_model *m, const float *grads, const cpt_ad
         double tlr = lr * (lr_mult ? lr_mult[i] : 1.0);
         double wd = t->decay ? cfg->weight_decay : 0.0;
         be->adamw_update(m->params + t->off, grads + t->off, o->m + t->off, o->v + t->off, t->numel, (float)tlr,
-                         (float)cfg->beta1, (float)cfg->beta2, (float)cfg->eps, (float)wd, bc1, bc2);
+                         cfg->beta1, cfg->beta2, (float)cfg->eps, (float)wd, bc1, bc2);
     }
 }
 
