@@ -43,4 +43,10 @@ typedef struct cpt_backend {
 /* The CPU backend (OpenMP + BLAS). */
 const cpt_backend *cpt_backend_cpu(void);
 
+/* Call first thing in main() of an executable: on CPUs with AVX-512 it re-executes the
+ * program once with OPENBLAS_CORETYPE=SkylakeX (unless that variable is already set),
+ * because OpenBLAS 0.3.21 reads it only when it loads and otherwise runs its AVX2
+ * kernels here (bench/blas_pick.c: 1.7-4x slower on LM-head and attention shapes). */
+void cpt_backend_cpu_select_core(char **argv);
+
 #endif

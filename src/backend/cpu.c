@@ -3,6 +3,9 @@
 
 #include "cpt/common.h"
 
+#include <stdlib.h>
+#include <unistd.h>
+
 static int cpu_supports(const char *op) {
     (void)op;
     return 1;
@@ -33,3 +36,19 @@ static const cpt_backend cpu_backend = {
 };
 
 const cpt_backend *cpt_backend_cpu(void) { return &cpu_backend; }
+
+void cpt_backend_cpu_select_core(char **argv) {
+#if defined(__x86_64__)
+    if (getenv("OPENBLAS_CORETYPE") || getenv("CPT_NO_REEXEC")) return;
+    __builtin_cpu_init();
+    if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+          __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")))
+        return;
+    setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
+    setenv("CPT_NO_REEXEC", "1", 1);
+    execv("/proc/self/exe", argv);
+    /* exec failed: carry on with the default kernels */
+#else
+    (void)argv;
+#endif
+}

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cpt/backend.h"
 
 static const struct {
     const char *name;
@@ -15,26 +16,6 @@ static const struct {
     {"generate", cpt_cmd_generate, "generate tokens with a KV cache (greedy or sampled)"},
     {"convert", cpt_cmd_convert, "convert llama2.c or HF checkpoints to a HF directory"},
 };
-
-/* OpenBLAS 0.3.21 does not know this AVX-512 EPYC and falls back to its AVX2
- * (Haswell) kernels; its SkylakeX kernels are 1.7-4x faster on our LM-head and
- * attention shapes (bench/blas_pick.c). The core type is read when the library
- * loads, so it has to be in the environment before exec: re-exec once. */
-static void select_blas_core(char **argv) {
-#if defined(__x86_64__)
-    if (getenv("OPENBLAS_CORETYPE") || getenv("CPT_NO_REEXEC")) return;
-    __builtin_cpu_init();
-    if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-          __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")))
-        return;
-    setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
-    setenv("CPT_NO_REEXEC", "1", 1);
-    execv("/proc/self/exe", argv);
-    /* exec failed: carry on with the default kernels */
-#else
-    (void)argv;
-#endif
-}
 
 static void usage(FILE *out) {
     fprintf(out, "usage: cpt <command> [options]\n\ncommands:\n");
@@ -58,7 +39,7 @@ int main(int argc, char **argv) {
     }
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
         if (!strcmp(argv[1], COMMANDS[i].name)) {
-            select_blas_core(argv);
+            cpt_backend_cpu_select_core(argv);
             return COMMANDS[i].fn(argc - 1, argv + 1);
         }
     fprintf(stderr, "cpt: unknown command '%s'\n", argv[1]);

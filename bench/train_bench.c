@@ -1,0 +1,99 @@
+/* train_bench.c: throughput of full training steps (forward + backward + clip + AdamW)
+ * on random-init models of real shapes; prints one JSON line like the PyTorch peer
+ * (../shared/bench/peer_torch_llama.py) plus MFU against the measured FMA peak and
+ * peak RSS. bench/run_train_bench.sh runs both side by side.
+ * Usage: train_bench --shape stories15m|smollm135m|tiny [--seq T] [--batch B] [--steps S] [--threads N] */
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench_util.h"
+#include "cpt/backend.h"
+#include "cpt/optim.h"
+
+typedef struct { const char *name; int dim, layers, heads, kv, ffn, vocab, tied; } shape;
+static const shape SHAPES[] = {
+    {"tiny", 64, 2, 4, 4, 172, 512, 0},
+    {"stories15m", 288, 6, 6, 6, 768, 32000, 0},
+    {"stories110m", 768, 12, 12, 12, 2048, 32000, 0},
+    {"smollm135m", 576, 30, 9, 3, 1536, 49152, 1},
+};
+
+int main(int argc, char **argv) {
+    cpt_backend_cpu_select_core(argv);
+    const char *sname = "stories15m";
+    int T = 256, B = 4, steps = 5, threads = 2;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--shape")) sname = argv[i + 1];
+        else if (!strcmp(argv[i], "--seq")) T = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--batch")) B = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--steps")) steps = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
+        else { fprintf(stderr, "train_bench: unknown option %s\n", argv[i]); return 2; }
+    }
+    const shape *s = NULL;
+    for (size_t i = 0; i < sizeof SHAPES / sizeof SHAPES[0]; i++)
+        if (!strcmp(SHAPES[i].name, sname)) s = &SHAPES[i];
+    if (!s || T < 2 || B < 1 || steps < 1 || threads < 1) { fprintf(stderr, "train_bench: bad arguments\n"); return 2; }
+    omp_set_num_threads(threads);
+    cpt_config c;
+    memset(&c, 0, sizeof c);
+    c.arch = CPT_ARCH_LLAMA;
+    snprintf(c.architecture, sizeof c.architecture, "LlamaForCausalLM");
+    snprintf(c.model_type, sizeof c.model_type, "llama");
+    c.vocab_size = s->vocab, c.hidden_size = s->dim, c.n_layers = s->layers, c.n_heads = s->heads;
+    c.n_kv_heads = s->kv, c.head_dim = s->dim / s->heads, c.intermediate_size = s->ffn, c.max_pos = T;
+    c.rms_eps = 1e-5, c.rope_theta = 10000, c.partial_rotary_factor = 1, c.tie_embeddings = s->tied;
+    c.bos_id = c.eos_id = -1;
+    cpt_err err = {0};
+    cpt_model *m = NULL;
+    cpt_adamw *opt = NULL;
+    cpt_acts *acts = NULL;
+    if (cpt_model_create(&m, &c, &err) || cpt_adamw_create(&opt, m, &err) || cpt_acts_create(&acts, m, B, T, 1, &err)) {
+        fprintf(stderr, "train_bench: %s\n", err.msg);
+        return 1;
+    }
+    cpt_model_init_random(m, 0, 0.02f);
+    size_t nparam = 0;
+    for (int i = 0; i < m->n_tensors; i++) nparam += m->tensors[i].numel;
+    float *grads = cpt_alloc_aligned(sizeof(float) * m->n_params);
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)B * T), *tg = malloc(sizeof(int32_t) * (size_t)B * T);
+    uint64_t r = 12345;
+    for (int i = 0; i < B * T; i++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        ids[i] = (int32_t)((r >> 33) % (uint64_t)s->vocab);
+    }
+    for (int i = 0; i < B * T; i++) tg[i] = (i % T == T - 1) ? -1 : ids[i + 1];
+    cpt_adamw_cfg oc = {1e-4, 0.9, 0.999, 1e-8, 0.01};
+    double loss = 0;
+    double t0 = 0;
+    for (int st = 0; st <= steps; st++) { /* step 0 is warm-up */
+        if (st == 1) t0 = cpt_now();
+        memset(grads, 0, sizeof(float) * m->n_params);
+        cpt_batch b = {B, T, ids, tg, NULL, NULL};
+        double ls = 0;
+        long long nv = 0;
+        if (cpt_model_step(m, acts, &b, grads, 1.0f / (float)(B * (T - 1)), NULL, &ls, &nv, NULL, &err)) {
+            fprintf(stderr, "train_bench: %s\n", err.msg);
+            return 1;
+        }
+        cpt_grad_clip(m, grads, 1.0);
+        cpt_adamw_step(opt, m, grads, &oc, oc.lr, NULL, NULL);
+        loss = ls / (double)nv;
+    }
+    double dt = (cpt_now() - t0) / steps, tok = (double)B * T;
+    double g6n = 6.0 * (double)nparam * tok / dt / 1e9;
+    double peak = cpt_bench_fma_peak_impl(threads);
+    printf("{\"impl\": \"cpt\", \"shape\": \"%s\", \"params\": %zu, \"seq\": %d, \"batch\": %d, \"threads\": %d, "
+           "\"step_s\": %.4f, \"tokens_per_s\": %.1f, \"gflops_6N\": %.1f, \"fma_peak_gflops\": %.1f, \"mfu\": %.3f, "
+           "\"peak_rss_mib\": %.0f, \"activations_mib\": %.0f, \"last_loss\": %.4f, \"blas_core\": \"%s\"}\n",
+           s->name, nparam, T, B, threads, dt, tok / dt, g6n, peak, g6n / peak, cpt_bench_peak_rss_mib(),
+           (double)cpt_acts_bytes(acts) / 1048576.0, loss, getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "default");
+    free(ids), free(tg);
+    cpt_free_aligned(grads);
+    cpt_acts_free(acts);
+    cpt_adamw_free(opt);
+    cpt_model_free(m);
+    return 0;
+}
