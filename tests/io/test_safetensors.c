@@ -363,6 +363,37 @@ static void test_round_trip(void) {
     cpt_err e6 = {0};
     CHECK(cpt_st_write(tpath("bad.safetensors"), &bad, 1, NULL, &e6) == CPT_EINVAL);
     CHECK(!cpt_is_file(tpath("bad.safetensors")));
+    /* I/O failure: a missing directory is CPT_EIO naming the path, and leaves nothing */
+    cpt_err e7 = {0};
+    CHECK(cpt_st_write(tpath("no-such-dir/x.safetensors"), w, 1, NULL, &e7) == CPT_EIO);
+    CHECK(strstr(e7.msg, "no-such-dir/x.safetensors") != NULL);
+    CHECK(!cpt_is_dir(tpath("no-such-dir")));
+
+    /* big tensors take the multi-threaded conversion path (>= 65536 elements) */
+    enum { NB = 300001 };
+    float *src = malloc(NB * sizeof *src), *back = malloc(NB * sizeof *back);
+    for (size_t i = 0; i < NB; i++) src[i] = gen_value(i, 5, 1) * (float)(1 + i % 97);
+    static const cpt_dtype bdt[3] = {CPT_DT_BF16, CPT_DT_F16, CPT_DT_F32};
+    for (int k = 0; k < 3; k++) {
+        cpt_st_wtensor wb = {.name = "big", .dtype = bdt[k], .ndim = 2, .shape = {1, NB}, .src_f32 = src};
+        CHECK_OK(cpt_st_write(tpath("big.safetensors"), &wb, 1, NULL, &err), &err);
+        cpt_st_file *fb = NULL;
+        CHECK_OK(cpt_st_open(&fb, tpath("big.safetensors"), &err), &err);
+        if (!fb) continue;
+        CHECK_OK(cpt_st_read_f32(fb, cpt_st_get(fb, 0), back, &err), &err);
+        size_t bad = 0;
+        for (size_t i = 0; i < NB; i++) {
+            float want = bdt[k] == CPT_DT_BF16  ? cpt_bf16_to_f32(cpt_f32_to_bf16(src[i]))
+                         : bdt[k] == CPT_DT_F16 ? cpt_f16_to_f32(cpt_f32_to_f16(src[i]))
+                                                : src[i];
+            bad += f2u(back[i]) != f2u(want);
+        }
+        CHECKF(bad == 0, "big %s: %zu elements differ", cpt_dtype_name(bdt[k]), bad);
+        cpt_st_close(fb);
+    }
+    free(src);
+    free(back);
+
     /* an empty file (no tensors) is valid */
     CHECK_OK(cpt_st_write(tpath("none.safetensors"), NULL, 0, NULL, &err), &err);
     CHECK_OK(cpt_st_open(&f, tpath("none.safetensors"), &err), &err);
