@@ -76,7 +76,9 @@ const char *cpt_st_path(const cpt_st_file *f);
 const char *cpt_st_metadata(const cpt_st_file *f, const char *key);
 
 /* Convert a F32/F16/BF16/F64 tensor to fp32 (n = numel elements). Other dtypes
- * are CPT_EUNSUPPORTED with the tensor and file named. */
+ * are CPT_EUNSUPPORTED with the tensor and file named. `t` must be one of `f`'s
+ * tensors (asserted); dst holds numel floats (may be NULL when numel is 0). bf16/f16
+ * widen exactly, F64 rounds to nearest. Tensors of 65536+ elements use OpenMP threads. */
 int cpt_st_read_f32(const cpt_st_file *f, const cpt_st_tensor *t, float *dst, cpt_err *err);
 
 /* A set of files: a model directory with model.safetensors, or with
@@ -92,7 +94,9 @@ typedef struct cpt_st_set cpt_st_set;
 int cpt_st_set_open(cpt_st_set **out, const char *dir, cpt_err *err);
 void cpt_st_set_close(cpt_st_set *s);
 size_t cpt_st_set_count(const cpt_st_set *s);
-/* i-th tensor across all files (order: file order, then header order). */
+/* i-th tensor across all files (order: file order, then header order). `file`, if not
+ * NULL, receives the file holding it (needed for cpt_st_read_f32); find returns NULL
+ * (and *file = NULL) for an unknown name. */
 const cpt_st_tensor *cpt_st_set_get(const cpt_st_set *s, size_t i, const cpt_st_file **file);
 const cpt_st_tensor *cpt_st_set_find(const cpt_st_set *s, const char *name, const cpt_st_file **file);
 
