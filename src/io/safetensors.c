@@ -415,7 +415,10 @@ const char *cpt_st_metadata(const cpt_st_file *f, const char *key) {
     return NULL;
 }
 
-/* Offsets are only byte-aligned, so every element is fetched with memcpy. */
+/* Offsets are only byte-aligned, so every element is fetched with memcpy. Large tensors
+ * (checkpoint loads: hundreds of MB of bf16) are converted by the OpenMP team; the
+ * threshold keeps small tensors off the thread pool. */
+#define ST_PAR_MIN (1u << 16)
 int cpt_st_read_f32(const cpt_st_file *f, const cpt_st_tensor *t, float *dst, cpt_err *err) {
     CPT_ASSERT(f && t);
     CPT_ASSERT((uintptr_t)t >= (uintptr_t)f->t && (uintptr_t)t < (uintptr_t)(f->t + f->n));
@@ -426,6 +429,7 @@ int cpt_st_read_f32(const cpt_st_file *f, const cpt_st_tensor *t, float *dst, cp
         if (n) memcpy(dst, p, n * 4);
         return CPT_OK;
     case CPT_DT_BF16:
+#pragma omp parallel for schedule(static) if (n >= ST_PAR_MIN)
         for (size_t i = 0; i < n; i++) {
             uint16_t h;
             memcpy(&h, p + 2 * i, 2);
@@ -433,6 +437,7 @@ int cpt_st_read_f32(const cpt_st_file *f, const cpt_st_tensor *t, float *dst, cp
         }
         return CPT_OK;
     case CPT_DT_F16:
+#pragma omp parallel for schedule(static) if (n >= ST_PAR_MIN)
         for (size_t i = 0; i < n; i++) {
             uint16_t h;
             memcpy(&h, p + 2 * i, 2);
@@ -440,6 +445,7 @@ int cpt_st_read_f32(const cpt_st_file *f, const cpt_st_tensor *t, float *dst, cp
         }
         return CPT_OK;
     case CPT_DT_F64:
+#pragma omp parallel for schedule(static) if (n >= ST_PAR_MIN)
         for (size_t i = 0; i < n; i++) {
             double d;
             memcpy(&d, p + 8 * i, 8);

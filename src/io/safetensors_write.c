@@ -238,23 +238,35 @@ static int remove_stale(const char *dir, const char *name, cpt_err *err) {
 
 /* Shard assignment, identical to huggingface_hub's split_state_dict_into_shards_factory
  * (used by transformers 4.46 save_pretrained): walk tensors in order; a tensor larger
- * than the limit gets a shard of its own, appended immediately; otherwise it joins the
- * current shard unless that would exceed the limit, which closes the current shard. */
+ * than the limit becomes a shard of its own at once; otherwise it joins the open shard
+ * unless that would exceed the limit, which closes the open shard first. Shards are
+ * numbered in the order they are closed, so an oversized tensor's shard comes before
+ * the open shard it interrupted (the test checks this against huggingface_hub). */
 static size_t plan_shards(const uint64_t *bytes, size_t n, uint64_t max, size_t *shard_of) {
-    size_t nshards = 0, cur = (size_t)-1; /* index of the open shard, none yet */
+    const size_t open = SIZE_MAX; /* member of the shard still being filled */
+    size_t nshards = 0, first = 0, members = 0; /* open shard: members, none before `first` */
     uint64_t cur_size = 0;
     for (size_t i = 0; i < n; i++) {
         if (bytes[i] > max) {
             shard_of[i] = nshards++;
             continue;
         }
-        if (cur != (size_t)-1 && cur_size + bytes[i] > max) {
-            cur = (size_t)-1;
+        if (members && cur_size + bytes[i] > max) {
+            for (size_t j = first; j < i; j++)
+                if (shard_of[j] == open) shard_of[j] = nshards;
+            nshards++;
+            members = 0;
             cur_size = 0;
         }
-        if (cur == (size_t)-1) cur = nshards++;
-        shard_of[i] = cur;
+        if (!members) first = i;
+        shard_of[i] = open;
+        members++;
         cur_size += bytes[i];
+    }
+    if (members) {
+        for (size_t j = first; j < n; j++)
+            if (shard_of[j] == open) shard_of[j] = nshards;
+        nshards++;
     }
     return nshards;
 }
