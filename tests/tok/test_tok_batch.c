@@ -30,7 +30,7 @@ static int run_batch(const char *tok_path, const char *in_path, const char *out_
         return 2;
     }
     json_error_t je;
-    json_t *in = json_load_file(in_path, 0, &je);
+    json_t *in = json_load_file(in_path, JSON_ALLOW_NUL, &je);
     json_t *texts = in ? json_object_get(in, "texts") : NULL;
     if (!json_is_array(texts)) {
         fprintf(stderr, "%s: bad input: %s\n", in_path, je.text);
