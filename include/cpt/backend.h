@@ -1,0 +1,46 @@
+/* cpt/backend.h: the compute backend as a small table of function pointers.
+ * The model and the trainer call kernels only through this table, so a CUDA backend
+ * slots in by filling the same table (device pointers in, device pointers out) with no
+ * change to the trainer. `supports` lets a backend decline an op/shape (ggml-style). */
+#ifndef CPT_BACKEND_H
+#define CPT_BACKEND_H
+
+#include "cpt/ops.h"
+
+typedef struct cpt_backend {
+    const char *name;
+    void *(*alloc)(size_t bytes); /* zeroed; NULL on failure */
+    void (*free)(void *p);
+    int (*supports)(const char *op);
+    void (*linear_fwd)(float *y, const float *x, const float *W, const float *b, int N, int K, int O);
+    void (*linear_bwd)(float *dx, float *dW, float *db, const float *dy, const float *x, const float *W,
+                       int N, int K, int O, int accum_dx);
+    void (*rmsnorm_fwd)(float *y, float *rstd, const float *x, const float *w, int N, int D, float eps);
+    void (*rmsnorm_bwd)(float *dx, float *dw, const float *dy, const float *x, const float *w,
+                        const float *rstd, int N, int D, int accum_dx);
+    void (*rope_fwd)(float *x, const float *cos_t, const float *sin_t, const int32_t *pos, int N, int nh,
+                     int hd, int rot);
+    void (*rope_bwd)(float *dx, const float *cos_t, const float *sin_t, const int32_t *pos, int N, int nh,
+                     int hd, int rot);
+    void (*attn_fwd)(float *out, float *P, const float *q, const float *k, const float *v,
+                     const int32_t *seg, int B, int T, int H, int KV, int hd, float scale);
+    void (*attn_bwd)(float *dq, float *dk, float *dv, const float *dout, const float *P, const float *q,
+                     const float *k, const float *v, int B, int T, int H, int KV, int hd, float scale);
+    void (*swiglu_fwd)(float *h, const float *g, const float *u, size_t n);
+    void (*swiglu_bwd)(float *dg, float *du, const float *dh, const float *g, const float *u, size_t n);
+    void (*embed_fwd)(float *x, const float *E, const int32_t *ids, int N, int D);
+    void (*embed_bwd)(float *dE, const float *dx, const int32_t *ids, int N, int D, int V);
+    double (*xent_fwd_bwd)(float *dhf, float *dW, float *logits_out, float *losses_out, const float *hf,
+                           const float *W, const int32_t *targets, int N, int D, int V, float grad_scale,
+                           long long *n_valid);
+    void (*adamw_update)(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1,
+                         float b2, float eps, float wd, double bc1, double bc2);
+    double (*sumsq)(const float *x, size_t n);
+    void (*scale)(float *x, size_t n, float s);
+    void (*add_inplace)(float *y, const float *x, size_t n);
+} cpt_backend;
+
+/* The CPU backend (OpenMP + BLAS). */
+const cpt_backend *cpt_backend_cpu(void);
+
+#endif

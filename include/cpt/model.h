@@ -1,0 +1,170 @@
+/* cpt/model.h: Llama-family decoder models (Llama, Mistral, Qwen2, Qwen3): config,
+ * parameters in one flat fp32 buffer behind a tensor table, Hugging Face directory
+ * load/save, llama2.c import, and the training / scoring / generation passes.
+ *
+ * Parameters, gradients and AdamW moments share one layout: tensor i lives at
+ * [off, off + numel) in each flat buffer, so zero-grad is one memset, the optimizer one
+ * loop and a checkpoint one write. Tensor names are the Hugging Face names.
+ */
+#ifndef CPT_MODEL_H
+#define CPT_MODEL_H
+
+#include "cpt/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { CPT_ARCH_LLAMA, CPT_ARCH_MISTRAL, CPT_ARCH_QWEN2, CPT_ARCH_QWEN3 } cpt_arch;
+
+typedef enum {
+    CPT_ROPE_DEFAULT = 0,
+    CPT_ROPE_LINEAR,
+    CPT_ROPE_DYNAMIC,
+    CPT_ROPE_YARN,
+    CPT_ROPE_LLAMA3,
+    CPT_ROPE_LONGROPE,
+} cpt_rope_type;
+
+typedef struct cpt_rope_scaling {
+    cpt_rope_type type;
+    double factor;
+    double low_freq_factor, high_freq_factor;  /* llama3 */
+    double beta_fast, beta_slow;               /* yarn */
+    double attention_factor;                   /* yarn/longrope; 0 = derive */
+    long long original_max_pos;                /* 0 = absent */
+} cpt_rope_scaling;
+
+typedef struct cpt_config {
+    cpt_arch arch;
+    char architecture[64]; /* "LlamaForCausalLM" */
+    char model_type[32];   /* "llama" */
+    int vocab_size, hidden_size, n_layers, n_heads, n_kv_heads, head_dim, intermediate_size;
+    int max_pos;
+    double rms_eps;
+    double rope_theta;
+    double partial_rotary_factor; /* 1.0 unless given */
+    cpt_rope_scaling rope_scaling;
+    int tie_embeddings;
+    int qkv_bias, o_bias, mlp_bias;
+    int qk_norm; /* Qwen3 */
+    long long sliding_window; /* 0 = none */
+    int bos_id, eos_id;       /* -1 if absent */
+    char *raw_json;           /* the original config.json text (kept for export), may be NULL */
+} cpt_config;
+
+/* Parse and validate a config.json (path for messages). Unknown architectures, missing
+ * or inconsistent fields, non-silu activations and RoPE scaling types that cpt does not
+ * implement yet are errors naming the file and the field. */
+int cpt_config_parse(cpt_config *cfg, const char *json_text, size_t len, const char *path, cpt_err *err);
+int cpt_config_load(cpt_config *cfg, const char *path, cpt_err *err);
+void cpt_config_free(cpt_config *cfg);
+/* Serialize to config.json text (malloc'ed), as transformers writes it; `dtype` is
+ * "float32" or "bfloat16". Keys of the original config are preserved. */
+char *cpt_config_to_json(const cpt_config *cfg, const char *dtype);
+/* Number of rotary dims (head_dim * partial_rotary_factor). */
+int cpt_config_rot_dim(const cpt_config *cfg);
+
+/* One entry of the tensor table. */
+typedef struct cpt_tensor {
+    char name[96];
+    int ndim;
+    int64_t shape[2];
+    size_t off, numel;
+    int decay; /* 1: weight decay applies (matrices and embeddings); 0: norms, biases */
+} cpt_tensor;
+
+/* Per-layer views into a flat buffer (params or grads); NULL where absent. */
+typedef struct cpt_layer_view {
+    float *attn_norm;               /* [D] */
+    float *wq, *wk, *wv, *wo;       /* [H*hd, D], [KV*hd, D], [KV*hd, D], [D, H*hd] */
+    float *bq, *bk, *bv, *bo;       /* [H*hd], [KV*hd], [KV*hd], [D] */
+    float *q_norm, *k_norm;         /* [hd] (Qwen3) */
+    float *mlp_norm;                /* [D] */
+    float *wg, *wu, *wd;            /* [I, D], [I, D], [D, I] */
+    float *bg, *bu, *bd;            /* [I], [I], [D] */
+} cpt_layer_view;
+
+typedef struct cpt_view {
+    float *embed;      /* [V, D] */
+    float *final_norm; /* [D] */
+    float *lm_head;    /* [V, D]; == embed when tied */
+    cpt_layer_view *layers;
+} cpt_view;
+
+typedef struct cpt_model {
+    cpt_config cfg;
+    cpt_tensor *tensors;
+    int n_tensors;
+    size_t n_params;
+    float *params; /* [n_params], 64-byte aligned */
+    cpt_view w;    /* views into params */
+    /* RoPE tables [max_pos_table, rot/2] */
+    float *rope_cos, *rope_sin;
+    int rope_n_pos;
+} cpt_model;
+
+/* Build an empty model (parameters zeroed) for a validated config. */
+int cpt_model_create(cpt_model **out, const cpt_config *cfg, cpt_err *err);
+void cpt_model_free(cpt_model *m);
+/* Views into another buffer with the same layout (grads, moments). */
+int cpt_model_view(const cpt_model *m, float *base, cpt_view *v, cpt_err *err);
+void cpt_view_free(cpt_view *v);
+const cpt_tensor *cpt_model_find(const cpt_model *m, const char *name);
+/* Fill parameters like transformers' init (normal(0, std) for matrices, ones for
+ * norms, zeros for biases) from a seed. */
+void cpt_model_init_random(cpt_model *m, uint64_t seed, float std);
+/* Make sure the RoPE tables cover positions [0, n_pos). */
+int cpt_model_ensure_rope(cpt_model *m, int n_pos, cpt_err *err);
+
+/* Load a Hugging Face model directory (config.json + safetensors, single or sharded;
+ * F32/BF16/F16 tensors become fp32 masters). Every expected tensor must be present
+ * with its shape; unexpected tensors are an error (rotary inv_freq buffers excepted). */
+int cpt_model_load_hf(cpt_model **out, const char *dir, cpt_err *err);
+/* Save config.json + model.safetensors (sharded above max_shard_bytes; 0 = never) with
+ * HF names; dtype CPT_DT_F32 or CPT_DT_BF16 (values from cpt/safetensors.h). Also copies
+ * tokenizer files from `tokenizer_src_dir` when it is not NULL. */
+int cpt_model_save_hf(const cpt_model *m, const char *dir, int dtype, uint64_t max_shard_bytes,
+                      const char *tokenizer_src_dir, cpt_err *err);
+/* Import a llama2.c checkpoint (.bin, version 0 "legacy" format): rows of wq/wk are
+ * permuted from the interleaved to the rotate_half layout (methods.md 1.8). */
+int cpt_model_load_llama2c(cpt_model **out, const char *path, cpt_err *err);
+
+/* ---- passes ---- */
+
+/* Activations and scratch for a (B, T) batch, sized up front; reports its bytes. */
+typedef struct cpt_acts cpt_acts;
+int cpt_acts_create(cpt_acts **out, const cpt_model *m, int B, int T, int training, cpt_err *err);
+void cpt_acts_free(cpt_acts *a);
+size_t cpt_acts_bytes(const cpt_acts *a);
+
+/* One batch: ids[B*T] inputs, targets[B*T] (the next token, or -1 to ignore),
+ * optional pos[B*T] positions (NULL: 0..T-1 per row) and seg[B*T] document ids for
+ * block-causal attention (NULL: plain causal). */
+typedef struct cpt_batch {
+    int B, T;
+    const int32_t *ids, *targets, *pos, *seg;
+} cpt_batch;
+
+/* Forward (and backward when grads != NULL). Gradients of
+ * grad_scale * sum_t loss_t accumulate (+=) into grads (same layout as params);
+ * grad_scale is typically 1 / (valid targets in the whole optimizer step).
+ * Returns through *loss_sum the summed loss over valid targets and *n_valid their count.
+ * logits_out [B*T, V] (may be NULL) receives the logits. frozen (may be NULL) is a
+ * per-tensor flag array: frozen tensors get no gradient. */
+int cpt_model_step(cpt_model *m, cpt_acts *a, const cpt_batch *b, float *grads, float grad_scale,
+                   const uint8_t *frozen, double *loss_sum, long long *n_valid, float *logits_out,
+                   cpt_err *err);
+
+/* ---- incremental decoding with a KV cache ---- */
+typedef struct cpt_kvcache cpt_kvcache;
+int cpt_kvcache_create(cpt_kvcache **out, const cpt_model *m, int max_len, cpt_err *err);
+void cpt_kvcache_free(cpt_kvcache *c);
+/* Feed one token at position c->len; writes logits [V]. */
+int cpt_model_decode(cpt_model *m, cpt_kvcache *c, int32_t token, float *logits, cpt_err *err);
+int cpt_kvcache_len(const cpt_kvcache *c);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,117 @@
+/* cpt/ops.h: the compute kernels of a Llama-family decoder, forward beside backward.
+ *
+ * Two implementations of every op:
+ *  - cpt_<op>_*: the shipped fp32 CPU kernels (OpenMP + BLAS), used through the CPU
+ *    backend table (cpt/backend.h);
+ *  - cpt_ref_<op>_*: naive float64 reference kernels, the oracle. Tests check the
+ *    reference against central finite differences and each shipped kernel against
+ *    the reference at odd sizes (tests/ops/).
+ * Kernels are pure functions of raw pointers and sizes; they keep no state.
+ * Layout: row-major; N = number of token rows (B*T); linear weights are [out, in]
+ * (PyTorch convention, y = x W^T + b). Backward kernels document whether they
+ * overwrite (=) or accumulate (+=) each output.
+ * Formulas: ../shared/docs/methods.md section 2 (forward, backward).
+ */
+#ifndef CPT_OPS_H
+#define CPT_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- linear: y[N,O] = x[N,K] W[O,K]^T + b[O] (b may be NULL) ---- */
+void cpt_linear_fwd(float *y, const float *x, const float *W, const float *b, int N, int K, int O);
+/* dx[N,K] = dy W (or += if accum_dx; dx may be NULL); dW[O,K] += dy^T x; db[O] += colsum(dy)
+ * (db may be NULL; dW may be NULL for frozen weights). */
+void cpt_linear_bwd(float *dx, float *dW, float *db, const float *dy, const float *x, const float *W,
+                    int N, int K, int O, int accum_dx);
+void cpt_ref_linear_fwd(double *y, const double *x, const double *W, const double *b, int N, int K, int O);
+void cpt_ref_linear_bwd(double *dx, double *dW, double *db, const double *dy, const double *x,
+                        const double *W, int N, int K, int O);
+
+/* ---- RMSNorm (fp32 statistics): y = w * x * rstd, rstd = 1/sqrt(mean(x^2) + eps) ---- */
+void cpt_rmsnorm_fwd(float *y, float *rstd, const float *x, const float *w, int N, int D, float eps);
+/* dx[N,D] = ... (or += if accum_dx); dw[D] += sum_rows dy * xhat (dw may be NULL). */
+void cpt_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const float *w,
+                     const float *rstd, int N, int D, int accum_dx);
+void cpt_ref_rmsnorm_fwd(double *y, const double *x, const double *w, int N, int D, double eps);
+void cpt_ref_rmsnorm_bwd(double *dx, double *dw, const double *dy, const double *x, const double *w,
+                         int N, int D, double eps); /* dx =, dw = */
+
+/* ---- RoPE, rotate_half convention, in place on x[N, nh, hd] ----
+ * The first `rot` dims of each head rotate (rot = hd unless partial rotary), pairs
+ * (i, i + rot/2). cos/sin tables are [n_pos, rot/2] (already scaled by the
+ * attention factor where a scaling type has one); pos[N] gives each row's position. */
+void cpt_rope_fwd(float *x, const float *cos_t, const float *sin_t, const int32_t *pos, int N, int nh,
+                  int hd, int rot);
+/* Backward is the inverse rotation applied to the incoming gradient, in place. */
+void cpt_rope_bwd(float *dx, const float *cos_t, const float *sin_t, const int32_t *pos, int N, int nh,
+                  int hd, int rot);
+void cpt_ref_rope_fwd(double *x, const double *inv_freq, double attn_factor, const int32_t *pos, int N,
+                      int nh, int hd, int rot);
+void cpt_ref_rope_bwd(double *dx, const double *inv_freq, double attn_factor, const int32_t *pos, int N,
+                      int nh, int hd, int rot);
+/* Build the fp32 tables the way transformers does (inv_freq and angles in fp32). */
+void cpt_rope_tables(float *cos_t, float *sin_t, const float *inv_freq, float attn_factor, int n_pos,
+                     int rot);
+
+/* ---- causal (optionally block-causal) GQA attention ----
+ * q[B,T,H,hd], k,v[B,T,KV,hd], out[B,T,H,hd]; P[B,H,T,T] saves the probabilities for
+ * the backward (rows above the diagonal are zero). seg[B*T] (may be NULL): document
+ * ids inside a packed row; a token attends only to earlier tokens of its own document.
+ * Query head h uses kv head h / (H/KV). scale is usually hd^-0.5. */
+void cpt_attn_fwd(float *out, float *P, const float *q, const float *k, const float *v,
+                  const int32_t *seg, int B, int T, int H, int KV, int hd, float scale);
+/* dq, dk, dv are overwritten. */
+void cpt_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *P, const float *q,
+                  const float *k, const float *v, int B, int T, int H, int KV, int hd, float scale);
+void cpt_ref_attn_fwd(double *out, const double *q, const double *k, const double *v, const int32_t *seg,
+                      int B, int T, int H, int KV, int hd, double scale);
+void cpt_ref_attn_bwd(double *dq, double *dk, double *dv, const double *dout, const double *q,
+                      const double *k, const double *v, const int32_t *seg, int B, int T, int H, int KV,
+                      int hd, double scale);
+
+/* ---- SwiGLU: h = silu(g) * u, elementwise over n ---- */
+void cpt_swiglu_fwd(float *h, const float *g, const float *u, size_t n);
+void cpt_swiglu_bwd(float *dg, float *du, const float *dh, const float *g, const float *u, size_t n); /* = */
+void cpt_ref_swiglu_fwd(double *h, const double *g, const double *u, size_t n);
+void cpt_ref_swiglu_bwd(double *dg, double *du, const double *dh, const double *g, const double *u, size_t n);
+
+/* ---- embedding: x[N,D] = E[ids] ; dE[ids] += dx ---- */
+void cpt_embed_fwd(float *x, const float *E, const int32_t *ids, int N, int D);
+void cpt_embed_bwd(float *dE, const float *dx, const int32_t *ids, int N, int D, int V);
+void cpt_ref_embed_fwd(double *x, const double *E, const int32_t *ids, int N, int D);
+void cpt_ref_embed_bwd(double *dE, const double *dx, const int32_t *ids, int N, int D);
+
+/* ---- LM head fused with cross-entropy ----
+ * z = hf[N,D] W[V,D]^T, processed in row chunks so [N,V] is never materialised
+ * unless logits_out is given. For each row with target >= 0:
+ *   loss_t = logsumexp(z_t) - z_t[target]
+ *   dz_t = grad_scale * (softmax(z_t) - onehot(target))   (targets < 0: dz_t = 0)
+ * and dhf = dz W (=), dW += dz^T hf. Any of dhf, dW, logits_out [N,V], losses_out [N]
+ * may be NULL (no backward when both dhf and dW are NULL). Returns the sum of loss_t
+ * over valid rows (double), and the number of valid rows in *n_valid. */
+double cpt_xent_fwd_bwd(float *dhf, float *dW, float *logits_out, float *losses_out, const float *hf,
+                        const float *W, const int32_t *targets, int N, int D, int V, float grad_scale,
+                        long long *n_valid);
+double cpt_ref_xent(double *dhf, double *dW, const double *hf, const double *W, const int32_t *targets,
+                    int N, int D, int V, double grad_scale); /* dhf =, dW = ; returns loss sum */
+
+/* ---- AdamW, exactly torch.optim.AdamW (methods.md 3.1), one tensor ----
+ * p *= (1 - lr*wd); m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2;
+ * p -= (lr/bc1) * m / (sqrt(v)/sqrt(bc2) + eps), with bc1 = 1-b1^t, bc2 = 1-b2^t. */
+void cpt_adamw_update(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1,
+                      float b2, float eps, float wd, double bc1, double bc2);
+
+/* ---- small vector helpers ---- */
+double cpt_sumsq(const float *x, size_t n); /* deterministic for a fixed thread count */
+void cpt_scale(float *x, size_t n, float s);
+void cpt_add_inplace(float *y, const float *x, size_t n); /* y += x */
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,47 @@
+/* cpt/optim.h: AdamW over a model's flat parameter buffer, exactly as
+ * torch.optim.AdamW (methods.md 3.1), with per-tensor weight-decay groups (tensor
+ * table `decay` flag: matrices and embeddings decay, norms and biases do not),
+ * per-tensor LR multipliers and frozen tensors; and global-norm gradient clipping as
+ * torch.nn.utils.clip_grad_norm_ (methods.md 3.2). Moments m, v share the parameter
+ * layout, so they are saved and restored as whole buffers. */
+#ifndef CPT_OPTIM_H
+#define CPT_OPTIM_H
+
+#include "cpt/model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct cpt_adamw_cfg {
+    double lr;           /* peak LR; the per-step LR is passed to cpt_adamw_step */
+    double beta1, beta2; /* (0.9, 0.999) in torch; CPT usually (0.9, 0.95) */
+    double eps;          /* 1e-8 */
+    double weight_decay; /* applied to tensors with decay = 1 */
+} cpt_adamw_cfg;
+
+typedef struct cpt_adamw {
+    size_t n;
+    float *m, *v;   /* [n] each, same layout as params */
+    long long step; /* optimizer steps taken (torch's "step" state) */
+} cpt_adamw;
+
+int cpt_adamw_create(cpt_adamw **out, const cpt_model *m, cpt_err *err);
+void cpt_adamw_free(cpt_adamw *o);
+
+/* One step at learning rate `lr` for every tensor (times lr_mult[i] if lr_mult is
+ * non-NULL); tensors with frozen[i] set are skipped entirely (no moment update). */
+void cpt_adamw_step(cpt_adamw *o, cpt_model *m, const float *grads, const cpt_adamw_cfg *cfg, double lr,
+                    const float *lr_mult, const uint8_t *frozen);
+
+/* Global L2 norm of the gradients (float64 accumulation, fixed order). */
+double cpt_grad_norm(const cpt_model *m, const float *grads);
+/* Clip to max_norm as clip_grad_norm_: g *= min(max_norm / (norm + 1e-6), 1).
+ * Returns the norm before clipping; a non-finite norm leaves grads untouched (the
+ * caller should skip the step). max_norm <= 0 disables clipping. */
+double cpt_grad_clip(const cpt_model *m, float *grads, double max_norm);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

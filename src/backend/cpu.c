@@ -1,0 +1,35 @@
+/* cpu.c: the CPU backend table: the fp32 kernels of src/ops/ behind cpt_backend. */
+#include "cpt/backend.h"
+
+#include "cpt/common.h"
+
+static int cpu_supports(const char *op) {
+    (void)op;
+    return 1;
+}
+
+static const cpt_backend cpu_backend = {
+    .name = "cpu",
+    .alloc = cpt_alloc_aligned,
+    .free = cpt_free_aligned,
+    .supports = cpu_supports,
+    .linear_fwd = cpt_linear_fwd,
+    .linear_bwd = cpt_linear_bwd,
+    .rmsnorm_fwd = cpt_rmsnorm_fwd,
+    .rmsnorm_bwd = cpt_rmsnorm_bwd,
+    .rope_fwd = cpt_rope_fwd,
+    .rope_bwd = cpt_rope_bwd,
+    .attn_fwd = cpt_attn_fwd,
+    .attn_bwd = cpt_attn_bwd,
+    .swiglu_fwd = cpt_swiglu_fwd,
+    .swiglu_bwd = cpt_swiglu_bwd,
+    .embed_fwd = cpt_embed_fwd,
+    .embed_bwd = cpt_embed_bwd,
+    .xent_fwd_bwd = cpt_xent_fwd_bwd,
+    .adamw_update = cpt_adamw_update,
+    .sumsq = cpt_sumsq,
+    .scale = cpt_scale,
+    .add_inplace = cpt_add_inplace,
+};
+
+const cpt_backend *cpt_backend_cpu(void) { return &cpu_backend; }

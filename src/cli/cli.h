@@ -1,0 +1,22 @@
+/* cli.h: the commands of the cpt binary and helpers shared by them. */
+#ifndef CPT_CLI_H
+#define CPT_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "cpt/common.h"
+
+int cpt_cmd_score(int argc, char **argv);
+int cpt_cmd_generate(int argc, char **argv);
+int cpt_cmd_convert(int argc, char **argv);
+
+/* Parse whitespace-separated token ids from text (label names the source in errors).
+ * Returns a malloc'ed array; ids must be integers in [0, 2^31). */
+int cpt_parse_ids(const char *text, const char *label, int32_t **ids, size_t *n, cpt_err *err);
+
+/* Print "cpt <cmd>: error: <msg>" and return the exit code for a library status
+ * (2 for invalid arguments, 1 otherwise). */
+int cpt_cli_fail(const char *cmd, const cpt_err *err);
+
+#endif

@@ -1,0 +1,53 @@
+/* cli_util.c: token-id parsing and error printing shared by the commands. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+int cpt_parse_ids(const char *text, const char *label, int32_t **ids, size_t *n, cpt_err *err) {
+    size_t cap = 64, k = 0, line = 1;
+    int32_t *out = malloc(sizeof(int32_t) * cap);
+    if (!out) return cpt_err_set(err, CPT_ENOMEM, "out of memory");
+    const char *p = text;
+    while (*p) {
+        if (isspace((unsigned char)*p)) {
+            if (*p == '\n') line++;
+            p++;
+            continue;
+        }
+        errno = 0;
+        char *end = NULL;
+        long long v = strtoll(p, &end, 10);
+        if (end == p || errno || (*end && !isspace((unsigned char)*end)) || v < 0 || v > INT32_MAX) {
+            char tok[32];
+            size_t L = 0;
+            while (p[L] && !isspace((unsigned char)p[L]) && L < sizeof tok - 1) L++;
+            memcpy(tok, p, L);
+            tok[L] = '\0';
+            free(out);
+            return cpt_err_set(err, CPT_EINVAL, "%s: line %zu, token %zu: '%s' is not a token id (a non-negative integer). HINT: ids are whitespace-separated integers",
+                               label, line, k + 1, tok);
+        }
+        if (k == cap) {
+            cap *= 2;
+            int32_t *nb = realloc(out, sizeof(int32_t) * cap);
+            if (!nb) {
+                free(out);
+                return cpt_err_set(err, CPT_ENOMEM, "out of memory");
+            }
+            out = nb;
+        }
+        out[k++] = (int32_t)v;
+        p = end;
+    }
+    *ids = out;
+    *n = k;
+    return CPT_OK;
+}
+
+int cpt_cli_fail(const char *cmd, const cpt_err *err) {
+    fprintf(stderr, "cpt %s: error: %s\n", cmd, err->msg[0] ? err->msg : cpt_status_str(err->code));
+    return err->code == CPT_EINVAL ? 2 : 1;
+}

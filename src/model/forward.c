@@ -1,0 +1,253 @@
+/* forward.c: the training / scoring pass of the decoder: forward, fused LM head +
+ * cross-entropy, and backward, all through the backend table (cpt/backend.h).
+ * Activations come from one arena sized up front from (config, B, T); in training
+ * mode every layer keeps its own activations for the backward, in inference mode one
+ * layer's worth is reused. Formulas: methods.md 2.1 (forward) and 2.2 (backward). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpt/backend.h"
+#include "cpt/model.h"
+#include "model/model-impl.h"
+
+struct cpt_acts {
+    int B, T, training, L;
+    size_t bytes;
+    float *arena;
+    /* Per-layer saved activations (layer stride is 0 in inference mode). */
+    float *x;                  /* [L+1][N,D] residual stream entering each layer; x[L] enters the final norm */
+    float *xmid;               /* [L][N,D] after the attention residual */
+    float *a1, *a2;            /* [L][N,D] outputs of the two norms */
+    float *rstd1, *rstd2;      /* [L][N] */
+    float *q, *k, *v;          /* [L][N,qd], [L][N,kd], [L][N,kd]; q,k after (norm and) RoPE */
+    float *qraw, *kraw;        /* [L][N,qd], [L][N,kd] before the q/k norm (Qwen3) */
+    float *qrstd, *krstd;      /* [L][N*H], [L][N*KV] */
+    float *P;                  /* [L][B,H,T,T] attention probabilities */
+    float *att;                /* [L][N,qd] attention output (o_proj input) */
+    float *g, *u, *h;          /* [L][N,I] gate, up, silu(gate)*up */
+    float *rstdf, *hf;         /* [N], [N,D] final norm */
+    /* Scratch (one copy). */
+    float *tmp;                /* [N,D] */
+    float *dx, *dhf;           /* [N,D] */
+    float *dq, *dk, *dv, *datt;/* [N,qd], [N,kd], [N,kd], [N,qd] */
+    float *dqn, *dkn;          /* [N,qd], [N,kd] (Qwen3) */
+    float *dg, *du, *dh;       /* [N,I] */
+    int32_t *pos0;             /* [N] default positions 0..T-1 per row */
+    size_t sD, sQ, sK, sH, sKV, sP, sI, sN; /* per-layer strides */
+};
+
+int cpt_acts_create(cpt_acts **out, const cpt_model *m, int B, int T, int training, cpt_err *err) {
+    *out = NULL;
+    const cpt_config *c = &m->cfg;
+    if (B <= 0 || T <= 0) return cpt_err_set(err, CPT_EINVAL, "batch size and sequence length must be positive");
+    cpt_acts *a = calloc(1, sizeof *a);
+    if (!a) return cpt_err_set(err, CPT_ENOMEM, "out of memory");
+    a->B = B, a->T = T, a->training = training, a->L = c->n_layers;
+    size_t N = (size_t)B * T, D = (size_t)c->hidden_size, I = (size_t)c->intermediate_size;
+    size_t qd = (size_t)c->n_heads * c->head_dim, kd = (size_t)c->n_kv_heads * c->head_dim;
+    size_t Ls = training ? (size_t)c->n_layers : 1;
+    /* Plan the arena: each block rounded to 16 floats. */
+    struct { float **p; size_t n; } plan[40];
+    int np = 0;
+#define BLK(ptr, cnt) (plan[np].p = &(ptr), plan[np].n = ((cnt) + 15) & ~(size_t)15, np++)
+    BLK(a->x, (Ls + 1) * N * D);
+    BLK(a->xmid, Ls * N * D);
+    BLK(a->a1, Ls * N * D);
+    BLK(a->a2, Ls * N * D);
+    BLK(a->rstd1, Ls * N);
+    BLK(a->rstd2, Ls * N);
+    BLK(a->q, Ls * N * qd);
+    BLK(a->k, Ls * N * kd);
+    BLK(a->v, Ls * N * kd);
+    if (c->qk_norm) {
+        BLK(a->qraw, Ls * N * qd);
+        BLK(a->kraw, Ls * N * kd);
+        BLK(a->qrstd, Ls * N * c->n_heads);
+        BLK(a->krstd, Ls * N * c->n_kv_heads);
+    }
+    BLK(a->P, Ls * (size_t)B * c->n_heads * T * T);
+    BLK(a->att, Ls * N * qd);
+    BLK(a->g, Ls * N * I);
+    BLK(a->u, Ls * N * I);
+    BLK(a->h, Ls * N * I);
+    BLK(a->rstdf, N);
+    BLK(a->hf, N * D);
+    BLK(a->tmp, N * D);
+    if (training) {
+        BLK(a->dx, N * D);
+        BLK(a->dhf, N * D);
+        BLK(a->dq, N * qd);
+        BLK(a->dk, N * kd);
+        BLK(a->dv, N * kd);
+        BLK(a->datt, N * qd);
+        if (c->qk_norm) {
+            BLK(a->dqn, N * qd);
+            BLK(a->dkn, N * kd);
+        }
+        BLK(a->dg, N * I);
+        BLK(a->du, N * I);
+        BLK(a->dh, N * I);
+    }
+#undef BLK
+    size_t total = 0;
+    for (int i = 0; i < np; i++) total += plan[i].n;
+    size_t bytes;
+    if (!cpt_mul_size(total, sizeof(float), &bytes) || !(a->arena = cpt_alloc_aligned(bytes))) {
+        free(a);
+        return cpt_err_set(err, CPT_ENOMEM,
+                           "out of memory: activations for batch %d x seq %d need %.1f MiB. HINT: lower the micro-batch or the sequence length",
+                           B, T, (double)total * 4.0 / 1048576.0);
+    }
+    a->bytes = bytes;
+    size_t off = 0;
+    for (int i = 0; i < np; i++) {
+        *plan[i].p = a->arena + off;
+        off += plan[i].n;
+    }
+    a->pos0 = malloc(sizeof(int32_t) * N);
+    if (!a->pos0) {
+        cpt_acts_free(a);
+        return cpt_err_set(err, CPT_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < N; i++) a->pos0[i] = (int32_t)(i % (size_t)T);
+    int st = training ? 1 : 0;
+    a->sD = st * N * D, a->sQ = st * N * qd, a->sK = st * N * kd, a->sI = st * N * I, a->sN = st * N;
+    a->sH = st * N * c->n_heads, a->sKV = st * N * c->n_kv_heads;
+    a->sP = st * (size_t)B * c->n_heads * T * T;
+    *out = a;
+    return CPT_OK;
+}
+
+void cpt_acts_free(cpt_acts *a) {
+    if (!a) return;
+    cpt_free_aligned(a->arena);
+    free(a->pos0);
+    free(a);
+}
+
+size_t cpt_acts_bytes(const cpt_acts *a) { return a->bytes; }
+
+int cpt_model_step(cpt_model *m, cpt_acts *a, const cpt_batch *b, float *grads, float grad_scale,
+                   const uint8_t *frozen, double *loss_sum, long long *n_valid, float *logits_out,
+                   cpt_err *err) {
+    const cpt_backend *be = cpt_backend_cpu();
+    const cpt_config *c = &m->cfg;
+    int B = b->B, T = b->T, N = B * T, D = c->hidden_size, V = c->vocab_size, I = c->intermediate_size;
+    int H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, qd = H * hd, kd = KV * hd, rot = cpt_config_rot_dim(c);
+    float eps = (float)c->rms_eps, scale = 1.0f / sqrtf((float)hd);
+    int train = grads != NULL;
+    if (B > a->B || T > a->T || B * T > a->B * a->T || (B != a->B && T != a->T))
+        return cpt_err_set(err, CPT_EINVAL, "batch %dx%d does not fit the activation arena %dx%d", B, T, a->B, a->T);
+    if (B != a->B || T != a->T)
+        return cpt_err_set(err, CPT_EINVAL, "batch %dx%d differs from the activation arena %dx%d", B, T, a->B, a->T);
+    if (train && !a->training) return cpt_err_set(err, CPT_EINVAL, "activations were created for inference only");
+    if (c->sliding_window > 0 && T > c->sliding_window)
+        return cpt_err_set(err, CPT_EUNSUPPORTED, "sequence length %d exceeds the model's sliding_window %lld; sliding-window attention is not implemented. HINT: use a sequence length <= %lld",
+                           T, c->sliding_window, c->sliding_window);
+    const int32_t *pos = b->pos ? b->pos : a->pos0;
+    int maxp = 0;
+    for (int i = 0; i < N; i++) {
+        if (b->ids[i] < 0 || b->ids[i] >= V)
+            return cpt_err_set(err, CPT_EINVAL, "token id %d at position %d is outside the vocabulary [0, %d)", b->ids[i], i, V);
+        if (b->targets && b->targets[i] >= V)
+            return cpt_err_set(err, CPT_EINVAL, "target id %d at position %d is outside the vocabulary [0, %d)", b->targets[i], i, V);
+        if (pos[i] < 0) return cpt_err_set(err, CPT_EINVAL, "negative position at %d", i);
+        if (pos[i] > maxp) maxp = pos[i];
+    }
+    int rc = cpt_model_ensure_rope(m, maxp + 1, err);
+    if (rc) return rc;
+    const cpt_view *W = &m->w;
+    cpt_view G = {0};
+    if (train && (rc = cpt_model_view_masked(m, grads, frozen, &G, err))) return rc;
+
+    /* ---------------- forward ---------------- */
+    be->embed_fwd(a->x, W->embed, b->ids, N, D);
+    for (int l = 0; l < c->n_layers; l++) {
+        const cpt_layer_view *L = &W->layers[l];
+        float *x = a->x + l * a->sD, *xn = a->x + (l + 1) * a->sD;
+        float *xmid = a->xmid + l * a->sD, *a1 = a->a1 + l * a->sD, *a2 = a->a2 + l * a->sD;
+        float *q = a->q + l * a->sQ, *k = a->k + l * a->sK, *v = a->v + l * a->sK;
+        float *P = a->P + l * a->sP, *att = a->att + l * a->sQ;
+        float *g = a->g + l * a->sI, *u = a->u + l * a->sI, *h = a->h + l * a->sI;
+        if (!a->training) xn = a->x; /* inference: the stream is updated in place */
+        be->rmsnorm_fwd(a1, a->rstd1 + l * a->sN, x, L->attn_norm, N, D, eps);
+        if (c->qk_norm) {
+            float *qr = a->qraw + l * a->sQ, *kr = a->kraw + l * a->sK;
+            be->linear_fwd(qr, a1, L->wq, L->bq, N, D, qd);
+            be->linear_fwd(kr, a1, L->wk, L->bk, N, D, kd);
+            be->rmsnorm_fwd(q, a->qrstd + l * a->sH, qr, L->q_norm, N * H, hd, eps);
+            be->rmsnorm_fwd(k, a->krstd + l * a->sKV, kr, L->k_norm, N * KV, hd, eps);
+        } else {
+            be->linear_fwd(q, a1, L->wq, L->bq, N, D, qd);
+            be->linear_fwd(k, a1, L->wk, L->bk, N, D, kd);
+        }
+        be->linear_fwd(v, a1, L->wv, L->bv, N, D, kd);
+        be->rope_fwd(q, m->rope_cos, m->rope_sin, pos, N, H, hd, rot);
+        be->rope_fwd(k, m->rope_cos, m->rope_sin, pos, N, KV, hd, rot);
+        be->attn_fwd(att, P, q, k, v, b->seg, B, T, H, KV, hd, scale);
+        be->linear_fwd(a->tmp, att, L->wo, L->bo, N, qd, D);
+        if (a->training) {
+            memcpy(xmid, x, sizeof(float) * (size_t)N * D);
+            be->add_inplace(xmid, a->tmp, (size_t)N * D);
+        } else {
+            be->add_inplace(x, a->tmp, (size_t)N * D);
+            xmid = x;
+        }
+        be->rmsnorm_fwd(a2, a->rstd2 + l * a->sN, xmid, L->mlp_norm, N, D, eps);
+        be->linear_fwd(g, a2, L->wg, L->bg, N, D, I);
+        be->linear_fwd(u, a2, L->wu, L->bu, N, D, I);
+        be->swiglu_fwd(h, g, u, (size_t)N * I);
+        be->linear_fwd(a->tmp, h, L->wd, L->bd, N, I, D);
+        if (a->training) {
+            memcpy(xn, xmid, sizeof(float) * (size_t)N * D);
+            be->add_inplace(xn, a->tmp, (size_t)N * D);
+        } else {
+            be->add_inplace(x, a->tmp, (size_t)N * D);
+        }
+    }
+    float *xL = a->x + (size_t)c->n_layers * a->sD;
+    be->rmsnorm_fwd(a->hf, a->rstdf, xL, W->final_norm, N, D, eps);
+
+    /* ---------------- LM head + loss (+ its backward) ---------------- */
+    long long nv = 0;
+    double ls = be->xent_fwd_bwd(train ? a->dhf : NULL, train ? G.lm_head : NULL, logits_out, NULL, a->hf,
+                                 W->lm_head, b->targets, N, D, V, grad_scale, &nv);
+    if (loss_sum) *loss_sum = ls;
+    if (n_valid) *n_valid = nv;
+    if (!train) return CPT_OK;
+
+    /* ---------------- backward ---------------- */
+    be->rmsnorm_bwd(a->dx, G.final_norm, a->dhf, xL, W->final_norm, a->rstdf, N, D, 0);
+    for (int l = c->n_layers - 1; l >= 0; l--) {
+        const cpt_layer_view *L = &W->layers[l], *GL = &G.layers[l];
+        float *x = a->x + l * a->sD, *xmid = a->xmid + l * a->sD, *a1 = a->a1 + l * a->sD, *a2 = a->a2 + l * a->sD;
+        float *q = a->q + l * a->sQ, *k = a->k + l * a->sK, *v = a->v + l * a->sK;
+        float *P = a->P + l * a->sP, *att = a->att + l * a->sQ;
+        float *g = a->g + l * a->sI, *u = a->u + l * a->sI, *h = a->h + l * a->sI;
+        /* MLP: x_{l+1} = xmid + down(silu(gate(a2)) * up(a2)) */
+        be->linear_bwd(a->dh, GL->wd, GL->bd, a->dx, h, L->wd, N, I, D, 0);
+        be->swiglu_bwd(a->dg, a->du, a->dh, g, u, (size_t)N * I);
+        be->linear_bwd(a->tmp, GL->wg, GL->bg, a->dg, a2, L->wg, N, D, I, 0);
+        be->linear_bwd(a->tmp, GL->wu, GL->bu, a->du, a2, L->wu, N, D, I, 1);
+        be->rmsnorm_bwd(a->dx, GL->mlp_norm, a->tmp, xmid, L->mlp_norm, a->rstd2 + l * a->sN, N, D, 1);
+        /* Attention: xmid = x + o_proj(attn(rope(q), rope(k), v)) */
+        be->linear_bwd(a->datt, GL->wo, GL->bo, a->dx, att, L->wo, N, qd, D, 0);
+        be->attn_bwd(a->dq, a->dk, a->dv, a->datt, P, q, k, v, B, T, H, KV, hd, scale);
+        be->rope_bwd(a->dq, m->rope_cos, m->rope_sin, pos, N, H, hd, rot);
+        be->rope_bwd(a->dk, m->rope_cos, m->rope_sin, pos, N, KV, hd, rot);
+        float *dq = a->dq, *dk = a->dk;
+        if (c->qk_norm) {
+            be->rmsnorm_bwd(a->dqn, GL->q_norm, a->dq, a->qraw + l * a->sQ, L->q_norm, a->qrstd + l * a->sH, N * H, hd, 0);
+            be->rmsnorm_bwd(a->dkn, GL->k_norm, a->dk, a->kraw + l * a->sK, L->k_norm, a->krstd + l * a->sKV, N * KV, hd, 0);
+            dq = a->dqn, dk = a->dkn;
+        }
+        be->linear_bwd(a->tmp, GL->wq, GL->bq, dq, a1, L->wq, N, D, qd, 0);
+        be->linear_bwd(a->tmp, GL->wk, GL->bk, dk, a1, L->wk, N, D, kd, 1);
+        be->linear_bwd(a->tmp, GL->wv, GL->bv, a->dv, a1, L->wv, N, D, kd, 1);
+        be->rmsnorm_bwd(a->dx, GL->attn_norm, a->tmp, x, L->attn_norm, a->rstd1 + l * a->sN, N, D, 1);
+    }
+    if (G.embed) be->embed_bwd(G.embed, a->dx, b->ids, N, D, V);
+    cpt_view_free(&G);
+    return CPT_OK;
+}

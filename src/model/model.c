@@ -1,0 +1,208 @@
+/* model.c: the tensor table of a Llama-family decoder (HF names, one flat fp32 buffer),
+ * views into buffers with that layout, random init and the RoPE tables. The passes are
+ * in forward.c (training/scoring) and decode.c (KV-cache generation). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpt/model.h"
+#include "model/model-impl.h"
+
+static int add_tensor(cpt_model *m, int *cap, const char *name, int ndim, int64_t d0, int64_t d1, int decay,
+                      cpt_err *err) {
+    if (m->n_tensors == *cap) {
+        int nc = *cap ? *cap * 2 : 64;
+        cpt_tensor *t = realloc(m->tensors, sizeof(cpt_tensor) * (size_t)nc);
+        if (!t) return cpt_err_set(err, CPT_ENOMEM, "out of memory building the tensor table");
+        m->tensors = t;
+        *cap = nc;
+    }
+    cpt_tensor *t = &m->tensors[m->n_tensors++];
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->ndim = ndim;
+    t->shape[0] = d0;
+    t->shape[1] = ndim > 1 ? d1 : 1;
+    t->numel = (size_t)d0 * (size_t)(ndim > 1 ? d1 : 1);
+    /* Keep every tensor 64-byte aligned (16 floats) inside the flat buffer. */
+    t->off = m->n_params;
+    m->n_params += (t->numel + 15) & ~(size_t)15;
+    t->decay = decay;
+    return CPT_OK;
+}
+
+int cpt_model_create(cpt_model **out, const cpt_config *cfg, cpt_err *err) {
+    *out = NULL;
+    cpt_model *m = calloc(1, sizeof *m);
+    if (!m) return cpt_err_set(err, CPT_ENOMEM, "out of memory");
+    m->cfg = *cfg;
+    m->cfg.raw_json = cfg->raw_json ? strdup(cfg->raw_json) : NULL;
+    const cpt_config *c = &m->cfg;
+    int D = c->hidden_size, V = c->vocab_size, I = c->intermediate_size;
+    int qd = c->n_heads * c->head_dim, kd = c->n_kv_heads * c->head_dim;
+    int cap = 0, rc = CPT_OK;
+    char name[96];
+#define T2(nm, a, b) if ((rc = add_tensor(m, &cap, nm, 2, a, b, 1, err))) goto fail
+#define T1(nm, a) if ((rc = add_tensor(m, &cap, nm, 1, a, 1, 0, err))) goto fail
+    T2("model.embed_tokens.weight", V, D);
+    for (int l = 0; l < c->n_layers; l++) {
+#define LN(suffix) (snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix), name)
+        T2(LN("self_attn.q_proj.weight"), qd, D);
+        if (c->qkv_bias) T1(LN("self_attn.q_proj.bias"), qd);
+        T2(LN("self_attn.k_proj.weight"), kd, D);
+        if (c->qkv_bias) T1(LN("self_attn.k_proj.bias"), kd);
+        T2(LN("self_attn.v_proj.weight"), kd, D);
+        if (c->qkv_bias) T1(LN("self_attn.v_proj.bias"), kd);
+        T2(LN("self_attn.o_proj.weight"), D, qd);
+        if (c->o_bias) T1(LN("self_attn.o_proj.bias"), D);
+        if (c->qk_norm) {
+            T1(LN("self_attn.q_norm.weight"), c->head_dim);
+            T1(LN("self_attn.k_norm.weight"), c->head_dim);
+        }
+        T2(LN("mlp.gate_proj.weight"), I, D);
+        if (c->mlp_bias) T1(LN("mlp.gate_proj.bias"), I);
+        T2(LN("mlp.up_proj.weight"), I, D);
+        if (c->mlp_bias) T1(LN("mlp.up_proj.bias"), I);
+        T2(LN("mlp.down_proj.weight"), D, I);
+        if (c->mlp_bias) T1(LN("mlp.down_proj.bias"), D);
+        T1(LN("input_layernorm.weight"), D);
+        T1(LN("post_attention_layernorm.weight"), D);
+#undef LN
+    }
+    T1("model.norm.weight", D);
+    if (!c->tie_embeddings) T2("lm_head.weight", V, D);
+#undef T1
+#undef T2
+    size_t bytes;
+    if (!cpt_mul_size(m->n_params, sizeof(float), &bytes)) {
+        rc = cpt_err_set(err, CPT_EINVAL, "model too large");
+        goto fail;
+    }
+    m->params = cpt_alloc_aligned(bytes);
+    if (!m->params) {
+        rc = cpt_err_set(err, CPT_ENOMEM, "out of memory allocating %zu bytes of parameters", bytes);
+        goto fail;
+    }
+    if ((rc = cpt_model_view(m, m->params, &m->w, err))) goto fail;
+    /* Norm weights start at one (transformers' init). */
+    for (int i = 0; i < m->n_tensors; i++)
+        if (strstr(m->tensors[i].name, "norm.weight") || strstr(m->tensors[i].name, "layernorm.weight"))
+            for (size_t j = 0; j < m->tensors[i].numel; j++) m->params[m->tensors[i].off + j] = 1.0f;
+    *out = m;
+    return CPT_OK;
+fail:
+    cpt_model_free(m);
+    return rc;
+}
+
+void cpt_model_free(cpt_model *m) {
+    if (!m) return;
+    cpt_view_free(&m->w);
+    cpt_free_aligned(m->params);
+    free(m->tensors);
+    free(m->rope_cos);
+    free(m->rope_sin);
+    cpt_config_free(&m->cfg);
+    free(m);
+}
+
+const cpt_tensor *cpt_model_find(const cpt_model *m, const char *name) {
+    for (int i = 0; i < m->n_tensors; i++)
+        if (!strcmp(m->tensors[i].name, name)) return &m->tensors[i];
+    return NULL;
+}
+
+int cpt_model_view_masked(const cpt_model *m, float *base, const uint8_t *frozen, cpt_view *v, cpt_err *err) {
+    memset(v, 0, sizeof *v);
+    v->layers = calloc((size_t)m->cfg.n_layers, sizeof(cpt_layer_view));
+    if (!v->layers) return cpt_err_set(err, CPT_ENOMEM, "out of memory");
+    for (int i = 0; i < m->n_tensors; i++) {
+        const cpt_tensor *t = &m->tensors[i];
+        float *p = (frozen && frozen[i]) ? NULL : base + t->off;
+        const char *n = t->name;
+        if (!strcmp(n, "model.embed_tokens.weight")) v->embed = p;
+        else if (!strcmp(n, "model.norm.weight")) v->final_norm = p;
+        else if (!strcmp(n, "lm_head.weight")) v->lm_head = p;
+        else {
+            int l = -1, k = 0;
+            char rest[96];
+            if (sscanf(n, "model.layers.%d.%n", &l, &k) != 1 || k <= 0 || l < 0 || l >= m->cfg.n_layers) continue;
+            snprintf(rest, sizeof rest, "%s", n + k);
+            cpt_layer_view *L = &v->layers[l];
+            static const struct { const char *s; size_t off; } map[] = {
+#define F(s, f) {s, offsetof(cpt_layer_view, f)}
+                F("input_layernorm.weight", attn_norm), F("post_attention_layernorm.weight", mlp_norm),
+                F("self_attn.q_proj.weight", wq), F("self_attn.k_proj.weight", wk),
+                F("self_attn.v_proj.weight", wv), F("self_attn.o_proj.weight", wo),
+                F("self_attn.q_proj.bias", bq), F("self_attn.k_proj.bias", bk),
+                F("self_attn.v_proj.bias", bv), F("self_attn.o_proj.bias", bo),
+                F("self_attn.q_norm.weight", q_norm), F("self_attn.k_norm.weight", k_norm),
+                F("mlp.gate_proj.weight", wg), F("mlp.up_proj.weight", wu), F("mlp.down_proj.weight", wd),
+                F("mlp.gate_proj.bias", bg), F("mlp.up_proj.bias", bu), F("mlp.down_proj.bias", bd),
+#undef F
+            };
+            for (size_t j = 0; j < sizeof map / sizeof map[0]; j++)
+                if (!strcmp(rest, map[j].s)) *(float **)((char *)L + map[j].off) = p;
+        }
+    }
+    if (m->cfg.tie_embeddings) v->lm_head = v->embed;
+    return CPT_OK;
+}
+
+int cpt_model_view(const cpt_model *m, float *base, cpt_view *v, cpt_err *err) {
+    return cpt_model_view_masked(m, base, NULL, v, err);
+}
+
+void cpt_view_free(cpt_view *v) {
+    free(v->layers);
+    v->layers = NULL;
+}
+
+/* splitmix64 + Box-Muller: a small, portable, seedable normal generator. */
+static uint64_t splitmix(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+void cpt_model_init_random(cpt_model *m, uint64_t seed, float std) {
+    uint64_t s = seed;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const cpt_tensor *t = &m->tensors[i];
+        float *p = m->params + t->off;
+        int is_norm = strstr(t->name, "norm.weight") != NULL;
+        int is_bias = strstr(t->name, ".bias") != NULL;
+        for (size_t j = 0; j < t->numel; j++) {
+            if (is_norm) p[j] = 1.0f;
+            else if (is_bias) p[j] = 0.0f;
+            else {
+                double u1 = ((splitmix(&s) >> 11) + 1.0) / 9007199254740993.0;
+                double u2 = (splitmix(&s) >> 11) / 9007199254740992.0;
+                p[j] = (float)(std * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+            }
+        }
+    }
+}
+
+int cpt_model_ensure_rope(cpt_model *m, int n_pos, cpt_err *err) {
+    if (n_pos <= m->rope_n_pos) return CPT_OK;
+    int rot = cpt_config_rot_dim(&m->cfg), half = rot / 2;
+    float *c = malloc(sizeof(float) * (size_t)n_pos * half), *s = malloc(sizeof(float) * (size_t)n_pos * half);
+    float *inv = malloc(sizeof(float) * (size_t)half);
+    if (!c || !s || !inv) {
+        free(c), free(s), free(inv);
+        return cpt_err_set(err, CPT_ENOMEM, "out of memory for RoPE tables");
+    }
+    /* transformers: inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2).float() / dim)), fp32. */
+    for (int i = 0; i < half; i++) inv[i] = 1.0f / powf((float)m->cfg.rope_theta, (float)(2 * i) / (float)rot);
+    cpt_rope_tables(c, s, inv, 1.0f, n_pos, rot);
+    free(inv);
+    free(m->rope_cos);
+    free(m->rope_sin);
+    m->rope_cos = c;
+    m->rope_sin = s;
+    m->rope_n_pos = n_pos;
+    return CPT_OK;
+}

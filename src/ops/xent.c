@@ -1,0 +1,126 @@
+/* xent.c: the LM head fused with cross-entropy (methods.md 2.2.8), processed in row
+ * chunks so the [N, V] logits never exist at once during training; plus the reference.
+ * Logsumexp subtracts the row max; the exp-sum is accumulated in float64. */
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpt/ops.h"
+
+double cpt_xent_fwd_bwd(float *dhf, float *dW, float *logits_out, float *losses_out, const float *hf,
+                        const float *W, const int32_t *targets, int N, int D, int V, float grad_scale,
+                        long long *n_valid) {
+    int backward = dhf || dW;
+    /* ~16 MB of logits per chunk, at least one row. */
+    int C = (int)((4u << 20) / (unsigned)V);
+    if (C < 1) C = 1;
+    if (C > N) C = N;
+    float *z = logits_out ? NULL : malloc(sizeof(float) * (size_t)C * V);
+    double total = 0.0;
+    long long valid = 0;
+    for (int r0 = 0; r0 < N; r0 += C) {
+        int rows = r0 + C <= N ? C : N - r0;
+        float *zc = logits_out ? logits_out + (size_t)r0 * V : z;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, V, D, 1.0f, hf + (size_t)r0 * D, D, W, D,
+                    0.0f, zc, V);
+        double chunk_loss = 0.0;
+        long long chunk_valid = 0;
+        /* Per-row losses go to a small array so the sum order is fixed. */
+        double *rl = malloc(sizeof(double) * (size_t)rows);
+#pragma omp parallel for schedule(static)
+        for (int r = 0; r < rows; r++) {
+            float *zr = zc + (size_t)r * V;
+            int t = targets ? targets[r0 + r] : -1;
+            rl[r] = 0.0;
+            if (t < 0) {
+                if (losses_out) losses_out[r0 + r] = 0.0f;
+                if (backward && !logits_out) memset(zr, 0, sizeof(float) * (size_t)V);
+                continue;
+            }
+            float mx = zr[0];
+            for (int j = 1; j < V; j++) mx = zr[j] > mx ? zr[j] : mx;
+            double s = 0.0;
+            for (int j = 0; j < V; j++) s += exp((double)(zr[j] - mx));
+            double lse = (double)mx + log(s);
+            double loss = lse - (double)zr[t];
+            rl[r] = loss;
+            if (losses_out) losses_out[r0 + r] = (float)loss;
+            if (backward && !logits_out) {
+                float inv = (float)(1.0 / s);
+                for (int j = 0; j < V; j++) zr[j] = grad_scale * (expf(zr[j] - mx) * inv);
+                zr[t] -= grad_scale;
+            }
+        }
+        for (int r = 0; r < rows; r++)
+            if (targets && targets[r0 + r] >= 0) {
+                chunk_loss += rl[r];
+                chunk_valid++;
+            }
+        free(rl);
+        total += chunk_loss;
+        valid += chunk_valid;
+        if (backward) {
+            /* With logits_out the caller keeps the logits, so the gradient needs its own buffer. */
+            float *dz = zc;
+            float *tmp = NULL;
+            if (logits_out) {
+                tmp = malloc(sizeof(float) * (size_t)rows * V);
+                for (int r = 0; r < rows; r++) {
+                    const float *zr = zc + (size_t)r * V;
+                    float *dr = tmp + (size_t)r * V;
+                    int t = targets ? targets[r0 + r] : -1;
+                    if (t < 0) { memset(dr, 0, sizeof(float) * (size_t)V); continue; }
+                    float mx = zr[0];
+                    for (int j = 1; j < V; j++) mx = zr[j] > mx ? zr[j] : mx;
+                    double s = 0.0;
+                    for (int j = 0; j < V; j++) s += exp((double)(zr[j] - mx));
+                    float inv = (float)(1.0 / s);
+                    for (int j = 0; j < V; j++) dr[j] = grad_scale * (expf(zr[j] - mx) * inv);
+                    dr[t] -= grad_scale;
+                }
+                dz = tmp;
+            }
+            if (dhf)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, D, V, 1.0f, dz, V, W, D, 0.0f,
+                            dhf + (size_t)r0 * D, D);
+            if (dW)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, D, rows, 1.0f, dz, V, hf + (size_t)r0 * D,
+                            D, 1.0f, dW, D);
+            free(tmp);
+        }
+    }
+    free(z);
+    if (n_valid) *n_valid = valid;
+    return total;
+}
+
+double cpt_ref_xent(double *dhf, double *dW, const double *hf, const double *W, const int32_t *targets,
+                    int N, int D, int V, double grad_scale) {
+    double *z = malloc(sizeof(double) * (size_t)V);
+    double total = 0;
+    if (dW) memset(dW, 0, sizeof(double) * (size_t)V * D);
+    for (int n = 0; n < N; n++) {
+        int t = targets[n];
+        if (dhf) memset(dhf + (size_t)n * D, 0, sizeof(double) * (size_t)D);
+        if (t < 0) continue;
+        double mx = -INFINITY, s = 0;
+        for (int v = 0; v < V; v++) {
+            double acc = 0;
+            for (int d = 0; d < D; d++) acc += hf[(size_t)n * D + d] * W[(size_t)v * D + d];
+            z[v] = acc;
+            if (acc > mx) mx = acc;
+        }
+        for (int v = 0; v < V; v++) s += exp(z[v] - mx);
+        total += mx + log(s) - z[t];
+        for (int v = 0; v < V; v++) {
+            double dz = grad_scale * (exp(z[v] - mx) / s - (v == t));
+            for (int d = 0; d < D; d++) {
+                if (dhf) dhf[(size_t)n * D + d] += dz * W[(size_t)v * D + d];
+                if (dW) dW[(size_t)v * D + d] += dz * hf[(size_t)n * D + d];
+            }
+        }
+    }
+    free(z);
+    return total;
+}
