@@ -8,6 +8,7 @@
  * plain/special = encode without/with special tokens; dec/dec_skip = decode of the
  * "special" ids without/with skip_special. Documents are encoded with
  * cpt_tok_encode_batch on 2 threads, so the batch path is what parity checks.
+ *   test_tok_batch --sanitize IN.bin OUT.bin   (see run_sanitize; test_tok_utf8.py)
  * Alone (no arguments) it checks batch == single-document encoding on GPT-2. */
 #include <jansson.h>
 #include <stdlib.h>
@@ -83,7 +84,31 @@ static int run_batch(const char *tok_path, const char *in_path, const char *out_
     return rc ? 2 : 0;
 }
 
+/* --sanitize IN OUT: IN holds records (u32 little-endian length, bytes); OUT gets
+ * (u32 length, sanitized bytes, u32 replacement count) per record. */
+static int run_sanitize(const char *in_path, const char *out_path) {
+    FILE *in = fopen(in_path, "rb"), *out = fopen(out_path, "wb");
+    if (!in || !out) return 2;
+    uint32_t n;
+    while (fread(&n, 4, 1, in) == 1) {
+        char *b = malloc(n + 1), *o = NULL;
+        size_t ol = 0;
+        if (!b || fread(b, 1, n, in) != n) return 2;
+        long r = cpt_tok_utf8_sanitize(b, n, &o, &ol);
+        if (r < 0) return 2;
+        uint32_t l32 = (uint32_t)ol, r32 = (uint32_t)r;
+        fwrite(&l32, 4, 1, out);
+        fwrite(o, 1, ol, out);
+        fwrite(&r32, 4, 1, out);
+        free(b);
+        free(o);
+    }
+    fclose(in);
+    return fclose(out) ? 2 : 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 4 && !strcmp(argv[1], "--sanitize")) return run_sanitize(argv[2], argv[3]);
     if (argc == 4) return run_batch(argv[1], argv[2], argv[3]);
     const char *shared = tu_env("CPT_SHARED");
     if (!shared) TEST_SKIP("CPT_SHARED not set");
