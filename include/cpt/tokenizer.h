@@ -30,8 +30,10 @@
  * *n_replaced; the caller decides whether that is an error. cpt_tok_utf8_sanitize
  * exposes the same routine.
  *
- * Thread safety: a loaded cpt_tok is immutable except for its pre-token cache, which
- * is per-thread-sharded and locked; encode/decode may be called from many threads.
+ * Thread safety: a loaded cpt_tok is immutable; encode/decode may be called from many
+ * threads at once. The pre-token cache (BPE results of repeated words) lives in the
+ * per-call / per-thread scratch, bounded (65536 words, 1M ids) and dropped when full.
+ * Not yet supported: SentencePiece .model files (CPT_EUNSUPPORTED), BPE dropout.
  */
 #ifndef CPT_TOKENIZER_H
 #define CPT_TOKENIZER_H

@@ -643,7 +643,7 @@ int tok_load_config(cpt_tok *t, const char *file, cpt_err *err) {
     int rc = cpt_read_file(file, &buf, &size, err);
     if (rc) return rc;
     json_error_t je;
-    json_t *root = json_loadb(buf, size, JSON_REJECT_DUPLICATES, &je);
+    json_t *root = json_loadb(buf, size, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &je);
     free(buf);
     if (!root)
         return cpt_err_set(err, CPT_EFORMAT, "%s: line %d column %d: invalid JSON: %s; HINT: the file is corrupt or truncated",
