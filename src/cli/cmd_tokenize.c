@@ -7,8 +7,6 @@
 #include "cli/opts.h"
 #include "cpt/tokenizer.h"
 
-int cpt_cmd_tokenize(int argc, char **argv);
-int cpt_cmd_detokenize(int argc, char **argv);
 
 /* All of stdin as bytes (may contain NUL). */
 static int read_stdin(char **out, size_t *len, cpt_err *err) {
