@@ -1,0 +1,118 @@
+/* cpt/train.h: the continued-pretraining loop: gradient accumulation, clipping,
+ * AdamW with decay groups and LR multipliers, frozen tensors, anchor penalties,
+ * loss-spike skipping, in-loop evaluation against the base model with a forgetting
+ * budget, and exact-resume checkpoints.
+ *
+ * Determinism: the sequence at global index g is a pure function of g (the data
+ * interface below), the LR a pure function of the step, and every kernel's reduction
+ * order is fixed for a given thread count. So a run resumed from the checkpoint of
+ * step K equals, bit for bit on CPU, the run that never stopped (tests/train).
+ */
+#ifndef CPT_TRAIN_H
+#define CPT_TRAIN_H
+
+#include <stdio.h>
+
+#include "cpt/checkpoint.h"
+#include "cpt/model.h"
+#include "cpt/optim.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A source of packed training sequences. `sequence` fills T positions for global
+ * sequence index g: ids[T] inputs, targets[T] (next token or -1 = no loss), pos[T]
+ * positions and seg[T] document ids (for block-causal attention), and the index of
+ * the source the sequence came from. It must be a pure function of g. */
+typedef struct cpt_data_iface {
+    void *ctx;
+    int (*sequence)(void *ctx, long long g, int T, int32_t *ids, int32_t *targets, int32_t *pos, int32_t *seg,
+                    int *source, cpt_err *err);
+    int n_sources;
+    const char *const *source_names;
+} cpt_data_iface;
+
+/* A named validation set: sequences 0..n_seqs-1 of its data interface. */
+typedef struct cpt_eval_set {
+    const char *name;
+    cpt_data_iface data;
+    long long n_seqs;
+    double budget; /* allowed relative rise of the loss vs the base model (0.05 = 5%); <= 0: none */
+} cpt_eval_set;
+
+typedef struct cpt_train_cfg {
+    const char *run_dir;
+    int seq_len, micro_batch, grad_accum;
+    long long max_steps;
+    int block_causal;    /* 1: attention stays within documents of a packed sequence */
+    int reset_positions; /* 1: positions restart at every document */
+    /* optimizer */
+    cpt_adamw_cfg optim;
+    double clip;          /* max global grad norm; <= 0: off */
+    double embed_lr_mult; /* LR multiplier for embeddings and LM head */
+    /* LR schedule: lr_fn(sched, step) for optimizer update number `step` (0-based) */
+    double (*lr_fn)(const void *sched, long long step);
+    const void *sched;
+    /* anchor penalty (L2 toward base / EWC): adds its gradient into grads, returns the
+     * penalty value; NULL = none */
+    double (*penalty_fn)(void *ctx, const cpt_model *m, float *grads);
+    void *penalty_ctx;
+    /* frozen tensors: per tensor-table index (may be NULL) */
+    const uint8_t *frozen;
+    /* stability: skip a step whose loss or grad norm has a z-score above this against the
+     * last `window` accepted steps (<= 0: off); non-finite values are always skipped */
+    double skip_zscore;
+    int skip_window;
+    /* evaluation */
+    cpt_data_iface train_data;
+    cpt_eval_set *evals;
+    int n_evals;
+    long long eval_every; /* 0: only at the start and the end */
+    int eval_batches;     /* sequences per eval set (capped at n_seqs) */
+    int stop_on_budget;   /* 1: stop when a forgetting budget is exceeded, 0: warn */
+    /* checkpoints */
+    long long ckpt_every; /* 0: only at the end */
+    int keep_last;
+    const char *recipe_text; /* effective recipe, saved in every checkpoint */
+    /* output */
+    FILE *log;            /* progress and messages (NULL: silent) */
+} cpt_train_cfg;
+
+typedef struct cpt_eval_result {
+    double base_loss, loss; /* mean token loss (nats) of the base model and now */
+    long long tokens;
+} cpt_eval_result;
+
+typedef struct cpt_train_result {
+    long long steps, tokens, skipped;
+    double last_loss, wall_s;
+    long long source_tokens[CPT_CKPT_MAX_SOURCES];
+    cpt_eval_result evals[16];
+    int budget_exceeded;
+} cpt_train_result;
+
+/* Run training. If resume_dir is not NULL, state is restored from that checkpoint
+ * first (weights, moments, step, counters, base-model eval values, skip window). */
+int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir, cpt_train_result *res,
+                  cpt_err *err);
+
+/* Mean token loss of a model on sequences [0, n) of a data interface (the in-loop
+ * evaluation, the same computation as `cpt score` per sequence). */
+int cpt_eval_loss(cpt_model *m, const cpt_data_iface *d, long long n, int T, int B, int block_causal,
+                  int reset_positions, double *loss, long long *tokens, cpt_err *err);
+
+/* A simple deterministic data source over one token array (tests, demo): sequence g is
+ * the window of T+1 tokens starting at (g * T) mod (n - T - 1), with documents separated
+ * by `eos` (seg and positions follow the separators). */
+typedef struct cpt_tokstream {
+    const int32_t *tokens;
+    long long n;
+    int32_t eos;
+} cpt_tokstream;
+cpt_data_iface cpt_tokstream_iface(cpt_tokstream *ts);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,333 @@
+/* trainer.c: the training loop of cpt/train.h and the in-loop evaluation. */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpt/fileio.h"
+#include "cpt/train.h"
+
+/* ---------------- a token-array data source ---------------- */
+
+static int tokstream_seq(void *ctx, long long g, int T, int32_t *ids, int32_t *targets, int32_t *pos, int32_t *seg,
+                         int *source, cpt_err *err) {
+    const cpt_tokstream *ts = ctx;
+    if (ts->n < T + 2) return cpt_err_set(err, CPT_EINVAL, "token stream of %lld tokens is shorter than one sequence of %d", ts->n, T + 1);
+    long long span = ts->n - T - 1;
+    long long start = (long long)(((unsigned long long)g * (unsigned long long)T) % (unsigned long long)span);
+    const int32_t *w = ts->tokens + start;
+    int32_t doc = 0, p = 0;
+    for (int t = 0; t < T; t++) {
+        ids[t] = w[t];
+        targets[t] = w[t + 1];
+        pos[t] = p++;
+        seg[t] = doc;
+        if (w[t] == ts->eos) { /* the next token starts a new document */
+            doc++;
+            p = 0;
+            targets[t] = -1; /* do not predict across the boundary */
+        }
+    }
+    if (source) *source = 0;
+    return CPT_OK;
+}
+
+cpt_data_iface cpt_tokstream_iface(cpt_tokstream *ts) {
+    static const char *names[] = {"tokens"};
+    cpt_data_iface d = {ts, tokstream_seq, 1, names};
+    return d;
+}
+
+/* ---------------- evaluation ---------------- */
+
+int cpt_eval_loss(cpt_model *m, const cpt_data_iface *d, long long n, int T, int B, int block_causal,
+                  int reset_positions, double *loss, long long *tokens, cpt_err *err) {
+    cpt_acts *a = NULL;
+    int rc = cpt_acts_create(&a, m, B, T, 0, err);
+    if (rc) return rc;
+    size_t N = (size_t)B * T;
+    int32_t *buf = malloc(sizeof(int32_t) * N * 4);
+    if (!buf) {
+        cpt_acts_free(a);
+        return cpt_err_set(err, CPT_ENOMEM, "out of memory");
+    }
+    int32_t *ids = buf, *tg = buf + N, *pos = buf + 2 * N, *seg = buf + 3 * N;
+    double total = 0;
+    long long ntok = 0;
+    for (long long g0 = 0; g0 < n && !rc; g0 += B) {
+        int rows = (int)(n - g0 < B ? n - g0 : B);
+        for (int b = 0; b < B && !rc; b++) {
+            if (b < rows) {
+                rc = d->sequence(d->ctx, g0 + b, T, ids + (size_t)b * T, tg + (size_t)b * T, pos + (size_t)b * T,
+                                 seg + (size_t)b * T, NULL, err);
+            } else { /* pad the last batch: rows with no targets contribute nothing */
+                for (int t = 0; t < T; t++) ids[(size_t)b * T + t] = 0, tg[(size_t)b * T + t] = -1, pos[(size_t)b * T + t] = t, seg[(size_t)b * T + t] = 0;
+            }
+        }
+        if (rc) break;
+        cpt_batch bt = {B, T, ids, tg, reset_positions ? pos : NULL, block_causal ? seg : NULL};
+        double ls = 0;
+        long long nv = 0;
+        rc = cpt_model_step(m, a, &bt, NULL, 1.0f, NULL, &ls, &nv, NULL, err);
+        total += ls;
+        ntok += nv;
+    }
+    free(buf);
+    cpt_acts_free(a);
+    if (rc) return rc;
+    *loss = ntok ? total / (double)ntok : NAN;
+    if (tokens) *tokens = ntok;
+    return CPT_OK;
+}
+
+/* ---------------- trainer state that goes into checkpoints ---------------- */
+
+typedef struct {
+    double *wl, *wn; /* windows of accepted losses / grad norms (oldest first) */
+    int nw;
+    long long skipped;
+    double base[16];
+    int have_base;
+} tstate;
+
+static char *tstate_json(const tstate *s, const cpt_train_cfg *cfg) {
+    json_t *o = json_object(), *wl = json_array(), *wn = json_array(), *base = json_object();
+    for (int i = 0; i < s->nw; i++) {
+        json_array_append_new(wl, json_real(s->wl[i]));
+        json_array_append_new(wn, json_real(s->wn[i]));
+    }
+    for (int i = 0; i < cfg->n_evals && s->have_base; i++) json_object_set_new(base, cfg->evals[i].name, json_real(s->base[i]));
+    json_object_set_new(o, "skip_window_loss", wl);
+    json_object_set_new(o, "skip_window_norm", wn);
+    json_object_set_new(o, "skipped", json_integer(s->skipped));
+    json_object_set_new(o, "base_eval_loss", base);
+    char *txt = json_dumps(o, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
+    json_decref(o);
+    return txt;
+}
+
+static int tstate_load(tstate *s, const char *txt, const cpt_train_cfg *cfg, cpt_err *err) {
+    json_error_t je;
+    json_t *o = json_loads(txt ? txt : "{}", 0, &je);
+    if (!o) return cpt_err_set(err, CPT_EFORMAT, "checkpoint trainer state: %s", je.text);
+    json_t *wl = json_object_get(o, "skip_window_loss"), *wn = json_object_get(o, "skip_window_norm");
+    s->nw = 0;
+    for (size_t i = 0; i < json_array_size(wl) && (int)i < cfg->skip_window && i < json_array_size(wn); i++) {
+        s->wl[s->nw] = json_real_value(json_array_get(wl, i));
+        s->wn[s->nw++] = json_real_value(json_array_get(wn, i));
+    }
+    s->skipped = json_integer_value(json_object_get(o, "skipped"));
+    json_t *base = json_object_get(o, "base_eval_loss");
+    s->have_base = 1;
+    for (int i = 0; i < cfg->n_evals; i++) {
+        json_t *v = json_object_get(base, cfg->evals[i].name);
+        if (!json_is_number(v)) s->have_base = 0;
+        else s->base[i] = json_number_value(v);
+    }
+    json_decref(o);
+    return CPT_OK;
+}
+
+static double zscore(const double *w, int n, double x) {
+    if (n < 8) return 0.0; /* too few points for a meaningful spread */
+    double mu = 0, var = 0;
+    for (int i = 0; i < n; i++) mu += w[i];
+    mu /= n;
+    for (int i = 0; i < n; i++) var += (w[i] - mu) * (w[i] - mu);
+    double sd = sqrt(var / n);
+    return sd > 0 ? (x - mu) / sd : 0.0;
+}
+
+/* Append an accepted step's (loss, grad norm) to the rolling window (oldest first). */
+static void window_push(tstate *s, int cap, double loss, double norm) {
+    if (cap <= 0) return;
+    if (s->nw == cap) {
+        memmove(s->wl, s->wl + 1, sizeof(double) * (size_t)(cap - 1));
+        memmove(s->wn, s->wn + 1, sizeof(double) * (size_t)(cap - 1));
+        s->nw--;
+    }
+    s->wl[s->nw] = loss;
+    s->wn[s->nw] = norm;
+    s->nw++;
+}
+
+/* Evaluate every set; fills res->evals[i].loss; returns 1 if a budget is exceeded. */
+static int run_evals(const cpt_train_cfg *cfg, cpt_model *m, tstate *s, long long step, cpt_train_result *res,
+                     cpt_err *err, int *rc_out) {
+    int exceeded = 0;
+    *rc_out = CPT_OK;
+    for (int i = 0; i < cfg->n_evals; i++) {
+        const cpt_eval_set *e = &cfg->evals[i];
+        long long n = e->n_seqs < cfg->eval_batches || cfg->eval_batches <= 0 ? e->n_seqs : cfg->eval_batches;
+        double loss = 0;
+        long long tok = 0;
+        int rc = cpt_eval_loss(m, &e->data, n, cfg->seq_len, cfg->micro_batch, cfg->block_causal, cfg->reset_positions,
+                               &loss, &tok, err);
+        if (rc) {
+            *rc_out = cpt_err_wrap(err, "evaluating '%s' at step %lld", e->name, step);
+            return 0;
+        }
+        if (!s->have_base) s->base[i] = loss;
+        res->evals[i].base_loss = s->base[i];
+        res->evals[i].loss = loss;
+        res->evals[i].tokens = tok;
+        double rel = (loss - s->base[i]) / s->base[i];
+        int over = e->budget > 0 && rel > e->budget;
+        exceeded |= over;
+        if (cfg->log)
+            fprintf(cfg->log, "eval step %lld %-10s loss %.4f ppl %.3f (base %.3f, %+.2f%%)%s\n", step, e->name, loss, exp(loss),
+                    exp(s->base[i]), 100.0 * rel, over ? "  OVER FORGETTING BUDGET" : "");
+    }
+    s->have_base = 1;
+    return exceeded;
+}
+
+int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir, cpt_train_result *res, cpt_err *err) {
+    memset(res, 0, sizeof *res);
+    if (cfg->n_evals > 16) return cpt_err_set(err, CPT_EINVAL, "at most 16 validation sets");
+    if (cfg->train_data.n_sources > CPT_CKPT_MAX_SOURCES) return cpt_err_set(err, CPT_EINVAL, "too many data sources");
+    int B = cfg->micro_batch, T = cfg->seq_len, A = cfg->grad_accum;
+    if (B <= 0 || T <= 1 || A <= 0 || cfg->max_steps < 0)
+        return cpt_err_set(err, CPT_EINVAL, "training: micro_batch, seq_len > 1 and grad_accum must be positive");
+    int rc = CPT_OK;
+    cpt_adamw *opt = NULL;
+    cpt_acts *acts = NULL;
+    float *grads = NULL, *lr_mult = NULL;
+    int32_t *buf = NULL;
+    int *srcs = NULL;
+    tstate st = {0};
+    cpt_ckpt_state ck = {0};
+    long long step = 0, tokens = 0;
+    size_t N = (size_t)B * T;
+    st.wl = calloc((size_t)(cfg->skip_window > 0 ? cfg->skip_window : 1), sizeof(double));
+    st.wn = calloc((size_t)(cfg->skip_window > 0 ? cfg->skip_window : 1), sizeof(double));
+    buf = malloc(sizeof(int32_t) * N * (size_t)A * 4);
+    srcs = malloc(sizeof(int) * (size_t)B * A);
+    lr_mult = malloc(sizeof(float) * (size_t)m->n_tensors);
+    grads = cpt_alloc_aligned(sizeof(float) * m->n_params);
+    if (!st.wl || !st.wn || !buf || !srcs || !lr_mult || !grads) {
+        rc = cpt_err_set(err, CPT_ENOMEM, "out of memory");
+        goto done;
+    }
+    if ((rc = cpt_adamw_create(&opt, m, err))) goto done;
+    if ((rc = cpt_acts_create(&acts, m, B, T, 1, err))) goto done;
+    if (cfg->log) fprintf(cfg->log, "activations: %.1f MiB for micro-batch %d x %d\n", (double)cpt_acts_bytes(acts) / 1048576.0, B, T);
+    for (int i = 0; i < m->n_tensors; i++) {
+        const char *nm = m->tensors[i].name;
+        int emb = !strcmp(nm, "model.embed_tokens.weight") || !strcmp(nm, "lm_head.weight");
+        lr_mult[i] = emb ? (float)cfg->embed_lr_mult : 1.0f;
+    }
+    if (resume_dir) {
+        if ((rc = cpt_ckpt_load(resume_dir, m, opt, &ck, err))) goto done;
+        if ((rc = tstate_load(&st, ck.trainer_json, cfg, err))) goto done;
+        step = ck.step;
+        tokens = ck.tokens;
+        for (int i = 0; i < ck.n_sources; i++)
+            for (int j = 0; j < cfg->train_data.n_sources; j++)
+                if (!strcmp(ck.source_names[i], cfg->train_data.source_names[j])) res->source_tokens[j] = ck.source_tokens[i];
+        res->skipped = st.skipped;
+        if (cfg->log) fprintf(cfg->log, "resumed from %s at step %lld (%lld tokens)\n", resume_dir, step, tokens);
+    }
+    if (!st.have_base && cfg->n_evals > 0) {
+        int erc;
+        run_evals(cfg, m, &st, step, res, err, &erc);
+        if ((rc = erc)) goto done;
+    }
+    double t0 = cpt_now();
+    int stop = 0;
+    while (step < cfg->max_steps && !stop) {
+        /* Gather the whole step's data first: the loss normaliser is the number of
+         * valid targets over all micro-batches (HF's num_items_in_batch). */
+        long long ntot = 0;
+        for (int a = 0; a < A && !rc; a++)
+            for (int b = 0; b < B && !rc; b++) {
+                long long g = (step * A + a) * (long long)B + b;
+                int32_t *base = buf + (size_t)a * N * 4;
+                rc = cfg->train_data.sequence(cfg->train_data.ctx, g, T, base + (size_t)b * T, base + N + (size_t)b * T,
+                                              base + 2 * N + (size_t)b * T, base + 3 * N + (size_t)b * T, &srcs[a * B + b], err);
+                for (int t = 0; t < T && !rc; t++) ntot += base[N + (size_t)b * T + t] >= 0;
+            }
+        if (rc) goto done;
+        memset(grads, 0, sizeof(float) * m->n_params);
+        double loss_sum = 0;
+        for (int a = 0; a < A && !rc; a++) {
+            int32_t *base = buf + (size_t)a * N * 4;
+            cpt_batch bt = {B, T, base, base + N, cfg->reset_positions ? base + 2 * N : NULL, cfg->block_causal ? base + 3 * N : NULL};
+            double ls = 0;
+            long long nv = 0;
+            rc = cpt_model_step(m, acts, &bt, grads, ntot ? 1.0f / (float)ntot : 0.0f, cfg->frozen, &ls, &nv, NULL, err);
+            loss_sum += ls;
+        }
+        if (rc) goto done;
+        double loss = ntot ? loss_sum / (double)ntot : 0.0;
+        double penalty = cfg->penalty_fn ? cfg->penalty_fn(cfg->penalty_ctx, m, grads) : 0.0;
+        double norm = cpt_grad_norm(m, grads);
+        double lr = cfg->lr_fn ? cfg->lr_fn(cfg->sched, step) : cfg->optim.lr;
+        const char *why = NULL;
+        if (!isfinite(loss) || !isfinite(norm)) why = "non-finite loss or gradient norm";
+        else if (cfg->skip_zscore > 0 && (zscore(st.wl, st.nw, loss) > cfg->skip_zscore || zscore(st.wn, st.nw, norm) > cfg->skip_zscore))
+            why = "loss or gradient-norm spike";
+        if (why) {
+            st.skipped++;
+            res->skipped = st.skipped;
+            if (cfg->log) fprintf(cfg->log, "step %lld skipped: %s (loss %.4f, grad norm %.4g)\n", step, why, loss, norm);
+        } else {
+            cpt_grad_clip(m, grads, cfg->clip);
+            cpt_adamw_step(opt, m, grads, &cfg->optim, lr, lr_mult, cfg->frozen);
+            window_push(&st, cfg->skip_window, loss, norm);
+        }
+        for (int i = 0; i < A * B; i++) res->source_tokens[srcs[i]] += T;
+        tokens += (long long)A * B * T;
+        step++;
+        res->last_loss = loss;
+        if (cfg->log && (step % 10 == 0 || step == cfg->max_steps)) {
+            double el = cpt_now() - t0;
+            fprintf(cfg->log, "step %lld/%lld loss %.4f lr %.3g grad norm %.3f penalty %.3g tok/s %.0f\n", step,
+                    cfg->max_steps, loss, lr, norm, penalty, el > 0 ? (double)(tokens - (resume_dir ? ck.tokens : 0)) / el : 0);
+        }
+        int do_eval = cfg->n_evals > 0 && ((cfg->eval_every > 0 && step % cfg->eval_every == 0) || step == cfg->max_steps);
+        if (do_eval) {
+            int erc;
+            int over = run_evals(cfg, m, &st, step, res, err, &erc);
+            if ((rc = erc)) goto done;
+            if (over) {
+                res->budget_exceeded = 1;
+                if (cfg->stop_on_budget) {
+                    if (cfg->log) fprintf(cfg->log, "stopping: forgetting budget exceeded at step %lld\n", step);
+                    stop = 1;
+                }
+            }
+        }
+        int do_ckpt = cfg->run_dir && ((cfg->ckpt_every > 0 && step % cfg->ckpt_every == 0) || step == cfg->max_steps || stop);
+        if (do_ckpt) {
+            cpt_ckpt_state cs = {0};
+            cs.step = step;
+            cs.tokens = tokens;
+            cs.n_sources = cfg->train_data.n_sources;
+            for (int i = 0; i < cs.n_sources; i++) {
+                snprintf(cs.source_names[i], sizeof cs.source_names[0], "%s", cfg->train_data.source_names[i]);
+                cs.source_tokens[i] = res->source_tokens[i];
+            }
+            cs.trainer_json = tstate_json(&st, cfg);
+            cs.recipe_text = (char *)cfg->recipe_text;
+            rc = cpt_ckpt_save(cfg->run_dir, m, opt, &cs, cfg->keep_last, NULL, NULL, err);
+            free(cs.trainer_json);
+            if (rc) goto done;
+        }
+    }
+    res->steps = step;
+    res->tokens = tokens;
+    res->wall_s = cpt_now() - t0;
+done:
+    cpt_ckpt_state_free(&ck);
+    free(st.wl);
+    free(st.wn);
+    free(buf);
+    free(srcs);
+    free(lr_mult);
+    cpt_free_aligned(grads);
+    cpt_acts_free(acts);
+    cpt_adamw_free(opt);
+    return rc;
+}
