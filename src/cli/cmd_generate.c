@@ -7,6 +7,7 @@
 #include "cli/cli.h"
 #include "cli/opts.h"
 #include "cpt/model.h"
+#include "cpt/tokenizer.h"
 
 static uint64_t rng_next(uint64_t *s) { /* xorshift64* */
     *s ^= *s >> 12, *s ^= *s << 25, *s ^= *s >> 27;
@@ -52,25 +53,33 @@ static int sample(const float *logits, int V, double temp, double top_p, uint64_
 }
 
 int cpt_cmd_generate(int argc, char **argv) {
-    const char *model_dir = NULL, *ids_str = NULL;
+    const char *model_dir = NULL, *ids_str = NULL, *prompt_text = NULL, *tok_path = NULL;
     long long max_new = 64, seed = 42;
     double temperature = 1.0, top_p = 1.0;
     int greedy = 0, print_ids = 0, ignore_eos = 0;
     cpt_opt opts[] = {
         {"--model", CPT_OPT_STR, &model_dir, "DIR", "Hugging Face model directory", 1, 0, 0, NULL, 0},
-        {"--ids", CPT_OPT_STR, &ids_str, "\"1 2 3\"", "prompt token ids, whitespace-separated", 1, 0, 0, NULL, 0},
+        {"--ids", CPT_OPT_STR, &ids_str, "\"1 2 3\"", "prompt token ids, whitespace-separated", 0, 0, 0, NULL, 0},
+        {"--prompt", CPT_OPT_STR, &prompt_text, "TEXT", "prompt text, encoded with the tokenizer (BOS as the tokenizer adds it)", 0, 0, 0, NULL, 0},
+        {"--tokenizer", CPT_OPT_STR, &tok_path, "PATH", "tokenizer (default: the model directory)", 0, 0, 0, NULL, 0},
         {"--max-new", CPT_OPT_INT, &max_new, "N", "number of tokens to generate", 0, 1, 1000000, NULL, 0},
         {"--greedy", CPT_OPT_FLAG, &greedy, NULL, "take the most likely token at each step", 0, 0, 0, NULL, 0},
         {"--temperature", CPT_OPT_FLOAT, &temperature, "T", "sampling temperature", 0, 1e-4, 100, NULL, 0},
         {"--top-p", CPT_OPT_FLOAT, &top_p, "P", "nucleus sampling: smallest set of tokens with probability >= P", 0, 1e-6, 1, NULL, 0},
         {"--seed", CPT_OPT_INT, &seed, "S", "random seed for sampling", 0, 0, 9.2e18, NULL, 0},
-        {"--print-ids", CPT_OPT_FLAG, &print_ids, NULL, "print all ids (prompt, then generated) on one line", 0, 0, 0, NULL, 0},
+        {"--print-ids", CPT_OPT_FLAG, &print_ids, NULL, "print all ids (prompt, then generated) on one line instead of text", 0, 0, 0, NULL, 0},
         {"--ignore-eos", CPT_OPT_FLAG, &ignore_eos, NULL, "keep generating after the end-of-sequence token", 0, 0, 0, NULL, 0},
     };
     cpt_cmd_spec spec = {"generate", "Generate tokens from a prompt with a KV cache (greedy, or temperature + top-p sampling).",
-                         "Stops after --max-new tokens or at the model's eos_token_id.", opts, CPT_NOPTS(opts), NULL, NULL};
+                         "Give exactly one of --ids and --prompt. Stops after --max-new tokens or at the model's eos_token_id.\n"
+                         "Prints the text (prompt and continuation) when a tokenizer is found, else the ids.",
+                         opts, CPT_NOPTS(opts), NULL, NULL};
     int prc = cpt_opts_parse(&spec, argc, argv);
     if (prc) return prc == 1 ? 0 : 2;
+    if (!ids_str == !prompt_text) {
+        fprintf(stderr, "cpt generate: give exactly one of --ids and --prompt\nHINT: run 'cpt generate --help'\n");
+        return 2;
+    }
     cpt_err err = {0};
     int32_t *prompt = NULL;
     size_t np = 0;
@@ -80,7 +89,16 @@ int cpt_cmd_generate(int argc, char **argv) {
     cand *buf = NULL;
     int32_t *out = NULL;
     size_t nout = 0;
-    int rc = cpt_parse_ids(ids_str, "--ids", &prompt, &np, &err);
+    cpt_tok *tok = NULL;
+    int rc = CPT_OK;
+    if (prompt_text || !print_ids) {
+        cpt_err terr = {0};
+        int trc = cpt_tok_load(&tok, tok_path ? tok_path : model_dir, &terr);
+        if (trc && (prompt_text || tok_path)) rc = cpt_err_set(&err, trc, "%s", terr.msg);
+        if (trc) tok = NULL;
+    }
+    if (!rc && ids_str) rc = cpt_parse_ids(ids_str, "--ids", &prompt, &np, &err);
+    if (!rc && prompt_text) rc = cpt_tok_encode(tok, prompt_text, strlen(prompt_text), 1, &prompt, &np, NULL, &err);
     if (!rc && np == 0) rc = cpt_err_set(&err, CPT_EINVAL, "--ids: the prompt needs at least one token id");
     if (!rc) rc = cpt_model_load_hf(&m, model_dir, &err);
     if (!rc) rc = cpt_kvcache_create(&kc, m, (int)(np + (size_t)max_new), &err);
@@ -108,13 +126,20 @@ int cpt_cmd_generate(int argc, char **argv) {
         if (!ignore_eos && next == m->cfg.eos_id) break;
         if (s + 1 < max_new) rc = cpt_model_decode(m, kc, next, logits, &err);
     }
-    if (!rc) {
-        /* Text output needs the tokenizer; until a model dir's tokenizer is loaded the
-         * ids are printed either way. */
-        (void)print_ids;
+    if (!rc && (print_ids || !tok)) {
         for (size_t i = 0; i < nout; i++) printf(i ? " %d" : "%d", out[i]);
         printf("\n");
+    } else if (!rc) {
+        char *txt = NULL;
+        size_t tl = 0;
+        rc = cpt_tok_decode(tok, out, nout, 1, &txt, &tl, &err);
+        if (!rc) {
+            fwrite(txt, 1, tl, stdout);
+            printf("\n");
+        }
+        free(txt);
     }
+    cpt_tok_free(tok);
     free(prompt);
     free(logits);
     free(buf);

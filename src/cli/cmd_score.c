@@ -9,20 +9,27 @@
 #include "cpt/fileio.h"
 #include "cpt/model.h"
 #include "cpt/npy.h"
+#include "cpt/tokenizer.h"
 
 int cpt_cmd_score(int argc, char **argv) {
-    const char *model_dir = NULL, *ids_path = NULL, *logits_path = NULL;
+    const char *model_dir = NULL, *ids_path = NULL, *text_path = NULL, *tok_path = NULL, *logits_path = NULL;
     cpt_opt opts[] = {
         {"--model", CPT_OPT_STR, &model_dir, "DIR", "Hugging Face model directory (config.json + safetensors)", 1, 0, 0, NULL, 0},
-        {"--ids", CPT_OPT_STR, &ids_path, "FILE", "file of whitespace-separated token ids (one sequence)", 1, 0, 0, NULL, 0},
+        {"--ids", CPT_OPT_STR, &ids_path, "FILE", "file of whitespace-separated token ids (one sequence)", 0, 0, 0, NULL, 0},
+        {"--text", CPT_OPT_STR, &text_path, "FILE", "a text file, encoded with the tokenizer (special tokens added as the tokenizer does)", 0, 0, 0, NULL, 0},
+        {"--tokenizer", CPT_OPT_STR, &tok_path, "PATH", "tokenizer for --text (default: the model directory)", 0, 0, 0, NULL, 0},
         {"--logits", CPT_OPT_STR, &logits_path, "OUT.npy", "also write float32 logits [T, vocab] as a NumPy .npy file", 0, 0, 0, NULL, 0},
     };
     cpt_cmd_spec spec = {"score",
                          "Score one token sequence: prints a JSON line with \"tokens\", \"predicted\", \"loss\" (mean\n"
                          "next-token cross-entropy in nats over the T-1 predicted positions) and \"ppl\" = exp(loss).",
-                         NULL, opts, CPT_NOPTS(opts), NULL, NULL};
+                         "Give exactly one of --ids and --text.", opts, CPT_NOPTS(opts), NULL, NULL};
     int prc = cpt_opts_parse(&spec, argc, argv);
     if (prc) return prc == 1 ? 0 : 2;
+    if (!ids_path == !text_path) {
+        fprintf(stderr, "cpt score: give exactly one of --ids FILE and --text FILE\nHINT: run 'cpt score --help'\n");
+        return 2;
+    }
     cpt_err err = {0};
     char *text = NULL;
     int32_t *ids = NULL, *targets = NULL;
@@ -30,10 +37,18 @@ int cpt_cmd_score(int argc, char **argv) {
     size_t T = 0;
     cpt_model *m = NULL;
     cpt_acts *acts = NULL;
-    int rc = cpt_read_file(ids_path, &text, NULL, &err);
-    if (!rc) rc = cpt_parse_ids(text, ids_path, &ids, &T, &err);
-    if (!rc && T < 2) rc = cpt_err_set(&err, CPT_EINVAL, "%s: %zu token id(s); scoring needs at least 2", ids_path, T);
-    if (!rc && T > (1u << 24)) rc = cpt_err_set(&err, CPT_EINVAL, "%s: %zu tokens is too long to score at once", ids_path, T);
+    const char *src = ids_path ? ids_path : text_path;
+    size_t tlen = 0;
+    int rc = cpt_read_file(src, &text, &tlen, &err);
+    if (!rc && ids_path) rc = cpt_parse_ids(text, ids_path, &ids, &T, &err);
+    if (!rc && text_path) {
+        cpt_tok *tok = NULL;
+        rc = cpt_tok_load(&tok, tok_path ? tok_path : model_dir, &err);
+        if (!rc) rc = cpt_tok_encode(tok, text, tlen, 1, &ids, &T, NULL, &err);
+        cpt_tok_free(tok);
+    }
+    if (!rc && T < 2) rc = cpt_err_set(&err, CPT_EINVAL, "%s: %zu token(s); scoring needs at least 2", src, T);
+    if (!rc && T > (1u << 24)) rc = cpt_err_set(&err, CPT_EINVAL, "%s: %zu tokens is too long to score at once", src, T);
     if (!rc) rc = cpt_model_load_hf(&m, model_dir, &err);
     if (!rc) rc = cpt_acts_create(&acts, m, 1, (int)T, 0, &err);
     if (!rc) {
