@@ -12,13 +12,25 @@ echo "fp32 FMA peak: $("$build/fma_peak" "$threads")"
 for spec in $shapes; do
   IFS=: read -r shape seq batch <<<"$spec"
   c=$(OMP_NUM_THREADS=$threads "$build/train_bench" --shape "$shape" --seq "$seq" --batch "$batch" --steps "$steps" --threads "$threads")
-  p=$(python3 "$peer" --shape "$shape" --seq "$seq" --batch "$batch" --steps "$steps" --threads "$threads" 2>/dev/null || echo '{}')
+  # The peer prints one JSON line; add its peak RSS (MiB) measured the same way (getrusage).
+  p=$(python3 - "$peer" --shape "$shape" --seq "$seq" --batch "$batch" --steps "$steps" --threads "$threads" <<'PY' 2>/dev/null || echo '{}'
+import contextlib, io, json, resource, runpy, sys
+peer = sys.argv[1]; sys.argv = sys.argv[1:]
+buf = io.StringIO()
+with contextlib.redirect_stdout(buf):
+    runpy.run_path(peer, run_name="__main__")
+d = json.loads(buf.getvalue().strip().splitlines()[-1])
+d["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+print(json.dumps(d))
+PY
+)
   echo "cpt:  $c"; echo "peer: $p"
   python3 - "$c" "$p" <<'PY'
 import json, sys
 c, p = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 if p.get("tokens_per_s"):
     print(f"=> {c['shape']}: cpt {c['tokens_per_s']:.0f} tok/s vs {p['peer']} {p['tokens_per_s']:.0f} tok/s: "
-          f"{c['tokens_per_s']/p['tokens_per_s']:.2f}x; cpt MFU {c['mfu']*100:.1f}%, peak RSS {c['peak_rss_mib']:.0f} MiB")
+          f"{c['tokens_per_s']/p['tokens_per_s']:.2f}x; MFU cpt {c['mfu']*100:.1f}% vs peer {p['gflops_6N']/c['fma_peak_gflops']*100:.1f}%; "
+          f"peak RSS cpt {c['peak_rss_mib']:.0f} MiB vs peer {p.get('peak_rss_mib', float('nan')):.0f} MiB")
 PY
 done

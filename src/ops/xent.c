@@ -44,17 +44,25 @@ double cpt_xent_fwd_bwd(float *dhf, float *dW, float *logits_out, float *losses_
             }
             float mx = zr[0];
             for (int j = 1; j < V; j++) mx = zr[j] > mx ? zr[j] : mx;
+            float zt = zr[t];
             double s = 0.0;
-            for (int j = 0; j < V; j++) s += exp((double)(zr[j] - mx));
-            double lse = (double)mx + log(s);
-            double loss = lse - (double)zr[t];
+            if (backward && !logits_out) {
+                /* One exp pass: keep e_j = exp(z_j - max) in place, then scale it into
+                 * the gradient (softmax - onehot) * grad_scale. */
+                for (int j = 0; j < V; j++) {
+                    float e = expf(zr[j] - mx);
+                    zr[j] = e;
+                    s += (double)e;
+                }
+                float gs = (float)((double)grad_scale / s);
+                for (int j = 0; j < V; j++) zr[j] *= gs;
+                zr[t] -= grad_scale;
+            } else {
+                for (int j = 0; j < V; j++) s += (double)expf(zr[j] - mx);
+            }
+            double loss = (double)mx + log(s) - (double)zt;
             rl[r] = loss;
             if (losses_out) losses_out[r0 + r] = (float)loss;
-            if (backward && !logits_out) {
-                float inv = (float)(1.0 / s);
-                for (int j = 0; j < V; j++) zr[j] = grad_scale * (expf(zr[j] - mx) * inv);
-                zr[t] -= grad_scale;
-            }
         }
         for (int r = 0; r < rows; r++)
             if (targets && targets[r0 + r] >= 0) {
@@ -79,9 +87,12 @@ double cpt_xent_fwd_bwd(float *dhf, float *dW, float *logits_out, float *losses_
                     float mx = zr[0];
                     for (int j = 1; j < V; j++) mx = zr[j] > mx ? zr[j] : mx;
                     double s = 0.0;
-                    for (int j = 0; j < V; j++) s += exp((double)(zr[j] - mx));
-                    float inv = (float)(1.0 / s);
-                    for (int j = 0; j < V; j++) dr[j] = grad_scale * (expf(zr[j] - mx) * inv);
+                    for (int j = 0; j < V; j++) {
+                        dr[j] = expf(zr[j] - mx);
+                        s += (double)dr[j];
+                    }
+                    float gs = (float)((double)grad_scale / s);
+                    for (int j = 0; j < V; j++) dr[j] *= gs;
                     dr[t] -= grad_scale;
                 }
                 dz = tmp;
