@@ -30,7 +30,7 @@ import json, sys
 c, p = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 if p.get("tokens_per_s"):
     print(f"=> {c['shape']}: cpt {c['tokens_per_s']:.0f} tok/s vs {p['peer']} {p['tokens_per_s']:.0f} tok/s: "
-          f"{c['tokens_per_s']/p['tokens_per_s']:.2f}x; MFU cpt {c['mfu']*100:.1f}% vs peer {p['gflops_6N']/c['fma_peak_gflops']*100:.1f}%; "
+          f"{c['tokens_per_s']/p['tokens_per_s']:.2f}x; MFU (PaLM model FLOPs / measured FMA peak) cpt {c['mfu']*100:.1f}% vs peer {c['mfu']*p['tokens_per_s']/c['tokens_per_s']*100:.1f}%; "
           f"peak RSS cpt {c['peak_rss_mib']:.0f} MiB vs peer {p.get('peak_rss_mib', float('nan')):.0f} MiB")
 PY
 done
