@@ -99,6 +99,11 @@ int cpt_tok_is_special(const cpt_tok *t, int32_t id);
  * CPT_ENOMEM. When the input is already valid, *out is a plain copy. */
 long cpt_tok_utf8_sanitize(const char *in, size_t len, char **out, size_t *out_len);
 
+/* Write a byte-level tokenizer.json + tokenizer_config.json into dir: one token per
+ * byte (ids 0..255 = byte values), <|bos|> = 256 (added at the start by the template),
+ * <|eos|> = 257. For models trained from scratch; vocab_size must be >= 258. */
+int cpt_tok_write_bytelevel(const char *dir, cpt_err *err);
+
 #ifdef __cplusplus
 }
 #endif
