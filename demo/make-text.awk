@@ -3,7 +3,7 @@
 # "general" is simple children's stories; "domain" is a small made-up astronomy
 # field guide with its own vocabulary and facts. Documents are separated by blank lines.
 function pick(arr, n) { return arr[int(rand() * n) + 1] }
-function an(w) { return (w ~ /^[aeiou]/ ? "an " : "a ") w }
+function art(w) { return (w ~ /^[aeiou]/ ? "an " : "a ") w }
 BEGIN {
     srand(seed + 0)
     split("Tom Lily Max Mia Ben Sue Sam Anna Leo Zoe", names, " "); nn = 10
@@ -19,7 +19,7 @@ BEGIN {
     for (d = 0; d < docs; d++) {
         if (kind == "domain") {
             p = pick(planets, npl); s = pick(stars, ns)
-            printf "The planet %s orbits %s every %d days. ", p, an(s), 20 + int(rand() * 700)
+            printf "The planet %s orbits %s every %d days. ", p, art(s), 20 + int(rand() * 700)
             printf "Its surface is covered with %s, and its atmosphere is thin. ", pick(surfaces, nsu)
             printf "%s has %d moons and is known for its %s. ", p, int(rand() * 9), pick(features, nf)
             printf "Astronomers measured a surface temperature of %d kelvin on %s. ", 40 + int(rand() * 600), p
@@ -27,7 +27,7 @@ BEGIN {
         } else {
             a = pick(names, nn); b = pick(names, nn); an = pick(animals, na); pl = pick(places, np)
             printf "Once upon a time, %s went to the %s with a little %s. ", a, pl, an
-            printf "%s was %s because %s %s %s. ", a, pick(moods, nm), b, pick(verbs, nv), an(pick(things, nt))
+            printf "%s was %s because %s %s %s. ", a, pick(moods, nm), b, pick(verbs, nv), art(pick(things, nt))
             printf "The %s ran around and played. %s said, \"Let us play together!\" ", an, b
             printf "They played until the sun went down, and %s felt %s.\n\n", a, pick(moods, nm)
         }
