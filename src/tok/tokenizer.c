@@ -1,0 +1,269 @@
+/* tokenizer.c: cpt_tok lifecycle, the encode pipeline, batch encoding and lookups.
+ * Not the file parsing (load_json.c) nor decoding (decode.c). */
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpt/fileio.h"
+#include "tok/tok_impl.h"
+
+long tok_utf8_sanitize_into(const char *in, size_t len, tok_buf *out);
+
+/* "x/llama3_tokenizer.json" -> "x/llama3_tokenizer_config.json"; NULL if the name
+ * does not end in tokenizer.json. */
+static char *config_path_for(const char *json) {
+    size_t n = strlen(json), k = strlen("tokenizer.json");
+    if (n < k || strcmp(json + n - k, "tokenizer.json")) return NULL;
+    char *p = malloc(n + 8);
+    if (!p) return NULL;
+    memcpy(p, json, n - 5);
+    strcpy(p + n - 5, "_config.json");
+    return p;
+}
+
+int cpt_tok_load(cpt_tok **out, const char *path, cpt_err *err) {
+    CPT_ASSERT(out && path);
+    *out = NULL;
+    cpt_tok *t = calloc(1, sizeof *t);
+    if (!t) return cpt_err_set(err, CPT_ENOMEM, "%s: out of memory", path);
+    t->bos = t->eos = t->pad = -1;
+    t->bpe.unk_id = -1;
+    int rc = 0;
+    char *json = NULL, *cfg = NULL;
+    if (cpt_is_dir(path)) {
+        json = cpt_path_join(path, "tokenizer.json");
+        if (json && !cpt_is_file(json)) {
+            rc = cpt_err_set(err, CPT_ENOTFOUND,
+                             "%s: no tokenizer.json in this directory; HINT: SentencePiece "
+                             ".model files are not supported yet, convert with "
+                             "transformers' AutoTokenizer(...).save_pretrained()",
+                             path);
+            goto fail;
+        }
+    } else {
+        size_t n = strlen(path);
+        if (n > 6 && !strcmp(path + n - 6, ".model")) {
+            rc = cpt_err_set(err, CPT_EUNSUPPORTED,
+                             "%s: SentencePiece .model files are not supported yet; HINT: use "
+                             "the model's tokenizer.json",
+                             path);
+            goto fail;
+        }
+        json = strdup(path);
+    }
+    if (!json) {
+        rc = cpt_err_set(err, CPT_ENOMEM, "%s: out of memory", path);
+        goto fail;
+    }
+    t->path = strdup(json);
+    if (!t->path) {
+        rc = cpt_err_set(err, CPT_ENOMEM, "%s: out of memory", path);
+        goto fail;
+    }
+    if ((rc = tok_load_json(t, json, err))) goto fail;
+    cfg = config_path_for(json);
+    if (cfg && cpt_is_file(cfg) && (rc = tok_load_config(t, cfg, err))) goto fail;
+    if (t->bos < 0 && t->n_tmpl > 0 && t->tmpl[0] >= 0) t->bos = t->tmpl[0];
+    free(json);
+    free(cfg);
+    *out = t;
+    return 0;
+fail:
+    free(json);
+    free(cfg);
+    cpt_tok_free(t);
+    return rc;
+}
+
+void cpt_tok_free(cpt_tok *t) {
+    if (!t) return;
+    free(t->path);
+    tok_smap_free(&t->bpe.vocab);
+    tok_pmap_free(&t->bpe.merges);
+    free(t->bpe.prefix);
+    free(t->bpe.suffix);
+    tok_norm_free(t->norm);
+    free(t->norm);
+    tok_pretok_free(t->pretok);
+    free(t->pretok);
+    tok_dec_free(t->dec);
+    free(t->dec);
+    for (size_t i = 0; i < t->n_added; i++) {
+        free(t->added[i].content);
+        free(t->added[i].match);
+    }
+    free(t->added);
+    free(t->added_idx[0]);
+    free(t->added_idx[1]);
+    free(t->tmpl);
+    free(t->piece_off);
+    free(t->piece_len);
+    free(t->is_special);
+    tok_buf_free(&t->pieces);
+    free(t->chat_template);
+    free(t);
+}
+
+static int has_pass(const cpt_tok *t, int pass) { return t->added_first[pass][256] > 0; }
+
+int tok_encode_work(const cpt_tok *t, tok_work *w, const char *text, size_t len, int add_special,
+                    tok_ids *out, size_t *n_replaced, cpt_err *err) {
+    long r = tok_utf8_sanitize_into(text ? text : "", len, &w->clean);
+    if (r < 0) return cpt_err_set(err, CPT_ENOMEM, "tokenizer: out of memory for a %zu-byte text", len);
+    if (n_replaced) *n_replaced = (size_t)r;
+    tok_list *a = &w->l[0], *b = &w->l[1];
+    int rc;
+    tok_list_clear(a);
+    if (w->clean.n && tok_list_push(a, w->clean.p, w->clean.n, -1, 1)) goto oom;
+    /* 1. added tokens that match the raw text */
+    if (has_pass(t, 0)) {
+        if ((rc = tok_added_split(t, 0, w, a, b, err))) return rc;
+        tok_list *x = a; a = b; b = x;
+    }
+    /* 2. normalize each remaining text piece */
+    if (t->norm) {
+        tok_list_clear(b);
+        for (size_t i = 0; i < a->n; i++) {
+            tok_span sp = a->v[i];
+            if (sp.id >= 0) {
+                if (tok_list_push(b, a->text.p + sp.off, sp.len, sp.id, sp.at_start)) goto oom;
+                continue;
+            }
+            if ((rc = tok_norm_apply(t->norm, w, a->text.p + sp.off, sp.len, &w->norm, err))) return rc;
+            if (w->norm.n && tok_list_push(b, w->norm.p, w->norm.n, -1, sp.at_start)) goto oom;
+        }
+        tok_list *x = a; a = b; b = x;
+    }
+    /* 3. added tokens that match normalized text */
+    if (has_pass(t, 1)) {
+        if ((rc = tok_added_split(t, 1, w, a, b, err))) return rc;
+        tok_list *x = a; a = b; b = x;
+    }
+    /* 4. pre-tokenize */
+    if (t->pretok) {
+        if ((rc = tok_pretok_apply(t->pretok, w, a, b, err))) return rc;
+        tok_list *x = a; a = b; b = x;
+    }
+    /* 5. model, inside the post-processor template */
+    size_t nt = add_special ? t->n_tmpl : 0;
+    for (size_t k = 0; k < (nt ? nt : 1); k++) {
+        if (nt && t->tmpl[k] >= 0) {
+            if (tok_ids_push(out, t->tmpl[k])) goto oom;
+            continue;
+        }
+        for (size_t i = 0; i < a->n; i++) {
+            tok_span sp = a->v[i];
+            if (sp.id >= 0) {
+                if (tok_ids_push(out, sp.id)) goto oom;
+            } else if ((rc = tok_bpe_encode(&t->bpe, w, a->text.p + sp.off, sp.len, out, err))) {
+                return rc;
+            }
+        }
+    }
+    return 0;
+oom:
+    return cpt_err_set(err, CPT_ENOMEM, "tokenizer: out of memory encoding a %zu-byte text", len);
+}
+
+int cpt_tok_encode(const cpt_tok *t, const char *text, size_t len, int add_special, int32_t **ids,
+                   size_t *n_ids, size_t *n_replaced, cpt_err *err) {
+    CPT_ASSERT(t && ids && n_ids);
+    *ids = NULL;
+    *n_ids = 0;
+    if (n_replaced) *n_replaced = 0;
+    if (!text && len) return cpt_err_set(err, CPT_EINVAL, "cpt_tok_encode: text is NULL with len = %zu", len);
+    tok_work w;
+    int rc = tok_work_init(&w, err);
+    if (rc) return rc;
+    tok_ids out = {0};
+    rc = tok_encode_work(t, &w, text, len, add_special, &out, n_replaced, err);
+    tok_work_free(&w);
+    if (!rc && !out.v && !(out.v = malloc(sizeof(int32_t))))
+        rc = cpt_err_set(err, CPT_ENOMEM, "cpt_tok_encode: out of memory");
+    if (rc) {
+        free(out.v);
+        return rc;
+    }
+    *ids = out.v;
+    *n_ids = out.n;
+    return 0;
+}
+
+int cpt_tok_encode_batch(const cpt_tok *t, const char *const *texts, const size_t *lens, size_t n,
+                         int add_special, int n_threads, int32_t **out_ids, size_t *out_n,
+                         size_t *out_replaced, cpt_err *err) {
+    CPT_ASSERT(t && (n == 0 || (texts && lens && out_ids && out_n)));
+    for (size_t i = 0; i < n; i++) {
+        out_ids[i] = NULL;
+        out_n[i] = 0;
+    }
+    if (n_threads <= 0) n_threads = omp_get_max_threads();
+    int rc = 0;
+    size_t bad = SIZE_MAX;
+    cpt_err first = {0};
+#pragma omp parallel num_threads(n_threads)
+    {
+        /* One scratch (and pre-token cache) per thread: no locks on the hot path. */
+        tok_work w;
+        cpt_err e = {0};
+        int ok = tok_work_init(&w, &e) == 0;
+#pragma omp for schedule(dynamic, 1)
+        for (size_t i = 0; i < n; i++) {
+            int r;
+            if (!ok) {
+                r = CPT_ENOMEM;
+            } else {
+                tok_ids out = {0};
+                size_t rep = 0;
+                r = tok_encode_work(t, &w, texts[i], lens[i], add_special, &out, &rep, &e);
+                if (!r && !out.v && !(out.v = malloc(sizeof(int32_t)))) r = CPT_ENOMEM;
+                if (r) free(out.v);
+                else {
+                    out_ids[i] = out.v;
+                    out_n[i] = out.n;
+                    if (out_replaced) out_replaced[i] = rep;
+                }
+            }
+            if (r) {
+#pragma omp critical(cpt_tok_batch_err)
+                if (i < bad) {
+                    bad = i;
+                    rc = r;
+                    first = e;
+                    if (!first.msg[0]) cpt_err_set(&first, r, "tokenizer: out of memory");
+                }
+            }
+        }
+        if (ok) tok_work_free(&w);
+    }
+    if (rc) {
+        for (size_t i = 0; i < n; i++) {
+            free(out_ids[i]);
+            out_ids[i] = NULL;
+            out_n[i] = 0;
+        }
+        cpt_err_set(err, rc, "document %zu: %s", bad, first.msg);
+    }
+    return rc;
+}
+
+int cpt_tok_vocab_size(const cpt_tok *t) { return t->n_ids; }
+int cpt_tok_bos(const cpt_tok *t) { return t->bos; }
+int cpt_tok_eos(const cpt_tok *t) { return t->eos; }
+int cpt_tok_pad(const cpt_tok *t) { return t->pad; }
+const char *cpt_tok_chat_template(const cpt_tok *t) { return t->chat_template; }
+
+const char *cpt_tok_piece(const cpt_tok *t, int32_t id) {
+    if (id < 0 || id >= t->n_ids || t->piece_off[id] == SIZE_MAX) return NULL;
+    return t->pieces.p + t->piece_off[id];
+}
+
+int32_t cpt_tok_piece_id(const cpt_tok *t, const char *piece, size_t len) {
+    for (size_t i = 0; i < t->n_added; i++)
+        if (t->added[i].len == len && !memcmp(t->added[i].content, piece, len)) return t->added[i].id;
+    return tok_smap_get(&t->bpe.vocab, piece, len);
+}
+
+int cpt_tok_is_special(const cpt_tok *t, int32_t id) {
+    return id >= 0 && id < t->n_ids && t->is_special[id];
+}
