@@ -2,6 +2,7 @@
 #include "cpt/prepare.h"
 
 #include <jansson.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,18 +146,41 @@ static int split_finish(out_split *o, cpt_err *err) {
 /* A batch of kept documents waiting for tokenization. */
 enum { BATCH = 256 };
 typedef struct batch {
+    char *raw[BATCH]; /* input text (cleaned again here: cleaning is deterministic) */
+    size_t raw_len[BATCH], line[BATCH], file[BATCH];
     char *text[BATCH];
     size_t len[BATCH];
     int val[BATCH];
     size_t n;
 } batch;
 
-static int flush(batch *b, const cpt_tok *tok, int threads, out_split *tr, out_split *va,
-                 cpt_prepare_stats *st, cpt_err *err) {
+static int flush(const cpt_prepare_cfg *c, batch *b, const cpt_tok *tok, int threads, out_split *tr,
+                 out_split *va, cpt_prepare_stats *st, cpt_err *err) {
     if (b->n == 0) return CPT_OK;
     int32_t *ids[BATCH];
     size_t nids[BATCH], rep[BATCH];
-    int rc = cpt_tok_encode_batch(tok, (const char *const *)b->text, b->len, b->n, 1, threads, ids, nids,
+    int crc[BATCH], cst[BATCH];
+    int nt = threads > 0 ? threads : omp_get_max_threads();
+    long n = (long)b->n;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 8)
+    for (long i = 0; i < n; i++)
+        cst[i] = clean(c, b->raw[i], b->raw_len[i], 0, &b->text[i], &b->len[i], NULL, NULL, &crc[i]);
+    int rc = CPT_OK;
+    for (size_t i = 0; i < b->n && !rc; i++)
+        if (crc[i] || cst[i] != ST_KEEP)
+            rc = cpt_err_set(err, crc[i] ? crc[i] : CPT_ESTATE,
+                             "%s:%zu: document changed between passes or could not be cleaned. HINT: do not "
+                             "modify inputs during a run", c->inputs[b->file[i]], b->line[i]);
+    if (rc) {
+        for (size_t i = 0; i < b->n; i++) {
+            free(b->text[i]);
+            free(b->raw[i]);
+            b->text[i] = b->raw[i] = NULL;
+        }
+        b->n = 0;
+        return rc;
+    }
+    rc = cpt_tok_encode_batch(tok, (const char *const *)b->text, b->len, b->n, 1, threads, ids, nids,
                                   rep, err);
     int eos = cpt_tok_eos(tok);
     uint32_t *u = NULL;
@@ -176,7 +200,11 @@ static int flush(batch *b, const cpt_tok *tok, int threads, out_split *tr, out_s
     }
     if (encoded)
         for (size_t i = 0; i < b->n; i++) free(ids[i]);
-    for (size_t i = 0; i < b->n; i++) free(b->text[i]);
+    for (size_t i = 0; i < b->n; i++) {
+        free(b->text[i]);
+        free(b->raw[i]);
+        b->text[i] = b->raw[i] = NULL;
+    }
     free(u);
     b->n = 0;
     return rc;
@@ -218,6 +246,99 @@ static int write_stats(const char *dir, const cpt_prepare_stats *st, cpt_err *er
     return rc;
 }
 
+static void fstats_add(cpt_filter_stats *a, const cpt_filter_stats *b) {
+    a->docs += b->docs;
+    a->kept += b->kept;
+    for (int k = 0; k < CPT_FR_N_RULES; k++) a->dropped[k] += b->dropped[k];
+    for (int k = 0; k < CPT_C4L_N; k++) a->c4_lines_dropped[k] += b->c4_lines_dropped[k];
+    a->c4_citations += b->c4_citations;
+}
+
+/* Pass 1 works on batches: cleaning, decontamination lookups and MinHash signatures run
+ * in parallel (pure functions of one document); exact-dedup and LSH insertion then run
+ * in input order, so the result does not depend on the thread count. */
+enum { P1 = 512 };
+typedef struct p1doc {
+    char *raw;
+    size_t len, line, file;
+    int mal, s, hit, rc;
+    char *cl;
+    size_t cn, ns;
+    cpt_filter_stats fs;
+} p1doc;
+
+typedef struct p1ctx {
+    const cpt_prepare_cfg *c;
+    p1doc *d;
+    size_t n;
+    uint32_t *sigs; /* [P1 * K] */
+    cpt_err *errs;  /* [P1] */
+    const cpt_minhash *mh;
+    const cpt_decon *dc;
+    cpt_dedup_exact *ex;
+    cpt_lsh *lsh;
+    uint8_t **status;
+    size_t *scap;
+} p1ctx;
+
+static int p1_flush(p1ctx *x, cpt_prepare_stats *st, cpt_err *err) {
+    const cpt_prepare_cfg *c = x->c;
+    size_t K = cpt_minhash_len(x->mh);
+    int nt = c->threads > 0 ? c->threads : omp_get_max_threads();
+    long n = (long)x->n;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 8)
+    for (long i = 0; i < n; i++) {
+        p1doc *d = &x->d[i];
+        cpt_err *e = &x->errs[i];
+        memset(e, 0, sizeof *e);
+        memset(&d->fs, 0, sizeof d->fs);
+        d->hit = 0;
+        d->ns = 0;
+        d->s = clean(c, d->raw, d->len, d->mal, &d->cl, &d->cn, &d->fs, e, &d->rc);
+        if (!d->rc && d->s == ST_KEEP && c->n_eval) d->rc = cpt_decon_check(x->dc, d->cl, d->cn, &d->hit, e);
+        if (!d->rc && d->s == ST_KEEP && c->near_dedup)
+            d->rc = cpt_minhash_signature(x->mh, d->cl, d->cn, x->sigs + (size_t)i * K, &d->ns, e);
+    }
+    int rc = CPT_OK;
+    for (size_t i = 0; i < x->n; i++) {
+        p1doc *d = &x->d[i];
+        if (!rc && d->rc) {
+            rc = cpt_err_set(err, d->rc, "%s:%zu: %s", c->inputs[d->file], d->line, x->errs[i].msg);
+        }
+        if (!rc) {
+            fstats_add(&st->filter, &d->fs);
+            int s = d->s;
+            if (s == ST_KEEP && c->exact_dedup) {
+                int dup = 0;
+                rc = cpt_dedup_exact_add(x->ex, d->cl, d->cn, &dup, err);
+                if (dup) s = ST_EXACT;
+            }
+            if (!rc && s == ST_KEEP && d->hit) s = ST_CONTAM;
+            if (!rc && s == ST_KEEP) {
+                s = ST_LSH;
+                uint64_t id;
+                if (c->near_dedup) rc = cpt_lsh_add(x->lsh, x->sigs + i * K, d->ns > 0, &id, err);
+            }
+            if (rc) cpt_err_wrap(err, "%s:%zu", c->inputs[d->file], d->line);
+            if (!rc && st->docs_in == *x->scap) {
+                size_t nc = *x->scap ? 2 * *x->scap : 4096;
+                uint8_t *ns = realloc(*x->status, nc);
+                if (!ns) rc = cpt_err_set(err, CPT_ENOMEM, "prepare: out of memory");
+                else {
+                    *x->status = ns;
+                    *x->scap = nc;
+                }
+            }
+            if (!rc) (*x->status)[st->docs_in++] = (uint8_t)s;
+        }
+        free(d->cl);
+        free(d->raw);
+        d->cl = d->raw = NULL;
+    }
+    x->n = 0;
+    return rc;
+}
+
 int cpt_prepare_run(const cpt_prepare_cfg *c, cpt_prepare_stats *st, cpt_err *err) {
     memset(st, 0, sizeof *st);
     double t0 = cpt_now();
@@ -235,7 +356,6 @@ int cpt_prepare_run(const cpt_prepare_cfg *c, cpt_prepare_stats *st, cpt_err *er
     uint8_t *status = NULL;
     uint64_t *hs = NULL;
     size_t scap = 0;
-    uint32_t *sig = NULL;
     drd *r = NULL;
     batch b = {0};
     out_split tr = {"train", c->out_dir, 0, c->shard_tokens ? c->shard_tokens : (1ull << 30), NULL, 0, 0, 0};
@@ -249,70 +369,48 @@ int cpt_prepare_run(const cpt_prepare_cfg *c, cpt_prepare_stats *st, cpt_err *er
     if ((rc = cpt_decon_open(&dc, c->decon_ngram ? c->decon_ngram : 13, err))) goto done;
     for (size_t i = 0; i < c->n_eval; i++)
         if ((rc = cpt_decon_add_file(dc, c->eval_files[i], err))) goto done;
-    sig = malloc(cpt_minhash_len(mh) * sizeof *sig);
-    if (!sig) {
-        rc = cpt_err_set(err, CPT_ENOMEM, "prepare: out of memory");
-        goto done;
-    }
 
     /* ---- pass 1: decide every document's fate ---- */
+    p1ctx x = {c, calloc(P1, sizeof(p1doc)), 0, malloc(P1 * cpt_minhash_len(mh) * sizeof(uint32_t)),
+               malloc(P1 * sizeof(cpt_err)), mh, dc, ex, lsh, &status, &scap};
+    if (!x.d || !x.sigs || !x.errs) {
+        rc = cpt_err_set(err, CPT_ENOMEM, "prepare: out of memory");
+        goto p1_done;
+    }
     for (size_t fi = 0; fi < c->n_inputs && !rc; fi++) {
-        if ((rc = drd_open(&r, c->inputs[fi], c->text_field, err))) goto done;
+        if ((rc = drd_open(&r, c->inputs[fi], c->text_field, err))) goto p1_done;
         const char *text;
         size_t len, line;
         int mal, k;
         while ((k = drd_next(r, &text, &len, &mal, &line, err)) == 1) {
-            if (st->docs_in == scap) {
-                size_t nc = scap ? 2 * scap : 4096;
-                uint8_t *ns = realloc(status, nc);
-                if (!ns) {
-                    rc = cpt_err_set(err, CPT_ENOMEM, "prepare: out of memory");
-                    goto done;
-                }
-                status = ns;
-                scap = nc;
+            p1doc *d = &x.d[x.n];
+            d->raw = malloc(len + 1);
+            if (!d->raw) {
+                rc = cpt_err_set(err, CPT_ENOMEM, "prepare: out of memory");
+                goto p1_done;
             }
-            char *cl;
-            size_t cn;
-            int s = clean(c, text, len, mal, &cl, &cn, &st->filter, err, &rc);
-            if (rc) {
-                cpt_err_wrap(err, "%s:%zu", c->inputs[fi], line);
-                goto done;
-            }
-            if (s == ST_KEEP && c->exact_dedup) {
-                int dup = 0;
-                if ((rc = cpt_dedup_exact_add(ex, cl, cn, &dup, err))) goto doc_fail;
-                if (dup) s = ST_EXACT;
-            }
-            if (s == ST_KEEP && c->n_eval) {
-                int hit = 0;
-                if ((rc = cpt_decon_check(dc, cl, cn, &hit, err))) goto doc_fail;
-                if (hit) s = ST_CONTAM;
-            }
-            if (s == ST_KEEP) {
-                s = ST_LSH;
-                if (c->near_dedup) {
-                    size_t ns;
-                    uint64_t id;
-                    if ((rc = cpt_minhash_signature(mh, cl, cn, sig, &ns, err))) goto doc_fail;
-                    if ((rc = cpt_lsh_add(lsh, sig, ns > 0, &id, err))) goto doc_fail;
-                }
-            }
-            free(cl);
-            status[st->docs_in++] = (uint8_t)s;
-            continue;
-        doc_fail:
-            free(cl);
-            cpt_err_wrap(err, "%s:%zu", c->inputs[fi], line);
-            goto done;
+            memcpy(d->raw, text, len);
+            d->raw[len] = 0;
+            d->len = len;
+            d->mal = mal;
+            d->line = line;
+            d->file = fi;
+            if (++x.n == P1 && (rc = p1_flush(&x, st, err))) goto p1_done;
         }
         if (k < 0) {
             rc = k;
-            goto done;
+            goto p1_done;
         }
         drd_close(r);
         r = NULL;
     }
+    rc = p1_flush(&x, st, err);
+p1_done:
+    for (size_t i = 0; x.d && i < x.n; i++) free(x.d[i].raw);
+    free(x.d);
+    free(x.sigs);
+    free(x.errs);
+    if (rc) goto done;
     /* Near-duplicate survivors, then the validation threshold. */
     uint64_t lid = 0, thr = 0;
     for (uint64_t g = 0; g < st->docs_in; g++) {
@@ -369,20 +467,18 @@ int cpt_prepare_run(const cpt_prepare_cfg *c, cpt_prepare_stats *st, cpt_err *er
             }
             uint64_t me = g++;
             if (status[me] != ST_KEEP) continue;
-            char *cl;
-            size_t cn;
-            int s = clean(c, text, len, mal, &cl, &cn, NULL, err, &rc);
-            if (rc) goto done;
-            if (s != ST_KEEP) {
-                rc = cpt_err_set(err, CPT_ESTATE, "%s:%zu: document changed between passes. HINT: do not modify inputs during a run",
-                                 c->inputs[fi], line);
+            uint64_t h = split_hash(c->seed, me);
+            b.raw[b.n] = malloc(len + 1);
+            if (!b.raw[b.n]) {
+                rc = cpt_err_set(err, CPT_ENOMEM, "prepare: out of memory");
                 goto done;
             }
-            uint64_t h = split_hash(c->seed, me);
-            b.text[b.n] = cl;
-            b.len[b.n] = cn;
+            memcpy(b.raw[b.n], text, len);
+            b.raw_len[b.n] = len;
+            b.line[b.n] = line;
+            b.file[b.n] = fi;
             b.val[b.n] = c->val_docs > 0 ? h <= thr : h < thr;
-            if (++b.n == BATCH && (rc = flush(&b, tok, c->threads, &tr, &va, st, err))) goto done;
+            if (++b.n == BATCH && (rc = flush(c, &b, tok, c->threads, &tr, &va, st, err))) goto done;
         }
         if (k < 0) {
             rc = k;
@@ -391,7 +487,7 @@ int cpt_prepare_run(const cpt_prepare_cfg *c, cpt_prepare_stats *st, cpt_err *er
         drd_close(r);
         r = NULL;
     }
-    if ((rc = flush(&b, tok, c->threads, &tr, &va, st, err))) goto done;
+    if ((rc = flush(c, &b, tok, c->threads, &tr, &va, st, err))) goto done;
     if ((rc = split_finish(&tr, err)) || (rc = split_finish(&va, err))) goto done;
     st->train_docs = tr.docs;
     st->train_tokens = tr.tokens;
@@ -402,11 +498,10 @@ int cpt_prepare_run(const cpt_prepare_cfg *c, cpt_prepare_stats *st, cpt_err *er
     st->seconds = cpt_now() - t0;
     rc = write_stats(c->out_dir, st, err);
 done:
-    for (size_t i = 0; i < b.n; i++) free(b.text[i]);
+    for (size_t i = 0; i < b.n; i++) free(b.raw[i]);
     cpt_shard_writer_abort(tr.w);
     cpt_shard_writer_abort(va.w);
     drd_close(r);
-    free(sig);
     free(status);
     free(hs);
     cpt_decon_close(dc);
