@@ -1,0 +1,83 @@
+/* cpt/prepare.h: the `cpt data prepare` pipeline as a library: corpus files in, token
+ * shards + a validation shard + stats.json out.
+ *
+ * Inputs: *.txt (one document per file) and *.jsonl (one JSON object per line, the
+ * document in a string field, "text" by default), each optionally .gz or .zst.
+ *
+ * Per document, in input order (files in the order given, lines in file order):
+ *   1. malformed: a .jsonl line that is not an object with the string field, text that
+ *      is not valid UTF-8, or text that is empty after cleaning -> counted, dropped;
+ *   2. optional Unicode NFC normalisation;
+ *   3. quality filters (cpt/filter.h; the C4 family also rewrites the text);
+ *   4. exact dedup of the cleaned text (cpt/dedup.h);
+ *   5. decontamination against the evaluation files (13-gram overlap);
+ *   6. near dedup: MinHash + LSH over everything that passed 1-5; the earliest document of
+ *      each cluster survives.
+ * A second pass re-reads the inputs and tokenizes the survivors with the tokenizer's
+ * post-processor (so BOS appears where the tokenizer adds it) and appends EOS (when the
+ * tokenizer has one and the document does not already end with it).
+ *
+ * Validation split: document i (a survivor) goes to validation when
+ * h = splitmix64(seed ^ i) is below val_fraction * 2^64, or, when val_docs > 0, when h is
+ * among the val_docs smallest values over all survivors. So the split is deterministic and
+ * independent of thread count and shard size.
+ *
+ * Outputs in out_dir: train-00000.shard, train-00001.shard, ... (a new shard starts once
+ * one holds shard_tokens tokens), val-00000.shard (if any validation document), and
+ * stats.json with every count below and the identity
+ *   docs_in = kept + malformed + filtered (sum over rules) + exact_duplicates
+ *             + contaminated + near_duplicates,    kept = train_docs + val_docs.
+ */
+#ifndef CPT_PREPARE_H
+#define CPT_PREPARE_H
+
+#include "cpt/dedup.h"
+#include "cpt/filter.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct cpt_prepare_cfg {
+    const char *const *inputs;
+    size_t n_inputs;
+    const char *text_field; /* NULL = "text" */
+    const char *tokenizer;  /* tokenizer.json or a directory holding one */
+    const char *out_dir;    /* created if missing */
+    int nfc;                /* 1: NFC-normalise before everything else */
+    int filters;            /* 1: apply `filter` */
+    cpt_filter_cfg filter;
+    int exact_dedup, near_dedup;
+    cpt_minhash_cfg minhash;
+    const char *const *eval_files; /* decontamination sources (.txt lines / .jsonl) */
+    size_t n_eval;
+    uint32_t decon_ngram; /* 0 = 13 */
+    double val_fraction;  /* in [0, 1) */
+    uint64_t val_docs;    /* > 0: exactly this many validation documents (if available) */
+    uint64_t shard_tokens; /* 0 = 1 << 30 */
+    uint64_t seed;
+    int threads; /* tokenization threads, <= 0 = OpenMP default */
+} cpt_prepare_cfg;
+
+/* Defaults: NFC on, filters on (all families), exact and near dedup on (5-gram, 14 x 8),
+ * val_fraction 0.005, seed 1. Inputs, tokenizer and out_dir are left NULL. */
+void cpt_prepare_cfg_default(cpt_prepare_cfg *c);
+
+typedef struct cpt_prepare_stats {
+    uint64_t docs_in, kept, malformed, exact_duplicates, contaminated, near_duplicates;
+    uint64_t filtered; /* sum of filter.dropped */
+    cpt_filter_stats filter;
+    uint64_t train_docs, train_tokens, train_shards;
+    uint64_t val_docs, val_tokens, val_shards;
+    uint64_t replaced_chars; /* U+FFFD inserted by the tokenizer (0 after step 1) */
+    double seconds;
+} cpt_prepare_stats;
+
+/* Run the pipeline. Errors (unreadable input, bad tokenizer, disk full) name the file and
+ * line; shards are committed atomically, stats.json last. */
+int cpt_prepare_run(const cpt_prepare_cfg *cfg, cpt_prepare_stats *st, cpt_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

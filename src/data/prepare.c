@@ -1,0 +1,513 @@
+/* prepare.c: the data preparation pipeline (clean, filter, dedup, decontaminate, tokenize, shard, split, stats.json); not the CLI. */
+#include "cpt/prepare.h"
+
+#include <jansson.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpt/fileio.h"
+#include "cpt/shard.h"
+#include "cpt/tokenizer.h"
+#include "reader.h"
+#include "text.h"
+
+#ifdef CPT_HAVE_UTF8PROC
+#include <utf8proc.h>
+#endif
+
+enum { ST_KEEP = 0, ST_MALFORMED, ST_FILTERED, ST_EXACT, ST_CONTAM, ST_LSH, ST_NEAR };
+
+void cpt_prepare_cfg_default(cpt_prepare_cfg *c) {
+    memset(c, 0, sizeof *c);
+    c->nfc = 1;
+    c->filters = 1;
+    cpt_filter_cfg_default(&c->filter);
+    c->exact_dedup = c->near_dedup = 1;
+    cpt_minhash_cfg_default(&c->minhash);
+    c->decon_ngram = 13;
+    c->val_fraction = 0.005;
+    c->seed = 1;
+}
+
+static int valid_utf8(const char *s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        uint32_t cp = txt_next(s, n, &j);
+        if (cp >= 0x80 && j == i + 1) return 0;
+        i = j;
+    }
+    return 1;
+}
+
+/* Steps 1-3 of the header. Returns ST_KEEP with *out (malloc'ed), or a drop status. */
+static int clean(const cpt_prepare_cfg *c, const char *text, size_t n, int malformed, char **out,
+                 size_t *out_n, cpt_filter_stats *fst, cpt_err *err, int *rc) {
+    *out = NULL;
+    *rc = CPT_OK;
+    if (malformed || !valid_utf8(text, n)) return ST_MALFORMED;
+    char *norm = NULL;
+    size_t nn = n;
+#ifdef CPT_HAVE_UTF8PROC
+    if (c->nfc) {
+        utf8proc_uint8_t *o = NULL;
+        utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)text, (utf8proc_ssize_t)n, &o,
+                                          (utf8proc_option_t)(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+        if (r < 0) {
+            free(o);
+            return ST_MALFORMED;
+        }
+        norm = (char *)o;
+        nn = (size_t)r;
+    }
+#endif
+    const char *t = norm ? norm : text;
+    char *res = NULL;
+    size_t rn = 0;
+    int st = ST_KEEP;
+    if (c->filters) {
+        int r = cpt_filter_apply(&c->filter, t, nn, &res, &rn, fst, err);
+        if (r < 0) *rc = r;
+        else if (r != CPT_FR_KEEP) st = ST_FILTERED;
+    } else {
+        res = malloc(nn + 1);
+        if (!res) *rc = cpt_err_set(err, CPT_ENOMEM, "prepare: out of memory");
+        else {
+            memcpy(res, t, nn);
+            res[nn] = 0;
+            rn = nn;
+        }
+    }
+    free(norm);
+    if (*rc || st != ST_KEEP) {
+        free(res);
+        return *rc ? ST_MALFORMED : st;
+    }
+    size_t a = 0;
+    while (a < rn && (res[a] == ' ' || (res[a] >= '\t' && res[a] <= '\r'))) a++;
+    if (a == rn) {
+        free(res);
+        return ST_MALFORMED; /* empty after cleaning */
+    }
+    *out = res;
+    *out_n = rn;
+    return ST_KEEP;
+}
+
+static uint64_t split_hash(uint64_t seed, uint64_t i) { return txt_mix64(seed ^ txt_mix64(i + 0x5eedull)); }
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Output shards of one split. */
+typedef struct out_split {
+    const char *name; /* "train" / "val" */
+    const char *dir;
+    uint32_t vocab;
+    uint64_t limit;
+    cpt_shard_writer *w;
+    uint64_t shards, docs, tokens;
+} out_split;
+
+static int split_add(out_split *o, const uint32_t *ids, size_t n, cpt_err *err) {
+    int rc;
+    if (!o->w) {
+        char name[64], *path;
+        snprintf(name, sizeof name, "%s-%05llu.shard", o->name, (unsigned long long)o->shards);
+        path = cpt_path_join(o->dir, name);
+        if (!path) return cpt_err_set(err, CPT_ENOMEM, "prepare: out of memory");
+        rc = cpt_shard_writer_open(&o->w, path, o->vocab, err);
+        free(path);
+        if (rc) return rc;
+    }
+    if ((rc = cpt_shard_writer_add(o->w, ids, n, err)) != 0) return rc;
+    o->docs++;
+    o->tokens += n;
+    if (cpt_shard_writer_n_tokens(o->w) >= o->limit) {
+        rc = cpt_shard_writer_commit(o->w, err);
+        o->w = NULL;
+        o->shards++;
+        return rc;
+    }
+    return CPT_OK;
+}
+
+static int split_finish(out_split *o, cpt_err *err) {
+    if (!o->w) return CPT_OK;
+    int rc = cpt_shard_writer_commit(o->w, err);
+    o->w = NULL;
+    o->shards++;
+    return rc;
+}
+
+/* A batch of kept documents waiting for tokenization. */
+enum { BATCH = 256 };
+typedef struct batch {
+    char *raw[BATCH]; /* input text (cleaned again here: cleaning is deterministic) */
+    size_t raw_len[BATCH], line[BATCH], file[BATCH];
+    char *text[BATCH];
+    size_t len[BATCH];
+    int val[BATCH];
+    size_t n;
+} batch;
+
+static int flush(const cpt_prepare_cfg *c, batch *b, const cpt_tok *tok, int threads, out_split *tr,
+                 out_split *va, cpt_prepare_stats *st, cpt_err *err) {
+    if (b->n == 0) return CPT_OK;
+    int32_t *ids[BATCH];
+    size_t nids[BATCH], rep[BATCH];
+    int crc[BATCH], cst[BATCH];
+    int nt = threads > 0 ? threads : omp_get_max_threads();
+    long n = (long)b->n;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 8)
+    for (long i = 0; i < n; i++)
+        cst[i] = clean(c, b->raw[i], b->raw_len[i], 0, &b->text[i], &b->len[i], NULL, NULL, &crc[i]);
+    int rc = CPT_OK;
+    for (size_t i = 0; i < b->n && !rc; i++)
+        if (crc[i] || cst[i] != ST_KEEP)
+            rc = cpt_err_set(err, crc[i] ? crc[i] : CPT_ESTATE,
+                             "%s:%zu: document changed between passes or could not be cleaned. HINT: do not "
+                             "modify inputs during a run", c->inputs[b->file[i]], b->line[i]);
+    if (rc) {
+        for (size_t i = 0; i < b->n; i++) {
+            free(b->text[i]);
+            free(b->raw[i]);
+            b->text[i] = b->raw[i] = NULL;
+        }
+        b->n = 0;
+        return rc;
+    }
+    rc = cpt_tok_encode_batch(tok, (const char *const *)b->text, b->len, b->n, 1, threads, ids, nids,
+                                  rep, err);
+    int eos = cpt_tok_eos(tok);
+    uint32_t *u = NULL;
+    int encoded = rc == CPT_OK; /* on failure encode_batch has freed and cleared ids */
+    for (size_t i = 0; i < b->n && !rc; i++) {
+        size_t n = nids[i];
+        uint32_t *nu = realloc(u, (n + 1) * sizeof *u);
+        if (!nu) {
+            rc = cpt_err_set(err, CPT_ENOMEM, "prepare: out of memory");
+            break;
+        }
+        u = nu;
+        for (size_t k = 0; k < n; k++) u[k] = (uint32_t)ids[i][k];
+        if (eos >= 0 && (n == 0 || ids[i][n - 1] != eos)) u[n++] = (uint32_t)eos;
+        st->replaced_chars += rep[i];
+        rc = split_add(b->val[i] ? va : tr, u, n, err);
+    }
+    if (encoded)
+        for (size_t i = 0; i < b->n; i++) free(ids[i]);
+    for (size_t i = 0; i < b->n; i++) {
+        free(b->text[i]);
+        free(b->raw[i]);
+        b->text[i] = b->raw[i] = NULL;
+    }
+    free(u);
+    b->n = 0;
+    return rc;
+}
+
+static int write_stats(const char *dir, const cpt_prepare_stats *st, cpt_err *err) {
+    json_t *o = json_object(), *f = json_object(), *l = json_object();
+    for (int r = 1; r < CPT_FR_N_RULES; r++) json_object_set_new(f, cpt_filter_rule_name(r), json_integer((json_int_t)st->filter.dropped[r]));
+    for (int r = 0; r < CPT_C4L_N; r++) json_object_set_new(l, cpt_filter_line_rule_name(r), json_integer((json_int_t)st->filter.c4_lines_dropped[r]));
+    json_object_set_new(l, "c4_citations_removed", json_integer((json_int_t)st->filter.c4_citations));
+#define SET(k, v) json_object_set_new(o, k, json_integer((json_int_t)(v)))
+    SET("docs_in", st->docs_in);
+    SET("kept", st->kept);
+    SET("malformed", st->malformed);
+    SET("filtered", st->filtered);
+    json_object_set_new(o, "filtered_by_rule", f);
+    json_object_set_new(o, "c4_lines", l);
+    SET("exact_duplicates", st->exact_duplicates);
+    SET("contaminated", st->contaminated);
+    SET("near_duplicates", st->near_duplicates);
+    SET("train_docs", st->train_docs);
+    SET("train_tokens", st->train_tokens);
+    SET("train_shards", st->train_shards);
+    SET("val_docs", st->val_docs);
+    SET("val_tokens", st->val_tokens);
+    SET("val_shards", st->val_shards);
+    SET("replaced_chars", st->replaced_chars);
+#undef SET
+    json_object_set_new(o, "identity", json_string("docs_in = kept + malformed + filtered + exact_duplicates + "
+                                                   "contaminated + near_duplicates"));
+    json_object_set_new(o, "seconds", json_real(st->seconds));
+    char *s = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS);
+    json_decref(o);
+    if (!s) return cpt_err_set(err, CPT_ENOMEM, "prepare: out of memory writing stats.json");
+    char *path = cpt_path_join(dir, "stats.json");
+    int rc = path ? cpt_write_file_atomic(path, s, strlen(s), err) : cpt_err_set(err, CPT_ENOMEM, "out of memory");
+    free(path);
+    free(s);
+    return rc;
+}
+
+static void fstats_add(cpt_filter_stats *a, const cpt_filter_stats *b) {
+    a->docs += b->docs;
+    a->kept += b->kept;
+    for (int k = 0; k < CPT_FR_N_RULES; k++) a->dropped[k] += b->dropped[k];
+    for (int k = 0; k < CPT_C4L_N; k++) a->c4_lines_dropped[k] += b->c4_lines_dropped[k];
+    a->c4_citations += b->c4_citations;
+}
+
+/* Pass 1 works on batches: cleaning, decontamination lookups and MinHash signatures run
+ * in parallel (pure functions of one document); exact-dedup and LSH insertion then run
+ * in input order, so the result does not depend on the thread count. */
+enum { P1 = 512 };
+typedef struct p1doc {
+    char *raw;
+    size_t len, line, file;
+    int mal, s, hit, rc;
+    char *cl;
+    size_t cn, ns;
+    cpt_filter_stats fs;
+} p1doc;
+
+typedef struct p1ctx {
+    const cpt_prepare_cfg *c;
+    p1doc *d;
+    size_t n;
+    uint32_t *sigs; /* [P1 * K] */
+    cpt_err *errs;  /* [P1] */
+    const cpt_minhash *mh;
+    const cpt_decon *dc;
+    cpt_dedup_exact *ex;
+    cpt_lsh *lsh;
+    uint8_t **status;
+    size_t *scap;
+} p1ctx;
+
+static int p1_flush(p1ctx *x, cpt_prepare_stats *st, cpt_err *err) {
+    const cpt_prepare_cfg *c = x->c;
+    size_t K = cpt_minhash_len(x->mh);
+    int nt = c->threads > 0 ? c->threads : omp_get_max_threads();
+    long n = (long)x->n;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 8)
+    for (long i = 0; i < n; i++) {
+        p1doc *d = &x->d[i];
+        cpt_err *e = &x->errs[i];
+        memset(e, 0, sizeof *e);
+        memset(&d->fs, 0, sizeof d->fs);
+        d->hit = 0;
+        d->ns = 0;
+        d->s = clean(c, d->raw, d->len, d->mal, &d->cl, &d->cn, &d->fs, e, &d->rc);
+        if (!d->rc && d->s == ST_KEEP && c->n_eval) d->rc = cpt_decon_check(x->dc, d->cl, d->cn, &d->hit, e);
+        if (!d->rc && d->s == ST_KEEP && c->near_dedup)
+            d->rc = cpt_minhash_signature(x->mh, d->cl, d->cn, x->sigs + (size_t)i * K, &d->ns, e);
+    }
+    int rc = CPT_OK;
+    for (size_t i = 0; i < x->n; i++) {
+        p1doc *d = &x->d[i];
+        if (!rc && d->rc) {
+            rc = cpt_err_set(err, d->rc, "%s:%zu: %s", c->inputs[d->file], d->line, x->errs[i].msg);
+        }
+        if (!rc) {
+            fstats_add(&st->filter, &d->fs);
+            int s = d->s;
+            if (s == ST_KEEP && c->exact_dedup) {
+                int dup = 0;
+                rc = cpt_dedup_exact_add(x->ex, d->cl, d->cn, &dup, err);
+                if (dup) s = ST_EXACT;
+            }
+            if (!rc && s == ST_KEEP && d->hit) s = ST_CONTAM;
+            if (!rc && s == ST_KEEP) {
+                s = ST_LSH;
+                uint64_t id;
+                if (c->near_dedup) rc = cpt_lsh_add(x->lsh, x->sigs + i * K, d->ns > 0, &id, err);
+            }
+            if (rc) cpt_err_wrap(err, "%s:%zu", c->inputs[d->file], d->line);
+            if (!rc && st->docs_in == *x->scap) {
+                size_t nc = *x->scap ? 2 * *x->scap : 4096;
+                uint8_t *ns = realloc(*x->status, nc);
+                if (!ns) rc = cpt_err_set(err, CPT_ENOMEM, "prepare: out of memory");
+                else {
+                    *x->status = ns;
+                    *x->scap = nc;
+                }
+            }
+            if (!rc) (*x->status)[st->docs_in++] = (uint8_t)s;
+        }
+        free(d->cl);
+        free(d->raw);
+        d->cl = d->raw = NULL;
+    }
+    x->n = 0;
+    return rc;
+}
+
+int cpt_prepare_run(const cpt_prepare_cfg *c, cpt_prepare_stats *st, cpt_err *err) {
+    memset(st, 0, sizeof *st);
+    double t0 = cpt_now();
+    if (!c->out_dir || !c->tokenizer || c->n_inputs == 0)
+        return cpt_err_set(err, CPT_EINVAL, "prepare: inputs, tokenizer and out_dir are required. HINT: set them in the config");
+    if (!(c->val_fraction >= 0 && c->val_fraction < 1))
+        return cpt_err_set(err, CPT_EINVAL, "prepare: val_fraction %g is outside [0, 1). HINT: e.g. 0.005", c->val_fraction);
+    int rc = cpt_mkdirs(c->out_dir, err);
+    if (rc) return rc;
+    cpt_tok *tok = NULL;
+    cpt_dedup_exact *ex = NULL;
+    cpt_minhash *mh = NULL;
+    cpt_lsh *lsh = NULL;
+    cpt_decon *dc = NULL;
+    uint8_t *status = NULL;
+    uint64_t *hs = NULL;
+    size_t scap = 0;
+    drd *r = NULL;
+    batch b = {0};
+    out_split tr = {"train", c->out_dir, 0, c->shard_tokens ? c->shard_tokens : (1ull << 30), NULL, 0, 0, 0};
+    out_split va = {"val", c->out_dir, 0, tr.limit, NULL, 0, 0, 0};
+
+    if ((rc = cpt_tok_load(&tok, c->tokenizer, err))) goto done;
+    tr.vocab = va.vocab = (uint32_t)cpt_tok_vocab_size(tok);
+    if ((rc = cpt_dedup_exact_open(&ex, err))) goto done;
+    if ((rc = cpt_minhash_open(&mh, &c->minhash, err))) goto done;
+    if ((rc = cpt_lsh_open(&lsh, c->minhash.bands, c->minhash.rows, err))) goto done;
+    if ((rc = cpt_decon_open(&dc, c->decon_ngram ? c->decon_ngram : 13, err))) goto done;
+    for (size_t i = 0; i < c->n_eval; i++)
+        if ((rc = cpt_decon_add_file(dc, c->eval_files[i], err))) goto done;
+
+    /* ---- pass 1: decide every document's fate ---- */
+    p1ctx x = {c, calloc(P1, sizeof(p1doc)), 0, malloc(P1 * cpt_minhash_len(mh) * sizeof(uint32_t)),
+               malloc(P1 * sizeof(cpt_err)), mh, dc, ex, lsh, &status, &scap};
+    if (!x.d || !x.sigs || !x.errs) {
+        rc = cpt_err_set(err, CPT_ENOMEM, "prepare: out of memory");
+        goto p1_done;
+    }
+    for (size_t fi = 0; fi < c->n_inputs && !rc; fi++) {
+        if ((rc = drd_open(&r, c->inputs[fi], c->text_field, err))) goto p1_done;
+        const char *text;
+        size_t len, line;
+        int mal, k;
+        while ((k = drd_next(r, &text, &len, &mal, &line, err)) == 1) {
+            p1doc *d = &x.d[x.n];
+            d->raw = malloc(len + 1);
+            if (!d->raw) {
+                rc = cpt_err_set(err, CPT_ENOMEM, "prepare: out of memory");
+                goto p1_done;
+            }
+            memcpy(d->raw, text, len);
+            d->raw[len] = 0;
+            d->len = len;
+            d->mal = mal;
+            d->line = line;
+            d->file = fi;
+            if (++x.n == P1 && (rc = p1_flush(&x, st, err))) goto p1_done;
+        }
+        if (k < 0) {
+            rc = k;
+            goto p1_done;
+        }
+        drd_close(r);
+        r = NULL;
+    }
+    rc = p1_flush(&x, st, err);
+p1_done:
+    for (size_t i = 0; x.d && i < x.n; i++) free(x.d[i].raw);
+    free(x.d);
+    free(x.sigs);
+    free(x.errs);
+    if (rc) goto done;
+    /* Near-duplicate survivors, then the validation threshold. */
+    uint64_t lid = 0, thr = 0;
+    for (uint64_t g = 0; g < st->docs_in; g++) {
+        if (status[g] != ST_LSH) continue;
+        if (c->near_dedup && cpt_lsh_survivor(lsh, lid) != lid) status[g] = ST_NEAR;
+        else status[g] = ST_KEEP;
+        lid++;
+    }
+    for (uint64_t g = 0; g < st->docs_in; g++) {
+        switch (status[g]) {
+        case ST_KEEP: st->kept++; break;
+        case ST_MALFORMED: st->malformed++; break;
+        case ST_FILTERED: st->filtered++; break;
+        case ST_EXACT: st->exact_duplicates++; break;
+        case ST_CONTAM: st->contaminated++; break;
+        default: st->near_duplicates++; break;
+        }
+    }
+    if (c->val_docs > 0) {
+        if (c->val_docs >= st->kept) {
+            rc = cpt_err_set(err, CPT_EINVAL,
+                             "prepare: val_docs %llu but only %llu documents survive cleaning. HINT: lower "
+                             "val_docs or use val_fraction", (unsigned long long)c->val_docs,
+                             (unsigned long long)st->kept);
+            goto done;
+        }
+        hs = malloc(st->kept * sizeof *hs);
+        if (!hs) {
+            rc = cpt_err_set(err, CPT_ENOMEM, "prepare: out of memory");
+            goto done;
+        }
+        size_t k = 0;
+        for (uint64_t g = 0; g < st->docs_in; g++)
+            if (status[g] == ST_KEEP) hs[k++] = split_hash(c->seed, g);
+        qsort(hs, k, sizeof *hs, cmp_u64);
+        thr = hs[c->val_docs - 1]; /* val iff h <= thr */
+    } else {
+        long double f = (long double)c->val_fraction * 18446744073709551616.0L;
+        thr = c->val_fraction <= 0 ? 0 : (uint64_t)f;
+    }
+
+    /* ---- pass 2: tokenize and write the survivors ---- */
+    uint64_t g = 0;
+    for (size_t fi = 0; fi < c->n_inputs && !rc; fi++) {
+        if ((rc = drd_open(&r, c->inputs[fi], c->text_field, err))) goto done;
+        const char *text;
+        size_t len, line;
+        int mal, k;
+        while ((k = drd_next(r, &text, &len, &mal, &line, err)) == 1) {
+            if (g >= st->docs_in) {
+                rc = cpt_err_set(err, CPT_ESTATE, "%s: changed while being prepared. HINT: do not modify inputs during a run",
+                                 c->inputs[fi]);
+                goto done;
+            }
+            uint64_t me = g++;
+            if (status[me] != ST_KEEP) continue;
+            uint64_t h = split_hash(c->seed, me);
+            b.raw[b.n] = malloc(len + 1);
+            if (!b.raw[b.n]) {
+                rc = cpt_err_set(err, CPT_ENOMEM, "prepare: out of memory");
+                goto done;
+            }
+            memcpy(b.raw[b.n], text, len);
+            b.raw_len[b.n] = len;
+            b.line[b.n] = line;
+            b.file[b.n] = fi;
+            b.val[b.n] = c->val_docs > 0 ? h <= thr : h < thr;
+            if (++b.n == BATCH && (rc = flush(c, &b, tok, c->threads, &tr, &va, st, err))) goto done;
+        }
+        if (k < 0) {
+            rc = k;
+            goto done;
+        }
+        drd_close(r);
+        r = NULL;
+    }
+    if ((rc = flush(c, &b, tok, c->threads, &tr, &va, st, err))) goto done;
+    if ((rc = split_finish(&tr, err)) || (rc = split_finish(&va, err))) goto done;
+    st->train_docs = tr.docs;
+    st->train_tokens = tr.tokens;
+    st->train_shards = tr.shards;
+    st->val_docs = va.docs;
+    st->val_tokens = va.tokens;
+    st->val_shards = va.shards;
+    st->seconds = cpt_now() - t0;
+    rc = write_stats(c->out_dir, st, err);
+done:
+    for (size_t i = 0; i < b.n; i++) free(b.raw[i]);
+    cpt_shard_writer_abort(tr.w);
+    cpt_shard_writer_abort(va.w);
+    drd_close(r);
+    free(status);
+    free(hs);
+    cpt_decon_close(dc);
+    cpt_lsh_close(lsh);
+    cpt_minhash_close(mh);
+    cpt_dedup_exact_close(ex);
+    cpt_tok_free(tok);
+    return rc;
+}

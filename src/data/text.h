@@ -1,0 +1,44 @@
+/* text.h: private UTF-8, character class, word split and hashing helpers shared by filter.c and dedup.c; not a public API. */
+#ifndef CPT_DATA_TEXT_H
+#define CPT_DATA_TEXT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Decode the code point at s[*i] (advancing *i); an invalid byte decodes as itself
+ * (0x80..0xFF) and advances by one, so every input is consumed. */
+uint32_t txt_next(const char *s, size_t n, size_t *i);
+size_t txt_nchars(const char *s, size_t n);
+int txt_is_space(uint32_t cp);
+int txt_is_punct(uint32_t cp); /* Unicode P* or S* (ASCII ispunct without utf8proc) */
+int txt_is_alpha(uint32_t cp); /* Unicode L* (ASCII isalpha without utf8proc) */
+
+typedef struct txt_span {
+    size_t off, len;  /* bytes */
+    size_t nchars;    /* code points */
+} txt_span;
+
+/* Words as defined in filter.h (leading/trailing punctuation runs split off). *out is
+ * malloc'ed (free it); returns the count or (size_t)-1 on out of memory. */
+size_t txt_words(const char *s, size_t n, txt_span **out);
+
+/* 64-bit FNV-1a, streaming: start with TXT_FNV0. Used for set membership only. */
+#define TXT_FNV0 0xcbf29ce484222325ull
+uint64_t txt_fnv(uint64_t h, const void *p, size_t n);
+uint64_t txt_mix64(uint64_t x);
+/* A 64-bit keyed hash of a byte string (8-byte blocks, multiply-xorshift mixing). */
+uint64_t txt_hash64(const void *p, size_t n, uint64_t seed);
+
+/* Open-addressing counter keyed by non-zero 64-bit hashes. */
+typedef struct txt_counter {
+    uint64_t *key;
+    uint32_t *cnt;
+    size_t cap, n;
+} txt_counter;
+int txt_counter_init(txt_counter *c, size_t expect);
+/* Add one occurrence; returns the new count (0 on out of memory). */
+uint32_t txt_counter_add(txt_counter *c, uint64_t key);
+uint32_t txt_counter_get(const txt_counter *c, uint64_t key);
+void txt_counter_free(txt_counter *c);
+
+#endif
