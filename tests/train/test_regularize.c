@@ -76,6 +76,21 @@ static void test_kernel(void) {
         }
         CHECKF(worst < 1e-6, "kernel (weighted %d): worst |fd - grad| = %.3g", weighted, worst);
     }
+
+    /* The OpenMP path (n >= 65536): gradients bitwise equal to a serial float64 loop,
+     * the penalty to 1e-12 relative (the reduction order differs). */
+    const size_t big = 200003;
+    float *bt = malloc(sizeof(float) * big), *bc = malloc(sizeof(float) * big), *bw = malloc(sizeof(float) * big);
+    float *bg = malloc(sizeof(float) * big);
+    double want = 0;
+    int same = 1;
+    for (size_t i = 0; i < big; i++) bt[i] = (float)lcg(&s), bc[i] = (float)lcg(&s), bw[i] = (float)(lcg(&s) + 1), bg[i] = 0.125f;
+    for (size_t i = 0; i < big; i++) want += (double)bw[i] * ((double)bt[i] - bc[i]) * ((double)bt[i] - bc[i]);
+    double got = cpt_reg_quad(big, bt, bc, bw, bg, 1.5);
+    CHECKF(fabs(got - 0.75 * want) <= 1e-12 * 0.75 * want, "threaded penalty %.17g vs %.17g", got, 0.75 * want);
+    for (size_t i = 0; i < big; i++) same &= bg[i] == (float)(0.125 + 1.5 * (double)bw[i] * ((double)bt[i] - bc[i]));
+    CHECK(same);
+    free(bt), free(bc), free(bw), free(bg);
 }
 
 /* Penalty over non-frozen tensors, written independently: float64 loops over the table. */
