@@ -58,8 +58,11 @@ typedef struct cpt_train_cfg {
      * penalty value; NULL = none */
     double (*penalty_fn)(void *ctx, const cpt_model *m, float *grads);
     void *penalty_ctx;
-    /* frozen tensors: per tensor-table index (may be NULL) */
+    /* frozen tensors: per tensor-table index (may be NULL); frozen_fn, when set, gives the
+     * mask for each step instead (e.g. per training stage) */
     const uint8_t *frozen;
+    const uint8_t *(*frozen_fn)(void *ctx, long long step);
+    void *frozen_ctx;
     /* stability: skip a step whose loss or grad norm has a z-score above this against the
      * last `window` accepted steps (<= 0: off); non-finite values are always skipped */
     double skip_zscore;
@@ -74,6 +77,7 @@ typedef struct cpt_train_cfg {
     /* checkpoints */
     long long ckpt_every; /* 0: only at the end */
     int keep_last;
+    int keep_best;        /* 1: never delete the checkpoint with the lowest eval loss (mean over sets) */
     const char *recipe_text; /* effective recipe, saved in every checkpoint */
     /* output */
     FILE *log;            /* progress and messages (NULL: silent) */
@@ -90,6 +94,8 @@ typedef struct cpt_train_result {
     long long source_tokens[CPT_CKPT_MAX_SOURCES];
     cpt_eval_result evals[16];
     int budget_exceeded;
+    long long best_step;  /* checkpoint step with the lowest mean eval loss (-1: none) */
+    double best_loss;
 } cpt_train_result;
 
 /* Run training. If resume_dir is not NULL, state is restored from that checkpoint

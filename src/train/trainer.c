@@ -89,6 +89,10 @@ typedef struct {
     long long skipped;
     double base[16];
     int have_base;
+    long long best_step; /* -1: none */
+    double best_loss;
+    double last_eval_mean; /* mean eval loss of the latest evaluation (NAN: none yet) */
+    long long last_eval_step;
 } tstate;
 
 static char *tstate_json(const tstate *s, const cpt_train_cfg *cfg) {
@@ -102,6 +106,8 @@ static char *tstate_json(const tstate *s, const cpt_train_cfg *cfg) {
     json_object_set_new(o, "skip_window_norm", wn);
     json_object_set_new(o, "skipped", json_integer(s->skipped));
     json_object_set_new(o, "base_eval_loss", base);
+    json_object_set_new(o, "best_step", json_integer(s->best_step));
+    json_object_set_new(o, "best_loss", json_real(isfinite(s->best_loss) ? s->best_loss : 0.0));
     char *txt = json_dumps(o, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
     json_decref(o);
     return txt;
@@ -118,6 +124,9 @@ static int tstate_load(tstate *s, const char *txt, const cpt_train_cfg *cfg, cpt
         s->wn[s->nw++] = json_real_value(json_array_get(wn, i));
     }
     s->skipped = json_integer_value(json_object_get(o, "skipped"));
+    json_t *bs = json_object_get(o, "best_step");
+    s->best_step = json_is_integer(bs) ? json_integer_value(bs) : -1;
+    s->best_loss = s->best_step >= 0 ? json_number_value(json_object_get(o, "best_loss")) : INFINITY;
     json_t *base = json_object_get(o, "base_eval_loss");
     s->have_base = 1;
     for (int i = 0; i < cfg->n_evals; i++) {
@@ -180,6 +189,10 @@ static int run_evals(const cpt_train_cfg *cfg, cpt_model *m, tstate *s, long lon
                     exp(s->base[i]), 100.0 * rel, over ? "  OVER FORGETTING BUDGET" : "");
     }
     s->have_base = 1;
+    double mean = 0;
+    for (int i = 0; i < cfg->n_evals; i++) mean += res->evals[i].loss / cfg->n_evals;
+    s->last_eval_mean = mean;
+    s->last_eval_step = step;
     return exceeded;
 }
 
@@ -197,6 +210,7 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
     int32_t *buf = NULL;
     int *srcs = NULL;
     tstate st = {0};
+    st.best_step = -1, st.best_loss = INFINITY, st.last_eval_mean = NAN, st.last_eval_step = -1;
     cpt_ckpt_state ck = {0};
     long long step = 0, tokens = 0;
     size_t N = (size_t)B * T;
@@ -250,13 +264,14 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
             }
         if (rc) goto done;
         memset(grads, 0, sizeof(float) * m->n_params);
+        const uint8_t *frozen = cfg->frozen_fn ? cfg->frozen_fn(cfg->frozen_ctx, step) : cfg->frozen;
         double loss_sum = 0;
         for (int a = 0; a < A && !rc; a++) {
             int32_t *base = buf + (size_t)a * N * 4;
             cpt_batch bt = {B, T, base, base + N, cfg->reset_positions ? base + 2 * N : NULL, cfg->block_causal ? base + 3 * N : NULL};
             double ls = 0;
             long long nv = 0;
-            rc = cpt_model_step(m, acts, &bt, grads, ntot ? 1.0f / (float)ntot : 0.0f, cfg->frozen, &ls, &nv, NULL, err);
+            rc = cpt_model_step(m, acts, &bt, grads, ntot ? 1.0f / (float)ntot : 0.0f, frozen, &ls, &nv, NULL, err);
             loss_sum += ls;
         }
         if (rc) goto done;
@@ -274,7 +289,7 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
             if (cfg->log) fprintf(cfg->log, "step %lld skipped: %s (loss %.4f, grad norm %.4g)\n", step, why, loss, norm);
         } else {
             cpt_grad_clip(m, grads, cfg->clip);
-            cpt_adamw_step(opt, m, grads, &cfg->optim, lr, lr_mult, cfg->frozen);
+            cpt_adamw_step(opt, m, grads, &cfg->optim, lr, lr_mult, frozen);
             window_push(&st, cfg->skip_window, loss, norm);
         }
         for (int i = 0; i < A * B; i++) res->source_tokens[srcs[i]] += T;
@@ -309,15 +324,25 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
                 snprintf(cs.source_names[i], sizeof cs.source_names[0], "%s", cfg->train_data.source_names[i]);
                 cs.source_tokens[i] = res->source_tokens[i];
             }
+            /* Best checkpoint: this one if its evaluation (at this step) is the best so far. */
+            if (cfg->keep_best && st.last_eval_step == step && st.last_eval_mean < st.best_loss) {
+                st.best_loss = st.last_eval_mean;
+                st.best_step = step;
+            }
             cs.trainer_json = tstate_json(&st, cfg);
             cs.recipe_text = (char *)cfg->recipe_text;
-            rc = cpt_ckpt_save(cfg->run_dir, m, opt, &cs, cfg->keep_last, NULL, NULL, err);
+            char best_name[64];
+            snprintf(best_name, sizeof best_name, "step-%08lld", st.best_step);
+            const char *keep[] = {best_name, NULL};
+            rc = cpt_ckpt_save(cfg->run_dir, m, opt, &cs, cfg->keep_last, st.best_step >= 0 ? keep : NULL, NULL, err);
             free(cs.trainer_json);
             if (rc) goto done;
         }
     }
     res->steps = step;
     res->tokens = tokens;
+    res->best_step = st.best_step;
+    res->best_loss = st.best_loss;
     res->wall_s = cpt_now() - t0;
 done:
     cpt_ckpt_state_free(&ck);
