@@ -30,7 +30,7 @@
  *   masked_crc32c(x) = ((c >> 15) | (c << 17)) + 0xa282ead8 with c = crc32c(x)
  * Each record is a serialized tensorflow.Event protobuf:
  *   Event{ wall_time:double=1, step:int64=2, file_version:string=3, summary:Summary=5,
- *          session_log:SessionLog=6 }
+ *          session_log:SessionLog=7 }   (6 is the deprecated log_message)
  *   Summary{ value:repeated Value=1 }   Value{ tag:string=1, simple_value:float=2 }
  *   SessionLog{ status:enum=1 (START=1) }
  * The first record is Event{wall_time, file_version:"brain.Event:2"}. Each

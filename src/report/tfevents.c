@@ -17,7 +17,7 @@ struct cpt_tbw {
 };
 
 /* Event field numbers (tensorflow/core/util/event.proto). */
-enum { EV_WALL_TIME = 1, EV_STEP = 2, EV_FILE_VERSION = 3, EV_SUMMARY = 5, EV_SESSION_LOG = 6 };
+enum { EV_WALL_TIME = 1, EV_STEP = 2, EV_FILE_VERSION = 3, EV_SUMMARY = 5, EV_SESSION_LOG = 7 };
 enum { SUMMARY_VALUE = 1, VALUE_TAG = 1, VALUE_SIMPLE = 2, SESSION_LOG_STATUS = 1 };
 enum { SESSION_LOG_START = 1 };
 
