@@ -112,7 +112,7 @@ static void write_summary(cpt_buf *b, const char *run_dir, const cpt_report_data
         if (!has_budget(v->budget_pct)) continue;
         budgeted++;
         double delta = (exp(v->final_loss - v->base_loss) - 1) * 100;
-        if (!(delta <= v->budget_pct)) over++;
+        if (!(delta <= v->budget_pct + 1e-9)) over++;
     }
     if (budgeted)
         cpt_buf_printf(b, "| Forgetting budget | %s (%d of %d budgeted sets over) |\n",
@@ -143,7 +143,7 @@ static void write_valsets(cpt_buf *b, const cpt_report_data *d) {
         const char *within = "-";
         if (has_budget(v->budget_pct)) {
             snprintf(bu, sizeof bu, "%.2f%%", v->budget_pct);
-            within = delta <= v->budget_pct ? "yes" : "**no**";
+            within = delta <= v->budget_pct + 1e-9 ? "yes" : "**no**"; /* 1e-9: exp/log round-off */
         } else {
             snprintf(bu, sizeof bu, "-");
         }
