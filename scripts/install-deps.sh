@@ -11,6 +11,7 @@ APT_PACKAGES=(
   libjansson-dev                                                # JSON (strict: UTF-8, duplicate keys)
   libpcre2-dev libutf8proc-dev                                  # tokenizer regexes and Unicode normalization
   zlib1g-dev libzstd-dev                                        # compressed corpora
+  librsvg2-bin                                                  # rsvg-convert: tests/report renders the SVG charts to PNG
   python3 python3-pip
 )
 missing=()
