@@ -80,7 +80,8 @@ typedef struct cpt_train_cfg {
     int keep_best;        /* 1: never delete the checkpoint with the lowest eval loss (mean over sets) */
     const char *recipe_text; /* effective recipe, saved in every checkpoint */
     /* output */
-    FILE *log;            /* progress and messages (NULL: silent) */
+    FILE *log;            /* progress bar / lines and messages (NULL: silent) */
+    int metrics;          /* 1: write <run_dir>/metrics.jsonl and TensorBoard events */
 } cpt_train_cfg;
 
 typedef struct cpt_eval_result {
@@ -96,6 +97,9 @@ typedef struct cpt_train_result {
     int budget_exceeded;
     long long best_step;  /* checkpoint step with the lowest mean eval loss (-1: none) */
     double best_loss;
+    int n_skips;          /* skipped steps of this session (first 100 kept) */
+    long long skip_steps[100];
+    const char *skip_reasons[100]; /* static strings */
 } cpt_train_result;
 
 /* Run training. If resume_dir is not NULL, state is restored from that checkpoint

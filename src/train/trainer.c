@@ -5,7 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
 #include "cpt/fileio.h"
+#include "cpt/metrics.h"
+#include "cpt/progress.h"
 #include "cpt/train.h"
 
 /* ---------------- a token-array data source ---------------- */
@@ -163,7 +167,7 @@ static void window_push(tstate *s, int cap, double loss, double norm) {
 
 /* Evaluate every set; fills res->evals[i].loss; returns 1 if a budget is exceeded. */
 static int run_evals(const cpt_train_cfg *cfg, cpt_model *m, tstate *s, long long step, cpt_train_result *res,
-                     cpt_err *err, int *rc_out) {
+                     cpt_metrics *mx, cpt_err *err, int *rc_out) {
     int exceeded = 0;
     *rc_out = CPT_OK;
     for (int i = 0; i < cfg->n_evals; i++) {
@@ -185,8 +189,22 @@ static int run_evals(const cpt_train_cfg *cfg, cpt_model *m, tstate *s, long lon
         int over = e->budget > 0 && rel > e->budget;
         exceeded |= over;
         if (cfg->log)
-            fprintf(cfg->log, "eval step %lld %-10s loss %.4f ppl %.3f (base %.3f, %+.2f%%)%s\n", step, e->name, loss, exp(loss),
-                    exp(s->base[i]), 100.0 * rel, over ? "  OVER FORGETTING BUDGET" : "");
+            fprintf(cfg->log, "%seval step %lld %-10s loss %.4f ppl %.3f (base %.3f, %+.2f%%)%s\n",
+                    isatty(fileno(cfg->log)) ? "\r\033[K" : "", step, e->name, loss, exp(loss), exp(s->base[i]), 100.0 * rel,
+                    over ? "  OVER FORGETTING BUDGET" : "");
+        if (mx) {
+            char k1[160], k2[160], k3[160];
+            snprintf(k1, sizeof k1, "loss/%s", e->name);
+            snprintf(k2, sizeof k2, "ppl/%s", e->name);
+            snprintf(k3, sizeof k3, "delta_pct/%s", e->name);
+            const char *keys[] = {k1, k2, k3};
+            double vals[] = {loss, exp(loss), 100.0 * (exp(loss - s->base[i]) - 1.0)};
+            int mrc = cpt_metrics_log(mx, "eval", step, keys, vals, 3, err);
+            if (mrc) {
+                *rc_out = mrc;
+                return 0;
+            }
+        }
     }
     s->have_base = 1;
     double mean = 0;
@@ -213,6 +231,8 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
     st.best_step = -1, st.best_loss = INFINITY, st.last_eval_mean = NAN, st.last_eval_step = -1;
     cpt_ckpt_state ck = {0};
     long long step = 0, tokens = 0;
+    cpt_metrics *mx = NULL;
+    cpt_progress *prog = NULL;
     size_t N = (size_t)B * T;
     st.wl = calloc((size_t)(cfg->skip_window > 0 ? cfg->skip_window : 1), sizeof(double));
     st.wn = calloc((size_t)(cfg->skip_window > 0 ? cfg->skip_window : 1), sizeof(double));
@@ -243,12 +263,17 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
         res->skipped = st.skipped;
         if (cfg->log) fprintf(cfg->log, "resumed from %s at step %lld (%lld tokens)\n", resume_dir, step, tokens);
     }
+    if (cfg->metrics && cfg->run_dir &&
+        (rc = cpt_metrics_open(&mx, cfg->run_dir, resume_dir ? step : CPT_METRICS_FRESH, err)))
+        goto done;
     if (!st.have_base && cfg->n_evals > 0) {
         int erc;
-        run_evals(cfg, m, &st, step, res, err, &erc);
+        run_evals(cfg, m, &st, step, res, mx, err, &erc);
         if ((rc = erc)) goto done;
     }
     double t0 = cpt_now();
+    long long tokens0 = tokens;
+    prog = cfg->log ? cpt_progress_new(cfg->log, "train", (double)cfg->max_steps, "step") : NULL;
     int stop = 0;
     while (step < cfg->max_steps && !stop) {
         /* Gather the whole step's data first: the loss normaliser is the number of
@@ -286,7 +311,19 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
         if (why) {
             st.skipped++;
             res->skipped = st.skipped;
-            if (cfg->log) fprintf(cfg->log, "step %lld skipped: %s (loss %.4f, grad norm %.4g)\n", step, why, loss, norm);
+            if (res->n_skips < 100) {
+                res->skip_steps[res->n_skips] = step;
+                res->skip_reasons[res->n_skips++] = why;
+            }
+            if (cfg->log)
+                fprintf(cfg->log, "%sstep %lld skipped: %s (loss %.4f, grad norm %.4g)\n", isatty(fileno(cfg->log)) ? "\r\033[K" : "",
+                        step, why, loss, norm);
+            if (mx) {
+                char ev[256];
+                snprintf(ev, sizeof ev, "{\"what\": \"skipped_step\", \"reason\": \"%s\", \"loss\": %.6g, \"grad_norm\": %.6g}", why,
+                         isfinite(loss) ? loss : -1.0, isfinite(norm) ? norm : -1.0);
+                if ((rc = cpt_metrics_event(mx, step, ev, err))) goto done;
+            }
         } else {
             cpt_grad_clip(m, grads, cfg->clip);
             cpt_adamw_step(opt, m, grads, &cfg->optim, lr, lr_mult, frozen);
@@ -296,15 +333,17 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
         tokens += (long long)A * B * T;
         step++;
         res->last_loss = loss;
-        if (cfg->log && (step % 10 == 0 || step == cfg->max_steps)) {
-            double el = cpt_now() - t0;
-            fprintf(cfg->log, "step %lld/%lld loss %.4f lr %.3g grad norm %.3f penalty %.3g tok/s %.0f\n", step,
-                    cfg->max_steps, loss, lr, norm, penalty, el > 0 ? (double)(tokens - (resume_dir ? ck.tokens : 0)) / el : 0);
+        double el = cpt_now() - t0, tps = el > 0 ? (double)(tokens - tokens0) / el : 0.0;
+        if (prog) cpt_progress_update(prog, (double)step, "loss %.4f | lr %.3g | %.0f tok/s", loss, lr, tps);
+        if (mx) {
+            const char *keys[] = {"loss", "lr", "grad_norm", "penalty", "tokens", "tokens_per_s"};
+            double vals[] = {loss, lr, norm, penalty, (double)tokens, tps};
+            if ((rc = cpt_metrics_log(mx, "train", step, keys, vals, 6, err))) goto done;
         }
         int do_eval = cfg->n_evals > 0 && ((cfg->eval_every > 0 && step % cfg->eval_every == 0) || step == cfg->max_steps);
         if (do_eval) {
             int erc;
-            int over = run_evals(cfg, m, &st, step, res, err, &erc);
+            int over = run_evals(cfg, m, &st, step, res, mx, err, &erc);
             if ((rc = erc)) goto done;
             if (over) {
                 res->budget_exceeded = 1;
@@ -345,6 +384,8 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
     res->best_loss = st.best_loss;
     res->wall_s = cpt_now() - t0;
 done:
+    cpt_progress_done(prog);
+    cpt_metrics_close(mx);
     cpt_ckpt_state_free(&ck);
     free(st.wl);
     free(st.wn);
