@@ -83,7 +83,7 @@ static void on_progress(void *user, const cpt_prepare_progress *p) {
     double dt = now - pr->pass_t0;
     double mbs = dt > 0 ? (double)p->bytes_done / 1e6 / dt : 0;
     char eta[32];
-    fmt_eta(eta, sizeof eta, frac > 0 && dt > 0 ? dt * (1 - frac) / frac : -1);
+    fmt_eta(eta, sizeof eta, done ? 0 : frac > 0 && dt > 0 ? dt * (1 - frac) / frac : -1);
     const char *what = p->pass == 1 ? "clean+dedup" : "tokenize   ";
     if (pr->tty) {
         char bar[31];
