@@ -59,7 +59,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "mix: %s\n", ns ? err.msg : "no sequences");
         return 1;
     }
-    cpt_pack_seq q = {malloc(513 * 4), malloc(513 * 4), malloc(513 * 4), malloc(513), 0, 0};
+    cpt_pack_seq q = {malloc(513 * 4), malloc(513 * 4), malloc(513 * 4), malloc(513), NULL, 0, 0};
     cpt_pack_source *srcs[1] = {src};
     int n = 200000;
     t0 = cpt_now();

@@ -160,6 +160,10 @@ typedef struct cpt_pack_seq {
     uint32_t *seg;    /* [seq_len + 1] */
     uint32_t *pos;    /* [seq_len + 1] */
     uint8_t *mask;    /* [seq_len + 1] */
+    int32_t *targets; /* [seq_len] optional (NULL: not filled): targets[t] = tokens[t+1]
+                       * when t+1 is a real token of the same piece as t and carries loss
+                       * (the shard's loss mask, cpt/shard.h; always for unmasked shards),
+                       * else -1. So prompt tokens of chat documents are never targets. */
     uint32_t n_real;  /* set by get: real (non-pad) tokens */
     uint32_t n_docs;  /* set by get: document pieces */
 } cpt_pack_seq;

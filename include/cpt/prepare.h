@@ -1,8 +1,18 @@
 /* cpt/prepare.h: the `cpt data prepare` pipeline as a library: corpus files in, token
  * shards + a validation shard + stats.json out.
  *
- * Inputs: *.txt (one document per file) and *.jsonl (one JSON object per line, the
- * document in a string field, "text" by default), each optionally .gz or .zst.
+ * Inputs: *.jsonl (one JSON object per line, the document in a string field, "text" by
+ * default) and any other file as text: one document per file, or with txt_blank
+ * documents separated by blank lines; each optionally .gz or .zst. Files are streamed:
+ * memory holds one batch of documents, never a whole corpus (the per-document state is
+ * one byte plus the dedup tables). cpt_prepare_expand_inputs turns command-line paths,
+ * directories and globs into the file list.
+ *
+ * Nothing is lost silently: every document that does not reach a shard is counted under
+ * one reason, and the first CPT_PREPARE_MAX_ISSUES malformed documents are listed by file
+ * and line in the stats (and stats.json). With strict, the first malformed JSON line,
+ * missing text field or invalid UTF-8 is an error naming file and line instead. Empty
+ * input files (no document at all) are counted in empty_files.
  *
  * Per document, in input order (files in the order given, lines in file order):
  *   1. malformed: a .jsonl line that is not an object with the string field, text that
@@ -24,7 +34,7 @@
  *
  * Outputs in out_dir: train-00000.shard, train-00001.shard, ... (a new shard starts once
  * one holds shard_tokens tokens), val-00000.shard (if any validation document), and
- * stats.json with every count below and the identity
+ * stats.json with every count below, the issues, and the identity
  *   docs_in = kept + malformed + filtered (sum over rules) + exact_duplicates
  *             + contaminated + near_duplicates,    kept = train_docs + val_docs.
  */
@@ -37,6 +47,13 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* Progress of a run, reported after every batch from the calling thread. */
+typedef struct cpt_prepare_progress {
+    int pass;                        /* 1: cleaning and dedup, 2: tokenizing and writing */
+    uint64_t bytes_done, bytes_total; /* input bytes as stored (compressed size for .gz/.zst) */
+    uint64_t docs;                   /* documents read so far in this pass */
+} cpt_prepare_progress;
 
 typedef struct cpt_prepare_cfg {
     const char *const *inputs;
@@ -57,11 +74,32 @@ typedef struct cpt_prepare_cfg {
     uint64_t shard_tokens; /* 0 = 1 << 30 */
     uint64_t seed;
     int threads; /* tokenization threads, <= 0 = OpenMP default */
+    int txt_blank; /* 1: text files hold documents separated by blank lines */
+    int strict;    /* 1: malformed JSON / missing field / invalid UTF-8 is an error */
+    void (*progress)(void *user, const cpt_prepare_progress *p); /* may be NULL */
+    void *progress_user;
 } cpt_prepare_cfg;
 
 /* Defaults: NFC on, filters on (all families), exact and near dedup on (5-gram, 14 x 8),
  * val_fraction 0.005, seed 1. Inputs, tokenizer and out_dir are left NULL. */
 void cpt_prepare_cfg_default(cpt_prepare_cfg *c);
+
+/* Why a document is malformed (stats.malformed_by[reason]). */
+enum {
+    CPT_PREP_BAD_JSON = 0, /* a .jsonl line that is not a JSON object */
+    CPT_PREP_NO_FIELD,     /* a JSON object without a string text field */
+    CPT_PREP_BAD_UTF8,     /* invalid UTF-8 (in a text file or a .jsonl line) */
+    CPT_PREP_EMPTY,        /* nothing but whitespace after cleaning */
+    CPT_PREP_N_REASONS
+};
+const char *cpt_prepare_reason_name(int reason); /* "bad_json", "no_field", ... */
+
+#define CPT_PREPARE_MAX_ISSUES 10
+typedef struct cpt_prepare_issue {
+    size_t file;   /* index into cfg.inputs */
+    uint64_t line; /* 1-based line (for invalid UTF-8 in text: the line of the first bad byte) */
+    int reason;
+} cpt_prepare_issue;
 
 typedef struct cpt_prepare_stats {
     uint64_t docs_in, kept, malformed, exact_duplicates, contaminated, near_duplicates;
@@ -71,11 +109,25 @@ typedef struct cpt_prepare_stats {
     uint64_t val_docs, val_tokens, val_shards;
     uint64_t replaced_chars; /* U+FFFD inserted by the tokenizer (0 after step 1) */
     double seconds;
+    uint64_t malformed_by[CPT_PREP_N_REASONS]; /* sums to malformed */
+    uint64_t files, empty_files, bytes_in;
+    cpt_prepare_issue issues[CPT_PREPARE_MAX_ISSUES]; /* the first n_issues malformed docs */
+    size_t n_issues;
 } cpt_prepare_stats;
 
 /* Run the pipeline. Errors (unreadable input, bad tokenizer, disk full) name the file and
  * line; shards are committed atomically, stats.json last. */
 int cpt_prepare_run(const cpt_prepare_cfg *cfg, cpt_prepare_stats *st, cpt_err *err);
+
+/* Expand command-line inputs into a file list: a path with * ? or [ is a glob(3) pattern
+ * (no match is CPT_ENOTFOUND); a directory is walked recursively, taking files named
+ * *.txt, *.jsonl (and their .gz / .zst) but not names starting with '.', sorted by path
+ * (bytewise) so the order never depends on the file system; any other path must be an
+ * existing file and is taken as given. The list keeps argument order (each argument's
+ * files sorted); *out is malloc'ed, free it with cpt_prepare_free_inputs. An empty result
+ * is CPT_ENOTFOUND. */
+int cpt_prepare_expand_inputs(const char *const *args, size_t n, char ***out, size_t *n_out, cpt_err *err);
+void cpt_prepare_free_inputs(char **files, size_t n);
 
 #ifdef __cplusplus
 }

@@ -173,6 +173,15 @@ void cpt_pack_source_get(const cpt_pack_source *s, uint64_t seq, uint32_t pad_id
             out->pos[t + j] = j;
             out->mask[t + j] = 1;
         }
+        if (out->targets) { /* loss flag of token u parked in targets[u - 1] until the end */
+            uint8_t lb[256];
+            for (uint32_t j = 0; j < take; j += 256) {
+                uint32_t k = take - j < 256 ? take - j : 256;
+                cpt_shard_mask(s->sh[h], from + j, k, lb);
+                for (uint32_t q = 0; q < k; q++)
+                    if (t + j + q > 0) out->targets[t + j + q - 1] = lb[q];
+            }
+        }
         t += take;
         local = from + take;
         seg++;
@@ -186,6 +195,11 @@ void cpt_pack_source_get(const cpt_pack_source *s, uint64_t seq, uint32_t pad_id
         out->pos[j] = 0;
         out->mask[j] = 0;
     }
+    if (out->targets)
+        for (uint32_t j = 0; j + 1 < s->L; j++) {
+            int real = j + 1 < len && out->seg[j + 1] == out->seg[j] && out->targets[j];
+            out->targets[j] = real ? (int32_t)out->tokens[j + 1] : -1;
+        }
 }
 
 int cpt_mix_fetch(const cpt_mix *m, cpt_pack_source *const *srcs, uint64_t i, uint32_t pad_id,

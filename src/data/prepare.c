@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cpt/fileio.h"
 #include "cpt/shard.h"
@@ -31,22 +32,39 @@ void cpt_prepare_cfg_default(cpt_prepare_cfg *c) {
     c->seed = 1;
 }
 
-static int valid_utf8(const char *s, size_t n) {
+const char *cpt_prepare_reason_name(int reason) {
+    static const char *const names[CPT_PREP_N_REASONS] = {"bad_json", "no_field", "invalid_utf8", "empty"};
+    return reason >= 0 && reason < CPT_PREP_N_REASONS ? names[reason] : "?";
+}
+
+/* Offset of the first byte that is not valid UTF-8, or n. */
+static size_t first_bad_utf8(const char *s, size_t n) {
     for (size_t i = 0; i < n;) {
         size_t j = i;
         uint32_t cp = txt_next(s, n, &j);
-        if (cp >= 0x80 && j == i + 1) return 0;
+        if (cp >= 0x80 && j == i + 1) return i;
         i = j;
     }
-    return 1;
+    return n;
 }
 
-/* Steps 1-3 of the header. Returns ST_KEEP with *out (malloc'ed), or a drop status. */
+/* Steps 1-3 of the header. Returns ST_KEEP with *out (malloc'ed), or a drop status; for
+ * ST_MALFORMED *why is a CPT_PREP_* reason. `malformed` is the reader's DRD_* code. */
 static int clean(const cpt_prepare_cfg *c, const char *text, size_t n, int malformed, char **out,
-                 size_t *out_n, cpt_filter_stats *fst, cpt_err *err, int *rc) {
+                 size_t *out_n, cpt_filter_stats *fst, cpt_err *err, int *rc, int *why) {
     *out = NULL;
     *rc = CPT_OK;
-    if (malformed || !valid_utf8(text, n)) return ST_MALFORMED;
+    *why = CPT_PREP_EMPTY;
+    if (malformed) {
+        *why = malformed == DRD_NO_FIELD ? CPT_PREP_NO_FIELD
+               : malformed == DRD_BAD_UTF8 ? CPT_PREP_BAD_UTF8
+                                           : CPT_PREP_BAD_JSON;
+        return ST_MALFORMED;
+    }
+    if (first_bad_utf8(text, n) < n) {
+        *why = CPT_PREP_BAD_UTF8;
+        return ST_MALFORMED;
+    }
     char *norm = NULL;
     size_t nn = n;
 #ifdef CPT_HAVE_UTF8PROC
@@ -56,6 +74,7 @@ static int clean(const cpt_prepare_cfg *c, const char *text, size_t n, int malfo
                                           (utf8proc_option_t)(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
         if (r < 0) {
             free(o);
+            *why = CPT_PREP_BAD_UTF8;
             return ST_MALFORMED;
         }
         norm = (char *)o;
@@ -159,12 +178,12 @@ static int flush(const cpt_prepare_cfg *c, batch *b, const cpt_tok *tok, int thr
     if (b->n == 0) return CPT_OK;
     int32_t *ids[BATCH];
     size_t nids[BATCH], rep[BATCH];
-    int crc[BATCH], cst[BATCH];
+    int crc[BATCH], cst[BATCH], why[BATCH];
     int nt = threads > 0 ? threads : omp_get_max_threads();
     long n = (long)b->n;
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 8)
     for (long i = 0; i < n; i++)
-        cst[i] = clean(c, b->raw[i], b->raw_len[i], 0, &b->text[i], &b->len[i], NULL, NULL, &crc[i]);
+        cst[i] = clean(c, b->raw[i], b->raw_len[i], 0, &b->text[i], &b->len[i], NULL, NULL, &crc[i], &why[i]);
     int rc = CPT_OK;
     for (size_t i = 0; i < b->n && !rc; i++)
         if (crc[i] || cst[i] != ST_KEEP)
@@ -210,7 +229,7 @@ static int flush(const cpt_prepare_cfg *c, batch *b, const cpt_tok *tok, int thr
     return rc;
 }
 
-static int write_stats(const char *dir, const cpt_prepare_stats *st, cpt_err *err) {
+static int write_stats(const char *dir, const char *const *inputs, const cpt_prepare_stats *st, cpt_err *err) {
     json_t *o = json_object(), *f = json_object(), *l = json_object();
     for (int r = 1; r < CPT_FR_N_RULES; r++) json_object_set_new(f, cpt_filter_rule_name(r), json_integer((json_int_t)st->filter.dropped[r]));
     for (int r = 0; r < CPT_C4L_N; r++) json_object_set_new(l, cpt_filter_line_rule_name(r), json_integer((json_int_t)st->filter.c4_lines_dropped[r]));
@@ -232,6 +251,18 @@ static int write_stats(const char *dir, const cpt_prepare_stats *st, cpt_err *er
     SET("val_tokens", st->val_tokens);
     SET("val_shards", st->val_shards);
     SET("replaced_chars", st->replaced_chars);
+    json_t *mb = json_object(), *iss = json_array();
+    for (int k = 0; k < CPT_PREP_N_REASONS; k++)
+        json_object_set_new(mb, cpt_prepare_reason_name(k), json_integer((json_int_t)st->malformed_by[k]));
+    json_object_set_new(o, "malformed_by_reason", mb);
+    for (size_t k = 0; k < st->n_issues; k++)
+        json_array_append_new(iss, json_pack("{s:s,s:I,s:s}", "file", inputs[st->issues[k].file], "line",
+                                             (json_int_t)st->issues[k].line, "reason",
+                                             cpt_prepare_reason_name(st->issues[k].reason)));
+    json_object_set_new(o, "first_issues", iss);
+    SET("files", st->files);
+    SET("empty_files", st->empty_files);
+    SET("bytes_in", st->bytes_in);
 #undef SET
     json_object_set_new(o, "identity", json_string("docs_in = kept + malformed + filtered + exact_duplicates + "
                                                    "contaminated + near_duplicates"));
@@ -261,7 +292,7 @@ enum { P1 = 512 };
 typedef struct p1doc {
     char *raw;
     size_t len, line, file;
-    int mal, s, hit, rc;
+    int mal, s, hit, rc, why;
     char *cl;
     size_t cn, ns;
     cpt_filter_stats fs;
@@ -281,6 +312,33 @@ typedef struct p1ctx {
     size_t *scap;
 } p1ctx;
 
+/* Count a malformed document under its reason, list it among the first issues, and fail
+ * in strict mode (empty documents are a cleaning outcome, not an input defect). */
+static int note_malformed(const cpt_prepare_cfg *c, const p1doc *d, cpt_prepare_stats *st, cpt_err *err) {
+    uint64_t line = d->line;
+    if (d->why == CPT_PREP_BAD_UTF8 && !d->mal) { /* text: the line of the first bad byte */
+        size_t bad = first_bad_utf8(d->raw, d->len);
+        for (size_t i = 0; i < bad; i++) line += d->raw[i] == '\n';
+    }
+    st->malformed_by[d->why]++;
+    if (st->n_issues < CPT_PREPARE_MAX_ISSUES) st->issues[st->n_issues++] = (cpt_prepare_issue){d->file, line, d->why};
+    if (c->strict && d->why != CPT_PREP_EMPTY) {
+        static const char *const what[] = {"not a JSON object", "no string field", "invalid UTF-8"};
+        return cpt_err_set(err, CPT_EFORMAT,
+                           "%s:%llu: %s%s%s (strict mode). HINT: fix or drop the line, or run without --strict to "
+                           "count and skip it", c->inputs[d->file], (unsigned long long)line, what[d->why],
+                           d->why == CPT_PREP_NO_FIELD ? " " : "",
+                           d->why == CPT_PREP_NO_FIELD ? (c->text_field ? c->text_field : "text") : "");
+    }
+    return CPT_OK;
+}
+
+static void report(const cpt_prepare_cfg *c, int pass, uint64_t done, uint64_t total, uint64_t docs) {
+    if (!c->progress) return;
+    cpt_prepare_progress p = {pass, done, total, docs};
+    c->progress(c->progress_user, &p);
+}
+
 static int p1_flush(p1ctx *x, cpt_prepare_stats *st, cpt_err *err) {
     const cpt_prepare_cfg *c = x->c;
     size_t K = cpt_minhash_len(x->mh);
@@ -294,7 +352,7 @@ static int p1_flush(p1ctx *x, cpt_prepare_stats *st, cpt_err *err) {
         memset(&d->fs, 0, sizeof d->fs);
         d->hit = 0;
         d->ns = 0;
-        d->s = clean(c, d->raw, d->len, d->mal, &d->cl, &d->cn, &d->fs, e, &d->rc);
+        d->s = clean(c, d->raw, d->len, d->mal, &d->cl, &d->cn, &d->fs, e, &d->rc, &d->why);
         if (!d->rc && d->s == ST_KEEP && c->n_eval) d->rc = cpt_decon_check(x->dc, d->cl, d->cn, &d->hit, e);
         if (!d->rc && d->s == ST_KEEP && c->near_dedup)
             d->rc = cpt_minhash_signature(x->mh, d->cl, d->cn, x->sigs + (size_t)i * K, &d->ns, e);
@@ -305,6 +363,7 @@ static int p1_flush(p1ctx *x, cpt_prepare_stats *st, cpt_err *err) {
         if (!rc && d->rc) {
             rc = cpt_err_set(err, d->rc, "%s:%zu: %s", c->inputs[d->file], d->line, x->errs[i].msg);
         }
+        if (!rc && d->s == ST_MALFORMED) rc = note_malformed(c, d, st, err);
         if (!rc) {
             fstats_add(&st->filter, &d->fs);
             int s = d->s;
@@ -370,6 +429,13 @@ int cpt_prepare_run(const cpt_prepare_cfg *c, cpt_prepare_stats *st, cpt_err *er
     for (size_t i = 0; i < c->n_eval; i++)
         if ((rc = cpt_decon_add_file(dc, c->eval_files[i], err))) goto done;
 
+    for (size_t fi = 0; fi < c->n_inputs; fi++) {
+        struct stat sb;
+        if (stat(c->inputs[fi], &sb) == 0) st->bytes_in += (uint64_t)sb.st_size;
+    }
+    st->files = c->n_inputs;
+    uint64_t bytes_before = 0;
+
     /* ---- pass 1: decide every document's fate ---- */
     p1ctx x = {c, calloc(P1, sizeof(p1doc)), 0, malloc(P1 * cpt_minhash_len(mh) * sizeof(uint32_t)),
                malloc(P1 * sizeof(cpt_err)), mh, dc, ex, lsh, &status, &scap};
@@ -378,10 +444,11 @@ int cpt_prepare_run(const cpt_prepare_cfg *c, cpt_prepare_stats *st, cpt_err *er
         goto p1_done;
     }
     for (size_t fi = 0; fi < c->n_inputs && !rc; fi++) {
-        if ((rc = drd_open(&r, c->inputs[fi], c->text_field, err))) goto p1_done;
+        if ((rc = drd_open(&r, c->inputs[fi], c->text_field, c->txt_blank, err))) goto p1_done;
         const char *text;
         size_t len, line;
         int mal, k;
+        uint64_t docs_before = st->docs_in + x.n;
         while ((k = drd_next(r, &text, &len, &mal, &line, err)) == 1) {
             p1doc *d = &x.d[x.n];
             d->raw = malloc(len + 1);
@@ -395,16 +462,22 @@ int cpt_prepare_run(const cpt_prepare_cfg *c, cpt_prepare_stats *st, cpt_err *er
             d->mal = mal;
             d->line = line;
             d->file = fi;
-            if (++x.n == P1 && (rc = p1_flush(&x, st, err))) goto p1_done;
+            if (++x.n == P1) {
+                if ((rc = p1_flush(&x, st, err))) goto p1_done;
+                report(c, 1, bytes_before + drd_bytes(r), st->bytes_in, st->docs_in);
+            }
         }
         if (k < 0) {
             rc = k;
             goto p1_done;
         }
+        if (st->docs_in + x.n == docs_before) st->empty_files++;
+        bytes_before += drd_bytes(r);
         drd_close(r);
         r = NULL;
     }
     rc = p1_flush(&x, st, err);
+    if (!rc) report(c, 1, st->bytes_in, st->bytes_in, st->docs_in);
 p1_done:
     for (size_t i = 0; x.d && i < x.n; i++) free(x.d[i].raw);
     free(x.d);
@@ -454,8 +527,9 @@ p1_done:
 
     /* ---- pass 2: tokenize and write the survivors ---- */
     uint64_t g = 0;
+    bytes_before = 0;
     for (size_t fi = 0; fi < c->n_inputs && !rc; fi++) {
-        if ((rc = drd_open(&r, c->inputs[fi], c->text_field, err))) goto done;
+        if ((rc = drd_open(&r, c->inputs[fi], c->text_field, c->txt_blank, err))) goto done;
         const char *text;
         size_t len, line;
         int mal, k;
@@ -478,16 +552,21 @@ p1_done:
             b.line[b.n] = line;
             b.file[b.n] = fi;
             b.val[b.n] = c->val_docs > 0 ? h <= thr : h < thr;
-            if (++b.n == BATCH && (rc = flush(c, &b, tok, c->threads, &tr, &va, st, err))) goto done;
+            if (++b.n == BATCH) {
+                if ((rc = flush(c, &b, tok, c->threads, &tr, &va, st, err))) goto done;
+                report(c, 2, bytes_before + drd_bytes(r), st->bytes_in, g);
+            }
         }
         if (k < 0) {
             rc = k;
             goto done;
         }
+        bytes_before += drd_bytes(r);
         drd_close(r);
         r = NULL;
     }
     if ((rc = flush(c, &b, tok, c->threads, &tr, &va, st, err))) goto done;
+    report(c, 2, st->bytes_in, st->bytes_in, g);
     if ((rc = split_finish(&tr, err)) || (rc = split_finish(&va, err))) goto done;
     st->train_docs = tr.docs;
     st->train_tokens = tr.tokens;
@@ -496,7 +575,7 @@ p1_done:
     st->val_tokens = va.tokens;
     st->val_shards = va.shards;
     st->seconds = cpt_now() - t0;
-    rc = write_stats(c->out_dir, st, err);
+    rc = write_stats(c->out_dir, c->inputs, st, err);
 done:
     for (size_t i = 0; i < b.n; i++) free(b.raw[i]);
     cpt_shard_writer_abort(tr.w);

@@ -18,7 +18,7 @@ enum { RAW_PLAIN, RAW_GZ, RAW_ZST };
 
 struct drd {
     char *path, *field;
-    int kind, jsonl;
+    int kind, jsonl, blank;
     FILE *f;
 #ifdef CPT_HAVE_ZLIB
     gzFile gz;
@@ -35,6 +35,8 @@ struct drd {
     size_t line;
     json_t *js;
     int done_txt;
+    char *doc; /* blank-line mode: the document being assembled */
+    size_t doc_n, doc_cap;
 };
 
 static int ends_with(const char *s, const char *suf) {
@@ -53,13 +55,14 @@ void drd_close(drd *r) {
     free(r->zin);
 #endif
     json_decref(r->js);
+    free(r->doc);
     free(r->buf);
     free(r->path);
     free(r->field);
     free(r);
 }
 
-int drd_open(drd **out, const char *path, const char *field, cpt_err *err) {
+int drd_open(drd **out, const char *path, const char *field, int txt_blank, cpt_err *err) {
     *out = NULL;
     drd *r = calloc(1, sizeof *r);
     if (!r) return cpt_err_set(err, CPT_ENOMEM, "%s: out of memory", path);
@@ -73,6 +76,7 @@ int drd_open(drd **out, const char *path, const char *field, cpt_err *err) {
     }
     r->kind = ends_with(path, ".gz") ? RAW_GZ : ends_with(path, ".zst") ? RAW_ZST : RAW_PLAIN;
     r->jsonl = ends_with(path, ".jsonl") || ends_with(path, ".jsonl.gz") || ends_with(path, ".jsonl.zst");
+    r->blank = !r->jsonl && txt_blank;
     int rc = CPT_OK;
     if (r->kind == RAW_GZ) {
 #ifdef CPT_HAVE_ZLIB
@@ -185,14 +189,71 @@ static int fill_line(drd *r, size_t *n, int whole, cpt_err *err) {
     }
 }
 
+uint64_t drd_bytes(const drd *r) {
+#ifdef CPT_HAVE_ZLIB
+    if (r->gz) {
+        long o = (long)gzoffset(r->gz);
+        return o > 0 ? (uint64_t)o : 0;
+    }
+#endif
+    if (!r->f) return 0;
+    off_t o = ftello(r->f);
+    return o > 0 ? (uint64_t)o : 0;
+}
+
+static int is_blank(const char *p, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r') return 0;
+    return 1;
+}
+
+/* Blank-line mode: gather the next run of non-blank lines into r->doc. Memory is bounded
+ * by the longest document, not the file. */
+static int next_paragraph(drd *r, const char **text, size_t *len, size_t *line, cpt_err *err) {
+    r->doc_n = 0;
+    for (;;) {
+        size_t n = 0;
+        int rc = fill_line(r, &n, 0, err);
+        if (rc < 0) return rc;
+        if (rc == 0) break;
+        r->line++;
+        const char *p = r->buf + r->pos;
+        r->pos += n + (r->pos + n < r->end);
+        if (is_blank(p, n)) {
+            if (r->doc_n) break;
+            continue;
+        }
+        if (r->doc_n == 0) *line = r->line;
+        size_t need = r->doc_n + n + 2;
+        if (need > r->doc_cap) {
+            size_t nc = r->doc_cap ? r->doc_cap : 4096;
+            while (nc < need) nc *= 2;
+            char *nd = realloc(r->doc, nc);
+            if (!nd) return cpt_err_set(err, CPT_ENOMEM, "%s: out of memory at line %zu", r->path, r->line);
+            r->doc = nd;
+            r->doc_cap = nc;
+        }
+        if (r->doc_n) r->doc[r->doc_n++] = '\n';
+        memcpy(r->doc + r->doc_n, p, n);
+        r->doc_n += n;
+    }
+    if (!r->doc_n) return 0;
+    r->doc[r->doc_n] = '\0';
+    *text = r->doc;
+    *len = r->doc_n;
+    return 1;
+}
+
 int drd_next(drd *r, const char **text, size_t *len, int *malformed, size_t *line, cpt_err *err) {
-    *malformed = 0;
+    *malformed = DRD_OK;
+    if (r->blank) return next_paragraph(r, text, len, line, err);
     if (!r->jsonl) {
         if (r->done_txt) return 0;
-        size_t n;
+        size_t n = 0;
         int rc = fill_line(r, &n, 1, err);
         if (rc < 0) return rc;
         r->done_txt = 1;
+        if (n == 0) return 0; /* an empty file holds no document (prepare counts it) */
         r->buf[r->pos + n] = '\0'; /* cap - end >= 1 is kept by raw_read's -1 */
         *text = r->buf + r->pos;
         *len = n;
@@ -216,7 +277,9 @@ int drd_next(drd *r, const char **text, size_t *len, int *malformed, size_t *lin
         r->js = json_loadb(p + a, b - a, JSON_REJECT_DUPLICATES, &je);
         json_t *t = r->js && json_is_object(r->js) ? json_object_get(r->js, r->field) : NULL;
         if (!t || !json_is_string(t)) {
-            *malformed = 1;
+            *malformed = r->js && json_is_object(r->js)            ? DRD_NO_FIELD
+                         : !r->js && json_error_code(&je) == json_error_invalid_utf8 ? DRD_BAD_UTF8
+                                                                                   : DRD_BAD_JSON;
             *text = "";
             *len = 0;
             return 1;

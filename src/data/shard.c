@@ -72,8 +72,8 @@ struct cpt_shard {
     cpt_map map; /* owned when opened from a path */
     const uint8_t *base;
     size_t size;
-    uint32_t token_bytes, vocab_size, body_crc;
-    uint64_t n_docs, n_tokens, index_offset;
+    uint32_t token_bytes, vocab_size, body_crc, version, flags;
+    uint64_t n_docs, n_tokens, index_offset, mask_offset; /* mask_offset 0: no mask */
 };
 
 __attribute__((format(printf, 4, 5))) static int sh_fail(cpt_err *err, int code, const char *label,
@@ -104,11 +104,12 @@ static int shard_check(cpt_shard *s, cpt_err *err) {
                        "bad magic at offset 0 (expected \"CPTSHARD\"). HINT: this is not a cpt token "
                        "shard; make shards with `cpt data prepare`");
     uint32_t version = rd32(b + 8);
-    if (version != CPT_SHARD_VERSION)
+    if (version != 1 && version != 2)
         return sh_fail(err, CPT_EUNSUPPORTED, L,
-                       "unknown version %u at offset 8 (this cpt reads version %u). HINT: re-prepare "
+                       "unknown version %u at offset 8 (this cpt reads versions 1 and %u). HINT: re-prepare "
                        "the data with this cpt or use the cpt that wrote it",
                        version, CPT_SHARD_VERSION);
+    s->version = version;
     uint32_t hcrc = rd32(b + 60), want = cpt_crc32(0, b, 60);
     if (hcrc != want)
         return sh_fail(err, CPT_EFORMAT, L,
@@ -130,9 +131,10 @@ static int shard_check(cpt_shard *s, cpt_err *err) {
         return sh_fail(err, CPT_EFORMAT, L,
                        "vocab_size %u at offset 16 does not fit token_bytes %u. HINT: corrupt header",
                        s->vocab_size, s->token_bytes);
-    if (flags != 0)
-        return sh_fail(err, CPT_EUNSUPPORTED, L, "unknown flags 0x%x at offset 20. HINT: written by a newer cpt",
-                       flags);
+    if (flags & ~(version == 2 ? CPT_SHARD_FLAG_MASK : 0u))
+        return sh_fail(err, CPT_EUNSUPPORTED, L, "unknown flags 0x%x at offset 20 (version %u). HINT: written by a newer cpt",
+                       flags, version);
+    s->flags = flags;
     /* Expected layout, overflow-checked in u64 (files > 4 GiB are legal). */
     uint64_t data_bytes, idx_off, idx_bytes, total;
     if (__builtin_mul_overflow(s->n_tokens, (uint64_t)s->token_bytes, &data_bytes) ||
@@ -148,6 +150,13 @@ static int shard_check(cpt_shard *s, cpt_err *err) {
         __builtin_add_overflow(idx_off, idx_bytes, &total))
         return sh_fail(err, CPT_EFORMAT, L, "n_docs %llu at offset 24 overflows. HINT: corrupt header",
                        (unsigned long long)s->n_docs);
+    uint64_t idx_end = total;
+    if (flags & CPT_SHARD_FLAG_MASK) {
+        uint64_t mask_bytes = ((s->n_tokens + 7) / 8 + 7) & ~(uint64_t)7; /* n_tokens < 2^63 here */
+        if (__builtin_add_overflow(total, mask_bytes, &total))
+            return sh_fail(err, CPT_EFORMAT, L, "mask section overflows. HINT: corrupt header");
+        s->mask_offset = idx_end;
+    }
     if (fsize != total)
         return sh_fail(err, CPT_EFORMAT, L,
                        "file_size field %llu at offset 48 disagrees with n_docs/n_tokens (expected %llu). "
@@ -161,11 +170,16 @@ static int shard_check(cpt_shard *s, cpt_err *err) {
                        "re-prepare it",
                        (unsigned long long)s->n_tokens,
                        (unsigned long long)(CPT_SHARD_HEADER_BYTES + data_bytes), (unsigned long long)real);
-    if (real < total)
+    if (real < idx_end)
         return sh_fail(err, CPT_EFORMAT, L,
                        "truncated index: the document index needs bytes [%llu, %llu) but the file ends at "
                        "offset %llu. HINT: the shard was cut short; re-copy or re-prepare it",
-                       (unsigned long long)idx_off, (unsigned long long)total, (unsigned long long)real);
+                       (unsigned long long)idx_off, (unsigned long long)idx_end, (unsigned long long)real);
+    if (real < total)
+        return sh_fail(err, CPT_EFORMAT, L,
+                       "truncated loss mask: it needs bytes [%llu, %llu) but the file ends at offset %llu. "
+                       "HINT: the shard was cut short; re-copy or re-prepare it",
+                       (unsigned long long)idx_end, (unsigned long long)total, (unsigned long long)real);
     if (real > total)
         return sh_fail(err, CPT_EFORMAT, L,
                        "%llu trailing bytes after the index, from offset %llu. HINT: the file was "
@@ -256,6 +270,29 @@ uint64_t cpt_shard_n_tokens(const cpt_shard *s) { return s->n_tokens; }
 uint32_t cpt_shard_token_bytes(const cpt_shard *s) { return s->token_bytes; }
 uint32_t cpt_shard_vocab_size(const cpt_shard *s) { return s->vocab_size; }
 const char *cpt_shard_label(const cpt_shard *s) { return s->label; }
+uint32_t cpt_shard_version(const cpt_shard *s) { return s->version; }
+int cpt_shard_has_mask(const cpt_shard *s) { return s->mask_offset != 0; }
+
+void cpt_shard_mask(const cpt_shard *s, uint64_t start, uint64_t n, uint8_t *dst) {
+    CPT_ASSERT(start <= s->n_tokens && n <= s->n_tokens - start);
+    if (!s->mask_offset) {
+        memset(dst, 1, n);
+        return;
+    }
+    const uint8_t *m = s->base + s->mask_offset;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t t = start + i;
+        dst[i] = (uint8_t)((m[t >> 3] >> (t & 7)) & 1);
+    }
+}
+
+uint64_t cpt_shard_mask_count(const cpt_shard *s) {
+    if (!s->mask_offset) return s->n_tokens;
+    const uint8_t *m = s->base + s->mask_offset;
+    uint64_t c = 0;
+    for (uint64_t i = 0; i < (s->n_tokens + 7) / 8; i++) c += (uint64_t)__builtin_popcount(m[i]);
+    return c;
+}
 
 void cpt_shard_doc_range(const cpt_shard *s, uint64_t i, uint64_t *start, uint64_t *len) {
     CPT_ASSERT(i < s->n_docs);
@@ -317,6 +354,17 @@ int cpt_shard_verify(const cpt_shard *s, cpt_err *err) {
                            (unsigned long long)(CPT_SHARD_HEADER_BYTES + i * s->token_bytes), v,
                            s->vocab_size);
     }
+    if (s->mask_offset) {
+        const uint8_t *m = s->base + s->mask_offset;
+        uint64_t used = (s->n_tokens + 7) / 8, all = s->size - s->mask_offset;
+        for (uint64_t i = s->n_tokens; i < 8 * all; i++)
+            if ((m[i >> 3] >> (i & 7)) & 1)
+                return sh_fail(err, CPT_EFORMAT, s->label,
+                               "loss-mask padding bit %llu set at offset %llu (n_tokens %llu, %llu mask bytes used). "
+                               "HINT: corrupt mask; re-prepare it",
+                               (unsigned long long)i, (unsigned long long)(s->mask_offset + (i >> 3)),
+                               (unsigned long long)s->n_tokens, (unsigned long long)used);
+    }
     return CPT_OK;
 }
 
@@ -328,6 +376,8 @@ struct cpt_shard_writer {
     uint64_t n_tokens;
     uint64_t *off; /* [n_docs + 1] */
     size_t n_docs, cap;
+    uint8_t *mbits; /* loss-mask bits, NULL until the first masked document */
+    size_t mcap;    /* bytes allocated in mbits */
     uint8_t buf[1 << 15]; /* narrowing buffer for u16 output */
 };
 
@@ -369,7 +419,42 @@ static int w_put(cpt_shard_writer *w, const void *p, size_t n, cpt_err *err) {
     return cpt_fwrite_all(w->aw.f, p, n, w->aw.tmp, err);
 }
 
+/* Make room for mask bits of tokens [0, upto); new bytes are zero. */
+static int mask_reserve(cpt_shard_writer *w, uint64_t upto, cpt_err *err) {
+    size_t need = (size_t)((upto + 7) / 8);
+    if (need <= w->mcap && w->mbits) return CPT_OK;
+    size_t nc = w->mcap ? w->mcap : 4096;
+    while (nc < need) nc *= 2;
+    uint8_t *nb = realloc(w->mbits, nc);
+    if (!nb) return cpt_err_set(err, CPT_ENOMEM, "%s: out of memory for the loss mask", w->aw.path);
+    memset(nb + w->mcap, 0, nc - w->mcap);
+    w->mbits = nb;
+    w->mcap = nc;
+    return CPT_OK;
+}
+
+static void mask_set(cpt_shard_writer *w, uint64_t t0, const uint8_t *mask, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!mask || mask[i]) w->mbits[(t0 + i) >> 3] |= (uint8_t)(1u << ((t0 + i) & 7));
+}
+
+static int writer_add(cpt_shard_writer *w, const uint32_t *tokens, const uint8_t *mask, size_t n, cpt_err *err);
+
 int cpt_shard_writer_add(cpt_shard_writer *w, const uint32_t *tokens, size_t n, cpt_err *err) {
+    return writer_add(w, tokens, NULL, n, err);
+}
+
+int cpt_shard_writer_add_masked(cpt_shard_writer *w, const uint32_t *tokens, const uint8_t *mask, size_t n,
+                                cpt_err *err) {
+    if (!w->mbits) { /* the earlier documents carry loss on every token */
+        int rc = mask_reserve(w, w->n_tokens + n, err);
+        if (rc) return rc;
+        mask_set(w, 0, NULL, (size_t)w->n_tokens);
+    }
+    return writer_add(w, tokens, mask, n, err);
+}
+
+static int writer_add(cpt_shard_writer *w, const uint32_t *tokens, const uint8_t *mask, size_t n, cpt_err *err) {
     for (size_t i = 0; i < n; i++)
         if (tokens[i] >= w->vocab_size)
             return cpt_err_set(err, CPT_EINVAL,
@@ -400,6 +485,10 @@ int cpt_shard_writer_add(cpt_shard_writer *w, const uint32_t *tokens, size_t n, 
             rc = w_put(w, w->buf, 2 * k, err);
         }
     }
+    if (!rc && w->mbits) {
+        rc = mask_reserve(w, w->n_tokens + n, err);
+        if (!rc) mask_set(w, w->n_tokens, mask, n);
+    }
     if (rc) return rc; /* the temp file is now inconsistent; the caller aborts */
     w->n_tokens += n;
     w->off[++w->n_docs] = w->n_tokens;
@@ -415,17 +504,22 @@ int cpt_shard_writer_commit(cpt_shard_writer *w, cpt_err *err) {
     uint8_t pad[8] = {0};
     int rc = w_put(w, pad, (size_t)(idx_off - data_end), err);
     if (!rc) rc = w_put(w, w->off, (w->n_docs + 1) * sizeof *w->off, err);
+    uint64_t mask_bytes = w->mbits ? ((w->n_tokens + 7) / 8 + 7) & ~(uint64_t)7 : 0;
+    if (!rc && w->mbits) {
+        rc = mask_reserve(w, 8 * mask_bytes, err); /* zero padding up to mask_bytes */
+        if (!rc) rc = w_put(w, w->mbits, (size_t)mask_bytes, err);
+    }
     if (!rc) {
         uint8_t h[CPT_SHARD_HEADER_BYTES] = {0};
         memcpy(h, CPT_SHARD_MAGIC, 8);
-        wr32(h + 8, CPT_SHARD_VERSION);
+        wr32(h + 8, w->mbits ? 2u : 1u);
         wr32(h + 12, w->token_bytes);
         wr32(h + 16, w->vocab_size);
-        wr32(h + 20, 0);
+        wr32(h + 20, w->mbits ? CPT_SHARD_FLAG_MASK : 0u);
         wr64(h + 24, w->n_docs);
         wr64(h + 32, w->n_tokens);
         wr64(h + 40, idx_off);
-        wr64(h + 48, idx_off + (w->n_docs + 1) * 8);
+        wr64(h + 48, idx_off + (w->n_docs + 1) * 8 + mask_bytes);
         wr32(h + 56, w->crc);
         wr32(h + 60, cpt_crc32(0, h, 60));
         if (fseeko(w->aw.f, 0, SEEK_SET) != 0)
@@ -436,6 +530,7 @@ int cpt_shard_writer_commit(cpt_shard_writer *w, cpt_err *err) {
     if (!rc) rc = cpt_awrite_commit(&w->aw, err);
     else cpt_awrite_abort(&w->aw);
     free(w->off);
+    free(w->mbits);
     free(w);
     return rc;
 }
@@ -444,5 +539,6 @@ void cpt_shard_writer_abort(cpt_shard_writer *w) {
     if (!w) return;
     cpt_awrite_abort(&w->aw);
     free(w->off);
+    free(w->mbits);
     free(w);
 }

@@ -51,6 +51,7 @@ static void alloc_seq(cpt_pack_seq *q, uint32_t L) {
     q->seg = malloc(L * 4);
     q->pos = malloc(L * 4);
     q->mask = malloc(L);
+    q->targets = NULL;
 }
 static void free_seq(cpt_pack_seq *q) {
     free(q->tokens);
