@@ -16,6 +16,7 @@ static const struct {
     {"generate", cpt_cmd_generate, "generate tokens with a KV cache (greedy or sampled)"},
     {"convert", cpt_cmd_convert, "convert llama2.c or HF checkpoints to a HF directory"},
     {"init", cpt_cmd_init, "write a randomly initialised model from a config.json"},
+    {"data", cpt_cmd_data, "prepare corpora into token shards (data prepare), inspect shards (data inspect)"},
     {"tokenize", cpt_cmd_tokenize, "encode standard input with a model's tokenizer"},
     {"detokenize", cpt_cmd_detokenize, "decode token ids from standard input to text"},
 };

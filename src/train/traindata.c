@@ -36,13 +36,13 @@ void cpt_free_list(char **paths, size_t n) {
     free(paths);
 }
 
-/* One packed sequence -> the trainer's arrays: target t is token t+1 when it is real and
- * in the same document piece (so no token is predicted across a document boundary). */
+/* One packed sequence -> the trainer's arrays. The packer's targets are token t+1 when
+ * it is real, in the same document piece and carries loss (chat prompts do not), else
+ * -1: no token is predicted across a document boundary. */
 static void to_batch(const cpt_pack_seq *s, int T, int32_t *ids, int32_t *targets, int32_t *pos, int32_t *seg) {
     for (int t = 0; t < T; t++) {
         ids[t] = (int32_t)s->tokens[t];
-        int ok = s->mask[t] && s->mask[t + 1] && s->seg[t + 1] == s->seg[t];
-        targets[t] = ok ? (int32_t)s->tokens[t + 1] : -1;
+        targets[t] = s->targets[t];
         pos[t] = (int32_t)s->pos[t];
         seg[t] = s->mask[t] ? (int32_t)s->seg[t] : -1;
     }
@@ -51,6 +51,7 @@ static void to_batch(const cpt_pack_seq *s, int T, int32_t *ids, int32_t *target
 typedef struct {
     uint32_t *tok, *seg, *pos;
     uint8_t *mask;
+    int32_t *tg;
 } seqbuf;
 
 static int seqbuf_init(seqbuf *b, int T) {
@@ -58,11 +59,12 @@ static int seqbuf_init(seqbuf *b, int T) {
     b->seg = malloc(sizeof(uint32_t) * (size_t)(T + 1));
     b->pos = malloc(sizeof(uint32_t) * (size_t)(T + 1));
     b->mask = malloc((size_t)(T + 1));
-    return b->tok && b->seg && b->pos && b->mask;
+    b->tg = malloc(sizeof(int32_t) * (size_t)(T + 1));
+    return b->tok && b->seg && b->pos && b->mask && b->tg;
 }
 
 static void seqbuf_free(seqbuf *b) {
-    free(b->tok), free(b->seg), free(b->pos), free(b->mask);
+    free(b->tok), free(b->seg), free(b->pos), free(b->mask), free(b->tg);
 }
 
 struct cpt_mixdata {
@@ -147,7 +149,7 @@ static int mix_seq(void *ctx, long long g, int T, int32_t *ids, int32_t *targets
                    cpt_err *err) {
     cpt_mixdata *d = ctx;
     if (T != d->T) return cpt_err_set(err, CPT_EINVAL, "data: sequence length %d differs from the mixture's %d", T, d->T);
-    cpt_pack_seq s = {d->buf.tok, d->buf.seg, d->buf.pos, d->buf.mask, 0, 0};
+    cpt_pack_seq s = {d->buf.tok, d->buf.seg, d->buf.pos, d->buf.mask, d->buf.tg, 0, 0};
     cpt_mix_draw draw;
     int rc = cpt_mix_fetch(d->mix, d->srcs, (uint64_t)g, (uint32_t)d->pad, &s, &draw, err);
     if (rc) return rc;
@@ -205,7 +207,7 @@ static int shard_seq(void *ctx, long long g, int T, int32_t *ids, int32_t *targe
     cpt_shardseq *s = ctx;
     if (T != s->T || g < 0 || (uint64_t)g >= cpt_pack_source_n_seqs(s->src))
         return cpt_err_set(err, CPT_EINVAL, "validation data: sequence %lld of length %d is out of range", g, T);
-    cpt_pack_seq q = {s->buf.tok, s->buf.seg, s->buf.pos, s->buf.mask, 0, 0};
+    cpt_pack_seq q = {s->buf.tok, s->buf.seg, s->buf.pos, s->buf.mask, s->buf.tg, 0, 0};
     cpt_pack_source_get(s->src, (uint64_t)g, (uint32_t)s->pad, &q);
     to_batch(&q, T, ids, targets, pos, seg);
     if (source) *source = 0;
