@@ -256,7 +256,10 @@ int cpt_recipe_mixture(const cpt_recipe *r, int stage, const double *source_toke
         }
         return CPT_OK;
     }
-    CPT_ASSERT(cpt_recipe_has(r, "data.replay.source")); /* the schema check guarantees one */
+    if (!cpt_recipe_has(r, "data.replay.source"))
+        return cpt_err_set(err, CPT_EINVAL,
+                           "data.mixture: the recipe has no top-level mixture (every stage has "
+                           "its own). HINT: ask for a stage's mixture (stage >= 0)");
     const char *rs = cpt_recipe_str(r, "data.replay.source");
     double f = cpt_recipe_float(r, "data.replay.fraction"), other = 0;
     for (size_t i = 0; i < ns; i++) {

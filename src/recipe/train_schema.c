@@ -64,7 +64,7 @@ static const cpt_recipe_opt train_opts[] = {
     OPT("threads", CPT_RT_INT, "0", 0, 4096, NULL, 0, "CPU threads; 0 = all cores"),
 
     OPT("data.sources.*.path", CPT_RT_PATH, NULL, 0, 0, NULL, CPT_ROPT_REQUIRED | CPT_ROPT_DIR,
-        "A prepared shard directory (from `cpt prepare`) for the source named *"),
+        "A prepared shard directory (from `cpt data prepare`) for the source named *"),
     OPT("data.sources.*.max_epochs", CPT_RT_FLOAT, NULL, 0, 1e6, NULL, CPT_ROPT_MIN_EXCL,
         "Stop drawing from this source after this many passes (unset: wrap around without "
         "limit; Guo et al.: a few epochs over a good subset)"),
@@ -315,7 +315,7 @@ static int train_check(cpt_recipe *r, cpt_err *err) {
     if (ns == 0)
         return fail_at(r, NULL, err,
                        "data.sources: no data source declared. HINT: add \"data: {sources: "
-                       "{domain: {path: shards/domain}}}\" (shard directories from `cpt "
+                       "{domain: {path: shards/domain}}}\" (shard directories from `cpt data "
                        "prepare`)");
     /* the mixture: explicit, replay, or implied by a single source */
     int has_mix = cpt_recipe_n_names(r, "data.mixture") > 0;
@@ -344,7 +344,14 @@ static int train_check(cpt_recipe *r, cpt_err *err) {
                            "the other %.10g. HINT: declare the domain source too",
                            1 - cpt_recipe_float(r, "data.replay.fraction"));
     }
-    if (!has_mix && !has_rs) {
+    /* when every stage has its own mixture the top-level one is never used */
+    size_t nst = cpt_recipe_list_len(r, "stages"), staged = 0;
+    for (size_t i = 0; i < nst; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "stages.%zu.mixture", i);
+        staged += cpt_recipe_n_names(r, key) > 0;
+    }
+    if (!has_mix && !has_rs && !(nst > 0 && staged == nst)) {
         if (ns > 1)
             return fail_at(r, NULL, err,
                            "%zu data sources but no data.mixture or data.replay. HINT: add "
@@ -373,7 +380,6 @@ static int train_check(cpt_recipe *r, cpt_err *err) {
     /* length: max_steps or max_tokens; stages add up */
     int has_steps = cpt_recipe_has(r, "training.max_steps");
     int has_tokens = cpt_recipe_has(r, "training.max_tokens");
-    size_t nst = cpt_recipe_list_len(r, "stages");
     if (has_steps && has_tokens)
         return fail_at(r, "training.max_tokens", err,
                        "training.max_steps and training.max_tokens are both set. HINT: set one "
