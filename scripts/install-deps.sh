@@ -9,6 +9,7 @@ APT_PACKAGES=(
   build-essential cmake pkg-config clang libclang-rt-14-dev   # compilers, libFuzzer, sanitizers
   libopenblas-openmp-dev libblis-openmp-dev libomp-dev          # BLAS (OpenBLAS chosen; BLIS for bench/blas_pick)
   libjansson-dev                                                # JSON (strict: UTF-8, duplicate keys)
+  libyaml-dev                                                   # YAML recipes (src/recipe)
   libpcre2-dev libutf8proc-dev                                  # tokenizer regexes and Unicode normalization
   zlib1g-dev libzstd-dev                                        # compressed corpora
   librsvg2-bin                                                  # rsvg-convert: tests/report renders the SVG charts to PNG
