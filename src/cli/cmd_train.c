@@ -1,0 +1,460 @@
+/* cmd_train.c: `cpt train RECIPE.yaml [key=value ...]`: turns a validated recipe
+ * (cpt/recipe.h, schema in src/recipe/train_schema.c) into a training run: model,
+ * data mixture per stage, LR schedule per stage, frozen tensors, anchor penalties
+ * (L2 toward the base, EWC), evaluation against the base model, checkpoints, resume,
+ * and the final export. Everything is validated before any work starts. */
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cpt/fileio.h"
+#include "cpt/recipe.h"
+#include "cpt/regularize.h"
+#include "cpt/safetensors.h"
+#include "cpt/schedule.h"
+#include "cpt/shard.h"
+#include "cpt/tokenizer.h"
+#include "cpt/traindata.h"
+
+#define MAXS 16 /* stages */
+#define MAXK 64 /* sources */
+
+typedef struct {
+    int n_stages;
+    long long start[MAXS + 1]; /* stage s covers steps [start[s], start[s+1]) */
+    cpt_schedule sched[MAXS];
+    uint8_t *frozen[MAXS];     /* per-stage masks (NULL: nothing frozen) */
+    /* penalties */
+    float *theta0;
+    double l2;
+    cpt_ewc *ewc;
+    double ewc_lambda;
+} run_ctx;
+
+static int stage_of(const run_ctx *c, long long step) {
+    int s = 0;
+    while (s + 1 < c->n_stages && step >= c->start[s + 1]) s++;
+    return s;
+}
+
+static double lr_at(const void *p, long long step) {
+    const run_ctx *c = p;
+    int s = stage_of(c, step);
+    return cpt_schedule_lr(&c->sched[s], step - c->start[s]);
+}
+
+static const uint8_t *frozen_at(void *p, long long step) {
+    run_ctx *c = p;
+    return c->frozen[stage_of(c, step)];
+}
+
+static double penalty(void *p, const cpt_model *m, float *grads) {
+    run_ctx *c = p;
+    double v = 0;
+    if (c->theta0 && c->l2 > 0) v += cpt_reg_l2sp(m, c->theta0, grads, c->l2, NULL);
+    if (c->ewc && c->ewc_lambda > 0) v += cpt_ewc_penalty(c->ewc, m, grads, c->ewc_lambda, NULL);
+    return v;
+}
+
+/* Key helpers: a stage key if the stage sets it, else the top-level one. */
+static const char *skey(char *buf, size_t n, int stage, const char *key) {
+    snprintf(buf, n, "stages.%d.%s", stage, key);
+    return buf;
+}
+
+static int stage_has(const cpt_recipe *r, int stage, const char *key) {
+    char b[256];
+    return stage >= 0 && cpt_recipe_has(r, skey(b, sizeof b, stage, key));
+}
+
+static double getf(const cpt_recipe *r, int stage, const char *key) {
+    char b[256];
+    return stage_has(r, stage, key) ? cpt_recipe_float(r, skey(b, sizeof b, stage, key)) : cpt_recipe_float(r, key);
+}
+
+static long long geti(const cpt_recipe *r, int stage, const char *key) {
+    char b[256];
+    return stage_has(r, stage, key) ? cpt_recipe_int(r, skey(b, sizeof b, stage, key)) : cpt_recipe_int(r, key);
+}
+
+static const char *gets_(const cpt_recipe *r, int stage, const char *key) {
+    char b[256];
+    return stage_has(r, stage, key) ? cpt_recipe_str(r, skey(b, sizeof b, stage, key)) : cpt_recipe_str(r, key);
+}
+
+static int build_schedule(const cpt_recipe *r, int stage, long long steps, double lr, cpt_schedule *s, cpt_err *err) {
+    cpt_schedule_init(s);
+    int t = cpt_schedule_type_from_name(gets_(r, stage, "schedule.type"));
+    if (t < 0) return cpt_err_set(err, CPT_EINVAL, "schedule.type: unknown");
+    s->type = t;
+    s->lr = lr;
+    s->total_steps = steps;
+    long long w = 0;
+    if (cpt_recipe_has(r, "schedule.warmup_steps") || stage_has(r, stage, "schedule.warmup_steps"))
+        w = geti(r, stage, "schedule.warmup_steps");
+    else if (cpt_recipe_has(r, "schedule.warmup_frac") || stage_has(r, stage, "schedule.warmup_frac"))
+        w = llround(getf(r, stage, "schedule.warmup_frac") * (double)steps);
+    s->warmup_steps = w > steps ? steps : w;
+    s->min_lr_ratio = getf(r, stage, "schedule.min_lr_ratio");
+    s->rewarm_from = getf(r, stage, "schedule.rewarm_from");
+    s->decay_frac = getf(r, stage, "schedule.decay_frac");
+    int ds = cpt_decay_shape_from_name(gets_(r, stage, "schedule.decay_shape"));
+    if (ds >= 0) s->decay_shape = ds;
+    s->const_ratio = getf(r, stage, "schedule.const_ratio");
+    int cs = cpt_cooldown_shape_from_name(gets_(r, stage, "schedule.cooldown_shape"));
+    if (cs >= 0) s->cooldown_shape = cs;
+    double cf = getf(r, stage, "schedule.cooldown_frac"), af = getf(r, stage, "schedule.anneal_frac");
+    s->cooldown_end = s->warmup_steps + llround(cf * (double)steps);
+    if (s->cooldown_end > steps) s->cooldown_end = steps;
+    s->anneal_start = steps - llround(af * (double)steps);
+    if (s->anneal_start < s->cooldown_end) s->anneal_start = s->cooldown_end;
+    int rc = cpt_schedule_validate(s, err);
+    if (rc && stage >= 0) cpt_err_wrap(err, "stage %d", stage);
+    return rc;
+}
+
+static uint8_t *freeze_mask(const cpt_model *m, int embeddings, long long first_layers) {
+    if (!embeddings && first_layers <= 0) return NULL;
+    uint8_t *f = calloc((size_t)m->n_tensors, 1);
+    if (!f) return NULL;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const char *n = m->tensors[i].name;
+        int l = -1;
+        if (embeddings && (!strcmp(n, "model.embed_tokens.weight") || !strcmp(n, "lm_head.weight"))) f[i] = 1;
+        if (sscanf(n, "model.layers.%d.", &l) == 1 && l < first_layers) f[i] = 1;
+    }
+    return f;
+}
+
+static long long source_tokens(const char *dir, cpt_err *err, int *rc) {
+    char **paths = NULL;
+    size_t n = 0;
+    long long tot = 0;
+    *rc = cpt_list_shards(dir, "train", &paths, &n, err);
+    for (size_t i = 0; i < n && !*rc; i++) {
+        cpt_shard *s = NULL;
+        *rc = cpt_shard_open(&s, paths[i], err);
+        if (!*rc) tot += (long long)cpt_shard_n_tokens(s);
+        cpt_shard_close(s);
+    }
+    cpt_free_list(paths, n);
+    return tot;
+}
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: cpt train RECIPE.yaml [key=value ...] [--resume auto|PATH] [--print-config]\n\n"
+               "Continued pretraining from a YAML recipe. Overrides use dotted keys, e.g. optim.lr=5e-5.\n"
+               "  --resume auto    continue the latest complete checkpoint of the run (start fresh if none)\n"
+               "  --resume PATH    continue from that checkpoint directory\n"
+               "  --print-config   validate, print the effective config and exit\n\n"
+               "Recipe keys (defaults in parentheses):\n");
+    cpt_recipe_help(f, cpt_recipe_train_schema());
+}
+
+int cpt_cmd_train(int argc, char **argv) {
+    const char *recipe_path = NULL, *resume = NULL;
+    int print_only = 0;
+    const char **over = calloc((size_t)argc + 1, sizeof(char *));
+    size_t n_over = 0;
+    if (!over) return 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            free(over);
+            return 0;
+        } else if (!strcmp(a, "--resume")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "cpt train: --resume needs auto or a checkpoint directory\n");
+                free(over);
+                return 2;
+            }
+            resume = argv[++i];
+        } else if (!strncmp(a, "--resume=", 9)) {
+            resume = a + 9;
+        } else if (!strcmp(a, "--print-config")) {
+            print_only = 1;
+        } else if (strchr(a, '=')) {
+            over[n_over++] = a;
+        } else if (!strncmp(a, "--", 2)) {
+            fprintf(stderr, "cpt train: unknown option '%s'\nHINT: run 'cpt train --help'\n", a);
+            free(over);
+            return 2;
+        } else if (!recipe_path) {
+            recipe_path = a;
+        } else {
+            fprintf(stderr, "cpt train: unexpected argument '%s' (one recipe; overrides are key=value)\n", a);
+            free(over);
+            return 2;
+        }
+    }
+    if (!recipe_path && n_over == 0) {
+        usage(stderr);
+        free(over);
+        return 2;
+    }
+    cpt_err err = {0};
+    cpt_recipe *r = NULL;
+    int rc = cpt_recipe_load(cpt_recipe_train_schema(), recipe_path, over, n_over, &r, &err);
+    free(over);
+    if (rc) {
+        fprintf(stderr, "cpt train: error: %s\n", err.msg);
+        return 2;
+    }
+    char *dump = NULL;
+    if ((rc = cpt_recipe_dump(r, &dump, &err))) goto out;
+    if (print_only) {
+        fputs(dump, stdout);
+        goto out;
+    }
+    FILE *log = stderr;
+    fprintf(log, "cpt train: effective config\n%s\n", dump);
+
+    const char *run_dir = cpt_recipe_str(r, "out_dir");
+    if ((rc = cpt_mkdirs(run_dir, &err))) goto out;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/recipe.yaml", run_dir);
+    if ((rc = cpt_recipe_save(r, path, &err))) goto out;
+    long long threads = cpt_recipe_int(r, "threads");
+    if (threads > 0) omp_set_num_threads((int)threads);
+
+    cpt_model *m = NULL;
+    cpt_tok *tok = NULL;
+    cpt_mixdata *md = NULL;
+    cpt_shardseq *vs[16] = {0};
+    cpt_eval_set evs[16];
+    run_ctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    int n_ev = 0;
+    const char *model_dir = cpt_recipe_str(r, "model");
+    const char *tok_dir = cpt_recipe_has(r, "tokenizer") ? cpt_recipe_str(r, "tokenizer") : model_dir;
+    rc = cpt_is_dir(model_dir) ? cpt_model_load_hf(&m, model_dir, &err) : cpt_model_load_llama2c(&m, model_dir, &err);
+    if (rc) goto done;
+    if ((rc = cpt_tok_load(&tok, tok_dir, &err))) goto done;
+    int32_t pad = cpt_tok_pad(tok) >= 0 ? cpt_tok_pad(tok) : (cpt_tok_eos(tok) >= 0 ? cpt_tok_eos(tok) : 0);
+
+    /* ---- data ---- */
+    int K = (int)cpt_recipe_n_names(r, "data.sources");
+    if (K < 1 || K > MAXK) {
+        rc = cpt_err_set(&err, CPT_EINVAL, "data.sources: declare between 1 and %d sources", MAXK);
+        goto done;
+    }
+    const char *names[MAXK], *dirs[MAXK];
+    double maxep[MAXK], stok[MAXK];
+    char key[256];
+    for (int k = 0; k < K; k++) {
+        names[k] = cpt_recipe_name(r, "data.sources", (size_t)k);
+        snprintf(key, sizeof key, "data.sources.%s.path", names[k]);
+        dirs[k] = cpt_recipe_str(r, key);
+        snprintf(key, sizeof key, "data.sources.%s.max_epochs", names[k]);
+        maxep[k] = cpt_recipe_has(r, key) ? cpt_recipe_float(r, key) : 0.0;
+        stok[k] = (double)source_tokens(dirs[k], &err, &rc);
+        if (rc) goto done;
+    }
+    int T = (int)cpt_recipe_int(r, "training.seq_len"), B = (int)cpt_recipe_int(r, "training.micro_batch");
+    int A = (int)cpt_recipe_int(r, "training.grad_accum");
+    int S = (int)cpt_recipe_list_len(r, "stages");
+    if (S > MAXS) {
+        rc = cpt_err_set(&err, CPT_EINVAL, "stages: at most %d stages", MAXS);
+        goto done;
+    }
+    long long max_steps = 0;
+    if (cpt_recipe_has(r, "training.max_steps")) max_steps = cpt_recipe_int(r, "training.max_steps");
+    else if (cpt_recipe_has(r, "training.max_tokens"))
+        max_steps = (cpt_recipe_int(r, "training.max_tokens") + (long long)A * B * T - 1) / ((long long)A * B * T);
+    ctx.n_stages = S > 0 ? S : 1;
+    double wbuf[MAXS][MAXK];
+    const double *wptr[MAXS];
+    uint64_t ends[MAXS];
+    ctx.start[0] = 0;
+    for (int s = 0; s < ctx.n_stages; s++) {
+        int st = S > 0 ? s : -1;
+        long long steps = st >= 0 ? cpt_recipe_int(r, skey(key, sizeof key, s, "steps")) : max_steps;
+        if (st >= 0 && stage_has(r, s, "seq_len") && cpt_recipe_int(r, skey(key, sizeof key, s, "seq_len")) != T) {
+            rc = cpt_err_set(&err, CPT_EUNSUPPORTED, "stages.%d.seq_len: changing the sequence length between stages (progressive length) is not implemented yet. HINT: use training.seq_len for all stages", s);
+            goto done;
+        }
+        ctx.start[s + 1] = ctx.start[s] + steps;
+        if ((rc = cpt_recipe_mixture(r, st, stok, wbuf[s], &err))) goto done;
+        wptr[s] = wbuf[s];
+        ends[s] = s + 1 == ctx.n_stages ? UINT64_MAX : (uint64_t)ctx.start[s + 1];
+        double lr = st >= 0 && stage_has(r, s, "lr") ? cpt_recipe_float(r, skey(key, sizeof key, s, "lr")) : cpt_recipe_float(r, "optim.lr");
+        if ((rc = build_schedule(r, st, steps, lr, &ctx.sched[s], &err))) goto done;
+        int fe = cpt_recipe_bool(r, "regularization.freeze.embeddings");
+        long long fl = cpt_recipe_int(r, "regularization.freeze.first_layers");
+        if (st >= 0 && stage_has(r, s, "freeze.embeddings")) fe = cpt_recipe_bool(r, skey(key, sizeof key, s, "freeze.embeddings"));
+        if (st >= 0 && stage_has(r, s, "freeze.first_layers")) fl = cpt_recipe_int(r, skey(key, sizeof key, s, "freeze.first_layers"));
+        if (fl > m->cfg.n_layers) {
+            rc = cpt_err_set(&err, CPT_EINVAL, "freeze.first_layers = %lld exceeds the model's %d layers", fl, m->cfg.n_layers);
+            goto done;
+        }
+        ctx.frozen[s] = freeze_mask(m, fe, fl);
+    }
+    max_steps = ctx.start[ctx.n_stages];
+    if (max_steps <= 0) {
+        rc = cpt_err_set(&err, CPT_EINVAL, "training: set training.max_steps, training.max_tokens or stages with steps");
+        goto done;
+    }
+    cpt_mixdata_cfg mc = {K, names, dirs, maxep, ctx.n_stages, wptr, ends, (uint64_t)cpt_recipe_int(r, "data.seed"), T,
+                          (uint64_t)A * B, 0, pad};
+    if ((rc = cpt_mixdata_open(&md, &mc, &err))) goto done;
+    if ((int)cpt_mixdata_vocab_size(md) > m->cfg.vocab_size) {
+        rc = cpt_err_set(&err, CPT_EINVAL, "the data was tokenized with a vocabulary of %u but the model has %d. HINT: prepare the data with the model's tokenizer",
+                         cpt_mixdata_vocab_size(md), m->cfg.vocab_size);
+        goto done;
+    }
+    for (int k = 0; k < K; k++)
+        fprintf(log, "source %-12s %12.0f tokens, weight per stage:", names[k], stok[k]);
+    fprintf(log, "\n");
+    for (int s = 0; s < ctx.n_stages; s++) {
+        fprintf(log, "stage %d: steps [%lld, %lld) lr %.3g (%s) mixture", s, ctx.start[s], ctx.start[s + 1], ctx.sched[s].lr,
+                cpt_schedule_type_name(ctx.sched[s].type));
+        for (int k = 0; k < K; k++) fprintf(log, " %s=%.3f", names[k], wbuf[s][k]);
+        fprintf(log, "\n");
+    }
+    /* ---- validation sets ---- */
+    n_ev = (int)cpt_recipe_n_names(r, "data.validation");
+    if (n_ev > 16) {
+        rc = cpt_err_set(&err, CPT_EINVAL, "data.validation: at most 16 sets");
+        goto done;
+    }
+    for (int i = 0; i < n_ev; i++) {
+        const char *nm = cpt_recipe_name(r, "data.validation", (size_t)i);
+        snprintf(key, sizeof key, "data.validation.%s", nm);
+        /* A prepared directory's held-out val-*.shard files, or its train shards when it
+         * was prepared as a validation-only corpus. */
+        cpt_err e0 = {0};
+        rc = cpt_shardseq_open(&vs[i], cpt_recipe_str(r, key), "val", T, pad, &e0);
+        if (rc == CPT_ENOTFOUND) rc = cpt_shardseq_open(&vs[i], cpt_recipe_str(r, key), "train", T, pad, &err);
+        else if (rc) err = e0;
+        if (rc) {
+            cpt_err_wrap(&err, "validation set '%s'", nm);
+            goto done;
+        }
+        snprintf(key, sizeof key, "eval.forgetting_budget.%s", nm);
+        evs[i].name = nm;
+        evs[i].data = cpt_shardseq_iface(vs[i]);
+        evs[i].n_seqs = cpt_shardseq_n_seqs(vs[i]);
+        evs[i].budget = cpt_recipe_has(r, key) ? cpt_recipe_float(r, key) : 0.0;
+    }
+    /* ---- anchor penalties ---- */
+    ctx.l2 = cpt_recipe_float(r, "regularization.l2_base");
+    if (ctx.l2 > 0) {
+        ctx.theta0 = cpt_alloc_aligned(sizeof(float) * m->n_params);
+        if (!ctx.theta0) {
+            rc = cpt_err_set(&err, CPT_ENOMEM, "out of memory for the base weights");
+            goto done;
+        }
+        memcpy(ctx.theta0, m->params, sizeof(float) * m->n_params);
+    }
+    ctx.ewc_lambda = cpt_recipe_float(r, "regularization.ewc.lambda");
+    if (ctx.ewc_lambda > 0) {
+        const char *src = cpt_recipe_str(r, "regularization.ewc.source");
+        int k = -1;
+        for (int i = 0; i < K; i++)
+            if (!strcmp(names[i], src)) k = i;
+        char cache[4200];
+        if (cpt_recipe_has(r, "regularization.ewc.cache")) snprintf(cache, sizeof cache, "%s", cpt_recipe_str(r, "regularization.ewc.cache"));
+        else snprintf(cache, sizeof cache, "%s/ewc-fisher.safetensors", run_dir);
+        if (cpt_is_file(cache)) {
+            rc = cpt_ewc_load(&ctx.ewc, m, cache, &err);
+            if (!rc && !resume) rc = cpt_ewc_check_base(ctx.ewc, m, &err);
+            if (rc) goto done;
+            fprintf(log, "EWC: Fisher loaded from %s\n", cache);
+        } else {
+            int n = (int)cpt_recipe_int(r, "regularization.ewc.samples");
+            cpt_shardseq *ss = NULL;
+            if ((rc = cpt_shardseq_open(&ss, dirs[k], "train", T, pad, &err))) goto done;
+            long long avail = cpt_shardseq_n_seqs(ss);
+            if (n > avail) n = (int)avail;
+            int32_t *rows = malloc(sizeof(int32_t) * (size_t)n * (size_t)(T + 1)), ids[4096], tg[4096], ps[4096], sg[4096];
+            cpt_data_iface di = cpt_shardseq_iface(ss);
+            for (int i = 0; i < n && !rc && rows && T < 4096; i++) {
+                rc = di.sequence(di.ctx, i, T, ids, tg, ps, sg, NULL, &err);
+                /* one row: inputs then the last target; padding (-1) after the real tokens */
+                int32_t *row = rows + (size_t)i * (T + 1);
+                int t = 0;
+                for (; t < T && sg[t] >= 0; t++) row[t] = ids[t];
+                if (t == T) row[T] = tg[T - 1] >= 0 ? tg[T - 1] : -1;
+                for (int u = t; u <= T; u++) if (u < T || row[T] < 0) row[u] = -1;
+            }
+            cpt_shardseq_close(ss);
+            if (!rows || T >= 4096) rc = rc ? rc : cpt_err_set(&err, CPT_ENOMEM, "EWC: cannot hold %d sequences", n);
+            if (!rc) {
+                fprintf(log, "EWC: estimating the diagonal Fisher on %d sequences of '%s'\n", n, src);
+                rc = cpt_ewc_estimate(&ctx.ewc, m, rows, n, T + 1, &err);
+            }
+            free(rows);
+            if (!rc) rc = cpt_ewc_save(ctx.ewc, m, cache, &err);
+            if (rc) goto done;
+        }
+    }
+    /* ---- resume ---- */
+    char *resume_dir = NULL;
+    if (resume && !strcmp(resume, "auto")) {
+        cpt_err e2 = {0};
+        if (cpt_ckpt_latest(run_dir, &resume_dir, &e2) != CPT_OK) fprintf(log, "no checkpoint in %s: starting fresh\n", run_dir);
+    } else if (resume && strcmp(resume, "none") != 0) {
+        resume_dir = strdup(resume);
+    }
+    /* ---- train ---- */
+    cpt_train_cfg tc;
+    memset(&tc, 0, sizeof tc);
+    tc.run_dir = run_dir;
+    tc.seq_len = T, tc.micro_batch = B, tc.grad_accum = A, tc.max_steps = max_steps;
+    tc.block_causal = cpt_recipe_bool(r, "training.block_causal");
+    tc.reset_positions = cpt_recipe_bool(r, "training.reset_positions");
+    tc.optim = (cpt_adamw_cfg){cpt_recipe_float(r, "optim.lr"), cpt_recipe_float(r, "optim.beta1"), cpt_recipe_float(r, "optim.beta2"),
+                               cpt_recipe_float(r, "optim.eps"), cpt_recipe_float(r, "optim.weight_decay")};
+    tc.clip = cpt_recipe_float(r, "optim.clip");
+    tc.embed_lr_mult = cpt_recipe_float(r, "optim.embed_lr_mult");
+    tc.lr_fn = lr_at, tc.sched = &ctx;
+    tc.penalty_fn = (ctx.l2 > 0 || ctx.ewc_lambda > 0) ? penalty : NULL, tc.penalty_ctx = &ctx;
+    tc.frozen_fn = frozen_at, tc.frozen_ctx = &ctx;
+    tc.skip_zscore = cpt_recipe_float(r, "stability.skip_zscore");
+    tc.skip_window = (int)cpt_recipe_int(r, "stability.window");
+    tc.train_data = cpt_mixdata_iface(md);
+    tc.evals = evs, tc.n_evals = n_ev;
+    tc.eval_every = cpt_recipe_int(r, "eval.every");
+    tc.eval_batches = (int)cpt_recipe_int(r, "eval.batches");
+    tc.stop_on_budget = !strcmp(cpt_recipe_str(r, "eval.on_budget"), "stop");
+    tc.ckpt_every = cpt_recipe_int(r, "checkpoint.every");
+    tc.keep_last = (int)cpt_recipe_int(r, "checkpoint.keep_last");
+    tc.keep_best = cpt_recipe_bool(r, "checkpoint.keep_best");
+    tc.recipe_text = dump;
+    tc.log = log;
+    cpt_train_result res;
+    rc = cpt_train_run(&tc, m, resume_dir, &res, &err);
+    free(resume_dir);
+    if (rc) goto done;
+    fprintf(log, "done: %lld steps, %lld tokens in %.1f s (%.0f tokens/s), %lld steps skipped\n", res.steps, res.tokens,
+            res.wall_s, res.wall_s > 0 ? (double)res.tokens / res.wall_s : 0.0, res.skipped);
+    for (int i = 0; i < n_ev; i++)
+        fprintf(log, "  %-12s base ppl %.3f -> %.3f (%+.2f%%)\n", evs[i].name, exp(res.evals[i].base_loss), exp(res.evals[i].loss),
+                100.0 * (exp(res.evals[i].loss) / exp(res.evals[i].base_loss) - 1.0));
+    if (cpt_recipe_bool(r, "export.at_end")) {
+        char exp_dir[4200];
+        if (cpt_recipe_has(r, "export.dir")) snprintf(exp_dir, sizeof exp_dir, "%s", cpt_recipe_str(r, "export.dir"));
+        else snprintf(exp_dir, sizeof exp_dir, "%s/final", run_dir);
+        int dt = !strcmp(cpt_recipe_str(r, "export.dtype"), "bf16") ? CPT_DT_BF16 : CPT_DT_F32;
+        if ((rc = cpt_model_save_hf(m, exp_dir, dt, 5000000000ull, tok_dir, &err))) goto done;
+        fprintf(log, "exported %s\n", exp_dir);
+    }
+    if (res.budget_exceeded) fprintf(log, "WARNING: a forgetting budget was exceeded (see the eval lines above)\n");
+done:
+    for (int s = 0; s < MAXS; s++) free(ctx.frozen[s]);
+    cpt_free_aligned(ctx.theta0);
+    cpt_ewc_free(ctx.ewc);
+    for (int i = 0; i < 16; i++) cpt_shardseq_close(vs[i]);
+    cpt_mixdata_close(md);
+    cpt_tok_free(tok);
+    cpt_model_free(m);
+out:
+    free(dump);
+    cpt_recipe_free(r);
+    if (rc) return cpt_cli_fail("train", &err);
+    return 0;
+}
