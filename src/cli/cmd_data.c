@@ -1,5 +1,6 @@
 /* cmd_data.c: `cpt data prepare` (corpus -> token shards, with progress and a summary) and
  * `cpt data inspect` (a shard's header, stats and decoded documents); no pipeline logic here. */
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +8,7 @@
 
 #include "cli/cli.h"
 #include "cli/opts.h"
+#include "cpt/chat.h"
 #include "cpt/fileio.h"
 #include "cpt/prepare.h"
 #include "cpt/shard.h"
@@ -377,17 +379,80 @@ static int cmd_inspect(int argc, char **argv) {
     return rc ? cpt_cli_fail("data inspect", &err) : 0;
 }
 
+/* `cpt data chat`: render conversations with a chat template, one JSON line each. */
+static int cmd_chat(int argc, char **argv) {
+    const char *tok_path = NULL, *tpl_path = NULL, *input = NULL;
+    cpt_opt opts[] = {
+        {"--tokenizer", CPT_OPT_STR, &tok_path, "PATH", "tokenizer (its chat_template, BOS and EOS)", 1, 0, 0, NULL, 0},
+        {"--chat-template", CPT_OPT_STR, &tpl_path, "FILE", "a Jinja chat template instead of the tokenizer's", 0, 0, 0, NULL, 0},
+        {"--input", CPT_OPT_STR, &input, "FILE.jsonl", "conversations: {\"messages\": [...]} or {\"prompt\", \"response\"} per line", 1, 0, 0, NULL, 0},
+    };
+    cpt_cmd_spec spec = {"data chat",
+                         "Render each conversation with the chat template and tokenize it; prints one JSON line per\n"
+                         "input line: {\"text\", \"ids\", \"mask\"} (mask 1 = the token carries loss) or {\"error\"}.",
+                         NULL, opts, CPT_NOPTS(opts), NULL, NULL};
+    int prc = cpt_opts_parse(&spec, argc, argv);
+    if (prc) return prc == 1 ? 0 : 2;
+    cpt_err err = {0};
+    cpt_tok *tok = NULL;
+    cpt_chat *chat = NULL;
+    char *tpl = NULL, *data = NULL;
+    size_t tn = 0, dn = 0;
+    int rc = cpt_tok_load(&tok, tok_path, &err);
+    if (!rc && tpl_path) rc = cpt_read_file(tpl_path, &tpl, &tn, &err);
+    if (!rc) rc = cpt_chat_open(&chat, tok, tpl, &err);
+    if (!rc) rc = cpt_read_file(input, &data, &dn, &err);
+    for (char *line = data, *nl; !rc && line && *line; line = nl ? nl + 1 : NULL) {
+        nl = strchr(line, '\n');
+        size_t ln = nl ? (size_t)(nl - line) : strlen(line);
+        if (ln == 0) continue;
+        int32_t *ids = NULL;
+        uint8_t *mask = NULL;
+        size_t n = 0;
+        char *text = NULL;
+        size_t tl = 0;
+        cpt_err e = {0};
+        json_t *o = json_object();
+        if (cpt_chat_render(chat, line, ln, &text, &tl, &e) || cpt_chat_encode(chat, line, ln, &ids, &mask, &n, &e)) {
+            json_object_set_new(o, "error", json_string(e.msg));
+        } else {
+            json_t *ja = json_array(), *jm = json_array();
+            for (size_t k = 0; k < n; k++) {
+                json_array_append_new(ja, json_integer(ids[k]));
+                json_array_append_new(jm, json_integer(mask[k]));
+            }
+            json_object_set_new(o, "text", json_stringn(text, tl));
+            json_object_set_new(o, "ids", ja);
+            json_object_set_new(o, "mask", jm);
+        }
+        char *s = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
+        if (s) puts(s);
+        free(s);
+        json_decref(o);
+        free(text);
+        free(ids);
+        free(mask);
+    }
+    free(tpl);
+    free(data);
+    cpt_chat_close(chat);
+    cpt_tok_free(tok);
+    return rc ? cpt_cli_fail("data chat", &err) : 0;
+}
+
 int cpt_cmd_data(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         FILE *o = argc < 2 ? stderr : stdout;
         fprintf(o, "usage: cpt data <subcommand> [options]\n\nsubcommands:\n"
                    "  prepare   corpus files -> cleaned, deduplicated token shards + stats.json\n"
-                   "  inspect   a shard's header, statistics and decoded documents\n\n"
+                   "  inspect   a shard's header, statistics and decoded documents\n"
+                   "  chat      render conversations with a chat template: text, tokens, loss mask\n\n"
                    "Run 'cpt data <subcommand> --help' for its options.\n");
         return argc < 2 ? 2 : 0;
     }
     if (!strcmp(argv[1], "prepare")) return cmd_prepare(argc - 1, argv + 1);
     if (!strcmp(argv[1], "inspect")) return cmd_inspect(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "chat")) return cmd_chat(argc - 1, argv + 1);
     fprintf(stderr, "cpt data: unknown subcommand '%s'\nHINT: run 'cpt data --help'\n", argv[1]);
     return 2;
 }
