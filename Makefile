@@ -32,5 +32,8 @@ test-fuzz:
 	cmake --build build-fuzz -j $(JOBS)
 	bash scripts/run-fuzzers.sh build-fuzz
 
+demo: build
+	bash demo/run.sh
+
 clean:
 	rm -rf $(BUILD) build-asan build-fuzz

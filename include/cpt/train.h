@@ -38,7 +38,7 @@ typedef struct cpt_eval_set {
     const char *name;
     cpt_data_iface data;
     long long n_seqs;
-    double budget; /* allowed relative rise of the loss vs the base model (0.05 = 5%); <= 0: none */
+    double budget; /* allowed relative rise of perplexity vs the base model (0.05 = 5%); <= 0: none */
 } cpt_eval_set;
 
 typedef struct cpt_train_cfg {

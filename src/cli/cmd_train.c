@@ -11,6 +11,7 @@
 
 #include "cli/cli.h"
 #include "cpt/fileio.h"
+#include "cpt/metrics.h"
 #include "cpt/recipe.h"
 #include "cpt/regularize.h"
 #include "cpt/safetensors.h"
@@ -426,6 +427,7 @@ int cpt_cmd_train(int argc, char **argv) {
     tc.keep_best = cpt_recipe_bool(r, "checkpoint.keep_best");
     tc.recipe_text = dump;
     tc.log = log;
+    tc.metrics = 1;
     cpt_train_result res;
     rc = cpt_train_run(&tc, m, resume_dir, &res, &err);
     free(resume_dir);
@@ -444,6 +446,30 @@ int cpt_cmd_train(int argc, char **argv) {
         fprintf(log, "exported %s\n", exp_dir);
     }
     if (res.budget_exceeded) fprintf(log, "WARNING: a forgetting budget was exceeded (see the eval lines above)\n");
+    /* Curves and report (failures here are reported but do not fail a finished run). */
+    {
+        cpt_err e3 = {0};
+        if (cpt_plot_run_curves(run_dir, &e3)) fprintf(log, "warning: curves not written: %s\n", e3.msg);
+        cpt_report_valset rv[16];
+        for (int i = 0; i < n_ev; i++) {
+            rv[i].name = evs[i].name;
+            rv[i].base_loss = res.evals[i].base_loss;
+            rv[i].final_loss = res.evals[i].loss;
+            rv[i].budget_pct = evs[i].budget > 0 ? 100.0 * evs[i].budget : -1.0;
+        }
+        cpt_report_source rs[MAXK];
+        for (int k = 0; k < K; k++) rs[k].name = names[k], rs[k].tokens = res.source_tokens[k];
+        cpt_report_skip sk[100];
+        for (int i = 0; i < res.n_skips; i++) sk[i].step = res.skip_steps[i], sk[i].reason = res.skip_reasons[i];
+        char final_ck[64], model_desc[4300];
+        snprintf(final_ck, sizeof final_ck, "checkpoints/step-%08lld", res.steps);
+        cpt_report_ckpt ck[1] = {{res.steps, final_ck}};
+        snprintf(model_desc, sizeof model_desc, "%s (%s)", m->cfg.architecture, model_dir);
+        cpt_report_data rd = {cpt_recipe_name_of(r), model_desc, res.budget_exceeded ? "completed, forgetting budget exceeded" : "completed",
+                              res.steps, max_steps, res.tokens, res.wall_s, rv, n_ev, rs, K, sk, res.n_skips, ck, 1, NULL};
+        if (cpt_report_write(run_dir, &rd, &e3)) fprintf(log, "warning: report not written: %s\n", e3.msg);
+        else fprintf(log, "report: %s/report.md, curves: %s/curves.svg\n", run_dir, run_dir);
+    }
 done:
     for (int s = 0; s < MAXS; s++) free(ctx.frozen[s]);
     cpt_free_aligned(ctx.theta0);

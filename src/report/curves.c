@@ -183,11 +183,21 @@ int cpt_plot_run_curves(const char *run_dir, cpt_err *err) {
         ser[k++] = (cpt_plot_series){.name = names[i], .x = s->base_x, .y = s->base_y, .n = 2,
                                      .dashed = 1, .color = col};
     }
+    /* Perplexities of different sets (and before/after CPT) often differ by orders of
+     * magnitude: use a log axis when the panel spans more than a factor of 20. */
+    double pmin = INFINITY, pmax = 0;
+    for (int j = 2; j < k; j++)
+        for (int t = 0; t < ser[j].n; t++)
+            if (ser[j].y[t] > 0 && isfinite(ser[j].y[t])) {
+                if (ser[j].y[t] < pmin) pmin = ser[j].y[t];
+                if (ser[j].y[t] > pmax) pmax = ser[j].y[t];
+            }
+    int ppl_log = pmax > 20.0 * pmin;
     cpt_plot_panel panels[2] = {
         {.title = "Training", .xlabel = "step", .ylabel = "train loss (nats/token)",
          .y2label = "learning rate", .series = ser, .n_series = 2},
         {.title = "Validation perplexity (dashed: base model, step 0)", .xlabel = "step",
-         .ylabel = "perplexity", .series = ser + 2, .n_series = k - 2},
+         .ylabel = ppl_log ? "perplexity (log scale)" : "perplexity", .log_y = ppl_log, .series = ser + 2, .n_series = k - 2},
     };
     const char *slash = strrchr(run_dir, '/');
     const char *rname = slash && slash[1] ? slash + 1 : run_dir;

@@ -185,7 +185,8 @@ static int run_evals(const cpt_train_cfg *cfg, cpt_model *m, tstate *s, long lon
         res->evals[i].base_loss = s->base[i];
         res->evals[i].loss = loss;
         res->evals[i].tokens = tok;
-        double rel = (loss - s->base[i]) / s->base[i];
+        /* The budget is on perplexity: "general perplexity may rise at most 5%". */
+        double rel = exp(loss - s->base[i]) - 1.0;
         int over = e->budget > 0 && rel > e->budget;
         exceeded |= over;
         if (cfg->log)
