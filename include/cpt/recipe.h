@@ -162,9 +162,11 @@ const char *cpt_recipe_name_of(const cpt_recipe *r);
 int cpt_recipe_set_derived(cpt_recipe *r, const char *key, const char *value, cpt_err *err);
 
 /* The effective config as YAML text (malloc'ed, NUL-terminated; caller frees):
- * every key with its effective value, defaults and derived values included, each
- * preceded by a help comment; unset optional keys appear as `key: null`. Loading
- * the dump with the same schema gives the same values (and the same dump). */
+ * every key with its effective value, defaults and derived values included (and
+ * marked "# default" / "# derived"), each preceded by a help comment; unset
+ * optional keys appear as `key: null`. Loading the dump with the same schema gives
+ * the same values; its own dump differs only in those markers (values read from a
+ * file are explicit), and from then on dump(load(dump)) is a fixed point. */
 int cpt_recipe_dump(const cpt_recipe *r, char **out, cpt_err *err);
 /* Dump atomically to `path` (the copy saved with a run). */
 int cpt_recipe_save(const cpt_recipe *r, const char *path, cpt_err *err);
