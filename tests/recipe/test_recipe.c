@@ -574,8 +574,10 @@ static void test_help(void) {
     CHECK(cpt_recipe_edit_distance("same", "same") == 0);
 }
 
-/* Tool mode: print "key<TAB>quoted<TAB>text" (text with \n as \\n) for a YAML file. */
+/* Tool mode: for each YAML file print "FILE<TAB>path", then "key<TAB>quoted<TAB>text"
+ * lines (text with \n, \t, \\ escaped) or one "ERROR<TAB>message" line. */
 static int dump_flat(const char *path) {
+    printf("FILE\t%s\n", path);
     char *text;
     size_t len;
     cpt_err e = {0};
@@ -588,6 +590,8 @@ static int dump_flat(const char *path) {
     int rc = rcp_yaml_flatten(text, len, "", 0, 0, &s, &e);
     free(text);
     if (rc) {
+        for (char *p = e.msg; *p; p++)
+            if (*p == '\n') *p = ' ';
         printf("ERROR\t%s\n", e.msg);
     } else {
         for (size_t i = 0; i < s.n; i++) {
@@ -606,7 +610,11 @@ static int dump_flat(const char *path) {
 }
 
 int main(int argc, char **argv) {
-    if (argc > 1) return dump_flat(argv[1]);
+    if (argc > 1) {
+        int rc = 0;
+        for (int i = 1; i < argc; i++) rc |= dump_flat(argv[i]);
+        return rc;
+    }
     const char *tmp = tu_env("CPT_TMP");
     snprintf(g_dir, sizeof g_dir, "%s/recipe_test", tmp ? tmp : "/tmp");
     mkdir_p("model");
