@@ -30,7 +30,8 @@
  * are "instances": defaults and required flags apply once per instance (each
  * declared source gets its own max_epochs default; each stage must set steps).
  *
- * Values: int (decimal, optional sign), float (strtod syntax, finite), bool
+ * Values: int (decimal with optional sign, or an exactly integral 1e9-style
+ * number), float (strtod syntax, finite), bool
  * (true/false, yes/no, on/off in YAML 1.1 spellings), string, enum (one of the
  * choices), path. Quoted scalars are strings: `lr: "3e-4"` is a type error for a
  * float key. `${VAR}` in any value expands from the environment (an unset or empty
