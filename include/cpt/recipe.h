@@ -30,7 +30,8 @@
  * are "instances": defaults and required flags apply once per instance (each
  * declared source gets its own max_epochs default; each stage must set steps).
  *
- * Values: int (decimal, optional sign), float (strtod syntax, finite), bool
+ * Values: int (decimal with optional sign, or an exactly integral 1e9-style
+ * number), float (strtod syntax, finite), bool
  * (true/false, yes/no, on/off in YAML 1.1 spellings), string, enum (one of the
  * choices), path. Quoted scalars are strings: `lr: "3e-4"` is a type error for a
  * float key. `${VAR}` in any value expands from the environment (an unset or empty
@@ -162,9 +163,11 @@ const char *cpt_recipe_name_of(const cpt_recipe *r);
 int cpt_recipe_set_derived(cpt_recipe *r, const char *key, const char *value, cpt_err *err);
 
 /* The effective config as YAML text (malloc'ed, NUL-terminated; caller frees):
- * every key with its effective value, defaults and derived values included, each
- * preceded by a help comment; unset optional keys appear as `key: null`. Loading
- * the dump with the same schema gives the same values (and the same dump). */
+ * every key with its effective value, defaults and derived values included (and
+ * marked "# default" / "# derived"), each preceded by a help comment; unset
+ * optional keys appear as `key: null`. Loading the dump with the same schema gives
+ * the same values; its own dump differs only in those markers (values read from a
+ * file are explicit), and from then on dump(load(dump)) is a fixed point. */
 int cpt_recipe_dump(const cpt_recipe *r, char **out, cpt_err *err);
 /* Dump atomically to `path` (the copy saved with a run). */
 int cpt_recipe_save(const cpt_recipe *r, const char *path, cpt_err *err);

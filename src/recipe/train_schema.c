@@ -27,7 +27,7 @@
       "Warmup length in steps; when set it replaces warmup_frac (set one of the two)")          \
     X("warmup_frac", CPT_RT_FLOAT, "0.01", 0, 1, NULL, CPT_ROPT_MAX_EXCL,                         \
       "Warmup length as a fraction of the steps (1%: Gupta et al. found the length matters "    \
-      "little)")                                                                                \
+      "little); unset when warmup_steps is set")                                                                                \
     X("min_lr_ratio", CPT_RT_FLOAT, "0.1", 0, 1, NULL, 0,                                         \
       "Final LR as a fraction of the peak (cosine/linear/wsd end, infinite anneal end)")        \
     X("decay_frac", CPT_RT_FLOAT, "0.1", 0, 1, NULL, CPT_ROPT_MIN_EXCL,                           \
@@ -271,9 +271,10 @@ static int check_schedule(cpt_recipe *r, int s, long long steps, cpt_err *err) {
     snprintf(wf, sizeof wf, "%s.warmup_frac", pre);
     if (cpt_recipe_has(r, ws) && explicit_(r, wf))
         return fail_at(r, ws, err,
-                       "%s and %s are both set. HINT: set one of the two (warmup_steps wins "
-                       "nowhere silently)",
-                       ws, wf);
+                       "%s and %s are both set. HINT: set one of the two", ws, wf);
+    /* warmup_steps replaces the default fraction: unset it so the dump (and a reload
+     * of it) shows one warmup length, not two */
+    if (cpt_recipe_has(r, ws) && cpt_recipe_has(r, wf)) rcp_store_remove_tree(&r->st, wf);
     double warm;
     if (cpt_recipe_has(r, ws))
         warm = (double)cpt_recipe_int(r, ws) / (double)steps;

@@ -498,7 +498,9 @@ static int parse_double(const char *t, double *v) {
     char *end;
     errno = 0;
     *v = strtod(t, &end);
-    return *end == '\0' && isfinite(*v) && errno != ERANGE;
+    /* ERANGE also flags underflow to a denormal, which is the correctly rounded
+     * value; overflow shows up as a non-finite result */
+    return *end == '\0' && isfinite(*v);
 }
 
 static int type_error(cpt_recipe *r, rcp_entry *e, const char *why, cpt_err *err) {
