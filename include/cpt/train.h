@@ -97,6 +97,9 @@ typedef struct cpt_train_result {
     int budget_exceeded;
     long long best_step;  /* checkpoint step with the lowest mean eval loss (-1: none) */
     double best_loss;
+    /* wall time of this session by phase (seconds): data loading, forward+backward,
+     * penalty+clip+optimizer, evaluation, checkpoint writing */
+    double t_data, t_compute, t_optim, t_eval, t_ckpt;
     int n_skips;          /* skipped steps of this session (first 100 kept) */
     long long skip_steps[100];
     const char *skip_reasons[100]; /* static strings */

@@ -434,6 +434,14 @@ int cpt_cmd_train(int argc, char **argv) {
     if (rc) goto done;
     fprintf(log, "done: %lld steps, %lld tokens in %.1f s (%.0f tokens/s), %lld steps skipped\n", res.steps, res.tokens,
             res.wall_s, res.wall_s > 0 ? (double)res.tokens / res.wall_s : 0.0, res.skipped);
+    {
+        double tot = res.t_data + res.t_compute + res.t_optim + res.t_eval + res.t_ckpt;
+        if (tot > 0)
+            fprintf(log, "time: forward+backward %.1f%%, optimizer %.1f%%, data %.2f%%, eval %.1f%%, checkpoints %.1f%% "
+                         "(trainer overhead: data+eval+checkpoints = %.1f%% of %.1f s)\n",
+                    100 * res.t_compute / tot, 100 * res.t_optim / tot, 100 * res.t_data / tot, 100 * res.t_eval / tot,
+                    100 * res.t_ckpt / tot, 100 * (res.t_data + res.t_eval + res.t_ckpt) / tot, tot);
+    }
     for (int i = 0; i < n_ev; i++)
         fprintf(log, "  %-12s base ppl %.3f -> %.3f (%+.2f%%)\n", evs[i].name, exp(res.evals[i].base_loss), exp(res.evals[i].loss),
                 100.0 * (exp(res.evals[i].loss) / exp(res.evals[i].base_loss) - 1.0));

@@ -280,6 +280,7 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
         /* Gather the whole step's data first: the loss normaliser is the number of
          * valid targets over all micro-batches (HF's num_items_in_batch). */
         long long ntot = 0;
+        double tp0 = cpt_now();
         for (int a = 0; a < A && !rc; a++)
             for (int b = 0; b < B && !rc; b++) {
                 long long g = (step * A + a) * (long long)B + b;
@@ -289,6 +290,8 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
                 for (int t = 0; t < T && !rc; t++) ntot += base[N + (size_t)b * T + t] >= 0;
             }
         if (rc) goto done;
+        double tp1 = cpt_now();
+        res->t_data += tp1 - tp0;
         memset(grads, 0, sizeof(float) * m->n_params);
         const uint8_t *frozen = cfg->frozen_fn ? cfg->frozen_fn(cfg->frozen_ctx, step) : cfg->frozen;
         double loss_sum = 0;
@@ -301,6 +304,8 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
             loss_sum += ls;
         }
         if (rc) goto done;
+        double tp2 = cpt_now();
+        res->t_compute += tp2 - tp1;
         double loss = ntot ? loss_sum / (double)ntot : 0.0;
         double penalty = cfg->penalty_fn ? cfg->penalty_fn(cfg->penalty_ctx, m, grads) : 0.0;
         double norm = cpt_grad_norm(m, grads);
@@ -330,6 +335,7 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
             cpt_adamw_step(opt, m, grads, &cfg->optim, lr, lr_mult, frozen);
             window_push(&st, cfg->skip_window, loss, norm);
         }
+        res->t_optim += cpt_now() - tp2;
         for (int i = 0; i < A * B; i++) res->source_tokens[srcs[i]] += T;
         tokens += (long long)A * B * T;
         step++;
@@ -343,8 +349,10 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
         }
         int do_eval = cfg->n_evals > 0 && ((cfg->eval_every > 0 && step % cfg->eval_every == 0) || step == cfg->max_steps);
         if (do_eval) {
+            double te0 = cpt_now();
             int erc;
             int over = run_evals(cfg, m, &st, step, res, mx, err, &erc);
+            res->t_eval += cpt_now() - te0;
             if ((rc = erc)) goto done;
             if (over) {
                 res->budget_exceeded = 1;
@@ -356,6 +364,7 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
         }
         int do_ckpt = cfg->run_dir && ((cfg->ckpt_every > 0 && step % cfg->ckpt_every == 0) || step == cfg->max_steps || stop);
         if (do_ckpt) {
+            double tc0 = cpt_now();
             cpt_ckpt_state cs = {0};
             cs.step = step;
             cs.tokens = tokens;
@@ -376,6 +385,7 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
             const char *keep[] = {best_name, NULL};
             rc = cpt_ckpt_save(cfg->run_dir, m, opt, &cs, cfg->keep_last, st.best_step >= 0 ? keep : NULL, NULL, err);
             free(cs.trainer_json);
+            res->t_ckpt += cpt_now() - tc0;
             if (rc) goto done;
         }
     }
