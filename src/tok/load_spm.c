@@ -28,7 +28,6 @@
 #include "tok/tok_impl.h"
 
 #define SPM_MAX_PIECES (1 << 24)
-#define SPM_MAX_TRIE_DEPTH 256
 
 typedef struct pbr { /* a cursor over one message: bytes [pos, end) of the file */
     const uint8_t *b;
@@ -167,26 +166,41 @@ static int parse_normalizer(ctx *c, pbr r, spec *s, int denorm) {
 
 /* ---- the precompiled charsmap -------------------------------------------------- */
 
-/* Walk every key of the trie once, checking that every unit index is inside the
- * array and every leaf value addresses a NUL-terminated replacement. A well-formed
- * Darts trie is a tree; `budget` bounds the walk on crafted blobs that are not. */
-static int trie_check(const tok_spm *m, uint32_t node, int depth, size_t *budget) {
-    if (depth > SPM_MAX_TRIE_DEPTH || *budget == 0) return -1;
-    (*budget)--;
-    uint32_t base = node ^ tok_du_offset(m->trie[node]);
-    for (uint32_t ch = 0; ch < 256; ch++) {
-        uint32_t pos = base ^ ch;
-        if (pos >= m->trie_n || tok_du_label(m->trie[pos]) != ch) continue;
-        uint32_t u = m->trie[pos];
-        if (tok_du_has_leaf(u)) {
-            uint32_t leaf = pos ^ tok_du_offset(u);
-            if (leaf >= m->trie_n) return -1;
-            uint32_t val = tok_du_value(m->trie[leaf]);
-            if (val >= m->repl_n || !memchr(m->repl + val, 0, m->repl_n - val)) return -1;
-        }
-        if (trie_check(m, pos, depth + 1, budget)) return -1;
+/* Visit every unit reachable from the root once (Darts-clone shares suffix
+ * subtrees, so the trie is a DAG; a crafted blob may even hold cycles), checking
+ * that every leaf value addresses a NUL-terminated replacement. Unit indices need no
+ * check here: the encoder bounds-checks each step. Returns 0, -1 (bad) or CPT_ENOMEM. */
+static int trie_check(const tok_spm *m) {
+    uint8_t *seen = calloc(m->trie_n, 1);
+    uint32_t *stack = malloc(m->trie_n * sizeof *stack);
+    int rc = 0;
+    if (!seen || !stack) rc = CPT_ENOMEM;
+    size_t sp = 0;
+    if (!rc) {
+        stack[sp++] = 0;
+        seen[0] = 1;
     }
-    return 0;
+    while (sp && !rc) {
+        uint32_t node = stack[--sp], base = node ^ tok_du_offset(m->trie[node]);
+        /* Label 0 is skipped: an empty unit has label 0, and keys hold no NUL byte. */
+        for (uint32_t ch = 1; ch < 256 && !rc; ch++) {
+            uint32_t pos = base ^ ch;
+            if (pos >= m->trie_n || tok_du_label(m->trie[pos]) != ch) continue;
+            uint32_t u = m->trie[pos];
+            if (tok_du_has_leaf(u)) {
+                uint32_t leaf = pos ^ tok_du_offset(u);
+                uint32_t val = leaf < m->trie_n ? tok_du_value(m->trie[leaf]) : UINT32_MAX;
+                if (val >= m->repl_n || !memchr(m->repl + val, 0, m->repl_n - val)) rc = -1;
+            }
+            if (!seen[pos]) {
+                seen[pos] = 1;
+                stack[sp++] = pos;
+            }
+        }
+    }
+    free(seen);
+    free(stack);
+    return rc;
 }
 
 static int load_charsmap(ctx *c, tok_spm *m, pbr cm) {
@@ -206,10 +220,11 @@ static int load_charsmap(ctx *c, tok_spm *m, pbr cm) {
         m->trie[i] = (uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16 | (uint32_t)q[3] << 24;
     }
     memcpy(m->repl, p + 4 + tn, m->repl_n);
-    size_t budget = 4 * m->trie_n + 16;
-    if (trie_check(m, 0, 0, &budget))
-        return bad(c, cm.pos, "normalizer_spec.precompiled_charsmap: the trie has an index outside the array, "
-                              "a replacement offset outside the strings, or a cycle");
+    int rc = trie_check(m);
+    if (rc == CPT_ENOMEM) return oom(c);
+    if (rc)
+        return bad(c, cm.pos, "normalizer_spec.precompiled_charsmap: a trie leaf points outside the "
+                              "replacement strings");
     return 0;
 }
 

@@ -60,9 +60,9 @@ static size_t norm_prefix(const cpt_tok *t, const char *s, size_t len, const cha
     if (m->trie) {
         uint32_t val = 0;
         size_t k = trie_longest(m, s, len, &val);
-        if (k) { /* the loader checked val < repl_n and a NUL after it */
+        if (k && val < m->repl_n) { /* the loader checked val and a NUL after it */
             *r = m->repl + val;
-            *rn = strlen(m->repl + val);
+            *rn = strnlen(m->repl + val, m->repl_n - val);
             return k;
         }
     }
@@ -348,6 +348,9 @@ int tok_spm_decode(const cpt_tok *t, const int32_t *ids, size_t n, int skip_spec
     const tok_spm *m = t->spm;
     tok_buf bytes = {0};
     int rc = 0;
+    /* bos_ws: may this piece still lose a leading U+2581 (the dummy prefix)? Only
+     * until text has been produced or one piece has lost it, as sentencepiece. */
+    int bos_ws = 1, seen = 0;
     for (size_t i = 0; i < n && !rc; i++) {
         int32_t id = ids[i];
         if (id < 0 || id >= m->n) continue;
@@ -361,13 +364,17 @@ int tok_spm_decode(const cpt_tok *t, const int32_t *ids, size_t n, int skip_spec
             continue;
         }
         if ((rc = flush_bytes(&bytes, out))) break;
+        if (seen || out->n) bos_ws = 0;
+        seen = 0;
         if (ty == SPM_CONTROL) continue; /* invisible */
         if (ty == SPM_UNKNOWN) {
             rc = tok_buf_put(out, m->unk_surface, m->unk_surface_len);
             continue;
         }
-        /* The dummy-prefix space of the first piece is dropped. */
-        if (out->n == 0 && (m->add_dummy_prefix || m->remove_extra_ws) && len >= 3 && !memcmp(p, WS, 3)) p += 3, len -= 3;
+        if (bos_ws && (m->add_dummy_prefix || m->remove_extra_ws) && len >= 3 && !memcmp(p, WS, 3)) {
+            p += 3, len -= 3;
+            seen = !m->remove_extra_ws; /* with remove_extra_ws every leading one goes */
+        }
         for (size_t k = 0; k < len && !rc;) {
             if (k + 3 <= len && !memcmp(p + k, WS, 3)) {
                 rc = tok_buf_put(out, " ", 1);

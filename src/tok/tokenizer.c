@@ -21,14 +21,15 @@ static char *config_path_for(const char *json) {
     return p;
 }
 
-/* A tokenizer.json starts (after white space) with '{' (or '[' if broken); a
- * SentencePiece model is binary protobuf. A file that cannot be opened goes by its
- * name; that loader then reports the error. */
+/* By name first (*.json, *.model*), else by content: a tokenizer.json starts (after
+ * white space) with '{' (or '[' if broken); a SentencePiece model is binary. */
 static int looks_like_json(const char *path) {
     size_t n = strlen(path);
     if (n >= 5 && !strcmp(path + n - 5, ".json")) return 1;
+    const char *base = strrchr(path, '/');
+    if (strstr(base ? base : path, ".model")) return 0;
     FILE *f = fopen(path, "rb");
-    if (!f) return strstr(path, ".model") == NULL;
+    if (!f) return 1;
     int c;
     while ((c = fgetc(f)) == ' ' || c == '\t' || c == '\n' || c == '\r') {
     }
