@@ -84,6 +84,7 @@ int cpt_tok_vocab_size(const cpt_tok *t);
 int cpt_tok_bos(const cpt_tok *t);
 int cpt_tok_eos(const cpt_tok *t);
 int cpt_tok_pad(const cpt_tok *t);
+int cpt_tok_unk(const cpt_tok *t);
 /* The chat template string from tokenizer_config.json, NULL if none. Owned by t. */
 const char *cpt_tok_chat_template(const cpt_tok *t);
 /* The token string of `id` (model vocab or added token, as stored in the file, e.g.

@@ -40,7 +40,7 @@ int cpt_cmd_tokenize(int argc, char **argv) {
     const char *tok_path = NULL;
     int no_special = 0, pieces = 0;
     cpt_opt opts[] = {
-        {"--tokenizer", CPT_OPT_STR, &tok_path, "PATH", "tokenizer.json or a directory holding one", 1, 0, 0, NULL, 0},
+        {"--tokenizer", CPT_OPT_STR, &tok_path, "PATH", "tokenizer.json, a SentencePiece tokenizer.model, or a directory holding one", 1, 0, 0, NULL, 0},
         {"--no-special", CPT_OPT_FLAG, &no_special, NULL, "do not add the template's special tokens (e.g. BOS)", 0, 0, 0, NULL, 0},
         {"--pieces", CPT_OPT_FLAG, &pieces, NULL, "print token strings instead of ids", 0, 0, 0, NULL, 0},
     };
@@ -78,7 +78,7 @@ int cpt_cmd_detokenize(int argc, char **argv) {
     const char *tok_path = NULL;
     int skip_special = 0;
     cpt_opt opts[] = {
-        {"--tokenizer", CPT_OPT_STR, &tok_path, "PATH", "tokenizer.json or a directory holding one", 1, 0, 0, NULL, 0},
+        {"--tokenizer", CPT_OPT_STR, &tok_path, "PATH", "tokenizer.json, a SentencePiece tokenizer.model, or a directory holding one", 1, 0, 0, NULL, 0},
         {"--skip-special", CPT_OPT_FLAG, &skip_special, NULL, "drop special tokens from the text", 0, 0, 0, NULL, 0},
     };
     cpt_cmd_spec spec = {"detokenize",

@@ -161,6 +161,41 @@ static int merge_word(const tok_bpe *m, tok_work *w, const char *s, size_t len, 
     return 0;
 }
 
+int tok_cache_get(tok_work *w, const char *s, size_t len, tok_ids *out) {
+    tok_cache *c = &w->cache;
+    if (len > CACHE_MAX_WORD) return 0;
+    int32_t r = tok_smap_get(&c->map, s, len);
+    if (r < 0) return 0;
+    for (uint32_t k = 0; k < c->runs[r].n; k++)
+        if (tok_ids_push(out, c->ids.v[c->runs[r].off + k])) return CPT_ENOMEM;
+    return 1;
+}
+
+int tok_cache_put(tok_work *w, const char *s, size_t len, const int32_t *ids, size_t n) {
+    tok_cache *c = &w->cache;
+    if (len > CACHE_MAX_WORD) return 0;
+    if (c->n_runs >= CACHE_MAX_ENTRIES || c->ids.n + n >= CACHE_MAX_IDS) {
+        tok_smap_free(&c->map);
+        c->n_runs = 0;
+        c->ids.n = 0;
+    }
+    if (c->n_runs == c->cap_runs) {
+        size_t cap = c->cap_runs ? c->cap_runs * 2 : 1024;
+        void *r = realloc(c->runs, cap * sizeof c->runs[0]);
+        if (!r) return CPT_ENOMEM;
+        c->runs = r;
+        c->cap_runs = cap;
+    }
+    uint32_t off = (uint32_t)c->ids.n;
+    for (size_t k = 0; k < n; k++)
+        if (tok_ids_push(&c->ids, ids[k])) return CPT_ENOMEM;
+    if (tok_smap_put(&c->map, s, len, (int32_t)c->n_runs)) return CPT_ENOMEM;
+    c->runs[c->n_runs].off = off;
+    c->runs[c->n_runs].n = (uint32_t)n;
+    c->n_runs++;
+    return 0;
+}
+
 int tok_bpe_encode(const tok_bpe *m, tok_work *w, const char *s, size_t len, tok_ids *out,
                    cpt_err *err) {
     if (len == 0) return 0;
@@ -171,39 +206,12 @@ int tok_bpe_encode(const tok_bpe *m, tok_work *w, const char *s, size_t len, tok
             return 0;
         }
     }
-    tok_cache *c = &w->cache;
-    int cacheable = len <= CACHE_MAX_WORD;
-    if (cacheable) {
-        int32_t r = tok_smap_get(&c->map, s, len);
-        if (r >= 0) {
-            for (uint32_t k = 0; k < c->runs[r].n; k++)
-                if (tok_ids_push(out, c->ids.v[c->runs[r].off + k])) goto oom;
-            return 0;
-        }
-    }
+    int hit = tok_cache_get(w, s, len, out);
+    if (hit < 0) goto oom;
+    if (hit) return 0;
     size_t before = out->n;
     if (merge_word(m, w, s, len, out)) goto oom;
-    if (cacheable) {
-        if (c->n_runs >= CACHE_MAX_ENTRIES || c->ids.n >= CACHE_MAX_IDS) {
-            tok_smap_free(&c->map);
-            c->n_runs = 0;
-            c->ids.n = 0;
-        }
-        if (c->n_runs == c->cap_runs) {
-            size_t cap = c->cap_runs ? c->cap_runs * 2 : 1024;
-            void *r = realloc(c->runs, cap * sizeof c->runs[0]);
-            if (!r) goto oom;
-            c->runs = r;
-            c->cap_runs = cap;
-        }
-        uint32_t off = (uint32_t)c->ids.n;
-        for (size_t k = before; k < out->n; k++)
-            if (tok_ids_push(&c->ids, out->v[k])) goto oom;
-        if (tok_smap_put(&c->map, s, len, (int32_t)c->n_runs)) goto oom;
-        c->runs[c->n_runs].off = off;
-        c->runs[c->n_runs].n = (uint32_t)(out->n - before);
-        c->n_runs++;
-    }
+    if (out->n > before && tok_cache_put(w, s, len, out->v + before, out->n - before)) goto oom;
     return 0;
 oom:
     return cpt_err_set(err, CPT_ENOMEM, "tokenizer: out of memory in BPE");

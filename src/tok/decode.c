@@ -169,7 +169,8 @@ int cpt_tok_decode(const cpt_tok *t, const int32_t *ids, size_t n, int skip_spec
     memset(&res, 0, sizeof res);
     tok_buf joined = {0}, clean = {0};
     int rc = 0;
-    for (size_t i = 0; i < n && !rc; i++) {
+    if (t->spm) rc = tok_spm_decode(t, ids, n, skip_special, &joined);
+    for (size_t i = 0; i < n && !rc && !t->spm; i++) {
         int32_t id = ids[i];
         if (id < 0 || id >= t->n_ids || t->piece_off[id] == SIZE_MAX) continue; /* HF skips unknown ids */
         if (skip_special && t->is_special[id]) continue;
@@ -181,7 +182,7 @@ int cpt_tok_decode(const cpt_tok *t, const int32_t *ids, size_t n, int skip_spec
         fin = &res;
     }
     /* Without a decoder HF joins tokens with spaces; a decoder's output is joined with "". */
-    for (size_t i = 0; i < fin->n && !rc; i++) {
+    for (size_t i = 0; i < fin->n && !rc && !t->spm; i++) {
         if (!t->dec && i && tok_buf_put(&joined, " ", 1)) rc = CPT_ENOMEM;
         if (!rc) rc = tok_buf_put(&joined, fin->text.p + fin->v[i].off, fin->v[i].len);
     }

@@ -629,12 +629,24 @@ done:
     return rc;
 }
 
-/* bos_token etc. may be a string or an AddedToken object {"content": ...}. */
-static int32_t config_token(const cpt_tok *t, json_t *root, const char *key) {
+/* bos_token etc. may be a string or an AddedToken object {"content": ...}. Returns
+ * 1 and the id (-1 if the string is not a token) when the key is given, 0 if it is
+ * missing or null. */
+static int config_token(const cpt_tok *t, json_t *root, const char *key, int32_t *id) {
     json_t *v = json_object_get(root, key);
     if (json_is_object(v)) v = json_object_get(v, "content");
-    if (!json_is_string(v)) return -1;
-    return cpt_tok_piece_id(t, json_string_value(v), json_string_length(v));
+    if (!json_is_string(v)) return 0;
+    *id = cpt_tok_piece_id(t, json_string_value(v), json_string_length(v));
+    return 1;
+}
+
+static int config_flag(json_t *root, const char *key, int *out, const char *file, cpt_err *err) {
+    json_t *v = json_object_get(root, key);
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_boolean(v))
+        return cpt_err_set(err, CPT_EFORMAT, "%s: %s: expected true or false; HINT: fix the JSON value", file, key);
+    *out = json_is_true(v);
+    return 0;
 }
 
 int tok_load_config(cpt_tok *t, const char *file, cpt_err *err) {
@@ -648,9 +660,17 @@ int tok_load_config(cpt_tok *t, const char *file, cpt_err *err) {
     if (!root)
         return cpt_err_set(err, CPT_EFORMAT, "%s: line %d column %d: invalid JSON: %s; HINT: the file is corrupt or truncated",
                            file, je.line, je.column, je.text);
-    t->bos = config_token(t, root, "bos_token");
-    t->eos = config_token(t, root, "eos_token");
-    t->pad = config_token(t, root, "pad_token");
+    /* A token the config names overrides the file's; one it leaves out keeps it. */
+    int32_t id = -1;
+    if (config_token(t, root, "bos_token", &id)) t->bos = id;
+    if (config_token(t, root, "eos_token", &id)) t->eos = id;
+    if (config_token(t, root, "pad_token", &id)) t->pad = id;
+    if (config_token(t, root, "unk_token", &id)) t->unk = id;
+    if ((rc = config_flag(root, "add_bos_token", &t->cfg_add_bos, file, err)) ||
+        (rc = config_flag(root, "add_eos_token", &t->cfg_add_eos, file, err))) {
+        json_decref(root);
+        return rc;
+    }
     json_t *ct = json_object_get(root, "chat_template");
     if (json_is_array(ct)) { /* [{"name": ..., "template": ...}]: take "default" */
         json_t *pick = NULL;

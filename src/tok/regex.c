@@ -69,6 +69,8 @@ void tok_work_free(tok_work *w) {
     for (int i = 0; i < 4; i++) tok_list_free(&w->l[i]);
     free(w->sym);
     free(w->heap);
+    free(w->ssym);
+    free(w->sheap);
     tok_smap_free(&w->cache.map);
     free(w->cache.runs);
     free(w->cache.ids.v);

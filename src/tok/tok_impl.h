@@ -238,7 +238,64 @@ typedef struct tok_bpe {
 int tok_bpe_encode(const tok_bpe *m, struct tok_work *w, const char *s, size_t len,
                    tok_ids *out, cpt_err *err);
 
+/* ---- SentencePiece model (.model files) ------------------------------------- */
+/* Piece types of sentencepiece_model.proto (ModelProto.SentencePiece.Type). */
+enum { SPM_NORMAL = 1, SPM_UNKNOWN = 2, SPM_CONTROL = 3, SPM_USER_DEFINED = 4, SPM_UNUSED = 5,
+       SPM_BYTE = 6 };
+typedef struct tok_spm {
+    int32_t n;            /* pieces; piece strings live in cpt_tok.pieces / bpe.vocab */
+    float *score;         /* [n] */
+    uint8_t *type;        /* [n] SPM_* */
+    int32_t unk_id;       /* the one UNKNOWN piece */
+    int byte_fallback, add_dummy_prefix, remove_extra_ws, escape_ws;
+    int split_words;      /* 1: no mergeable piece spans "x|U+2581", so words encode alone */
+    int32_t byte_ids[256];
+    /* user-defined symbols for longest-prefix matching: ids sorted by first byte,
+     * longest first; user_first[b]..user_first[b+1] is byte b's range. */
+    int32_t *user;
+    uint32_t user_first[257];
+    /* precompiled charsmap (nmt_nfkc and friends): Darts double-array units and the
+     * NUL-separated replacement strings; trie == NULL for "identity". */
+    uint32_t *trie;
+    size_t trie_n;
+    char *repl;
+    size_t repl_n;
+    char *unk_surface;    /* decode text of the unk piece (trainer_spec.unk_surface) */
+    size_t unk_surface_len;
+} tok_spm;
+
+/* Darts-clone double-array unit fields (the charsmap trie). */
+static inline uint32_t tok_du_offset(uint32_t u) { return (u >> 10) << ((u & (1U << 9)) >> 6); }
+static inline uint32_t tok_du_label(uint32_t u) { return u & ((1U << 31) | 0xFF); }
+static inline int tok_du_has_leaf(uint32_t u) { return (u >> 8) & 1; }
+static inline uint32_t tok_du_value(uint32_t u) { return u & ((1U << 31) - 1); }
+
+int tok_load_spm(cpt_tok *t, const char *file, cpt_err *err);
+void tok_spm_free(tok_spm *m);
+/* Normalize (sanitized, valid UTF-8) text as SentencePiece's Normalizer does, then
+ * BPE-encode it, appending ids. */
+int tok_spm_encode(const cpt_tok *t, struct tok_work *w, const char *s, size_t len, tok_ids *out,
+                   cpt_err *err);
+int tok_spm_decode(const cpt_tok *t, const int32_t *ids, size_t n, int skip_special, tok_buf *out);
+
+/* ---- pre-token cache (shared by both BPE flavours) --------------------------- */
+/* 1 and the cached ids appended to out if s is cached; 0 if not; CPT_ENOMEM. */
+int tok_cache_get(struct tok_work *w, const char *s, size_t len, tok_ids *out);
+/* Remember ids[0..n) for s (no-op for words too long to cache). */
+int tok_cache_put(struct tok_work *w, const char *s, size_t len, const int32_t *ids, size_t n);
+
 /* ---- per-thread scratch ---------------------------------------------------- */
+typedef struct tok_ssym { /* a SentencePiece BPE symbol: a span of the normalized text */
+    uint32_t off, len;    /* len 0 = merged away */
+    int32_t prev, next;
+    uint8_t freeze;       /* user-defined symbol: never merged */
+} tok_ssym;
+typedef struct tok_sheap { /* a candidate merge: highest score first, then leftmost */
+    float score;
+    int32_t left, right;
+    uint32_t size;
+} tok_sheap;
+
 typedef struct tok_sym {
     int32_t id;
     int32_t prev, next;
@@ -268,6 +325,10 @@ typedef struct tok_work {
     tok_heap_ent *heap;
     size_t heap_cap;
     tok_cache cache;
+    tok_ssym *ssym;
+    size_t ssym_cap;
+    tok_sheap *sheap;
+    size_t sheap_cap;
 #ifdef CPT_HAVE_PCRE2
     pcre2_match_data *md;
     pcre2_match_context *mc;
@@ -299,8 +360,10 @@ struct cpt_tok {
     uint32_t *piece_len;
     uint8_t *is_special;
     tok_buf pieces;
-    int32_t bos, eos, pad;
+    int32_t bos, eos, pad, unk;
+    int cfg_add_bos, cfg_add_eos; /* tokenizer_config.json flags; -1 = not given */
     char *chat_template;
+    tok_spm *spm;         /* non-NULL: a SentencePiece .model (bpe/norm/pretok unused) */
 };
 
 int tok_load_json(cpt_tok *t, const char *file, cpt_err *err);

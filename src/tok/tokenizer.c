@@ -21,55 +21,122 @@ static char *config_path_for(const char *json) {
     return p;
 }
 
+/* By name first (*.json, *.model*), else by content: a tokenizer.json starts (after
+ * white space) with '{' (or '[' if broken); a SentencePiece model is binary. */
+static int looks_like_json(const char *path) {
+    size_t n = strlen(path);
+    if (n >= 5 && !strcmp(path + n - 5, ".json")) return 1;
+    const char *base = strrchr(path, '/');
+    if (strstr(base ? base : path, ".model")) return 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return 1;
+    int c;
+    while ((c = fgetc(f)) == ' ' || c == '\t' || c == '\n' || c == '\r') {
+    }
+    fclose(f);
+    return c == '{' || c == '[' || c == EOF;
+}
+
+/* dirname(path) + "/tokenizer_config.json" */
+static char *config_next_to(const char *path) {
+    const char *sl = strrchr(path, '/');
+    if (!sl) return strdup("tokenizer_config.json");
+    size_t n = (size_t)(sl - path);
+    char *dir = malloc(n + 1);
+    if (!dir) return NULL;
+    memcpy(dir, path, n);
+    dir[n] = '\0';
+    char *p = cpt_path_join(n ? dir : "/", "tokenizer_config.json");
+    free(dir);
+    return p;
+}
+
+/* The single-sequence template from add_bos_token / add_eos_token (LlamaTokenizer's
+ * rule: [bos] $A [eos]). A flag the config leaves out keeps what the file does: for
+ * a .model, BOS if the model has one and no EOS; for tokenizer.json, the template's
+ * own first / last special token. */
+static int apply_special_flags(cpt_tok *t, cpt_err *err) {
+    int file_bos = t->n_tmpl > 0 && t->tmpl[0] >= 0, file_eos = t->n_tmpl > 0 && t->tmpl[t->n_tmpl - 1] >= 0;
+    if (t->spm) {
+        file_bos = t->bos >= 0;
+        file_eos = 0;
+    } else if (t->cfg_add_bos < 0 && t->cfg_add_eos < 0) {
+        return 0; /* the file's template stands */
+    }
+    int add_bos = t->cfg_add_bos >= 0 ? t->cfg_add_bos : file_bos;
+    int add_eos = t->cfg_add_eos >= 0 ? t->cfg_add_eos : file_eos;
+    if ((add_bos && t->bos < 0) || (add_eos && t->eos < 0))
+        return cpt_err_set(err, CPT_EFORMAT,
+                           "%s: tokenizer_config.json asks for add_%s_token but the tokenizer has no "
+                           "%s token; HINT: set %s_token in tokenizer_config.json or the flag to false",
+                           t->path, add_bos && t->bos < 0 ? "bos" : "eos", add_bos && t->bos < 0 ? "BOS" : "EOS",
+                           add_bos && t->bos < 0 ? "bos" : "eos");
+    int32_t *v = malloc(3 * sizeof *v);
+    if (!v) return cpt_err_set(err, CPT_ENOMEM, "%s: out of memory", t->path);
+    size_t k = 0;
+    if (add_bos) v[k++] = t->bos;
+    v[k++] = -1;
+    if (add_eos) v[k++] = t->eos;
+    free(t->tmpl);
+    t->tmpl = v;
+    t->n_tmpl = k;
+    return 0;
+}
+
 int cpt_tok_load(cpt_tok **out, const char *path, cpt_err *err) {
     CPT_ASSERT(out && path);
     *out = NULL;
     cpt_tok *t = calloc(1, sizeof *t);
     if (!t) return cpt_err_set(err, CPT_ENOMEM, "%s: out of memory", path);
-    t->bos = t->eos = t->pad = -1;
+    t->bos = t->eos = t->pad = t->unk = -1;
+    t->cfg_add_bos = t->cfg_add_eos = -1;
     t->bpe.unk_id = -1;
-    int rc = 0;
-    char *json = NULL, *cfg = NULL;
+    int rc = 0, spm = 0;
+    char *file = NULL, *cfg = NULL;
     if (cpt_is_dir(path)) {
-        json = cpt_path_join(path, "tokenizer.json");
-        if (json && !cpt_is_file(json)) {
-            rc = cpt_err_set(err, CPT_ENOTFOUND,
-                             "%s: no tokenizer.json in this directory; HINT: SentencePiece "
-                             ".model files are not supported yet, convert with "
-                             "transformers' AutoTokenizer(...).save_pretrained()",
-                             path);
-            goto fail;
+        file = cpt_path_join(path, "tokenizer.json");
+        if (file && !cpt_is_file(file)) {
+            free(file);
+            file = cpt_path_join(path, "tokenizer.model");
+            spm = 1;
+            if (file && !cpt_is_file(file)) {
+                rc = cpt_err_set(err, CPT_ENOTFOUND,
+                                 "%s: neither tokenizer.json nor tokenizer.model in this directory; "
+                                 "HINT: pass the tokenizer file itself, or the model directory that holds it",
+                                 path);
+                goto fail;
+            }
         }
     } else {
-        size_t n = strlen(path);
-        if (n > 6 && !strcmp(path + n - 6, ".model")) {
-            rc = cpt_err_set(err, CPT_EUNSUPPORTED,
-                             "%s: SentencePiece .model files are not supported yet; HINT: use "
-                             "the model's tokenizer.json",
-                             path);
-            goto fail;
-        }
-        json = strdup(path);
+        file = strdup(path);
+        spm = !looks_like_json(path);
     }
-    if (!json) {
+    if (!file) {
         rc = cpt_err_set(err, CPT_ENOMEM, "%s: out of memory", path);
         goto fail;
     }
-    t->path = strdup(json);
+    t->path = strdup(file);
     if (!t->path) {
         rc = cpt_err_set(err, CPT_ENOMEM, "%s: out of memory", path);
         goto fail;
     }
-    if ((rc = tok_load_json(t, json, err))) goto fail;
-    cfg = config_path_for(json);
+    if (spm) {
+        if ((rc = tok_load_spm(t, file, err))) goto fail;
+        cfg = config_next_to(file);
+    } else {
+        if ((rc = tok_load_json(t, file, err))) goto fail;
+        t->unk = t->bpe.unk_id;
+        cfg = config_path_for(file);
+    }
     if (cfg && cpt_is_file(cfg) && (rc = tok_load_config(t, cfg, err))) goto fail;
     if (t->bos < 0 && t->n_tmpl > 0 && t->tmpl[0] >= 0) t->bos = t->tmpl[0];
-    free(json);
+    if ((rc = apply_special_flags(t, err))) goto fail;
+    free(file);
     free(cfg);
     *out = t;
     return 0;
 fail:
-    free(json);
+    free(file);
     free(cfg);
     cpt_tok_free(t);
     return rc;
@@ -101,6 +168,8 @@ void cpt_tok_free(cpt_tok *t) {
     free(t->is_special);
     tok_buf_free(&t->pieces);
     free(t->chat_template);
+    tok_spm_free(t->spm);
+    free(t->spm);
     free(t);
 }
 
@@ -111,6 +180,18 @@ int tok_encode_work(const cpt_tok *t, tok_work *w, const char *text, size_t len,
     long r = tok_utf8_sanitize_into(text ? text : "", len, &w->clean);
     if (r < 0) return cpt_err_set(err, CPT_ENOMEM, "tokenizer: out of memory for a %zu-byte text", len);
     if (n_replaced) *n_replaced = (size_t)r;
+    if (t->spm) { /* SentencePiece: normalize + BPE on the whole text, in the template */
+        size_t nt = add_special ? t->n_tmpl : 0;
+        for (size_t k = 0; k < (nt ? nt : 1); k++) {
+            if (nt && t->tmpl[k] >= 0) {
+                if (tok_ids_push(out, t->tmpl[k])) goto oom;
+                continue;
+            }
+            int rc = tok_spm_encode(t, w, w->clean.p ? w->clean.p : "", w->clean.n, out, err);
+            if (rc) return rc;
+        }
+        return 0;
+    }
     tok_list *a = &w->l[0], *b = &w->l[1];
     int rc;
     tok_list_clear(a);
@@ -251,6 +332,7 @@ int cpt_tok_vocab_size(const cpt_tok *t) { return t->n_ids; }
 int cpt_tok_bos(const cpt_tok *t) { return t->bos; }
 int cpt_tok_eos(const cpt_tok *t) { return t->eos; }
 int cpt_tok_pad(const cpt_tok *t) { return t->pad; }
+int cpt_tok_unk(const cpt_tok *t) { return t->unk; }
 const char *cpt_tok_chat_template(const cpt_tok *t) { return t->chat_template; }
 
 const char *cpt_tok_piece(const cpt_tok *t, int32_t id) {

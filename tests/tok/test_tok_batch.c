@@ -4,7 +4,7 @@
  *   test_tok_batch TOKENIZER IN.json OUT.json
  * IN.json:  {"texts": ["...", ...]}
  * OUT.json: {"plain": [[ids]...], "special": [[ids]...], "dec": ["..."], "dec_skip": ["..."],
- *            "replaced": [n...]}
+ *            "replaced": [n...], "bos"/"eos"/"pad"/"unk": id or -1, "vocab": n}
  * plain/special = encode without/with special tokens; dec/dec_skip = decode of the
  * "special" ids without/with skip_special. Documents are encoded with
  * cpt_tok_encode_batch on 2 threads, so the batch path is what parity checks.
@@ -76,6 +76,11 @@ static int run_batch(const char *tok_path, const char *in_path, const char *out_
     json_object_set_new(out, "dec", jd);
     json_object_set_new(out, "dec_skip", jk);
     json_object_set_new(out, "replaced", jr);
+    json_object_set_new(out, "bos", json_integer(cpt_tok_bos(t)));
+    json_object_set_new(out, "eos", json_integer(cpt_tok_eos(t)));
+    json_object_set_new(out, "pad", json_integer(cpt_tok_pad(t)));
+    json_object_set_new(out, "unk", json_integer(cpt_tok_unk(t)));
+    json_object_set_new(out, "vocab", json_integer(cpt_tok_vocab_size(t)));
     rc = json_dump_file(out, out_path, JSON_COMPACT | JSON_ENSURE_ASCII);
     json_decref(out);
     json_decref(in);
