@@ -8,6 +8,7 @@
 #include "cpt/common.h"
 
 int cpt_cmd_train(int argc, char **argv);
+int cpt_cmd_export(int argc, char **argv);
 int cpt_cmd_score(int argc, char **argv);
 int cpt_cmd_generate(int argc, char **argv);
 int cpt_cmd_convert(int argc, char **argv);

@@ -146,6 +146,32 @@ with torch.no_grad():
     d = (ex(x).logits - ck(x).logits).abs().max().item()
 check(d == 0.0, f"export == final checkpoint in transformers (max diff {d})")
 
+# 5. cpt export of a checkpoint (f32) == the checkpoint in transformers; tokenizer copied
+exd = os.path.join(tmp, "exported")
+r = run(["export", os.path.join(runA, "checkpoints", "step-00000120"), "--out", exd, "--dtype", "f32"])
+check(r.returncode == 0 and os.path.exists(os.path.join(exd, "tokenizer.json")), "cpt export wrote a model with the run's tokenizer")
+ex2 = AutoModelForCausalLM.from_pretrained(exd, torch_dtype=torch.float32)
+with torch.no_grad():
+    d = (ex2(x).logits - ck(x).logits).abs().max().item()
+check(d == 0.0, f"cpt export == checkpoint (max diff {d})")
+
+# 6. anchors and freezing through the CLI: EWC (Fisher estimated and cached), L2 to the
+# base, frozen embeddings and first layer stay bit-identical to the base model.
+runC = os.path.join(tmp, "C")
+r = run(["train", recipe, f"out_dir={runC}", "training.max_steps=6", "checkpoint.every=0",
+         "regularization.ewc.lambda=10", "regularization.ewc.source=web", "regularization.ewc.samples=8",
+         "regularization.l2_base=0.1", "regularization.freeze.embeddings=true", "regularization.freeze.first_layers=1"])
+check(r.returncode == 0 and "EWC: estimating" in r.stderr, "EWC + L2 + freezing run: " + r.stderr[-300:])
+check(os.path.exists(os.path.join(runC, "ewc-fisher.safetensors")), "Fisher cache written")
+a0 = load_file(os.path.join(base, "model.safetensors"))
+c6 = load_file(os.path.join(runC, "checkpoints", "step-00000006", "model.safetensors"))
+frozen_same = all((a0[k] == c6[k]).all() for k in a0 if k == "model.embed_tokens.weight" or k.startswith("model.layers.0."))
+moved = any(not (a0[k] == c6[k]).all() for k in a0 if k.startswith("model.layers.1."))
+check(frozen_same and moved, "frozen tensors unchanged, the others trained")
+r = run(["train", recipe, f"out_dir={runC}", "training.max_steps=6", "checkpoint.every=0", "--resume", "none",
+         "regularization.ewc.lambda=10", "regularization.ewc.source=web"])
+check(r.returncode == 0 and "Fisher loaded" in r.stderr, "Fisher cache reused on the next run")
+
 shutil.rmtree(tmp, ignore_errors=True)
 print(f"test_train_cli: {fails} failed")
 sys.exit(1 if fails else 0)

@@ -1,0 +1,60 @@
+/* cmd_export.c: `cpt export CKPT --out DIR`: a training checkpoint (or any model
+ * directory) as a Hugging Face directory with config, weights (F32 or BF16) and the
+ * tokenizer files of the run, which transformers loads. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cli/opts.h"
+#include "cpt/checkpoint.h"
+#include "cpt/fileio.h"
+#include "cpt/recipe.h"
+#include "cpt/safetensors.h"
+
+int cpt_cmd_export(int argc, char **argv) {
+    const char *ckpt = NULL, *out = NULL, *dtype = "bf16", *tok = NULL;
+    long long shard_mb = 5000;
+    cpt_opt opts[] = {
+        {"--out", CPT_OPT_STR, &out, "DIR", "output Hugging Face model directory", 1, 0, 0, NULL, 0},
+        {"--dtype", CPT_OPT_CHOICE, &dtype, "DTYPE", "tensor dtype of the export", 0, 0, 0, "f32|bf16", 0},
+        {"--tokenizer", CPT_OPT_STR, &tok, "DIR", "copy tokenizer files from here (default: the run's tokenizer, from the checkpoint's recipe)", 0, 0, 0, NULL, 0},
+        {"--max-shard-mb", CPT_OPT_INT, &shard_mb, "MB", "shard the safetensors above this size (0: never)", 0, 0, 1e9, NULL, 0},
+    };
+    cpt_cmd_spec spec = {"export", "Export a checkpoint (runs/NAME/checkpoints/step-N) as a Hugging Face model directory.",
+                         NULL, opts, CPT_NOPTS(opts), "CKPT", &ckpt};
+    int prc = cpt_opts_parse(&spec, argc, argv);
+    if (prc) return prc == 1 ? 0 : 2;
+    if (!ckpt) {
+        fprintf(stderr, "cpt export: missing CKPT (a checkpoint directory)\nHINT: run 'cpt export --help'\n");
+        return 2;
+    }
+    cpt_err err = {0};
+    cpt_model *m = NULL;
+    cpt_recipe *r = NULL;
+    int rc = cpt_model_load_hf(&m, ckpt, &err);
+    /* The run's tokenizer: from the effective recipe saved in the checkpoint. */
+    if (!rc && !tok) {
+        char p[4200];
+        snprintf(p, sizeof p, "%s/trainer_state.json", ckpt);
+        if (cpt_is_file(p)) {
+            cpt_ckpt_state st;
+            cpt_err e2 = {0};
+            if (cpt_ckpt_load(ckpt, m, NULL, &st, &e2) == CPT_OK && st.recipe_text && *st.recipe_text) {
+                if (cpt_recipe_load_text(cpt_recipe_train_schema(), st.recipe_text, strlen(st.recipe_text), "checkpoint", NULL, NULL, 0, &r, &e2) == CPT_OK) {
+                    if (cpt_recipe_has(r, "tokenizer")) tok = cpt_recipe_str(r, "tokenizer");
+                    else tok = cpt_recipe_str(r, "model");
+                } else {
+                    fprintf(stderr, "cpt export: note: the checkpoint's recipe does not load here (%s); no tokenizer copied (use --tokenizer)\n", e2.msg);
+                }
+            }
+            cpt_ckpt_state_free(&st);
+        }
+    }
+    if (!rc) rc = cpt_model_save_hf(m, out, !strcmp(dtype, "bf16") ? CPT_DT_BF16 : CPT_DT_F32, (uint64_t)shard_mb * 1000000ull,
+                                    tok && cpt_is_dir(tok) ? tok : NULL, &err);
+    if (!rc) fprintf(stderr, "cpt export: wrote %s (%s%s%s)\n", out, dtype, tok ? ", tokenizer from " : "", tok ? tok : "");
+    cpt_recipe_free(r);
+    cpt_model_free(m);
+    return rc ? cpt_cli_fail("export", &err) : 0;
+}
