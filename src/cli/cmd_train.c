@@ -371,19 +371,24 @@ int cpt_cmd_train(int argc, char **argv) {
             if ((rc = cpt_shardseq_open(&ss, dirs[k], "train", T, pad, &err))) goto done;
             long long avail = cpt_shardseq_n_seqs(ss);
             if (n > avail) n = (int)avail;
-            int32_t *rows = malloc(sizeof(int32_t) * (size_t)n * (size_t)(T + 1)), ids[4096], tg[4096], ps[4096], sg[4096];
+            /* Rows of T+1 tokens from the source's first n packed sequences: the inputs,
+             * then the last target; -1 after the real tokens (padding). A row may span a
+             * document boundary; for a Fisher estimate that is an acceptable approximation. */
+            int32_t *rows = malloc(sizeof(int32_t) * (size_t)n * (size_t)(T + 1));
+            int32_t *scratch = malloc(sizeof(int32_t) * 4 * (size_t)T);
+            if (!rows || !scratch) rc = cpt_err_set(&err, CPT_ENOMEM, "EWC: out of memory for %d sequences of %d tokens", n, T);
+            int32_t *ids = scratch, *tg = scratch + T, *ps = scratch + 2 * T, *sg = scratch + 3 * T;
             cpt_data_iface di = cpt_shardseq_iface(ss);
-            for (int i = 0; i < n && !rc && rows && T < 4096; i++) {
+            for (int i = 0; i < n && !rc; i++) {
                 rc = di.sequence(di.ctx, i, T, ids, tg, ps, sg, NULL, &err);
-                /* one row: inputs then the last target; padding (-1) after the real tokens */
                 int32_t *row = rows + (size_t)i * (T + 1);
                 int t = 0;
                 for (; t < T && sg[t] >= 0; t++) row[t] = ids[t];
-                if (t == T) row[T] = tg[T - 1] >= 0 ? tg[T - 1] : -1;
-                for (int u = t; u <= T; u++) if (u < T || row[T] < 0) row[u] = -1;
+                row[t] = t == T && tg[T - 1] >= 0 ? tg[T - 1] : -1;
+                for (int u = t + 1; u <= T; u++) row[u] = -1;
             }
+            free(scratch);
             cpt_shardseq_close(ss);
-            if (!rows || T >= 4096) rc = rc ? rc : cpt_err_set(&err, CPT_ENOMEM, "EWC: cannot hold %d sequences", n);
             if (!rc) {
                 fprintf(log, "EWC: estimating the diagonal Fisher on %d sequences of '%s'\n", n, src);
                 rc = cpt_ewc_estimate(&ctx.ewc, m, rows, n, T + 1, &err);
