@@ -1,9 +1,15 @@
 #!/usr/bin/env python3
 """Encode throughput: cpt (1 and 2 threads) vs HF tokenizers encode_batch (1 and 2
-threads) and tiktoken (Llama 3's tokenizer.model), on the same documents.
+threads) on tokenizer.json files, vs sentencepiece (encode of the document list with
+num_threads) on SentencePiece .model files, and tiktoken (Llama 3's tokenizer.model),
+on the same documents.
 
 usage: bench/tok_bench.py BUILD_DIR [SHARED_DIR]
-Checks that cpt and HF produce the same token count before reporting speed."""
+Checks that cpt and the reference produce the same token count before reporting
+speed. cpt's figure is the best of 3 calls (warm pre-token caches; the first, cold
+call is shown too). "work x" is cpt's CPU seconds with 2 threads over those with
+1 (1.00 = threading adds no work; the wall-clock speedup then depends only on free
+cores, which a shared machine may not have: check with `nproc` and the load)."""
 import json
 import os
 import subprocess
@@ -45,20 +51,73 @@ def hf(path, threads):
     return json.loads(out)
 
 
+SP_CODE = r"""
+import sys, time, json
+import sentencepiece as spm
+sp = spm.SentencePieceProcessor(model_file=sys.argv[1])
+text = open(sys.argv[2], encoding="utf-8").read()
+parts = text.split("\n\n")
+docs = [d + "\n\n" for d in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
+best = 1e30
+for _ in range(3):
+    t0 = time.perf_counter(); enc = sp.encode(docs, num_threads=int(sys.argv[3])); best = min(best, time.perf_counter() - t0)
+print(json.dumps({"tokens": sum(map(len, enc)), "seconds": best}))
+"""
+spms = {
+    "llama2.model": "data/tokenizers/llama2/tokenizer.model",
+    "mistral.model": "data/tokenizers/mistral/tokenizer.model.v1",
+    "tok512.model": "data/models/stories260K-hf/tokenizer.model",
+}
+
+
+def sp(path, threads):
+    out = subprocess.run([sys.executable, "-c", SP_CODE, path, text_path, str(threads)], capture_output=True,
+                         text=True, check=True).stdout
+    return json.loads(out)
+
+
 def cpt(path, threads):
-    out = subprocess.run([os.path.join(build, "tok_bench"), path, text_path, str(threads), "3"],
-                         capture_output=True, text=True, check=True).stdout
+    # passive: a thread that finishes early sleeps at the barrier instead of spinning,
+    # so CPU seconds count work, not waiting
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+    out = subprocess.run([os.path.join(build, "tok_bench"), path, text_path, str(threads), "5"],
+                         capture_output=True, text=True, check=True, env=env).stdout
     return json.loads(out)
 
 
 print("corpus: %s (%.2f MB, %d docs)" % (os.path.basename(text_path), nbytes / 1e6, len(docs)))
+cpu1 = {}
+
+
+def work(name, th, c):
+    if th == 1:
+        cpu1[name] = c["cpu_seconds"]
+        return ""
+    return "  work x%.2f, wall speedup x%.2f" % (c["cpu_seconds"] / cpu1[name], wall1[name] / c["seconds"])
+
+
+wall1 = {}
 for name, rel in toks.items():
     path = os.path.join(shared, rel)
     for th in (1, 2):
         c, h = cpt(path, th), hf(path, th)
+        if th == 1:
+            wall1[name] = c["seconds"]
         same = "same tokens" if c["tokens"] == h["tokens"] else "TOKEN COUNT DIFFERS %d vs %d" % (c["tokens"], h["tokens"])
-        print("%-8s threads=%d  cpt %7.2f MB/s   hf %7.2f MB/s   speedup %.2fx  (%s)" % (
-            name, th, nbytes / c["seconds"] / 1e6, nbytes / h["seconds"] / 1e6, h["seconds"] / c["seconds"], same))
+        print("%-14s threads=%d  cpt %7.2f MB/s (cold %6.2f)   hf %7.2f MB/s   speedup %.2fx  (%s)" % (
+            name, th, nbytes / c["seconds"] / 1e6, c["cold_mb_per_s"], nbytes / h["seconds"] / 1e6,
+            h["seconds"] / c["seconds"], same) + work(name, th, c))
+for name, rel in spms.items():
+    path = os.path.join(shared, rel)
+    for th in (1, 2):
+        c, h = cpt(path, th), sp(path, th)
+        if th == 1:
+            wall1[name] = c["seconds"]
+        same = "same tokens" if c["tokens"] == h["tokens"] else "TOKEN COUNT DIFFERS %d vs %d" % (c["tokens"], h["tokens"])
+        print("%-14s threads=%d  cpt %7.2f MB/s (cold %6.2f)   sentencepiece %7.2f MB/s   speedup %.2fx  (%s)" % (
+            name, th, nbytes / c["seconds"] / 1e6, c["cold_mb_per_s"], nbytes / h["seconds"] / 1e6,
+            h["seconds"] / c["seconds"], same) + work(name, th, c))
+print("host: %d cores visible, load average %.2f" % (os.cpu_count(), os.getloadavg()[0]))
 try:
     import tiktoken
     from tiktoken.load import load_tiktoken_bpe
@@ -71,6 +130,6 @@ try:
             t0 = time.perf_counter()
             out = enc.encode_ordinary_batch(docs, num_threads=th)
             best = min(best, time.perf_counter() - t0)
-        print("llama3   threads=%d  tiktoken %7.2f MB/s (%d tokens)" % (th, nbytes / best / 1e6, sum(map(len, out))))
+        print("llama3         threads=%d  tiktoken %7.2f MB/s (%d tokens)" % (th, nbytes / best / 1e6, sum(map(len, out))))
 except Exception as e:  # tiktoken is optional for the benchmark
     print("tiktoken: skipped (%s)" % e)

@@ -17,8 +17,29 @@
  *                    Sequence. Truncation and padding in the file are ignored: a
  *                    pretraining pipeline wants every token.
  *      decoders      ByteLevel Replace ByteFallback Fuse Strip Metaspace Sequence
- *  - a directory holding tokenizer.json; a tokenizer_config.json next to the file is
- *    read for bos/eos/pad tokens and chat_template.
+ *  - a SentencePiece tokenizer.model (protobuf ModelProto, any file name; "*.model*"
+ *    names and non-JSON content are taken as one), BPE model_type only, bit-exact
+ *    with the `sentencepiece` package: piece types NORMAL UNKNOWN CONTROL
+ *    USER_DEFINED (matched whole, never merged) UNUSED (resegmented) BYTE;
+ *    merges by piece score (highest first, ties leftmost); normalizer_spec
+ *    add_dummy_prefix, remove_extra_whitespaces, escape_whitespaces (U+2581) and
+ *    either "identity" or a precompiled charsmap (nmt_nfkc, nfkc, nmt_nfkc_cf, custom
+ *    rules); byte_fallback <0xNN>, else a run of unknown characters is one unk id;
+ *    decode as sp.decode (control pieces invisible, unk as trainer_spec.unk_surface,
+ *    the leading dummy-prefix space dropped). As in sentencepiece, CONTROL strings in
+ *    the text ("<s>") are plain text, not special tokens. Refused with
+ *    CPT_EUNSUPPORTED: UNIGRAM/WORD/CHAR models, treat_whitespace_as_suffix, a
+ *    denormalizer charsmap, a non-identity rule name without its charsmap; Llama 3's
+ *    tiktoken tokenizer.model (use its tokenizer.json). Malformed files are
+ *    CPT_EFORMAT naming the byte offset.
+ *  - a directory: its tokenizer.json, else its tokenizer.model.
+ *  tokenizer_config.json (next to tokenizer.json as "<prefix>tokenizer_config.json",
+ *  or in the .model's directory) supplies bos/eos/pad/unk tokens, chat_template and
+ *  add_bos_token / add_eos_token: when either flag is present, encode(add_special)
+ *  wraps the text as [bos] text [eos] by those flags (LlamaTokenizer's rule); a flag
+ *  left out keeps the file's behaviour (for a .model: BOS if the model has one, no
+ *  EOS). A flag asking for a token the tokenizer lacks is CPT_EFORMAT (transformers
+ *  would add a new token; cpt does not grow the vocabulary).
  *  Anything else returns CPT_EUNSUPPORTED with the file and the field named.
  *
  * Invalid UTF-8 input: cpt_tok_encode never fails on bad bytes. Each maximal invalid
@@ -30,10 +51,16 @@
  * *n_replaced; the caller decides whether that is an error. cpt_tok_utf8_sanitize
  * exposes the same routine.
  *
- * Thread safety: a loaded cpt_tok is immutable; encode/decode may be called from many
- * threads at once. The pre-token cache (BPE results of repeated words) lives in the
- * per-call / per-thread scratch, bounded (65536 words, 1M ids) and dropped when full.
- * Not yet supported: SentencePiece .model files (CPT_EUNSUPPORTED), BPE dropout.
+ * SentencePiece and invalid UTF-8: the replacement above happens before
+ * normalization, so a truncated sequence is one U+FFFD where sentencepiece would
+ * give one per byte; for valid UTF-8 ids are identical.
+ *
+ * Thread safety: encode/decode may be called from many threads at once on one
+ * cpt_tok. Its only mutable part is a mutex-guarded pool of scratch buffers, each
+ * with a pre-token cache (BPE results of repeated words; bounded: 65536 words, 1M
+ * ids, dropped when full): a call (or each batch thread) borrows one and returns
+ * it, so caches stay warm across calls. At most 64 are kept.
+ * Not supported: BPE dropout, SentencePiece unigram models.
  */
 #ifndef CPT_TOKENIZER_H
 #define CPT_TOKENIZER_H
@@ -49,7 +76,8 @@ extern "C" {
 
 typedef struct cpt_tok cpt_tok;
 
-/* Load a tokenizer from `path`: a tokenizer.json file or a directory containing one.
+/* Load a tokenizer from `path`: a tokenizer.json, a SentencePiece tokenizer.model, or
+ * a directory holding one (tokenizer.json preferred).
  * On success *out owns everything (free with cpt_tok_free). On failure *out is NULL
  * and err names the file, the JSON field and a HINT. */
 int cpt_tok_load(cpt_tok **out, const char *path, cpt_err *err);
@@ -64,6 +92,8 @@ int cpt_tok_encode(const cpt_tok *t, const char *text, size_t len, int add_speci
                    int32_t **ids, size_t *n_ids, size_t *n_replaced, cpt_err *err);
 
 /* Encode `n` documents with up to `n_threads` OpenMP threads (<= 0: OpenMP default).
+ * Threads take contiguous runs of documents (about total/(16*threads) bytes, at
+ * least 16 KiB) dynamically.
  * out_ids[i] / out_n[i] receive document i's ids exactly as cpt_tok_encode would;
  * out_replaced may be NULL. On error every out_ids[i] is freed and set to NULL, and
  * err names the first failing document. */
@@ -79,8 +109,9 @@ int cpt_tok_decode(const cpt_tok *t, const int32_t *ids, size_t n, int skip_spec
 
 /* Number of ids: max id over the model vocabulary and added tokens, plus one. */
 int cpt_tok_vocab_size(const cpt_tok *t);
-/* Special ids from tokenizer_config.json (or the template / well-known names);
- * -1 when the tokenizer has none. */
+/* Special ids: tokenizer_config.json's tokens, else the file's (the template's first
+ * token; for a .model the CONTROL pieces named by trainer_spec bos/eos/pad_piece and
+ * the UNKNOWN piece; for tokenizer.json the model's unk_token); -1 when none. */
 int cpt_tok_bos(const cpt_tok *t);
 int cpt_tok_eos(const cpt_tok *t);
 int cpt_tok_pad(const cpt_tok *t);
@@ -92,7 +123,7 @@ const char *cpt_tok_chat_template(const cpt_tok *t);
 const char *cpt_tok_piece(const cpt_tok *t, int32_t id);
 /* The id of an exact token string, or -1. */
 int32_t cpt_tok_piece_id(const cpt_tok *t, const char *piece, size_t len);
-/* 1 if id is a special added token. */
+/* 1 if id is a special added token (for a .model: a CONTROL piece). */
 int cpt_tok_is_special(const cpt_tok *t, int32_t id);
 
 /* Replace invalid UTF-8 as described above. *out is malloc'ed and NUL-terminated

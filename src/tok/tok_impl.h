@@ -9,6 +9,7 @@
 #ifndef CPT_TOK_IMPL_H
 #define CPT_TOK_IMPL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -340,6 +341,7 @@ int tok_work_init(tok_work *w, cpt_err *err);
 void tok_work_free(tok_work *w);
 
 /* ---- the tokenizer --------------------------------------------------------- */
+#define TOK_POOL_MAX 64
 struct cpt_tok {
     char *path;
     tok_bpe bpe;
@@ -364,7 +366,19 @@ struct cpt_tok {
     int cfg_add_bos, cfg_add_eos; /* tokenizer_config.json flags; -1 = not given */
     char *chat_template;
     tok_spm *spm;         /* non-NULL: a SentencePiece .model (bpe/norm/pretok unused) */
+    /* Scratch pool: encode calls borrow a tok_work (and its warm pre-token cache,
+     * PCRE2 JIT stack, symbol arrays) and give it back, so repeated calls and batch
+     * threads do not start cold. The only mutable part of a loaded cpt_tok; guarded
+     * by pool_mu, touched once per call (per thread), never on the per-word path. */
+    pthread_mutex_t pool_mu;
+    int pool_ok;
+    struct tok_work *pool[TOK_POOL_MAX];
+    int n_pool;
 };
+
+/* Borrow a scratch (from the pool or new) / give it back (pooled or freed). */
+int tok_work_get(const cpt_tok *t, struct tok_work **out, cpt_err *err);
+void tok_work_put(const cpt_tok *t, struct tok_work *w);
 
 int tok_load_json(cpt_tok *t, const char *file, cpt_err *err);
 int tok_load_config(cpt_tok *t, const char *file, cpt_err *err);

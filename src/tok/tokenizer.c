@@ -90,6 +90,11 @@ int cpt_tok_load(cpt_tok **out, const char *path, cpt_err *err) {
     if (!t) return cpt_err_set(err, CPT_ENOMEM, "%s: out of memory", path);
     t->bos = t->eos = t->pad = t->unk = -1;
     t->cfg_add_bos = t->cfg_add_eos = -1;
+    if (pthread_mutex_init(&t->pool_mu, NULL)) {
+        free(t);
+        return cpt_err_set(err, CPT_ENOMEM, "%s: cannot create a mutex", path);
+    }
+    t->pool_ok = 1;
     t->bpe.unk_id = -1;
     int rc = 0, spm = 0;
     char *file = NULL, *cfg = NULL;
@@ -170,7 +175,47 @@ void cpt_tok_free(cpt_tok *t) {
     free(t->chat_template);
     tok_spm_free(t->spm);
     free(t->spm);
+    for (int i = 0; i < t->n_pool; i++) {
+        tok_work_free(t->pool[i]);
+        free(t->pool[i]);
+    }
+    if (t->pool_ok) pthread_mutex_destroy(&t->pool_mu);
     free(t);
+}
+
+int tok_work_get(const cpt_tok *ct, tok_work **out, cpt_err *err) {
+    cpt_tok *t = (cpt_tok *)ct; /* the pool is internally synchronised */
+    tok_work *w = NULL;
+    pthread_mutex_lock(&t->pool_mu);
+    if (t->n_pool > 0) w = t->pool[--t->n_pool];
+    pthread_mutex_unlock(&t->pool_mu);
+    if (!w) {
+        /* Own cache lines: two threads' scratch headers never share one. */
+        w = aligned_alloc(64, (sizeof *w + 63) / 64 * 64);
+        if (!w) return cpt_err_set(err, CPT_ENOMEM, "tokenizer: out of memory for scratch");
+        int rc = tok_work_init(w, err);
+        if (rc) {
+            free(w);
+            return rc;
+        }
+    }
+    *out = w;
+    return 0;
+}
+
+void tok_work_put(const cpt_tok *ct, tok_work *w) {
+    cpt_tok *t = (cpt_tok *)ct;
+    if (!w) return;
+    pthread_mutex_lock(&t->pool_mu);
+    if (t->n_pool < TOK_POOL_MAX) {
+        t->pool[t->n_pool++] = w;
+        w = NULL;
+    }
+    pthread_mutex_unlock(&t->pool_mu);
+    if (w) {
+        tok_work_free(w);
+        free(w);
+    }
 }
 
 static int has_pass(const cpt_tok *t, int pass) { return t->added_first[pass][256] > 0; }
@@ -253,12 +298,12 @@ int cpt_tok_encode(const cpt_tok *t, const char *text, size_t len, int add_speci
     *n_ids = 0;
     if (n_replaced) *n_replaced = 0;
     if (!text && len) return cpt_err_set(err, CPT_EINVAL, "cpt_tok_encode: text is NULL with len = %zu", len);
-    tok_work w;
-    int rc = tok_work_init(&w, err);
+    tok_work *w = NULL;
+    int rc = tok_work_get(t, &w, err);
     if (rc) return rc;
     tok_ids out = {0};
-    rc = tok_encode_work(t, &w, text, len, add_special, &out, n_replaced, err);
-    tok_work_free(&w);
+    rc = tok_encode_work(t, w, text, len, add_special, &out, n_replaced, err);
+    tok_work_put(t, w);
     if (!rc && !out.v && !(out.v = malloc(sizeof(int32_t))))
         rc = cpt_err_set(err, CPT_ENOMEM, "cpt_tok_encode: out of memory");
     if (rc) {
@@ -270,6 +315,30 @@ int cpt_tok_encode(const cpt_tok *t, const char *text, size_t len, int add_speci
     return 0;
 }
 
+/* Batch work unit: a contiguous run of documents of about `target` bytes. Contiguous
+ * runs keep each thread on its own stretch of the input and of out_ids/out_n (no
+ * false sharing but at run edges); many runs per thread, taken dynamically, keep the
+ * threads busy when documents differ in cost. */
+static size_t make_runs(const size_t *lens, size_t n, int threads, size_t **out) {
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) total += lens[i];
+    size_t target = total / ((size_t)threads * 16) + 1;
+    if (target < 16384) target = 16384;
+    size_t *b = malloc((n + 2) * sizeof *b), k = 0, acc = 0;
+    if (!b) return 0;
+    b[k++] = 0;
+    for (size_t i = 0; i < n; i++) {
+        acc += lens[i];
+        if (acc >= target && i + 1 < n) {
+            b[k++] = i + 1;
+            acc = 0;
+        }
+    }
+    b[k++] = n;
+    *out = b;
+    return k - 1;
+}
+
 int cpt_tok_encode_batch(const cpt_tok *t, const char *const *texts, const size_t *lens, size_t n,
                          int add_special, int n_threads, int32_t **out_ids, size_t *out_n,
                          size_t *out_replaced, cpt_err *err) {
@@ -278,45 +347,54 @@ int cpt_tok_encode_batch(const cpt_tok *t, const char *const *texts, const size_
         out_ids[i] = NULL;
         out_n[i] = 0;
     }
+    if (n == 0) return 0;
     if (n_threads <= 0) n_threads = omp_get_max_threads();
+    size_t *runs = NULL, n_runs = make_runs(lens, n, n_threads, &runs);
+    if (!n_runs) return cpt_err_set(err, CPT_ENOMEM, "cpt_tok_encode_batch: out of memory");
+    if ((size_t)n_threads > n_runs) n_threads = (int)n_runs;
     int rc = 0;
     size_t bad = SIZE_MAX;
     cpt_err first = {0};
 #pragma omp parallel num_threads(n_threads)
     {
-        /* One scratch (and pre-token cache) per thread: no locks on the hot path. */
-        tok_work w;
+        /* One pooled scratch (warm pre-token cache) per thread: no locks per word. */
+        tok_work *w = NULL;
         cpt_err e = {0};
-        int ok = tok_work_init(&w, &e) == 0;
+        int ok = tok_work_get(t, &w, &e) == 0;
 #pragma omp for schedule(dynamic, 1)
-        for (size_t i = 0; i < n; i++) {
-            int r;
-            if (!ok) {
-                r = CPT_ENOMEM;
-            } else {
-                tok_ids out = {0};
-                size_t rep = 0;
-                r = tok_encode_work(t, &w, texts[i], lens[i], add_special, &out, &rep, &e);
-                if (!r && !out.v && !(out.v = malloc(sizeof(int32_t)))) r = CPT_ENOMEM;
-                if (r) free(out.v);
-                else {
-                    out_ids[i] = out.v;
-                    out_n[i] = out.n;
-                    if (out_replaced) out_replaced[i] = rep;
+        for (size_t r = 0; r < n_runs; r++) {
+            for (size_t i = runs[r]; i < runs[r + 1]; i++) {
+                int rr;
+                if (!ok) {
+                    rr = CPT_ENOMEM;
+                } else {
+                    tok_ids out = {0};
+                    size_t rep = 0;
+                    rr = tok_encode_work(t, w, texts[i], lens[i], add_special, &out, &rep, &e);
+                    if (!rr && !out.v && !(out.v = malloc(sizeof(int32_t)))) rr = CPT_ENOMEM;
+                    if (rr) {
+                        free(out.v);
+                    } else {
+                        out_ids[i] = out.v;
+                        out_n[i] = out.n;
+                        if (out_replaced) out_replaced[i] = rep;
+                    }
                 }
-            }
-            if (r) {
+                if (rr) {
 #pragma omp critical(cpt_tok_batch_err)
-                if (i < bad) {
-                    bad = i;
-                    rc = r;
-                    first = e;
-                    if (!first.msg[0]) cpt_err_set(&first, r, "tokenizer: out of memory");
+                    if (i < bad) {
+                        bad = i;
+                        rc = rr;
+                        first = e;
+                        if (!first.msg[0]) cpt_err_set(&first, rr, "tokenizer: out of memory");
+                    }
+                    break; /* the rest of this run is freed below anyway */
                 }
             }
         }
-        if (ok) tok_work_free(&w);
+        if (ok) tok_work_put(t, w);
     }
+    free(runs);
     if (rc) {
         for (size_t i = 0; i < n; i++) {
             free(out_ids[i]);
