@@ -43,6 +43,11 @@ typedef struct cpt_err {
 int cpt_err_set(cpt_err *e, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Like cpt_err_set, with the message prefixed by "<where>: " (a file name, a file and
+ * offset, a tensor): the form every format reader uses. */
+int cpt_err_set_at(cpt_err *e, int code, const char *where, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* Prepend context to an existing error message ("loading model dir X: <msg>").
  * Returns e->code (or CPT_EINVAL if e is NULL). */
 int cpt_err_wrap(cpt_err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -76,15 +76,6 @@ struct cpt_shard {
     uint64_t n_docs, n_tokens, index_offset, mask_offset; /* mask_offset 0: no mask */
 };
 
-__attribute__((format(printf, 4, 5))) static int sh_fail(cpt_err *err, int code, const char *label,
-                                                         const char *fmt, ...) {
-    char msg[CPT_ERR_MSG_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    return cpt_err_set(err, code, "%s: %s", label, msg);
-}
 
 static uint64_t off_at(const cpt_shard *s, uint64_t i) {
     return rd64(s->base + s->index_offset + 8 * i);
@@ -95,24 +86,24 @@ static int shard_check(cpt_shard *s, cpt_err *err) {
     const char *L = s->label;
     const uint8_t *b = s->base;
     if (s->size < CPT_SHARD_HEADER_BYTES)
-        return sh_fail(err, CPT_EFORMAT, L,
+        return cpt_err_set_at(err, CPT_EFORMAT, L,
                        "truncated header at offset %zu: file has %zu bytes, a shard header needs %u. "
                        "HINT: the file is not a complete cpt shard; re-run `cpt data prepare`",
                        s->size, s->size, CPT_SHARD_HEADER_BYTES);
     if (memcmp(b, CPT_SHARD_MAGIC, 8) != 0)
-        return sh_fail(err, CPT_EFORMAT, L,
+        return cpt_err_set_at(err, CPT_EFORMAT, L,
                        "bad magic at offset 0 (expected \"CPTSHARD\"). HINT: this is not a cpt token "
                        "shard; make shards with `cpt data prepare`");
     uint32_t version = rd32(b + 8);
     if (version != 1 && version != 2)
-        return sh_fail(err, CPT_EUNSUPPORTED, L,
+        return cpt_err_set_at(err, CPT_EUNSUPPORTED, L,
                        "unknown version %u at offset 8 (this cpt reads versions 1 and %u). HINT: re-prepare "
                        "the data with this cpt or use the cpt that wrote it",
                        version, CPT_SHARD_VERSION);
     s->version = version;
     uint32_t hcrc = rd32(b + 60), want = cpt_crc32(0, b, 60);
     if (hcrc != want)
-        return sh_fail(err, CPT_EFORMAT, L,
+        return cpt_err_set_at(err, CPT_EFORMAT, L,
                        "header checksum mismatch at offset 60 (stored 0x%08x, computed 0x%08x). "
                        "HINT: the header is corrupt; re-prepare this shard",
                        hcrc, want);
@@ -125,75 +116,75 @@ static int shard_check(cpt_shard *s, cpt_err *err) {
     uint64_t fsize = rd64(b + 48);
     s->body_crc = rd32(b + 56);
     if (s->token_bytes != 2 && s->token_bytes != 4)
-        return sh_fail(err, CPT_EFORMAT, L, "token_bytes %u at offset 12 must be 2 or 4. HINT: corrupt header",
+        return cpt_err_set_at(err, CPT_EFORMAT, L, "token_bytes %u at offset 12 must be 2 or 4. HINT: corrupt header",
                        s->token_bytes);
     if (s->vocab_size == 0 || (s->token_bytes == 2 && s->vocab_size > 65536))
-        return sh_fail(err, CPT_EFORMAT, L,
+        return cpt_err_set_at(err, CPT_EFORMAT, L,
                        "vocab_size %u at offset 16 does not fit token_bytes %u. HINT: corrupt header",
                        s->vocab_size, s->token_bytes);
     if (flags & ~(version == 2 ? CPT_SHARD_FLAG_MASK : 0u))
-        return sh_fail(err, CPT_EUNSUPPORTED, L, "unknown flags 0x%x at offset 20 (version %u). HINT: written by a newer cpt",
+        return cpt_err_set_at(err, CPT_EUNSUPPORTED, L, "unknown flags 0x%x at offset 20 (version %u). HINT: written by a newer cpt",
                        flags, version);
     s->flags = flags;
     /* Expected layout, overflow-checked in u64 (files > 4 GiB are legal). */
     uint64_t data_bytes, idx_off, idx_bytes, total;
     if (__builtin_mul_overflow(s->n_tokens, (uint64_t)s->token_bytes, &data_bytes) ||
         __builtin_add_overflow(data_bytes, (uint64_t)CPT_SHARD_HEADER_BYTES + 7, &idx_off))
-        return sh_fail(err, CPT_EFORMAT, L, "n_tokens %llu at offset 32 overflows. HINT: corrupt header",
+        return cpt_err_set_at(err, CPT_EFORMAT, L, "n_tokens %llu at offset 32 overflows. HINT: corrupt header",
                        (unsigned long long)s->n_tokens);
     idx_off &= ~(uint64_t)7;
     if (s->index_offset != idx_off)
-        return sh_fail(err, CPT_EFORMAT, L,
+        return cpt_err_set_at(err, CPT_EFORMAT, L,
                        "index_offset %llu at offset 40 disagrees with n_tokens (expected %llu). HINT: corrupt header",
                        (unsigned long long)s->index_offset, (unsigned long long)idx_off);
     if (s->n_docs == UINT64_MAX || __builtin_mul_overflow(s->n_docs + 1, (uint64_t)8, &idx_bytes) ||
         __builtin_add_overflow(idx_off, idx_bytes, &total))
-        return sh_fail(err, CPT_EFORMAT, L, "n_docs %llu at offset 24 overflows. HINT: corrupt header",
+        return cpt_err_set_at(err, CPT_EFORMAT, L, "n_docs %llu at offset 24 overflows. HINT: corrupt header",
                        (unsigned long long)s->n_docs);
     uint64_t idx_end = total;
     if (flags & CPT_SHARD_FLAG_MASK) {
         uint64_t mask_bytes = ((s->n_tokens + 7) / 8 + 7) & ~(uint64_t)7; /* n_tokens < 2^63 here */
         if (__builtin_add_overflow(total, mask_bytes, &total))
-            return sh_fail(err, CPT_EFORMAT, L, "mask section overflows. HINT: corrupt header");
+            return cpt_err_set_at(err, CPT_EFORMAT, L, "mask section overflows. HINT: corrupt header");
         s->mask_offset = idx_end;
     }
     if (fsize != total)
-        return sh_fail(err, CPT_EFORMAT, L,
+        return cpt_err_set_at(err, CPT_EFORMAT, L,
                        "file_size field %llu at offset 48 disagrees with n_docs/n_tokens (expected %llu). "
                        "HINT: corrupt header",
                        (unsigned long long)fsize, (unsigned long long)total);
     uint64_t real = s->size;
     if (real < CPT_SHARD_HEADER_BYTES + data_bytes)
-        return sh_fail(err, CPT_EFORMAT, L,
+        return cpt_err_set_at(err, CPT_EFORMAT, L,
                        "truncated token data: %llu tokens need bytes [64, %llu) but the file ends at offset "
                        "%llu. HINT: the shard was cut short (disk full or interrupted copy); re-copy or "
                        "re-prepare it",
                        (unsigned long long)s->n_tokens,
                        (unsigned long long)(CPT_SHARD_HEADER_BYTES + data_bytes), (unsigned long long)real);
     if (real < idx_end)
-        return sh_fail(err, CPT_EFORMAT, L,
+        return cpt_err_set_at(err, CPT_EFORMAT, L,
                        "truncated index: the document index needs bytes [%llu, %llu) but the file ends at "
                        "offset %llu. HINT: the shard was cut short; re-copy or re-prepare it",
                        (unsigned long long)idx_off, (unsigned long long)idx_end, (unsigned long long)real);
     if (real < total)
-        return sh_fail(err, CPT_EFORMAT, L,
+        return cpt_err_set_at(err, CPT_EFORMAT, L,
                        "truncated loss mask: it needs bytes [%llu, %llu) but the file ends at offset %llu. "
                        "HINT: the shard was cut short; re-copy or re-prepare it",
                        (unsigned long long)idx_end, (unsigned long long)total, (unsigned long long)real);
     if (real > total)
-        return sh_fail(err, CPT_EFORMAT, L,
+        return cpt_err_set_at(err, CPT_EFORMAT, L,
                        "%llu trailing bytes after the index, from offset %llu. HINT: the file was "
                        "appended to or is not a cpt shard",
                        (unsigned long long)(real - total), (unsigned long long)total);
     if (off_at(s, 0) != 0)
-        return sh_fail(err, CPT_EFORMAT, L,
+        return cpt_err_set_at(err, CPT_EFORMAT, L,
                        "document index entry 0 at offset %llu is %llu, must be 0. HINT: corrupt index",
                        (unsigned long long)idx_off, (unsigned long long)off_at(s, 0));
     uint64_t prev = 0;
     for (uint64_t i = 1; i <= s->n_docs; i++) {
         uint64_t o = off_at(s, i);
         if (o < prev || o > s->n_tokens)
-            return sh_fail(err, CPT_EFORMAT, L,
+            return cpt_err_set_at(err, CPT_EFORMAT, L,
                            "document index entry %llu at offset %llu is %llu: offsets must be "
                            "non-decreasing and <= n_tokens %llu (previous %llu). HINT: corrupt index",
                            (unsigned long long)i, (unsigned long long)(idx_off + 8 * i),
@@ -202,7 +193,7 @@ static int shard_check(cpt_shard *s, cpt_err *err) {
         prev = o;
     }
     if (prev != s->n_tokens)
-        return sh_fail(err, CPT_EFORMAT, L,
+        return cpt_err_set_at(err, CPT_EFORMAT, L,
                        "last document index entry at offset %llu is %llu, must equal n_tokens %llu. "
                        "HINT: corrupt index",
                        (unsigned long long)(idx_off + 8 * s->n_docs), (unsigned long long)prev,
@@ -332,7 +323,7 @@ void cpt_shard_tokens(const cpt_shard *s, uint64_t start, uint64_t n, uint32_t *
 int cpt_shard_verify(const cpt_shard *s, cpt_err *err) {
     uint32_t c = cpt_crc32(0, s->base + CPT_SHARD_HEADER_BYTES, s->size - CPT_SHARD_HEADER_BYTES);
     if (c != s->body_crc)
-        return sh_fail(err, CPT_EFORMAT, s->label,
+        return cpt_err_set_at(err, CPT_EFORMAT, s->label,
                        "body checksum mismatch: stored 0x%08x at offset 56, computed 0x%08x over bytes "
                        "[64, %zu). HINT: the shard is corrupt (bad disk or copy); re-copy or re-prepare it",
                        s->body_crc, c, s->size);
@@ -347,7 +338,7 @@ int cpt_shard_verify(const cpt_shard *s, cpt_err *err) {
             v = h;
         }
         if (v >= s->vocab_size)
-            return sh_fail(err, CPT_EFORMAT, s->label,
+            return cpt_err_set_at(err, CPT_EFORMAT, s->label,
                            "token %llu at offset %llu is %u, outside vocab_size %u. HINT: the shard was "
                            "written with a different tokenizer; re-prepare it",
                            (unsigned long long)i,
@@ -359,7 +350,7 @@ int cpt_shard_verify(const cpt_shard *s, cpt_err *err) {
         uint64_t used = (s->n_tokens + 7) / 8, all = s->size - s->mask_offset;
         for (uint64_t i = s->n_tokens; i < 8 * all; i++)
             if ((m[i >> 3] >> (i & 7)) & 1)
-                return sh_fail(err, CPT_EFORMAT, s->label,
+                return cpt_err_set_at(err, CPT_EFORMAT, s->label,
                                "loss-mask padding bit %llu set at offset %llu (n_tokens %llu, %llu mask bytes used). "
                                "HINT: corrupt mask; re-prepare it",
                                (unsigned long long)i, (unsigned long long)(s->mask_offset + (i >> 3)),

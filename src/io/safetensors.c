@@ -29,15 +29,6 @@ struct cpt_st_file {
 };
 
 /* "label: <message>" into err, returning CPT_EFORMAT (or `code`). */
-__attribute__((format(printf, 4, 5))) static int st_fail(cpt_err *err, int code, const char *label,
-                                                         const char *fmt, ...) {
-    char msg[CPT_ERR_MSG_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    return cpt_err_set(err, code, "%s: %s", label, msg);
-}
 
 void cpt_st_close(cpt_st_file *f) {
     if (!f) return;
@@ -73,7 +64,7 @@ static int json_u64(const json_t *v, uint64_t *out) {
 static int parse_tensor(const char *label, const char *name, json_t *v, uint64_t dsize,
                         cpt_st_tensor *t, cpt_err *err) {
     if (!json_is_object(v))
-        return st_fail(err, CPT_EFORMAT, label,
+        return cpt_err_set_at(err, CPT_EFORMAT, label,
                        "tensor '%s': entry is not a JSON object. HINT: each tensor must be "
                        "{\"dtype\": ..., \"shape\": [...], \"data_offsets\": [begin, end]}",
                        name);
@@ -81,7 +72,7 @@ static int parse_tensor(const char *label, const char *name, json_t *v, uint64_t
     json_t *fv;
     json_object_foreach(v, key, fv) {
         if (strcmp(key, "dtype") && strcmp(key, "shape") && strcmp(key, "data_offsets"))
-            return st_fail(err, CPT_EFORMAT, label,
+            return cpt_err_set_at(err, CPT_EFORMAT, label,
                            "tensor '%s': unknown field '%s'. HINT: a tensor entry has exactly "
                            "dtype, shape and data_offsets",
                            name, key);
@@ -89,19 +80,19 @@ static int parse_tensor(const char *label, const char *name, json_t *v, uint64_t
     static const char *const need[3] = {"dtype", "shape", "data_offsets"};
     for (int i = 0; i < 3; i++)
         if (!json_object_get(v, need[i]))
-            return st_fail(err, CPT_EFORMAT, label,
+            return cpt_err_set_at(err, CPT_EFORMAT, label,
                            "tensor '%s': missing field '%s'. HINT: a tensor entry has exactly "
                            "dtype, shape and data_offsets",
                            name, need[i]);
 
     json_t *jd = json_object_get(v, "dtype");
     if (!json_is_string(jd))
-        return st_fail(err, CPT_EFORMAT, label,
+        return cpt_err_set_at(err, CPT_EFORMAT, label,
                        "tensor '%s': field dtype is not a string. HINT: use a name such as \"F32\"",
                        name);
     int dt = cpt_dtype_from_name(json_string_value(jd));
     if (dt < 0)
-        return st_fail(err, CPT_EFORMAT, label,
+        return cpt_err_set_at(err, CPT_EFORMAT, label,
                        "tensor '%s': field dtype: unknown dtype '%s'. HINT: cpt reads F64 F32 F16 "
                        "BF16 I64 I32 I16 I8 U8 BOOL; convert the checkpoint to one of these",
                        name, json_string_value(jd));
@@ -109,13 +100,13 @@ static int parse_tensor(const char *label, const char *name, json_t *v, uint64_t
 
     json_t *js = json_object_get(v, "shape");
     if (!json_is_array(js))
-        return st_fail(err, CPT_EFORMAT, label,
+        return cpt_err_set_at(err, CPT_EFORMAT, label,
                        "tensor '%s': field shape is not an array. HINT: shape is a list of "
                        "non-negative integers, [] for a scalar",
                        name);
     size_t nd = json_array_size(js);
     if (nd > CPT_ST_MAX_DIMS)
-        return st_fail(err, CPT_EFORMAT, label,
+        return cpt_err_set_at(err, CPT_EFORMAT, label,
                        "tensor '%s': field shape has %zu dimensions, more than %d. HINT: cpt "
                        "supports at most %d dimensions",
                        name, nd, CPT_ST_MAX_DIMS, CPT_ST_MAX_DIMS);
@@ -124,13 +115,13 @@ static int parse_tensor(const char *label, const char *name, json_t *v, uint64_t
     for (size_t i = 0; i < nd; i++) {
         uint64_t d;
         if (!json_u64(json_array_get(js, i), &d))
-            return st_fail(err, CPT_EFORMAT, label,
+            return cpt_err_set_at(err, CPT_EFORMAT, label,
                            "tensor '%s': field shape[%zu] is not a non-negative integer. HINT: "
                            "shape entries are integers >= 0",
                            name, i);
         t->shape[i] = (int64_t)d;
         if (__builtin_mul_overflow(numel, d, &numel))
-            return st_fail(err, CPT_EFORMAT, label,
+            return cpt_err_set_at(err, CPT_EFORMAT, label,
                            "tensor '%s': field shape: element count overflows 64 bits. HINT: the "
                            "header is corrupt",
                            name);
@@ -138,7 +129,7 @@ static int parse_tensor(const char *label, const char *name, json_t *v, uint64_t
     t->numel = numel;
     uint64_t need_bytes;
     if (__builtin_mul_overflow(numel, (uint64_t)cpt_dtype_size(t->dtype), &need_bytes))
-        return st_fail(err, CPT_EFORMAT, label,
+        return cpt_err_set_at(err, CPT_EFORMAT, label,
                        "tensor '%s': field shape: byte size overflows 64 bits. HINT: the header "
                        "is corrupt",
                        name);
@@ -147,26 +138,26 @@ static int parse_tensor(const char *label, const char *name, json_t *v, uint64_t
     uint64_t b, e;
     if (!json_is_array(jo) || json_array_size(jo) != 2 || !json_u64(json_array_get(jo, 0), &b) ||
         !json_u64(json_array_get(jo, 1), &e))
-        return st_fail(err, CPT_EFORMAT, label,
+        return cpt_err_set_at(err, CPT_EFORMAT, label,
                        "tensor '%s': field data_offsets is not [begin, end] with non-negative "
                        "integers. HINT: the header is corrupt",
                        name);
     if (b > e)
-        return st_fail(err, CPT_EFORMAT, label,
+        return cpt_err_set_at(err, CPT_EFORMAT, label,
                        "tensor '%s': field data_offsets [%llu, %llu] has begin > end. HINT: the "
                        "header is corrupt",
                        name, (unsigned long long)b, (unsigned long long)e);
     if (e - b != need_bytes) {
         char sh[256];
         shape_str(sh, sizeof sh, t->shape, t->ndim);
-        return st_fail(err, CPT_EFORMAT, label,
+        return cpt_err_set_at(err, CPT_EFORMAT, label,
                        "tensor '%s': data_offsets [%llu, %llu] but shape %s of %s needs %llu "
                        "bytes. HINT: the header is corrupt or was written by a buggy tool",
                        name, (unsigned long long)b, (unsigned long long)e, sh,
                        cpt_dtype_name(t->dtype), (unsigned long long)need_bytes);
     }
     if (e > dsize)
-        return st_fail(err, CPT_EFORMAT, label,
+        return cpt_err_set_at(err, CPT_EFORMAT, label,
                        "tensor '%s': data_offsets [%llu, %llu] run past the end of the data "
                        "section (%llu bytes). HINT: the file is truncated; copy it again",
                        name, (unsigned long long)b, (unsigned long long)e,
@@ -178,17 +169,17 @@ static int parse_tensor(const char *label, const char *name, json_t *v, uint64_t
 
 static int parse_metadata(const char *label, json_t *v, cpt_st_file *f, cpt_err *err) {
     if (!json_is_object(v))
-        return st_fail(err, CPT_EFORMAT, label,
+        return cpt_err_set_at(err, CPT_EFORMAT, label,
                        "field __metadata__ is not an object. HINT: __metadata__ maps strings to "
                        "strings");
     size_t n = json_object_size(v);
     f->meta = calloc(2 * n + 1, sizeof *f->meta);
-    if (!f->meta) return st_fail(err, CPT_ENOMEM, label, "out of memory reading __metadata__");
+    if (!f->meta) return cpt_err_set_at(err, CPT_ENOMEM, label, "out of memory reading __metadata__");
     const char *key;
     json_t *val;
     json_object_foreach(v, key, val) {
         if (!json_is_string(val))
-            return st_fail(err, CPT_EFORMAT, label,
+            return cpt_err_set_at(err, CPT_EFORMAT, label,
                            "field __metadata__['%s'] is not a string. HINT: safetensors metadata "
                            "values must be strings (quote numbers)",
                            key);
@@ -196,7 +187,7 @@ static int parse_metadata(const char *label, json_t *v, cpt_st_file *f, cpt_err 
         if (!k || !s) {
             free(k);
             free(s);
-            return st_fail(err, CPT_ENOMEM, label, "out of memory reading __metadata__");
+            return cpt_err_set_at(err, CPT_ENOMEM, label, "out of memory reading __metadata__");
         }
         f->meta[2 * f->nmeta] = k;
         f->meta[2 * f->nmeta + 1] = s;
@@ -242,14 +233,14 @@ static int check_layout(const char *label, cpt_st_file *f, uint64_t dsize, size_
     for (size_t i = 0; i < f->n; i++) {
         const cpt_st_tensor *t = &f->t[idx[i]];
         if (t->begin < at)
-            return st_fail(err, CPT_EFORMAT, label,
+            return cpt_err_set_at(err, CPT_EFORMAT, label,
                            "tensor '%s': data_offsets [%llu, %llu] overlap tensor '%s' [%llu, "
                            "%llu]. HINT: the header is corrupt; tensors must not share bytes",
                            t->name, (unsigned long long)t->begin, (unsigned long long)t->end,
                            prev->name, (unsigned long long)prev->begin,
                            (unsigned long long)prev->end);
         if (t->begin > at)
-            return st_fail(err, CPT_EFORMAT, label,
+            return cpt_err_set_at(err, CPT_EFORMAT, label,
                            "tensor '%s': data_offsets [%llu, %llu] leave a gap of %llu bytes "
                            "after %s%s%s (offset %llu). HINT: the safetensors format requires the "
                            "tensors to cover the data section contiguously; rewrite the file",
@@ -261,7 +252,7 @@ static int check_layout(const char *label, cpt_st_file *f, uint64_t dsize, size_
         prev = t;
     }
     if (at != dsize)
-        return st_fail(err, CPT_EFORMAT, label,
+        return cpt_err_set_at(err, CPT_EFORMAT, label,
                        "data section is %llu bytes but the tensors cover only %llu (%llu "
                        "trailing bytes). HINT: the safetensors format requires the tensors to "
                        "cover the data section contiguously; the file is corrupt",
@@ -273,28 +264,28 @@ static int check_layout(const char *label, cpt_st_file *f, uint64_t dsize, size_
 static int parse_header(cpt_st_file *f, const uint8_t *buf, size_t size, cpt_err *err) {
     const char *label = f->label;
     if (size < 8)
-        return st_fail(err, CPT_EFORMAT, label,
+        return cpt_err_set_at(err, CPT_EFORMAT, label,
                        "file is %zu bytes, too short for the 8-byte header length. HINT: the file "
                        "is truncated or not a safetensors file",
                        size);
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | buf[i];
     if (hlen == 0)
-        return st_fail(err, CPT_EFORMAT, label,
+        return cpt_err_set_at(err, CPT_EFORMAT, label,
                        "header length (offset 0) is 0. HINT: not a safetensors file");
     if (hlen > (uint64_t)(size - 8))
-        return st_fail(err, CPT_EFORMAT, label,
+        return cpt_err_set_at(err, CPT_EFORMAT, label,
                        "header length (offset 0) is %llu but only %zu bytes follow it. HINT: the "
                        "file is truncated or not a safetensors file",
                        (unsigned long long)hlen, size - 8);
     if (hlen > ST_MAX_HEADER)
-        return st_fail(err, CPT_EFORMAT, label,
+        return cpt_err_set_at(err, CPT_EFORMAT, label,
                        "header length (offset 0) is %llu, above the format's limit of %llu. "
                        "HINT: the file is corrupt",
                        (unsigned long long)hlen, ST_MAX_HEADER);
     const char *hdr = (const char *)buf + 8;
     if (hdr[0] != '{')
-        return st_fail(err, CPT_EFORMAT, label,
+        return cpt_err_set_at(err, CPT_EFORMAT, label,
                        "header (offset 8) starts with byte 0x%02x, not '{'. HINT: not a "
                        "safetensors file",
                        (unsigned)(uint8_t)hdr[0]);
@@ -304,7 +295,7 @@ static int parse_header(cpt_st_file *f, const uint8_t *buf, size_t size, cpt_err
     json_error_t je;
     json_t *root = json_loadb(hdr, (size_t)hlen, JSON_REJECT_DUPLICATES, &je);
     if (!root)
-        return st_fail(err, CPT_EFORMAT, label,
+        return cpt_err_set_at(err, CPT_EFORMAT, label,
                        "header JSON is invalid at header byte %d (file offset %llu): %s. HINT: "
                        "the header must be UTF-8 JSON with unique tensor names, optionally "
                        "padded with spaces",
@@ -312,7 +303,7 @@ static int parse_header(cpt_st_file *f, const uint8_t *buf, size_t size, cpt_err
     int rc = CPT_OK;
     size_t *idx = NULL, *tmp = NULL;
     if (!json_is_object(root)) {
-        rc = st_fail(err, CPT_EFORMAT, label,
+        rc = cpt_err_set_at(err, CPT_EFORMAT, label,
                      "header JSON is not an object. HINT: not a safetensors file");
         goto out;
     }
@@ -324,7 +315,7 @@ static int parse_header(cpt_st_file *f, const uint8_t *buf, size_t size, cpt_err
     idx = calloc(n ? n : 1, sizeof *idx);
     tmp = calloc(n ? n : 1, sizeof *tmp);
     if (!f->t || !f->by_name || !idx || !tmp) {
-        rc = st_fail(err, CPT_ENOMEM, label, "out of memory for %zu tensor entries", n);
+        rc = cpt_err_set_at(err, CPT_ENOMEM, label, "out of memory for %zu tensor entries", n);
         goto out;
     }
     if (jm && (rc = parse_metadata(label, jm, f, err))) goto out;
@@ -335,7 +326,7 @@ static int parse_header(cpt_st_file *f, const uint8_t *buf, size_t size, cpt_err
         cpt_st_tensor *t = &f->t[f->n];
         if ((rc = parse_tensor(label, key, v, dsize, t, err))) goto out;
         if (!(t->name = strdup(key))) {
-            rc = st_fail(err, CPT_ENOMEM, label, "out of memory");
+            rc = cpt_err_set_at(err, CPT_ENOMEM, label, "out of memory");
             goto out;
         }
         t->data = f->base + t->begin;
@@ -453,7 +444,7 @@ int cpt_st_read_f32(const cpt_st_file *f, const cpt_st_tensor *t, float *dst, cp
         }
         return CPT_OK;
     default:
-        return st_fail(err, CPT_EUNSUPPORTED, f->label,
+        return cpt_err_set_at(err, CPT_EUNSUPPORTED, f->label,
                        "tensor '%s': dtype %s cannot be read as fp32. HINT: only F32, F16, BF16 "
                        "and F64 tensors convert to fp32; read integer tensors from t->data",
                        t->name, cpt_dtype_name(t->dtype));

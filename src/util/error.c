@@ -18,6 +18,15 @@ int cpt_err_set(cpt_err *e, int code, const char *fmt, ...) {
     return code;
 }
 
+int cpt_err_set_at(cpt_err *e, int code, const char *where, const char *fmt, ...) {
+    char msg[CPT_ERR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return cpt_err_set(e, code, "%s: %s", where, msg);
+}
+
 int cpt_err_wrap(cpt_err *e, const char *fmt, ...) {
     if (!e) return CPT_EINVAL;
     char prefix[CPT_ERR_MSG_MAX];
