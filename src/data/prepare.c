@@ -12,6 +12,7 @@
 #include "cpt/fileio.h"
 #include "cpt/shard.h"
 #include "cpt/tokenizer.h"
+#include "dedup_impl.h"
 #include "reader.h"
 #include "text.h"
 
@@ -71,7 +72,7 @@ static int clean(const cpt_prepare_cfg *c, const char *text, size_t n, int malfo
     char *norm = NULL;
     size_t nn = n;
 #ifdef CPT_HAVE_UTF8PROC
-    if (c->nfc) {
+    if (c->nfc && !txt_nfc_quick(text, n)) { /* already-NFC text (the common case) is not copied */
         utf8proc_uint8_t *o = NULL;
         utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)text, (utf8proc_ssize_t)n, &o,
                                           (utf8proc_option_t)(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
@@ -429,6 +430,7 @@ typedef struct p1doc {
     size_t cn, ns;
     char *ct; /* chat mode: message contents for decontamination and MinHash */
     size_t ctn;
+    uint64_t key[2]; /* exact-dedup key, computed by the workers */
     cpt_filter_stats fs;
 } p1doc;
 
@@ -503,6 +505,7 @@ static int p1_flush(p1ctx *x, cpt_prepare_stats *st, cpt_err *err) {
         } else {
             d->s = clean(c, d->raw, d->len, d->mal, &d->cl, &d->cn, &d->fs, e, &d->rc, &d->why);
         }
+        if (!d->rc && d->s == ST_KEEP && c->exact_dedup) d->rc = cpt_dedup_exact_key(d->cl, d->cn, d->key, e);
         const char *dt = d->ct ? d->ct : d->cl; /* what decontamination and MinHash see */
         size_t dn = d->ct ? d->ctn : d->cn;
         if (!d->rc && d->s == ST_KEEP && c->n_eval) d->rc = cpt_decon_check(x->dc, dt, dn, &d->hit, e);
@@ -521,7 +524,7 @@ static int p1_flush(p1ctx *x, cpt_prepare_stats *st, cpt_err *err) {
             int s = d->s;
             if (s == ST_KEEP && c->exact_dedup) {
                 int dup = 0;
-                rc = cpt_dedup_exact_add(x->ex, d->cl, d->cn, &dup, err);
+                rc = dedup_exact_add_key(x->ex, d->key, &dup, err);
                 if (dup) s = ST_EXACT;
             }
             if (!rc && s == ST_KEEP && d->hit) s = ST_CONTAM;
@@ -569,6 +572,8 @@ int cpt_prepare_run(const cpt_prepare_cfg *c, cpt_prepare_stats *st, cpt_err *er
     char *tpl = NULL;
     uint8_t *status = NULL;
     uint64_t *hs = NULL;
+    uint64_t *first = calloc(c->n_inputs + 1, sizeof *first); /* first[fi]: index of file fi's first document */
+    if (!first) return cpt_err_set(err, CPT_ENOMEM, "prepare: out of memory");
     size_t scap = 0;
     drd *r = NULL;
     batch b = {0};
@@ -627,6 +632,7 @@ int cpt_prepare_run(const cpt_prepare_cfg *c, cpt_prepare_stats *st, cpt_err *er
         size_t len, line;
         int mal, k;
         uint64_t docs_before = st->docs_in + x.n;
+        first[fi] = docs_before;
         while ((k = drd_next(r, &text, &len, &mal, &line, err)) == 1) {
             p1doc *d = &x.d[x.n];
             d->raw = malloc(len + 1);
@@ -655,6 +661,7 @@ int cpt_prepare_run(const cpt_prepare_cfg *c, cpt_prepare_stats *st, cpt_err *er
         r = NULL;
     }
     rc = p1_flush(&x, st, err);
+    first[c->n_inputs] = st->docs_in;
     if (!rc) report(c, 1, st->bytes_in, st->bytes_in, st->docs_in);
 p1_done:
     for (size_t i = 0; x.d && i < x.n; i++) free(x.d[i].raw);
@@ -707,6 +714,15 @@ p1_done:
     uint64_t g = 0;
     bytes_before = 0;
     for (size_t fi = 0; fi < c->n_inputs && !rc; fi++) {
+        /* A file none of whose documents survived (a repeated copy, all duplicates) is not read again. */
+        int any = 0;
+        for (uint64_t k = first[fi]; k < first[fi + 1] && !any; k++) any = status[k] == ST_KEEP;
+        if (!any) {
+            g = first[fi + 1];
+            struct stat sb;
+            if (stat(c->inputs[fi], &sb) == 0) bytes_before += (uint64_t)sb.st_size;
+            continue;
+        }
         if ((rc = drd_open(&r, c->inputs[fi], c->text_field, c->txt_blank, err))) goto done;
         if (chat) drd_set_raw_lines(r);
         const char *text;
@@ -764,6 +780,7 @@ done:
     drd_close(r);
     free(status);
     free(hs);
+    free(first);
     cpt_decon_close(dc);
     cpt_lsh_close(lsh);
     cpt_minhash_close(mh);

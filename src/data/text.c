@@ -17,7 +17,7 @@ uint32_t txt_next(const char *s, size_t n, size_t *i) {
         *i = k + 1;
         return c;
     }
-    int len = c >= 0xF0 && c < 0xF5 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 && c < 0xE0 ? 2 : 0;
+    int len = c >= 0xF0 && c < 0xF5 ? 4 : c >= 0xE0 && c < 0xF0 ? 3 : c >= 0xC2 && c < 0xE0 ? 2 : 0;
     if (len == 0 || k + (size_t)len > n) {
         *i = k + 1;
         return c;
@@ -36,6 +36,45 @@ uint32_t txt_next(const char *s, size_t n, size_t *i) {
     }
     *i = k + (size_t)len;
     return cp;
+}
+
+int txt_nfc_quick(const char *s, size_t n) {
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0;
+    for (;;) { /* ASCII runs, 8 bytes at a time */
+        while (i + 8 <= n) {
+            uint64_t w;
+            memcpy(&w, u + i, 8);
+            if (w & 0x8080808080808080ull) break;
+            i += 8;
+        }
+        while (i < n && u[i] < 0x80) i++;
+        if (i >= n) return 1;
+        size_t at = i;
+        uint32_t cp = txt_next(s, n, &i);
+        if (i == at + 1) return 0; /* invalid UTF-8: let the normaliser reject it */
+        if (cp < 0x300) continue;
+#ifdef CPT_HAVE_UTF8PROC
+        if ((cp >= 0x1161 && cp <= 0x1175) || (cp >= 0x11A7 && cp <= 0x11C2)) return 0; /* utf8proc composes from TBASE = U+11A7 */
+        const utf8proc_property_t *p = utf8proc_get_property((utf8proc_int32_t)cp);
+        if (p->combining_class != 0) return 0;
+        if (p->comb_index != UINT16_MAX && p->comb_index >= 0x8000) return 0; /* may compose with the previous */
+        if (p->decomp_seqindex != UINT16_MAX && p->decomp_type == 0) {
+            /* A canonical decomposition: fine when it recomposes to cp alone (a primary
+             * composite such as U+1F00 or U+30C9), not for singletons and exclusions.
+             * Decided by utf8proc itself on a stack buffer: rare, and no allocation. */
+            utf8proc_int32_t b[16];
+            int bc = 0;
+            utf8proc_ssize_t k = utf8proc_decompose_char((utf8proc_int32_t)cp, b, 16,
+                                                         (utf8proc_option_t)(UTF8PROC_DECOMPOSE | UTF8PROC_STABLE), &bc);
+            if (k <= 0 || k > 16) return 0;
+            k = utf8proc_normalize_utf32(b, k, (utf8proc_option_t)(UTF8PROC_COMPOSE | UTF8PROC_STABLE));
+            if (k != 1 || b[0] != (utf8proc_int32_t)cp) return 0;
+        }
+#else
+        return 0;
+#endif
+    }
 }
 
 size_t txt_nchars(const char *s, size_t n) {
