@@ -145,7 +145,9 @@ int cpt_dedup_exact_key(const char *text, size_t n, uint64_t key[2], cpt_err *er
         mn = n;
     } else {
 #ifdef CPT_HAVE_UTF8PROC
-        rc = umap(text, n, UTF8PROC_COMPOSE, &m, &mn, err);
+        int r = txt_nfc(text, n, &m, &mn); /* normalises only the unstable pieces */
+        if (r == -1) rc = cpt_err_set(err, CPT_ENOMEM, "exact dedup: out of memory");
+        else if (r < 0) rc = umap(text, n, UTF8PROC_COMPOSE, &m, &mn, err); /* names the UTF-8 error */
 #else
         rc = umap(text, n, 0, &m, &mn, err);
 #endif

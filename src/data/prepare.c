@@ -73,16 +73,15 @@ static int clean(const cpt_prepare_cfg *c, const char *text, size_t n, int malfo
     size_t nn = n;
 #ifdef CPT_HAVE_UTF8PROC
     if (c->nfc && !txt_nfc_quick(text, n)) { /* already-NFC text (the common case) is not copied */
-        utf8proc_uint8_t *o = NULL;
-        utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)text, (utf8proc_ssize_t)n, &o,
-                                          (utf8proc_option_t)(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+        int r = txt_nfc(text, n, &norm, &nn); /* only the pieces that may change go through utf8proc */
+        if (r == -1) {
+            *rc = cpt_err_set(err, CPT_ENOMEM, "prepare: out of memory");
+            return ST_MALFORMED;
+        }
         if (r < 0) {
-            free(o);
             *why = CPT_PREP_BAD_UTF8;
             return ST_MALFORMED;
         }
-        norm = (char *)o;
-        nn = (size_t)r;
     }
 #endif
     const char *t = norm ? norm : text;

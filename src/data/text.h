@@ -20,6 +20,11 @@ int txt_is_alpha(uint32_t cp); /* Unicode L* (ASCII isalpha without utf8proc) */
  * #15 quick check). Invalid UTF-8 answers 0. 0 means "maybe not": callers normalise.
  * Without utf8proc only pure ASCII answers 1. */
 int txt_nfc_quick(const char *s, size_t n);
+/* NFC of s (UTF8PROC_COMPOSE | UTF8PROC_STABLE, byte for byte utf8proc_map's result),
+ * normalising only the pieces around code points that are not stable (see above) and
+ * copying the rest: *out malloc'ed and NUL-terminated. 0, -1 out of memory, -2 invalid
+ * UTF-8. Needs utf8proc (else -1). */
+int txt_nfc(const char *s, size_t n, char **out, size_t *out_n);
 
 typedef struct txt_span {
     size_t off, len;  /* bytes */

@@ -12,6 +12,20 @@
 static size_t put(char *b, uint32_t cp) { return (size_t)utf8proc_encode_char((utf8proc_int32_t)cp, (utf8proc_uint8_t *)b); }
 
 /* NFC(s) == s by the full algorithm (the oracle). */
+/* txt_nfc(s) is byte for byte the full algorithm's NFC (the oracle). */
+static int same_nfc(const char *s, size_t n) {
+    utf8proc_uint8_t *o = NULL;
+    utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &o,
+                                      (utf8proc_option_t)(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+    char *t = NULL;
+    size_t tn = 0;
+    int rc = txt_nfc(s, n, &t, &tn);
+    int ok = r < 0 ? rc == -2 : rc == 0 && tn == (size_t)r && !memcmp(t, o, tn) && t[tn] == 0;
+    free(o);
+    free(t);
+    return ok;
+}
+
 static int is_nfc(const char *s, size_t n) {
     utf8proc_uint8_t *o = NULL;
     utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &o,
@@ -53,6 +67,7 @@ int main(void) {
         b[n++] = 'x';
         n += put(b + n, cp);
         b[n++] = 'y';
+        if (!same_nfc(b, n) && bad++ < 5) CHECKF(0, "txt_nfc differs for x U+%04X y", cp);
         if (!txt_nfc_quick(b, n)) continue;
         yes++;
         if (!is_nfc(b, n)) {
@@ -65,6 +80,36 @@ int main(void) {
             if (txt_nfc_quick(b, m) && !is_nfc(b, m) && bad++ < 5) CHECKF(0, "U+%04X after U+%04X", cp, before[k]);
         }
     }
+    /* Random strings from a pool of troublesome pieces: combining marks in and out of
+     * order, decomposed and precomposed letters, jamo, singletons, exclusions, ASCII,
+     * invalid bytes. txt_nfc must equal whole-string NFC. */
+    static const char *const pool[] = {"a", "e", " ", "\xcc\x81", "\xcc\x80", "\xcc\xa3", "\xcd\x85", "\xc3\xa9",
+                                       "\xe1\xbc\x80", "\xe1\x84\x80", "\xe1\x85\xa1", "\xe1\x86\xa8",
+                                       "\xe1\x86\xa7", "\xea\xb0\x80", "\xe2\x84\xa6", "\xe0\xa5\x98",
+                                       "\xe3\x81\x8b", "\xe3\x82\x99", "\xe0\xad\x87", "\xe0\xac\xbe",
+                                       "\xe0\xa5\x8d", "\xd0\xb8", "\xd9\x8b", "\xf0\x9f\x98\x80", "\n", "\xff"};
+    uint64_t rng = 88172645463325252ull;
+    size_t diff = 0, quick_yes = 0;
+    for (int t = 0; t < 20000; t++) {
+        char s[256];
+        size_t n = 0;
+        rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+        int len = (int)(rng % 24);
+        for (int k = 0; k < len; k++) {
+            rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+            size_t npool = sizeof pool / sizeof pool[0] - (t % 4 == 0 ? 0 : 1); /* invalid bytes in 1 of 4 */
+            const char *p = pool[rng % npool];
+            memcpy(s + n, p, strlen(p));
+            n += strlen(p);
+        }
+        if (!same_nfc(s, n) && diff++ < 5) CHECKF(0, "random string %d: txt_nfc differs", t);
+        if (txt_nfc_quick(s, n)) {
+            quick_yes++;
+            if (!is_nfc(s, n) && diff++ < 5) CHECKF(0, "random string %d: quick says NFC wrongly", t);
+        }
+    }
+    CHECKF(diff == 0, "%zu random-string disagreements", diff);
+    CHECKF(quick_yes > 100, "quick path never taken on random strings (%zu)", quick_yes);
     CHECKF(bad == 0, "%zu disagreements", bad);
     CHECKF(yes > 200000, "fast path covers only %zu code points", yes);
     TEST_END();
