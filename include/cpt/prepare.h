@@ -27,6 +27,19 @@
  * post-processor (so BOS appears where the tokenizer adds it) and appends EOS (when the
  * tokenizer has one and the document does not already end with it).
  *
+ * Chat mode (chat = 1, `cpt data prepare --chat`): every input must be .jsonl; a line is
+ * a conversation as in cpt/chat.h ({"messages": [...]} or {"prompt", "response"}). It is
+ * rendered with the chat template and encoded with cpt_chat_encode (tokens exactly as
+ * transformers' apply_chat_template(tokenize=True), no EOS appended: the template writes
+ * the end-of-turn) and written with its loss mask (version-2 shards). Step 1 also counts
+ * conversations that are not JSON objects (bad_json / invalid_utf8), lack messages
+ * (bad_conversation) or make the template raise (template_error); NFC and the quality
+ * filters (steps 2-3) do not apply (they would change the text the template renders);
+ * exact dedup (4) uses the rendered text; decontamination (5) and near dedup (6) use the
+ * message contents joined by newlines (the template's boilerplate would make every short
+ * conversation a near duplicate of the next). Pass 1 encodes each conversation once to
+ * check that its mask can be placed, so a kept conversation never fails in pass 2.
+ *
  * Validation split: document i (a survivor) goes to validation when
  * h = splitmix64(seed ^ i) is below val_fraction * 2^64, or, when val_docs > 0, when h is
  * among the val_docs smallest values over all survivors. So the split is deterministic and
@@ -76,6 +89,9 @@ typedef struct cpt_prepare_cfg {
     int threads; /* tokenization threads, <= 0 = OpenMP default */
     int txt_blank; /* 1: text files hold documents separated by blank lines */
     int strict;    /* 1: malformed JSON / missing field / invalid UTF-8 is an error */
+    /* Instruction data (see "Chat mode" above): 1 = every input is a .jsonl of conversations. */
+    int chat;
+    const char *chat_template; /* a Jinja template file; NULL = the tokenizer's chat_template */
     void (*progress)(void *user, const cpt_prepare_progress *p); /* may be NULL */
     void *progress_user;
 } cpt_prepare_cfg;
@@ -90,6 +106,9 @@ enum {
     CPT_PREP_NO_FIELD,     /* a JSON object without a string text field */
     CPT_PREP_BAD_UTF8,     /* invalid UTF-8 (in a text file or a .jsonl line) */
     CPT_PREP_EMPTY,        /* nothing but whitespace after cleaning */
+    CPT_PREP_BAD_CONV,     /* chat: no non-empty "messages" (or prompt + response), a message
+                              without a string role, or an assistant answer the mask cannot place */
+    CPT_PREP_TEMPLATE,     /* chat: the template raised (raise_exception: e.g. a rejected role) */
     CPT_PREP_N_REASONS
 };
 const char *cpt_prepare_reason_name(int reason); /* "bad_json", "no_field", ... */

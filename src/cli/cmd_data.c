@@ -133,7 +133,8 @@ static void summary(const cpt_prepare_stats *st, const char *out_dir) {
 static int cmd_prepare(int argc, char **argv) {
     const char *tok = NULL, *input = NULL, *out = NULL, *field = "text", *txt_docs = "file", *decon = NULL;
     int nfc = 0, no_nfc = 0, no_filters = 0, no_rep = 0, no_qual = 0, no_c4 = 0, no_dedup = 0, no_exact = 0,
-        no_near = 0, strict = 0, quiet = 0;
+        no_near = 0, strict = 0, quiet = 0, chat = 0;
+    const char *chat_tpl = NULL;
     long long bands = 14, rows = 8, ngram = 5, decon_ngram = 13, val_docs = 0, shard_tokens = 1ll << 30, seed = 1,
               threads = 0;
     double val_fraction = 0.005;
@@ -162,6 +163,8 @@ static int cmd_prepare(int argc, char **argv) {
         {"--shard-tokens", CPT_OPT_INT, &shard_tokens, "N", "start a new shard after N tokens", 0, 1, 1e15, NULL, 0},
         {"--seed", CPT_OPT_INT, &seed, "S", "seed of the validation split", 0, 0, 9.2e18, NULL, 0},
         {"--threads", CPT_OPT_INT, &threads, "N", "worker threads (0 = all cores)", 0, 0, 1024, NULL, 0},
+        {"--chat", CPT_OPT_FLAG, &chat, NULL, "inputs are .jsonl conversations (messages or prompt/response): chat template + loss mask; no NFC, no quality filters", 0, 0, 0, NULL, 0},
+        {"--chat-template", CPT_OPT_STR, &chat_tpl, "FILE", "with --chat: a Jinja template instead of tokenizer_config.json's", 0, 0, 0, NULL, 0},
         {"--strict", CPT_OPT_FLAG, &strict, NULL, "malformed JSON, a missing field or invalid UTF-8 is an error (file:line)", 0, 0, 0, NULL, 0},
         {"--quiet", CPT_OPT_FLAG, &quiet, NULL, "no progress output", 0, 0, 0, NULL, 0},
     };
@@ -169,7 +172,12 @@ static int cmd_prepare(int argc, char **argv) {
                          "Clean, filter, deduplicate, decontaminate and tokenize a corpus into token shards.",
                          "Inputs: *.jsonl (one object per line) and text files, each optionally .gz or .zst.\n"
                          "Every dropped document is counted in DIR/stats.json; the first malformed ones are\n"
-                         "listed there and on stderr by file and line.",
+                         "listed there and on stderr by file and line.\n"
+                         "--chat: each .jsonl line is {\"messages\": [{\"role\", \"content\"}, ...]} or\n"
+                         "{\"prompt\", \"response\"}, rendered with the chat template; only assistant content and\n"
+                         "its end-of-turn token carry loss. NFC and quality filters do not apply to chat data;\n"
+                         "exact dedup uses the rendered text, near dedup and decontamination the contents.\n"
+                         "Malformed conversations are counted (bad_json, bad_conversation, template_error).",
                          opts, CPT_NOPTS(opts), NULL, NULL};
     char **av = malloc(sizeof(char *) * (size_t)(argc + 1));
     const char **inputs = malloc(sizeof(char *) * (size_t)(argc + 1));
@@ -185,6 +193,10 @@ static int cmd_prepare(int argc, char **argv) {
     int ac = 0;
     collect_multi(m, 2, argc, argv, av, &ac);
     int prc = cpt_opts_parse(&spec, ac, av);
+    if (!prc && chat_tpl && !chat) {
+        fprintf(stderr, "cpt data prepare: --chat-template needs --chat\n");
+        prc = 2;
+    }
     if (!prc && nfc && no_nfc) {
         fprintf(stderr, "cpt data prepare: --nfc and --no-nfc contradict each other\n");
         prc = 2;
@@ -231,6 +243,8 @@ static int cmd_prepare(int argc, char **argv) {
     cfg.threads = (int)threads;
     cfg.txt_blank = !strcmp(txt_docs, "blank");
     cfg.strict = strict;
+    cfg.chat = chat;
+    cfg.chat_template = chat_tpl;
     progress pr = {isatty(2), cpt_now(), 0, 0, 0, -1};
     if (!quiet) {
         cfg.progress = on_progress;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cpt/fileio.h"
+#include "dedup_impl.h"
 #include "text.h"
 
 #ifdef CPT_HAVE_UTF8PROC
@@ -136,27 +137,38 @@ uint64_t cpt_dedup_exact_count(const cpt_dedup_exact *d) { return d->n; }
 int cpt_dedup_exact_key(const char *text, size_t n, uint64_t key[2], cpt_err *err) {
     char *m = NULL;
     size_t mn = 0;
+    int rc = CPT_OK;
+    /* Most text is already NFC: hash it in place (no copy) when that is certain. Invalid
+     * UTF-8 is never "quick", so the normaliser still rejects it. */
+    const char *t = text;
+    if (txt_nfc_quick(text, n)) {
+        mn = n;
+    } else {
 #ifdef CPT_HAVE_UTF8PROC
-    int rc = umap(text, n, UTF8PROC_COMPOSE, &m, &mn, err);
+        int r = txt_nfc(text, n, &m, &mn); /* normalises only the unstable pieces */
+        if (r == -1) rc = cpt_err_set(err, CPT_ENOMEM, "exact dedup: out of memory");
+        else if (r < 0) rc = umap(text, n, UTF8PROC_COMPOSE, &m, &mn, err); /* names the UTF-8 error */
 #else
-    int rc = umap(text, n, 0, &m, &mn, err);
+        rc = umap(text, n, 0, &m, &mn, err);
 #endif
+        t = m;
+    }
     if (rc) return rc;
     size_t a = 0, b = mn;
     while (a < b) { /* strip */
         size_t j = a;
-        if (!txt_is_space(txt_next(m, b, &j))) break;
+        if (!txt_is_space(txt_next(t, b, &j))) break;
         a = j;
     }
     while (b > a) {
         size_t st = b - 1;
-        while (st > a && ((uint8_t)m[st] & 0xC0) == 0x80) st--;
+        while (st > a && ((uint8_t)t[st] & 0xC0) == 0x80) st--;
         size_t j = st;
-        if (!txt_is_space(txt_next(m, b, &j))) break;
+        if (!txt_is_space(txt_next(t, b, &j))) break;
         b = st;
     }
-    key[0] = txt_hash64(m + a, b - a, 0x243F6A8885A308D3ull);
-    key[1] = txt_hash64(m + a, b - a, 0x13198A2E03707344ull);
+    key[0] = txt_hash64(t + a, b - a, 0x243F6A8885A308D3ull);
+    key[1] = txt_hash64(t + a, b - a, 0x13198A2E03707344ull);
     if (key[0] == 0 && key[1] == 0) key[1] = 1;
     free(m);
     return CPT_OK;
@@ -172,7 +184,10 @@ static void exact_put(uint64_t *k, size_t cap, const uint64_t key[2]) {
 int cpt_dedup_exact_add(cpt_dedup_exact *d, const char *text, size_t n, int *is_dup, cpt_err *err) {
     uint64_t key[2];
     int rc = cpt_dedup_exact_key(text, n, key, err);
-    if (rc) return rc;
+    return rc ? rc : dedup_exact_add_key(d, key, is_dup, err);
+}
+
+int dedup_exact_add_key(cpt_dedup_exact *d, const uint64_t key[2], int *is_dup, cpt_err *err) {
     size_t j = txt_mix64(key[0]) & (d->cap - 1);
     while (d->k[2 * j] || d->k[2 * j + 1]) {
         if (d->k[2 * j] == key[0] && d->k[2 * j + 1] == key[1]) {

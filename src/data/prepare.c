@@ -8,9 +8,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "cpt/chat.h"
 #include "cpt/fileio.h"
 #include "cpt/shard.h"
 #include "cpt/tokenizer.h"
+#include "dedup_impl.h"
 #include "reader.h"
 #include "text.h"
 
@@ -33,7 +35,9 @@ void cpt_prepare_cfg_default(cpt_prepare_cfg *c) {
 }
 
 const char *cpt_prepare_reason_name(int reason) {
-    static const char *const names[CPT_PREP_N_REASONS] = {"bad_json", "no_field", "invalid_utf8", "empty"};
+    static const char *const names[CPT_PREP_N_REASONS] = {"bad_json",         "no_field",      "invalid_utf8",
+                                                           "empty",            "bad_conversation",
+                                                           "template_error"};
     return reason >= 0 && reason < CPT_PREP_N_REASONS ? names[reason] : "?";
 }
 
@@ -68,17 +72,16 @@ static int clean(const cpt_prepare_cfg *c, const char *text, size_t n, int malfo
     char *norm = NULL;
     size_t nn = n;
 #ifdef CPT_HAVE_UTF8PROC
-    if (c->nfc) {
-        utf8proc_uint8_t *o = NULL;
-        utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)text, (utf8proc_ssize_t)n, &o,
-                                          (utf8proc_option_t)(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+    if (c->nfc && !txt_nfc_quick(text, n)) { /* already-NFC text (the common case) is not copied */
+        int r = txt_nfc(text, n, &norm, &nn); /* only the pieces that may change go through utf8proc */
+        if (r == -1) {
+            *rc = cpt_err_set(err, CPT_ENOMEM, "prepare: out of memory");
+            return ST_MALFORMED;
+        }
         if (r < 0) {
-            free(o);
             *why = CPT_PREP_BAD_UTF8;
             return ST_MALFORMED;
         }
-        norm = (char *)o;
-        nn = (size_t)r;
     }
 #endif
     const char *t = norm ? norm : text;
@@ -114,6 +117,91 @@ static int clean(const cpt_prepare_cfg *c, const char *text, size_t n, int malfo
     return ST_KEEP;
 }
 
+/* Chat mode's steps 1 and 4 input: validate the conversation `raw` (a .jsonl line),
+ * render it (*out: the text exact dedup sees) and gather its message contents joined by
+ * '\n' (*contents: what decontamination and MinHash see). Encoding once here proves the
+ * loss mask can be placed, so pass 2 cannot fail on a kept conversation. `msg` gets the
+ * reason's detail for --strict. */
+static int chat_clean(const cpt_chat *ch, const char *raw, size_t n, char **out, size_t *out_n, char **contents,
+                      size_t *cont_n, cpt_err *msg, int *rc, int *why) {
+    *out = *contents = NULL;
+    *rc = CPT_OK;
+    json_error_t je;
+    json_t *j = json_loadb(raw, n, JSON_REJECT_DUPLICATES, &je);
+    if (!j || !json_is_object(j)) {
+        *why = !j && json_error_code(&je) == json_error_invalid_utf8 ? CPT_PREP_BAD_UTF8 : CPT_PREP_BAD_JSON;
+        json_decref(j);
+        return ST_MALFORMED;
+    }
+    /* contents: messages[].content, or prompt + response */
+    json_t *m = json_object_get(j, "messages");
+    size_t cap = 0, len = 0;
+    char *buf = NULL;
+    json_t *parts[2] = {json_object_get(j, "prompt"), json_object_get(j, "response")};
+    size_t np = m ? json_array_size(m) : 2;
+    for (size_t i = 0; i < np; i++) {
+        json_t *t = m ? json_object_get(json_array_get(m, i), "content") : parts[i];
+        if (!json_is_string(t)) continue;
+        size_t tn = json_string_length(t);
+        if (len + tn + 2 > cap) {
+            size_t nc = cap ? cap : 256;
+            while (nc < len + tn + 2) nc *= 2;
+            char *nb = realloc(buf, nc);
+            if (!nb) {
+                free(buf);
+                json_decref(j);
+                *rc = cpt_err_set(msg, CPT_ENOMEM, "prepare: out of memory");
+                return ST_MALFORMED;
+            }
+            buf = nb;
+            cap = nc;
+        }
+        if (len) buf[len++] = '\n';
+        memcpy(buf + len, json_string_value(t), tn);
+        len += tn;
+    }
+    json_decref(j);
+    int32_t *ids = NULL;
+    uint8_t *mask = NULL;
+    size_t nids = 0;
+    int r = cpt_chat_encode(ch, raw, n, &ids, &mask, &nids, msg);
+    free(ids);
+    free(mask);
+    if (!r) r = cpt_chat_render(ch, raw, n, out, out_n, msg);
+    if (r) {
+        free(buf);
+        free(*out);
+        *out = NULL;
+        if (r == CPT_EFORMAT) *why = CPT_PREP_BAD_CONV;
+        else if (r == CPT_EINVAL) *why = CPT_PREP_TEMPLATE;
+        else *rc = r;
+        return ST_MALFORMED;
+    }
+    if (!buf) buf = calloc(1, 1);
+    if (!buf) {
+        *rc = cpt_err_set(msg, CPT_ENOMEM, "prepare: out of memory");
+        return ST_MALFORMED;
+    }
+    buf[len] = 0;
+    *contents = buf;
+    *cont_n = len;
+    size_t a = 0;
+    while (a < *out_n && ((*out)[a] == ' ' || ((*out)[a] >= '\t' && (*out)[a] <= '\r'))) a++;
+    if (a == *out_n) {
+        *why = CPT_PREP_EMPTY;
+        free(*out);
+        free(*contents);
+        *out = *contents = NULL;
+        return ST_MALFORMED;
+    }
+    return ST_KEEP;
+}
+
+static int ends_with(const char *s, const char *suf) {
+    size_t n = strlen(s), m = strlen(suf);
+    return n >= m && !strcmp(s + n - m, suf);
+}
+
 static uint64_t split_hash(uint64_t seed, uint64_t i) { return txt_mix64(seed ^ txt_mix64(i + 0x5eedull)); }
 
 static int cmp_u64(const void *a, const void *b) {
@@ -131,7 +219,7 @@ typedef struct out_split {
     uint64_t shards, docs, tokens;
 } out_split;
 
-static int split_add(out_split *o, const uint32_t *ids, size_t n, cpt_err *err) {
+static int split_add(out_split *o, const uint32_t *ids, const uint8_t *mask, size_t n, cpt_err *err) {
     int rc;
     if (!o->w) {
         char name[64], *path;
@@ -142,7 +230,8 @@ static int split_add(out_split *o, const uint32_t *ids, size_t n, cpt_err *err) 
         free(path);
         if (rc) return rc;
     }
-    if ((rc = cpt_shard_writer_add(o->w, ids, n, err)) != 0) return rc;
+    rc = mask ? cpt_shard_writer_add_masked(o->w, ids, mask, n, err) : cpt_shard_writer_add(o->w, ids, n, err);
+    if (rc) return rc;
     o->docs++;
     o->tokens += n;
     if (cpt_shard_writer_n_tokens(o->w) >= o->limit) {
@@ -215,7 +304,7 @@ static int flush(const cpt_prepare_cfg *c, batch *b, const cpt_tok *tok, int thr
         for (size_t k = 0; k < n; k++) u[k] = (uint32_t)ids[i][k];
         if (eos >= 0 && (n == 0 || ids[i][n - 1] != eos)) u[n++] = (uint32_t)eos;
         st->replaced_chars += rep[i];
-        rc = split_add(b->val[i] ? va : tr, u, n, err);
+        rc = split_add(b->val[i] ? va : tr, u, NULL, n, err);
     }
     if (encoded)
         for (size_t i = 0; i < b->n; i++) free(ids[i]);
@@ -223,6 +312,49 @@ static int flush(const cpt_prepare_cfg *c, batch *b, const cpt_tok *tok, int thr
         free(b->text[i]);
         free(b->raw[i]);
         b->text[i] = b->raw[i] = NULL;
+    }
+    free(u);
+    b->n = 0;
+    return rc;
+}
+
+/* Chat mode's flush: encode each conversation (parallel, pure) and write it with its mask. */
+static int chat_flush(const cpt_prepare_cfg *c, batch *b, const cpt_chat *ch, out_split *tr, out_split *va,
+                      cpt_err *err) {
+    if (b->n == 0) return CPT_OK;
+    int32_t *ids[BATCH];
+    uint8_t *mask[BATCH];
+    size_t nids[BATCH];
+    int crc[BATCH];
+    cpt_err errs[BATCH];
+    int nt = c->threads > 0 ? c->threads : omp_get_max_threads();
+    long n = (long)b->n;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 4)
+    for (long i = 0; i < n; i++) {
+        memset(&errs[i], 0, sizeof errs[i]);
+        crc[i] = cpt_chat_encode(ch, b->raw[i], b->raw_len[i], &ids[i], &mask[i], &nids[i], &errs[i]);
+    }
+    int rc = CPT_OK;
+    uint32_t *u = NULL;
+    for (size_t i = 0; i < b->n; i++) {
+        if (!rc && crc[i])
+            rc = cpt_err_set(err, crc[i], "%s:%zu: %s (it passed pass 1). HINT: do not modify inputs during a run",
+                             c->inputs[b->file[i]], b->line[i], errs[i].msg);
+        if (!rc) {
+            uint32_t *nu = realloc(u, (nids[i] + 1) * sizeof *u);
+            if (!nu) rc = cpt_err_set(err, CPT_ENOMEM, "prepare: out of memory");
+            else {
+                u = nu;
+                for (size_t k = 0; k < nids[i]; k++) u[k] = (uint32_t)ids[i][k];
+                rc = split_add(b->val[i] ? va : tr, u, mask[i], nids[i], err);
+            }
+        }
+        if (!crc[i]) {
+            free(ids[i]);
+            free(mask[i]);
+        }
+        free(b->raw[i]);
+        b->raw[i] = NULL;
     }
     free(u);
     b->n = 0;
@@ -295,6 +427,9 @@ typedef struct p1doc {
     int mal, s, hit, rc, why;
     char *cl;
     size_t cn, ns;
+    char *ct; /* chat mode: message contents for decontamination and MinHash */
+    size_t ctn;
+    uint64_t key[2]; /* exact-dedup key, computed by the workers */
     cpt_filter_stats fs;
 } p1doc;
 
@@ -310,11 +445,13 @@ typedef struct p1ctx {
     cpt_lsh *lsh;
     uint8_t **status;
     size_t *scap;
+    const cpt_chat *chat; /* chat mode, else NULL */
 } p1ctx;
 
 /* Count a malformed document under its reason, list it among the first issues, and fail
  * in strict mode (empty documents are a cleaning outcome, not an input defect). */
-static int note_malformed(const cpt_prepare_cfg *c, const p1doc *d, cpt_prepare_stats *st, cpt_err *err) {
+static int note_malformed(const cpt_prepare_cfg *c, const p1doc *d, const char *detail, cpt_prepare_stats *st,
+                          cpt_err *err) {
     uint64_t line = d->line;
     if (d->why == CPT_PREP_BAD_UTF8 && !d->mal) { /* text: the line of the first bad byte */
         size_t bad = first_bad_utf8(d->raw, d->len);
@@ -322,6 +459,14 @@ static int note_malformed(const cpt_prepare_cfg *c, const p1doc *d, cpt_prepare_
     }
     st->malformed_by[d->why]++;
     if (st->n_issues < CPT_PREPARE_MAX_ISSUES) st->issues[st->n_issues++] = (cpt_prepare_issue){d->file, line, d->why};
+    if (c->strict && d->why != CPT_PREP_EMPTY && c->chat) {
+        static const char *const what[] = {"not a JSON object", "", "invalid UTF-8", "", "not a usable conversation",
+                                           "rejected by the chat template"};
+        return cpt_err_set(err, CPT_EFORMAT,
+                           "%s:%llu: %s%s%s (strict mode). HINT: fix or drop the line, or run without --strict to "
+                           "count and skip it", c->inputs[d->file], (unsigned long long)line, what[d->why],
+                           detail && *detail ? ": " : "", detail ? detail : "");
+    }
     if (c->strict && d->why != CPT_PREP_EMPTY) {
         static const char *const what[] = {"not a JSON object", "no string field", "invalid UTF-8"};
         return cpt_err_set(err, CPT_EFORMAT,
@@ -352,10 +497,19 @@ static int p1_flush(p1ctx *x, cpt_prepare_stats *st, cpt_err *err) {
         memset(&d->fs, 0, sizeof d->fs);
         d->hit = 0;
         d->ns = 0;
-        d->s = clean(c, d->raw, d->len, d->mal, &d->cl, &d->cn, &d->fs, e, &d->rc, &d->why);
-        if (!d->rc && d->s == ST_KEEP && c->n_eval) d->rc = cpt_decon_check(x->dc, d->cl, d->cn, &d->hit, e);
+        d->ct = NULL;
+        if (x->chat) {
+            d->s = chat_clean(x->chat, d->raw, d->len, &d->cl, &d->cn, &d->ct, &d->ctn, e, &d->rc, &d->why);
+            if (!d->rc && d->s == ST_MALFORMED) e->code = 0; /* e holds the reason's detail, not an error */
+        } else {
+            d->s = clean(c, d->raw, d->len, d->mal, &d->cl, &d->cn, &d->fs, e, &d->rc, &d->why);
+        }
+        if (!d->rc && d->s == ST_KEEP && c->exact_dedup) d->rc = cpt_dedup_exact_key(d->cl, d->cn, d->key, e);
+        const char *dt = d->ct ? d->ct : d->cl; /* what decontamination and MinHash see */
+        size_t dn = d->ct ? d->ctn : d->cn;
+        if (!d->rc && d->s == ST_KEEP && c->n_eval) d->rc = cpt_decon_check(x->dc, dt, dn, &d->hit, e);
         if (!d->rc && d->s == ST_KEEP && c->near_dedup)
-            d->rc = cpt_minhash_signature(x->mh, d->cl, d->cn, x->sigs + (size_t)i * K, &d->ns, e);
+            d->rc = cpt_minhash_signature(x->mh, dt, dn, x->sigs + (size_t)i * K, &d->ns, e);
     }
     int rc = CPT_OK;
     for (size_t i = 0; i < x->n; i++) {
@@ -363,13 +517,13 @@ static int p1_flush(p1ctx *x, cpt_prepare_stats *st, cpt_err *err) {
         if (!rc && d->rc) {
             rc = cpt_err_set(err, d->rc, "%s:%zu: %s", c->inputs[d->file], d->line, x->errs[i].msg);
         }
-        if (!rc && d->s == ST_MALFORMED) rc = note_malformed(c, d, st, err);
+        if (!rc && d->s == ST_MALFORMED) rc = note_malformed(c, d, x->errs[i].msg, st, err);
         if (!rc) {
             fstats_add(&st->filter, &d->fs);
             int s = d->s;
             if (s == ST_KEEP && c->exact_dedup) {
                 int dup = 0;
-                rc = cpt_dedup_exact_add(x->ex, d->cl, d->cn, &dup, err);
+                rc = dedup_exact_add_key(x->ex, d->key, &dup, err);
                 if (dup) s = ST_EXACT;
             }
             if (!rc && s == ST_KEEP && d->hit) s = ST_CONTAM;
@@ -391,8 +545,9 @@ static int p1_flush(p1ctx *x, cpt_prepare_stats *st, cpt_err *err) {
             if (!rc) (*x->status)[st->docs_in++] = (uint8_t)s;
         }
         free(d->cl);
+        free(d->ct);
         free(d->raw);
-        d->cl = d->raw = NULL;
+        d->cl = d->ct = d->raw = NULL;
     }
     x->n = 0;
     return rc;
@@ -412,8 +567,12 @@ int cpt_prepare_run(const cpt_prepare_cfg *c, cpt_prepare_stats *st, cpt_err *er
     cpt_minhash *mh = NULL;
     cpt_lsh *lsh = NULL;
     cpt_decon *dc = NULL;
+    cpt_chat *chat = NULL;
+    char *tpl = NULL;
     uint8_t *status = NULL;
     uint64_t *hs = NULL;
+    uint64_t *first = calloc(c->n_inputs + 1, sizeof *first); /* first[fi]: index of file fi's first document */
+    if (!first) return cpt_err_set(err, CPT_ENOMEM, "prepare: out of memory");
     size_t scap = 0;
     drd *r = NULL;
     batch b = {0};
@@ -422,6 +581,28 @@ int cpt_prepare_run(const cpt_prepare_cfg *c, cpt_prepare_stats *st, cpt_err *er
 
     if ((rc = cpt_tok_load(&tok, c->tokenizer, err))) goto done;
     tr.vocab = va.vocab = (uint32_t)cpt_tok_vocab_size(tok);
+    if (c->chat) {
+        for (size_t fi = 0; fi < c->n_inputs; fi++) {
+            const char *f = c->inputs[fi];
+            if (!ends_with(f, ".jsonl") && !ends_with(f, ".jsonl.gz") && !ends_with(f, ".jsonl.zst")) {
+                rc = cpt_err_set(err, CPT_EINVAL,
+                                 "%s: chat data must be .jsonl (one conversation per line). HINT: convert it, or "
+                                 "prepare text files in a separate run without --chat", f);
+                goto done;
+            }
+        }
+        size_t tn = 0;
+        if (c->chat_template && (rc = cpt_read_file(c->chat_template, &tpl, &tn, err))) goto done;
+        if (tpl && strlen(tpl) != tn) {
+            rc = cpt_err_set(err, CPT_EFORMAT, "%s: the chat template holds a NUL byte. HINT: pass a text file",
+                             c->chat_template);
+            goto done;
+        }
+        if ((rc = cpt_chat_open(&chat, tok, tpl, err))) {
+            if (c->chat_template) cpt_err_wrap(err, "%s", c->chat_template);
+            goto done;
+        }
+    }
     if ((rc = cpt_dedup_exact_open(&ex, err))) goto done;
     if ((rc = cpt_minhash_open(&mh, &c->minhash, err))) goto done;
     if ((rc = cpt_lsh_open(&lsh, c->minhash.bands, c->minhash.rows, err))) goto done;
@@ -438,17 +619,19 @@ int cpt_prepare_run(const cpt_prepare_cfg *c, cpt_prepare_stats *st, cpt_err *er
 
     /* ---- pass 1: decide every document's fate ---- */
     p1ctx x = {c, calloc(P1, sizeof(p1doc)), 0, malloc(P1 * cpt_minhash_len(mh) * sizeof(uint32_t)),
-               malloc(P1 * sizeof(cpt_err)), mh, dc, ex, lsh, &status, &scap};
+               malloc(P1 * sizeof(cpt_err)), mh, dc, ex, lsh, &status, &scap, chat};
     if (!x.d || !x.sigs || !x.errs) {
         rc = cpt_err_set(err, CPT_ENOMEM, "prepare: out of memory");
         goto p1_done;
     }
     for (size_t fi = 0; fi < c->n_inputs && !rc; fi++) {
         if ((rc = drd_open(&r, c->inputs[fi], c->text_field, c->txt_blank, err))) goto p1_done;
+        if (chat) drd_set_raw_lines(r);
         const char *text;
         size_t len, line;
         int mal, k;
         uint64_t docs_before = st->docs_in + x.n;
+        first[fi] = docs_before;
         while ((k = drd_next(r, &text, &len, &mal, &line, err)) == 1) {
             p1doc *d = &x.d[x.n];
             d->raw = malloc(len + 1);
@@ -477,6 +660,7 @@ int cpt_prepare_run(const cpt_prepare_cfg *c, cpt_prepare_stats *st, cpt_err *er
         r = NULL;
     }
     rc = p1_flush(&x, st, err);
+    first[c->n_inputs] = st->docs_in;
     if (!rc) report(c, 1, st->bytes_in, st->bytes_in, st->docs_in);
 p1_done:
     for (size_t i = 0; x.d && i < x.n; i++) free(x.d[i].raw);
@@ -529,7 +713,17 @@ p1_done:
     uint64_t g = 0;
     bytes_before = 0;
     for (size_t fi = 0; fi < c->n_inputs && !rc; fi++) {
+        /* A file none of whose documents survived (a repeated copy, all duplicates) is not read again. */
+        int any = 0;
+        for (uint64_t k = first[fi]; k < first[fi + 1] && !any; k++) any = status[k] == ST_KEEP;
+        if (!any) {
+            g = first[fi + 1];
+            struct stat sb;
+            if (stat(c->inputs[fi], &sb) == 0) bytes_before += (uint64_t)sb.st_size;
+            continue;
+        }
         if ((rc = drd_open(&r, c->inputs[fi], c->text_field, c->txt_blank, err))) goto done;
+        if (chat) drd_set_raw_lines(r);
         const char *text;
         size_t len, line;
         int mal, k;
@@ -553,7 +747,8 @@ p1_done:
             b.file[b.n] = fi;
             b.val[b.n] = c->val_docs > 0 ? h <= thr : h < thr;
             if (++b.n == BATCH) {
-                if ((rc = flush(c, &b, tok, c->threads, &tr, &va, st, err))) goto done;
+                rc = chat ? chat_flush(c, &b, chat, &tr, &va, err) : flush(c, &b, tok, c->threads, &tr, &va, st, err);
+                if (rc) goto done;
                 report(c, 2, bytes_before + drd_bytes(r), st->bytes_in, g);
             }
         }
@@ -565,7 +760,8 @@ p1_done:
         drd_close(r);
         r = NULL;
     }
-    if ((rc = flush(c, &b, tok, c->threads, &tr, &va, st, err))) goto done;
+    rc = chat ? chat_flush(c, &b, chat, &tr, &va, err) : flush(c, &b, tok, c->threads, &tr, &va, st, err);
+    if (rc) goto done;
     report(c, 2, st->bytes_in, st->bytes_in, g);
     if ((rc = split_finish(&tr, err)) || (rc = split_finish(&va, err))) goto done;
     st->train_docs = tr.docs;
@@ -583,10 +779,13 @@ done:
     drd_close(r);
     free(status);
     free(hs);
+    free(first);
     cpt_decon_close(dc);
     cpt_lsh_close(lsh);
     cpt_minhash_close(mh);
     cpt_dedup_exact_close(ex);
+    cpt_chat_close(chat);
+    free(tpl);
     cpt_tok_free(tok);
     return rc;
 }

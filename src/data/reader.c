@@ -18,7 +18,7 @@ enum { RAW_PLAIN, RAW_GZ, RAW_ZST };
 
 struct drd {
     char *path, *field;
-    int kind, jsonl, blank;
+    int kind, jsonl, blank, raw_lines;
     FILE *f;
 #ifdef CPT_HAVE_ZLIB
     gzFile gz;
@@ -201,6 +201,8 @@ uint64_t drd_bytes(const drd *r) {
     return o > 0 ? (uint64_t)o : 0;
 }
 
+void drd_set_raw_lines(drd *r) { r->raw_lines = 1; }
+
 static int is_blank(const char *p, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r') return 0;
@@ -272,6 +274,11 @@ int drd_next(drd *r, const char **text, size_t *len, int *malformed, size_t *lin
         while (b > a && (p[b - 1] == ' ' || p[b - 1] == '\t' || p[b - 1] == '\r')) b--;
         if (a == b) continue; /* blank line: not a document */
         *line = r->line;
+        if (r->raw_lines) {
+            *text = p + a;
+            *len = b - a;
+            return 1;
+        }
         json_decref(r->js);
         json_error_t je;
         r->js = json_loadb(p + a, b - a, JSON_REJECT_DUPLICATES, &je);

@@ -21,6 +21,10 @@ enum { DRD_OK = 0, DRD_BAD_JSON = 1, DRD_NO_FIELD = 2, DRD_BAD_UTF8 = 3 };
  * the file and the line). *line gets the 1-based line where the document starts. */
 int drd_next(drd *r, const char **text, size_t *len, int *malformed, size_t *line, cpt_err *err);
 
+/* .jsonl only: return each non-blank line itself (trimmed, not parsed; *malformed stays
+ * DRD_OK), for chat data whose documents are whole JSON objects. */
+void drd_set_raw_lines(drd *r);
+
 /* Bytes of the underlying (compressed) file consumed so far, for progress reports. */
 uint64_t drd_bytes(const drd *r);
 

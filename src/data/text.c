@@ -17,7 +17,7 @@ uint32_t txt_next(const char *s, size_t n, size_t *i) {
         *i = k + 1;
         return c;
     }
-    int len = c >= 0xF0 && c < 0xF5 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 && c < 0xE0 ? 2 : 0;
+    int len = c >= 0xF0 && c < 0xF5 ? 4 : c >= 0xE0 && c < 0xF0 ? 3 : c >= 0xC2 && c < 0xE0 ? 2 : 0;
     if (len == 0 || k + (size_t)len > n) {
         *i = k + 1;
         return c;
@@ -36,6 +36,133 @@ uint32_t txt_next(const char *s, size_t n, size_t *i) {
     }
     *i = k + (size_t)len;
     return cp;
+}
+
+/* 1 when code point cp (>= U+0300) is NFC_Quick_Check = Yes with combining class 0: it
+ * is its own NFC, composes with nothing before it, and nothing reorders across it. */
+static int cp_stable(uint32_t cp) {
+#ifdef CPT_HAVE_UTF8PROC
+    if ((cp >= 0x1161 && cp <= 0x1175) || (cp >= 0x11A7 && cp <= 0x11C2)) return 0; /* utf8proc composes from TBASE = U+11A7 */
+    const utf8proc_property_t *p = utf8proc_get_property((utf8proc_int32_t)cp);
+    if (p->combining_class != 0) return 0;
+    if (p->comb_index != UINT16_MAX && p->comb_index >= 0x8000) return 0; /* may compose with the previous */
+    if (p->decomp_seqindex != UINT16_MAX && p->decomp_type == 0) {
+        /* A canonical decomposition: fine when it recomposes to cp alone (a primary
+         * composite such as U+1F00 or U+30C9), not for singletons and exclusions.
+         * Decided by utf8proc itself on a stack buffer: rare, and no allocation. */
+        utf8proc_int32_t b[16];
+        int bc = 0;
+        utf8proc_ssize_t k = utf8proc_decompose_char((utf8proc_int32_t)cp, b, 16,
+                                                     (utf8proc_option_t)(UTF8PROC_DECOMPOSE | UTF8PROC_STABLE), &bc);
+        if (k <= 0 || k > 16) return 0;
+        k = utf8proc_normalize_utf32(b, k, (utf8proc_option_t)(UTF8PROC_COMPOSE | UTF8PROC_STABLE));
+        if (k != 1 || b[0] != (utf8proc_int32_t)cp) return 0;
+    }
+    return 1;
+#else
+    (void)cp;
+    return 0;
+#endif
+}
+
+/* Offset of the first code point at or after i that is not stable (or invalid), or n;
+ * *last gets the start of the last stable code point before it (or `from`). */
+static size_t next_unstable(const char *s, size_t n, size_t i, size_t from, size_t *last) {
+    const unsigned char *u = (const unsigned char *)s;
+    *last = from;
+    for (;;) { /* ASCII runs, 8 bytes at a time */
+        size_t run = i;
+        while (i + 8 <= n) {
+            uint64_t w;
+            memcpy(&w, u + i, 8);
+            if (w & 0x8080808080808080ull) break;
+            i += 8;
+        }
+        while (i < n && u[i] < 0x80) i++;
+        if (i >= n) return n;
+        if (i > run) *last = i - 1; /* an ASCII character is stable */
+        size_t at = i;
+        uint32_t cp = txt_next(s, n, &i);
+        if (i == at + 1) return at; /* invalid UTF-8 */
+        if (cp >= 0x300 && !cp_stable(cp)) return at;
+        *last = at;
+    }
+}
+
+int txt_nfc_quick(const char *s, size_t n) {
+    size_t last;
+    return next_unstable(s, n, 0, 0, &last) == n;
+}
+
+int txt_nfc(const char *s, size_t n, char **out, size_t *out_n) {
+    *out = NULL;
+    *out_n = 0;
+#ifdef CPT_HAVE_UTF8PROC
+    size_t cap = n + n / 8 + 16, w = 0, done = 0, last;
+    char *o = malloc(cap);
+    if (!o) return -1;
+    for (;;) {
+        size_t bad = next_unstable(s, n, done, done, &last);
+        if (bad == n) break;
+        /* The segment [last, end): from the last stable code point before `bad` (it may
+         * compose with what follows) to the next stable one; NFC never crosses a stable
+         * code point, so NFC(s) is the concatenation of the pieces. */
+        size_t end = bad;
+        for (;;) {
+            size_t j = end;
+            if (end >= n) break;
+            uint32_t cp = txt_next(s, n, &j);
+            if (j == end + 1 && cp >= 0x80) { /* invalid UTF-8 */
+                free(o);
+                return -2;
+            }
+            if (end > bad && (cp < 0x300 || cp_stable(cp))) break;
+            end = j;
+        }
+        utf8proc_uint8_t *m = NULL;
+        utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)s + last, (utf8proc_ssize_t)(end - last), &m,
+                                          (utf8proc_option_t)(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+        if (r < 0) {
+            free(o);
+            return r == UTF8PROC_ERROR_NOMEM ? -1 : -2;
+        }
+        size_t need = w + (last - done) + (size_t)r + (n - end) + 1;
+        if (need > cap) {
+            char *no = realloc(o, need + need / 4);
+            if (!no) {
+                free(m);
+                free(o);
+                return -1;
+            }
+            o = no;
+            cap = need + need / 4;
+        }
+        memcpy(o + w, s + done, last - done);
+        w += last - done;
+        memcpy(o + w, m, (size_t)r);
+        w += (size_t)r;
+        free(m);
+        done = end;
+    }
+    if (w + (n - done) + 1 > cap) {
+        char *no = realloc(o, w + (n - done) + 1);
+        if (!no) {
+            free(o);
+            return -1;
+        }
+        o = no;
+    }
+    memcpy(o + w, s + done, n - done);
+    w += n - done;
+    o[w] = 0;
+    *out = o;
+    *out_n = w;
+    return 0;
+#else
+    (void)s;
+    (void)n;
+    return -1;
+#endif
 }
 
 size_t txt_nchars(const char *s, size_t n) {

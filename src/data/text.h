@@ -13,6 +13,19 @@ int txt_is_space(uint32_t cp);
 int txt_is_punct(uint32_t cp); /* Unicode P* or S* (ASCII ispunct without utf8proc) */
 int txt_is_alpha(uint32_t cp); /* Unicode L* (ASCII isalpha without utf8proc) */
 
+/* 1 when s (valid UTF-8) is certainly already in NFC, so NFC(s) == s and normalising can
+ * be skipped: every code point is below U+0300, or has combining class 0, cannot be the
+ * second of a canonical composition (nor a Hangul V/T jamo) and either has no canonical
+ * decomposition or recomposes to itself: Unicode's NFC_Quick_Check = Yes with ccc 0 (UAX
+ * #15 quick check). Invalid UTF-8 answers 0. 0 means "maybe not": callers normalise.
+ * Without utf8proc only pure ASCII answers 1. */
+int txt_nfc_quick(const char *s, size_t n);
+/* NFC of s (UTF8PROC_COMPOSE | UTF8PROC_STABLE, byte for byte utf8proc_map's result),
+ * normalising only the pieces around code points that are not stable (see above) and
+ * copying the rest: *out malloc'ed and NUL-terminated. 0, -1 out of memory, -2 invalid
+ * UTF-8. Needs utf8proc (else -1). */
+int txt_nfc(const char *s, size_t n, char **out, size_t *out_n);
+
 typedef struct txt_span {
     size_t off, len;  /* bytes */
     size_t nchars;    /* code points */
