@@ -35,9 +35,11 @@ int cpt_cmd_convert(int argc, char **argv) {
     if (!rc)
         rc = cpt_model_save_hf(m, out, !strcmp(dtype, "bf16") ? CPT_DT_BF16 : CPT_DT_F32,
                                (uint64_t)shard_mb * 1000000ull, is_hf ? src : NULL, &err);
-    if (!rc)
-        fprintf(stderr, "cpt convert: wrote %s (%d tensors, %zu parameters, %s)\n", out, m->n_tensors,
-                (size_t)0 + (size_t)m->n_params, dtype);
+    if (!rc) {
+        size_t np = 0; /* real parameters (the flat buffer also holds alignment padding) */
+        for (int i = 0; i < m->n_tensors; i++) np += m->tensors[i].numel;
+        fprintf(stderr, "cpt convert: wrote %s (%d tensors, %zu parameters, %s)\n", out, m->n_tensors, np, dtype);
+    }
     cpt_model_free(m);
     return rc ? cpt_cli_fail("convert", &err) : 0;
 }

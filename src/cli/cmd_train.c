@@ -307,9 +307,7 @@ int cpt_cmd_train(int argc, char **argv) {
                          cpt_mixdata_vocab_size(md), m->cfg.vocab_size);
         goto done;
     }
-    for (int k = 0; k < K; k++)
-        fprintf(log, "source %-12s %12.0f tokens, weight per stage:", names[k], stok[k]);
-    fprintf(log, "\n");
+    for (int k = 0; k < K; k++) fprintf(log, "source %-12s %12.0f tokens in %s\n", names[k], stok[k], dirs[k]);
     for (int s = 0; s < ctx.n_stages; s++) {
         fprintf(log, "stage %d: steps [%lld, %lld) lr %.3g (%s) mixture", s, ctx.start[s], ctx.start[s + 1], ctx.sched[s].lr,
                 cpt_schedule_type_name(ctx.sched[s].type));
