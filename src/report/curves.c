@@ -197,7 +197,7 @@ int cpt_plot_run_curves(const char *run_dir, cpt_err *err) {
         {.title = "Training", .xlabel = "step", .ylabel = "train loss (nats/token)",
          .y2label = "learning rate", .series = ser, .n_series = 2},
         {.title = "Validation perplexity (dashed: base model, step 0)", .xlabel = "step",
-         .ylabel = ppl_log ? "perplexity (log scale)" : "perplexity", .log_y = ppl_log, .series = ser + 2, .n_series = k - 2},
+         .ylabel = "perplexity", .log_y = ppl_log, .series = ser + 2, .n_series = k - 2},
     };
     const char *slash = strrchr(run_dir, '/');
     const char *rname = slash && slash[1] ? slash + 1 : run_dir;
