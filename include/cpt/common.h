@@ -75,6 +75,21 @@ static inline int cpt_add_size(size_t a, size_t b, size_t *out) {
     return !__builtin_add_overflow(a, b, out);
 }
 
+/* splitmix64 (Steele, Lea, Flood 2014): cpt_mix64 is its bijective finaliser, used as
+ * the project's one 64-bit hash mixer; cpt_splitmix64 advances a seed and mixes it. */
+static inline uint64_t cpt_mix64(uint64_t x) {
+    x ^= x >> 30;
+    x *= 0xBF58476D1CE4E5B9ull;
+    x ^= x >> 27;
+    x *= 0x94D049BB133111EBull;
+    x ^= x >> 31;
+    return x;
+}
+static inline uint64_t cpt_splitmix64(uint64_t *s) {
+    *s += 0x9E3779B97F4A7C15ull;
+    return cpt_mix64(*s);
+}
+
 /* Monotonic wall clock in seconds. */
 double cpt_now(void);
 

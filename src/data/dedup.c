@@ -175,7 +175,7 @@ int cpt_dedup_exact_key(const char *text, size_t n, uint64_t key[2], cpt_err *er
 }
 
 static void exact_put(uint64_t *k, size_t cap, const uint64_t key[2]) {
-    size_t j = txt_mix64(key[0]) & (cap - 1);
+    size_t j = cpt_mix64(key[0]) & (cap - 1);
     while (k[2 * j] || k[2 * j + 1]) j = (j + 1) & (cap - 1);
     k[2 * j] = key[0];
     k[2 * j + 1] = key[1];
@@ -188,7 +188,7 @@ int cpt_dedup_exact_add(cpt_dedup_exact *d, const char *text, size_t n, int *is_
 }
 
 int dedup_exact_add_key(cpt_dedup_exact *d, const uint64_t key[2], int *is_dup, cpt_err *err) {
-    size_t j = txt_mix64(key[0]) & (d->cap - 1);
+    size_t j = cpt_mix64(key[0]) & (d->cap - 1);
     while (d->k[2 * j] || d->k[2 * j + 1]) {
         if (d->k[2 * j] == key[0] && d->k[2 * j + 1] == key[1]) {
             *is_dup = 1;
@@ -228,10 +228,6 @@ void cpt_minhash_cfg_default(cpt_minhash_cfg *c) {
     c->seed = 1;
 }
 
-static uint64_t splitmix(uint64_t *s) {
-    *s += 0x9E3779B97F4A7C15ull;
-    return txt_mix64(*s);
-}
 
 int cpt_minhash_open(cpt_minhash **out, const cpt_minhash_cfg *cfg, cpt_err *err) {
     *out = NULL;
@@ -252,8 +248,8 @@ int cpt_minhash_open(cpt_minhash **out, const cpt_minhash_cfg *cfg, cpt_err *err
     m->c = *cfg;
     uint64_t st = cfg->seed;
     for (size_t i = 0; i < k; i++) {
-        m->a[i] = 1 + splitmix(&st) % (MERSENNE61 - 1);
-        m->b[i] = splitmix(&st) % MERSENNE61;
+        m->a[i] = 1 + cpt_splitmix64(&st) % (MERSENNE61 - 1);
+        m->b[i] = cpt_splitmix64(&st) % MERSENNE61;
     }
     *out = m;
     return CPT_OK;
@@ -380,7 +376,7 @@ static int bucket(cpt_lsh *l, uint64_t key, uint64_t doc, uint64_t *first) {
         }
         for (size_t i = 0; i < l->bcap; i++)
             if (l->bk[i]) {
-                size_t j = txt_mix64(l->bk[i]) & (nc - 1);
+                size_t j = cpt_mix64(l->bk[i]) & (nc - 1);
                 while (nk[j]) j = (j + 1) & (nc - 1);
                 nk[j] = l->bk[i];
                 nv[j] = l->bv[i];
@@ -391,7 +387,7 @@ static int bucket(cpt_lsh *l, uint64_t key, uint64_t doc, uint64_t *first) {
         l->bv = nv;
         l->bcap = nc;
     }
-    size_t j = txt_mix64(key) & (l->bcap - 1);
+    size_t j = cpt_mix64(key) & (l->bcap - 1);
     while (l->bk[j] && l->bk[j] != key) j = (j + 1) & (l->bcap - 1);
     if (!l->bk[j]) {
         l->bk[j] = key;

@@ -25,15 +25,6 @@ struct cpt_mix {
     mix_phase *ph;       /* [P] */
 };
 
-/* splitmix64's finaliser: a bijective 64-bit mixer (Steele, Lea, Flood 2014). */
-static uint64_t mix64(uint64_t x) {
-    x ^= x >> 30;
-    x *= 0xBF58476D1CE4E5B9ull;
-    x ^= x >> 27;
-    x *= 0x94D049BB133111EBull;
-    x ^= x >> 31;
-    return x;
-}
 
 uint64_t cpt_mix_permute(uint64_t key, uint64_t n, uint64_t j) {
     CPT_ASSERT(n >= 1 && j < n);
@@ -47,7 +38,7 @@ uint64_t cpt_mix_permute(uint64_t key, uint64_t n, uint64_t j) {
     do {
         uint64_t L = x >> h, R = x & mask;
         for (uint64_t r = 0; r < 4; r++) {
-            uint64_t F = mix64(key ^ mix64(R + 0x9E3779B97F4A7C15ull * (r + 1))) & mask;
+            uint64_t F = cpt_mix64(key ^ cpt_mix64(R + 0x9E3779B97F4A7C15ull * (r + 1))) & mask;
             uint64_t nl = R;
             R = L ^ F;
             L = nl;
@@ -58,7 +49,7 @@ uint64_t cpt_mix_permute(uint64_t key, uint64_t n, uint64_t j) {
 }
 
 static uint64_t epoch_key(uint64_t seed, uint64_t k, uint64_t e) {
-    return mix64(seed ^ mix64(0x5EED0000ull + k) ^ mix64(0xE90C0000ull ^ (e * 0x9E3779B97F4A7C15ull)));
+    return cpt_mix64(seed ^ cpt_mix64(0x5EED0000ull + k) ^ cpt_mix64(0xE90C0000ull ^ (e * 0x9E3779B97F4A7C15ull)));
 }
 
 void cpt_mix_close(cpt_mix *m) {

@@ -202,7 +202,7 @@ static int ends_with(const char *s, const char *suf) {
     return n >= m && !strcmp(s + n - m, suf);
 }
 
-static uint64_t split_hash(uint64_t seed, uint64_t i) { return txt_mix64(seed ^ txt_mix64(i + 0x5eedull)); }
+static uint64_t split_hash(uint64_t seed, uint64_t i) { return cpt_mix64(seed ^ cpt_mix64(i + 0x5eedull)); }
 
 static int cmp_u64(const void *a, const void *b) {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;

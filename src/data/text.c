@@ -268,27 +268,19 @@ uint64_t txt_fnv(uint64_t h, const void *p, size_t n) {
     return h;
 }
 
-uint64_t txt_mix64(uint64_t x) {
-    x ^= x >> 30;
-    x *= 0xBF58476D1CE4E5B9ull;
-    x ^= x >> 27;
-    x *= 0x94D049BB133111EBull;
-    x ^= x >> 31;
-    return x;
-}
 
 uint64_t txt_hash64(const void *p, size_t n, uint64_t seed) {
     const uint8_t *u = p;
-    uint64_t h = txt_mix64(seed ^ (n * 0x9E3779B97F4A7C15ull));
+    uint64_t h = cpt_mix64(seed ^ (n * 0x9E3779B97F4A7C15ull));
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
         uint64_t w;
         memcpy(&w, u + i, 8);
-        h = txt_mix64(h ^ w) + 0x9E3779B97F4A7C15ull;
+        h = cpt_mix64(h ^ w) + 0x9E3779B97F4A7C15ull;
     }
     uint64_t t = 0;
     memcpy(&t, u + i, n - i);
-    h = txt_mix64(h ^ t ^ ((uint64_t)(n - i) << 56));
+    h = cpt_mix64(h ^ t ^ ((uint64_t)(n - i) << 56));
     return h;
 }
 
@@ -313,7 +305,7 @@ uint32_t txt_counter_add(txt_counter *c, uint64_t key) {
         if (txt_counter_init(&big, c->cap) != 0) return 0;
         for (size_t i = 0; i < c->cap; i++)
             if (c->key[i]) {
-                size_t j = txt_mix64(c->key[i]) & (big.cap - 1);
+                size_t j = cpt_mix64(c->key[i]) & (big.cap - 1);
                 while (big.key[j]) j = (j + 1) & (big.cap - 1);
                 big.key[j] = c->key[i];
                 big.cnt[j] = c->cnt[i];
@@ -322,7 +314,7 @@ uint32_t txt_counter_add(txt_counter *c, uint64_t key) {
         txt_counter_free(c);
         *c = big;
     }
-    size_t j = txt_mix64(key) & (c->cap - 1);
+    size_t j = cpt_mix64(key) & (c->cap - 1);
     while (c->key[j] && c->key[j] != key) j = (j + 1) & (c->cap - 1);
     if (!c->key[j]) {
         c->key[j] = key;
@@ -333,7 +325,7 @@ uint32_t txt_counter_add(txt_counter *c, uint64_t key) {
 
 uint32_t txt_counter_get(const txt_counter *c, uint64_t key) {
     if (key == 0) key = 1;
-    size_t j = txt_mix64(key) & (c->cap - 1);
+    size_t j = cpt_mix64(key) & (c->cap - 1);
     while (c->key[j] && c->key[j] != key) j = (j + 1) & (c->cap - 1);
     return c->key[j] ? c->cnt[j] : 0;
 }

@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cpt/common.h" /* cpt_mix64 */
+
 /* Decode the code point at s[*i] (advancing *i); an invalid byte decodes as itself
  * (0x80..0xFF) and advances by one, so every input is consumed. */
 uint32_t txt_next(const char *s, size_t n, size_t *i);
@@ -38,7 +40,6 @@ size_t txt_words(const char *s, size_t n, txt_span **out);
 /* 64-bit FNV-1a, streaming: start with TXT_FNV0. Used for set membership only. */
 #define TXT_FNV0 0xcbf29ce484222325ull
 uint64_t txt_fnv(uint64_t h, const void *p, size_t n);
-uint64_t txt_mix64(uint64_t x);
 /* A 64-bit keyed hash of a byte string (8-byte blocks, multiply-xorshift mixing). */
 uint64_t txt_hash64(const void *p, size_t n, uint64_t seed);
 

@@ -159,14 +159,8 @@ void cpt_view_free(cpt_view *v) {
     v->layers = NULL;
 }
 
-/* splitmix64 + Box-Muller: a small, portable, seedable normal generator. */
-static uint64_t splitmix(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
+/* Normal init: cpt_splitmix64 uniforms through Box-Muller (portable, seedable). */
 void cpt_model_init_random(cpt_model *m, uint64_t seed, float std) {
     uint64_t s = seed;
     for (int i = 0; i < m->n_tensors; i++) {
@@ -178,8 +172,8 @@ void cpt_model_init_random(cpt_model *m, uint64_t seed, float std) {
             if (is_norm) p[j] = 1.0f;
             else if (is_bias) p[j] = 0.0f;
             else {
-                double u1 = ((splitmix(&s) >> 11) + 1.0) / 9007199254740993.0;
-                double u2 = (splitmix(&s) >> 11) / 9007199254740992.0;
+                double u1 = ((cpt_splitmix64(&s) >> 11) + 1.0) / 9007199254740993.0;
+                double u2 = (cpt_splitmix64(&s) >> 11) / 9007199254740992.0;
                 p[j] = (float)(std * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
             }
         }
