@@ -3,7 +3,8 @@
  * AVX-512 EPYC: OpenBLAS ~200 GFLOP/s on the training shapes with 2 threads (the FMA
  * peak), BLIS 0.9.0 only ~45 GFLOP/s when B is transposed (our forward) — and with
  * OPENBLAS_CORETYPE=SkylakeX OpenBLAS also wins the LM-head and per-head attention
- * shapes (200 vs 120 and 137 vs 35 GFLOP/s), which is why src/cli/main.c sets it. */
+ * shapes (200 vs 120 and 137 vs 35 GFLOP/s), which is why cpt_backend_cpu_select_core
+ * (src/backend/cpu.c, called from src/cli/main.c) sets it and re-executes the binary. */
 #include <cblas.h>
 
 #include "cpt/ops.h"
