@@ -1,38 +1,61 @@
 #!/usr/bin/env bash
 # demo/run.sh: the continued-pretraining demo behind `make demo`.
 #
-# With ../shared/data present (and its stories260K model readable by cpt's tokenizer)
-# the base model is the real stories260K; without it, the demo first makes its own small
-# base model: a byte-level Llama pretrained by cpt on generated children's stories.
+# With ../shared/data beside the checkout the base model is the real stories260K; a failing
+# cpt command on that path fails the demo (non-zero exit), it never falls back. Only when
+# ../shared/data is absent (or DEMO_SELFMADE=1) does the demo first make its own small base
+# model: a byte-level Llama pretrained by cpt on generated children's stories.
 # Then it continues the base model on a new domain twice, with 10% replay of the
 # general data and without, and shows domain and general perplexity before and after.
-# Everything it writes goes under $DEMO_OUT (default demo-out/).
+# Everything it writes goes under $DEMO_OUT (default demo-out/), which it empties first;
+# it marks that directory with $marker so it never deletes a directory it did not make.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cpt="$here/build/cpt"
 export DEMO_OUT=${DEMO_OUT:-$here/demo-out}
 shared="$here/../shared/data"
 steps=${DEMO_STEPS:-150}
-rm -rf "$DEMO_OUT"
-mkdir -p "$DEMO_OUT/text"
+marker=.cpt-demo-out
 t0=$(date +%s)
 say() { printf '\n== %s\n' "$*"; }
+die() { printf 'demo: error: %s\n' "$1" >&2; [ -n "${2:-}" ] && printf 'demo: HINT: %s\n' "$2" >&2; exit 1; }
 
-mode=selfmade
-if [ -d "$shared/models/stories260K-hf" ] && [ -z "${DEMO_SELFMADE:-}" ] &&
-   echo "Once upon a time" | "$cpt" tokenize --tokenizer "$shared/models/stories260K-hf" >/dev/null 2>&1; then
-  mode=stories260k
+[ -x "$cpt" ] || die "$cpt not found" "build it first: make (or run the demo as make demo)"
+
+# Empty DEMO_OUT only if it is missing, empty, or a previous demo's output (the marker).
+if [ -e "$DEMO_OUT" ]; then
+  [ -d "$DEMO_OUT" ] || die "DEMO_OUT=$DEMO_OUT exists and is not a directory" "choose another DEMO_OUT"
+  if [ -n "$(ls -A "$DEMO_OUT")" ] && [ ! -f "$DEMO_OUT/$marker" ]; then
+    die "DEMO_OUT=$DEMO_OUT is not empty and has no $marker, so it does not look like a demo output; refusing to delete it" \
+        "point DEMO_OUT at a new or empty directory, or remove $DEMO_OUT yourself if it is an old demo output"
+  fi
+  rm -rf "$DEMO_OUT"
 fi
+mkdir -p "$DEMO_OUT/text"
+echo "cpt demo output (demo/run.sh deletes and rewrites this directory)" > "$DEMO_OUT/$marker"
+
+mode=stories260k
+if [ -n "${DEMO_SELFMADE:-}" ] && [ "${DEMO_SELFMADE}" != 0 ]; then
+  mode=selfmade; why="DEMO_SELFMADE=$DEMO_SELFMADE"
+elif [ ! -d "$shared" ]; then
+  mode=selfmade; why="no ../shared/data beside the checkout"
+fi
+trap 'echo "demo: FAILED (path: $mode) at line $LINENO; see the messages above" >&2' ERR
+echo "demo: path: $mode${why:+ ($why)}"
 
 if [ "$mode" = stories260k ]; then
   say "base model: stories260K (../shared/data/models/stories260K-hf); general = TinyStories, domain = Shakespeare"
   base="$shared/models/stories260K-hf"
+  for f in "$base/config.json" "$base/model.safetensors" "$shared/corpora/general/tinystories_train_head.txt" \
+           "$shared/corpora/general/tinyshakespeare.txt"; do
+    [ -f "$f" ] || die "../shared/data is present but $f is missing" "restore ../shared, or run the self-made path: DEMO_SELFMADE=1 make demo"
+  done
   tok="$base"
   gen_in="$shared/corpora/general/tinystories_train_head.txt"
   dom_in="$shared/corpora/general/tinyshakespeare.txt"
   prep_args=(--txt-docs blank --no-filters)
 else
-  say "no ../shared/data (or its tokenizer is not supported yet): making a base model first"
+  say "self-made base model ($why): making a base model first"
   awk -v kind=general -v docs=3000 -v seed=1 -f "$here/demo/make-text.awk" > "$DEMO_OUT/text/general.txt"
   awk -v kind=domain -v docs=1500 -v seed=2 -f "$here/demo/make-text.awk" > "$DEMO_OUT/text/domain.txt"
   "$cpt" init --config "$here/demo/base-config.json" --byte-tokenizer --out "$DEMO_OUT/base0" --seed 1
@@ -76,4 +99,4 @@ echo
 echo "reports:  $DEMO_OUT/cpt-replay/report.md  $DEMO_OUT/cpt-noreplay/report.md"
 echo "curves:   $DEMO_OUT/cpt-replay/curves.svg  (TensorBoard: tensorboard --logdir $DEMO_OUT)"
 echo "models:   $DEMO_OUT/cpt-replay/export (Hugging Face format)"
-echo "demo took $(( $(date +%s) - t0 )) s"
+echo "demo ($mode path) took $(( $(date +%s) - t0 )) s"

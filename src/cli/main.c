@@ -1,4 +1,5 @@
-/* main.c: the cpt command dispatcher. */
+/* main.c: the cpt command dispatcher. README.md's command table lists the same commands
+ * (keep the two in step; tests/cli checks `cpt --help` names every one). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +19,7 @@ static const struct {
     {"generate", cpt_cmd_generate, "generate tokens with a KV cache (greedy or sampled)"},
     {"convert", cpt_cmd_convert, "convert llama2.c or HF checkpoints to a HF directory"},
     {"init", cpt_cmd_init, "write a randomly initialised model from a config.json"},
-    {"data", cpt_cmd_data, "prepare corpora into token shards (data prepare), inspect shards (data inspect)"},
+    {"data", cpt_cmd_data, "corpora to token shards (data prepare), inspect shards (data inspect), render chats (data chat)"},
     {"tokenize", cpt_cmd_tokenize, "encode standard input with a model's tokenizer"},
     {"detokenize", cpt_cmd_detokenize, "decode token ids from standard input to text"},
 };
