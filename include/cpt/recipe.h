@@ -45,6 +45,12 @@
  * config reloads the same from anywhere. An output path (CPT_ROPT_OUTPUT) need not
  * exist and is kept as written (relative to the working directory).
  *
+ * Deprecated keys: a schema may list aliases (old key -> new key). A recipe or override
+ * that sets the old key sets the new one and records a deprecation warning (library code
+ * does not print; the caller shows cpt_recipe_warning); setting both in one source is an
+ * error, and a later source (an override) replaces what an earlier one set under either
+ * name. Dumps and saved configs use the new key only.
+ *
  * Errors: the first problem found is reported (negative status + cpt_err), with
  * "<file>:<line>:<col>: <key>: <problem>. HINT: <fix>". Overrides are located as
  * `override "a.b=c"` with the column inside the override text.
@@ -98,6 +104,14 @@ typedef struct cpt_recipe_opt {
 
 typedef struct cpt_recipe cpt_recipe;
 
+/* A deprecated key still accepted: `old_key` is read as `new_key` (both concrete keys,
+ * no patterns), with a warning that says `why`. */
+typedef struct cpt_recipe_alias {
+    const char *old_key; /* "eval.batches" */
+    const char *new_key; /* "eval.sequences" */
+    const char *why;     /* "it counts sequences, not batches" */
+} cpt_recipe_alias;
+
 /* A schema: the option table plus a cross-field check that runs after every
  * key has been typed, range-checked and defaulted. The check may add derived
  * values with cpt_recipe_set_derived (shown in the dump as "derived"). */
@@ -106,6 +120,8 @@ typedef struct cpt_recipe_schema {
     const cpt_recipe_opt *opts;
     size_t n_opts;
     int (*check)(cpt_recipe *r, cpt_err *err);
+    const cpt_recipe_alias *aliases; /* deprecated keys (may be NULL) */
+    size_t n_aliases;
 } cpt_recipe_schema;
 
 /* The `cpt train` schema (src/recipe/train_schema.c). */
@@ -156,6 +172,11 @@ size_t cpt_recipe_list_len(const cpt_recipe *r, const char *prefix);
 /* The recipe's name (file base name without extension, or the `name` given to
  * cpt_recipe_load_text). */
 const char *cpt_recipe_name_of(const cpt_recipe *r);
+
+/* Warnings recorded while loading (deprecated keys), each "<file>:<line>:<col>: <key>:
+ * ... HINT: ..." like an error; the caller prints them. Pointers live as long as r. */
+size_t cpt_recipe_n_warnings(const cpt_recipe *r);
+const char *cpt_recipe_warning(const cpt_recipe *r, size_t i);
 
 /* For schema check callbacks: set `key` (which must match a schema pattern) to the
  * YAML scalar text `value`, typed and range-checked like a user value, marked

@@ -205,6 +205,8 @@ int cpt_cmd_train(int argc, char **argv) {
         fprintf(stderr, "cpt train: error: %s\n", err.msg);
         return 2;
     }
+    for (size_t i = 0; i < cpt_recipe_n_warnings(r); i++)
+        fprintf(stderr, "cpt train: warning: %s\n", cpt_recipe_warning(r, i));
     char *dump = NULL;
     if ((rc = cpt_recipe_dump(r, &dump, &err))) goto out;
     if (print_only) {
@@ -423,7 +425,7 @@ int cpt_cmd_train(int argc, char **argv) {
     tc.train_data = cpt_mixdata_iface(md);
     tc.evals = evs, tc.n_evals = n_ev;
     tc.eval_every = cpt_recipe_int(r, "eval.every");
-    tc.eval_batches = (int)cpt_recipe_int(r, "eval.batches");
+    tc.eval_batches = (int)cpt_recipe_int(r, "eval.sequences");
     tc.stop_on_budget = !strcmp(cpt_recipe_str(r, "eval.on_budget"), "stop");
     tc.ckpt_every = cpt_recipe_int(r, "checkpoint.every");
     tc.keep_last = (int)cpt_recipe_int(r, "checkpoint.keep_last");

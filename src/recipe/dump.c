@@ -290,4 +290,7 @@ void cpt_recipe_help(FILE *f, const cpt_recipe_schema *s) {
         fprintf(f, "  %-34s %s\n", s->opts[i].pattern, desc);
         fprintf(f, "  %-34s   %s\n", "", s->opts[i].help);
     }
+    if (s->n_aliases) fprintf(f, "\nDeprecated keys (still read, with a warning):\n");
+    for (size_t i = 0; i < s->n_aliases; i++)
+        fprintf(f, "  %-34s -> %s (%s)\n", s->aliases[i].old_key, s->aliases[i].new_key, s->aliases[i].why);
 }

@@ -67,6 +67,9 @@ struct cpt_recipe {
      * filled lazily, so getters are not thread-safe). */
     char **interned;
     size_t n_interned, cap_interned;
+    /* Deprecation warnings recorded by the loader (cpt_recipe_warning). */
+    char **warnings;
+    size_t n_warnings;
 };
 
 /* Format a location prefix "<label>:<line>:<col>" for entry `e` (key position if

@@ -12,6 +12,8 @@ void cpt_recipe_free(cpt_recipe *r) {
     rcp_store_free(&r->st);
     for (size_t i = 0; i < r->n_interned; i++) free(r->interned[i]);
     free(r->interned);
+    for (size_t i = 0; i < r->n_warnings; i++) free(r->warnings[i]);
+    free(r->warnings);
     free(r->name);
     free(r);
 }
@@ -23,6 +25,54 @@ static char *base_name(const char *path) {
     const char *dot = strrchr(b, '.');
     size_t n = (dot && dot != b) ? (size_t)(dot - b) : strlen(b);
     return strndup(b, n);
+}
+
+static int add_warning(cpt_recipe *r, const char *msg, cpt_err *err) {
+    char **w = realloc(r->warnings, (r->n_warnings + 1) * sizeof *w);
+    if (!w) return cpt_err_set(err, CPT_ENOMEM, "recipe: out of memory");
+    r->warnings = w;
+    if (!(w[r->n_warnings] = strdup(msg))) return cpt_err_set(err, CPT_ENOMEM, "recipe: out of memory");
+    r->n_warnings++;
+    return CPT_OK;
+}
+
+/* Deprecated keys: run after each source (the file, then every override) is flattened,
+ * so that "later source wins" holds across the old and the new name alike. An entry under
+ * the old key from source `src` becomes the new key; a new-key entry from an earlier
+ * source is replaced; both names in the same source is an error. */
+static int resolve_aliases(cpt_recipe *r, int src, cpt_err *err) {
+    const cpt_recipe_schema *s = r->schema;
+    for (size_t a = 0; a < s->n_aliases; a++) {
+        const cpt_recipe_alias *al = &s->aliases[a];
+        rcp_entry *old = rcp_store_find(&r->st, al->old_key);
+        if (!old || old->src != src) continue;
+        char loc[400];
+        rcp_loc(r, old, 1, loc, sizeof loc);
+        rcp_entry *cur = rcp_store_find(&r->st, al->new_key);
+        if (cur && cur->src == src)
+            return cpt_err_set(err, CPT_EINVAL,
+                               "%s: %s: set together with %s, which replaces it. HINT: keep only %s",
+                               loc, al->old_key, al->new_key, al->new_key);
+        char msg[800];
+        snprintf(msg, sizeof msg, "%s: %s is deprecated (%s); read as %s. HINT: rename it to %s",
+                 loc, al->old_key, al->why, al->new_key, al->new_key);
+        int rc = add_warning(r, msg, err);
+        if (rc) return rc;
+        char *nk = strdup(al->new_key);
+        if (!nk) return cpt_err_set(err, CPT_ENOMEM, "recipe: out of memory");
+        if (cur) rcp_store_remove_tree(&r->st, al->new_key);
+        old = rcp_store_find(&r->st, al->old_key); /* removal compacts the array */
+        free(old->key);
+        old->key = nk;
+    }
+    return CPT_OK;
+}
+
+size_t cpt_recipe_n_warnings(const cpt_recipe *r) { return r ? r->n_warnings : 0; }
+
+const char *cpt_recipe_warning(const cpt_recipe *r, size_t i) {
+    CPT_ASSERT(r && i < r->n_warnings);
+    return r->warnings[i];
 }
 
 static int apply_override(cpt_recipe *r, const char *ov, cpt_err *err) {
@@ -66,6 +116,7 @@ static int apply_override(cpt_recipe *r, const char *ov, cpt_err *err) {
         }
     }
     free(key);
+    if (!rc) rc = resolve_aliases(r, src, err);
     return rc;
 }
 
@@ -84,6 +135,7 @@ static int load_impl(const cpt_recipe_schema *schema, const char *text, size_t l
     if (!rc && (rc = rcp_store_add_src(&r->st, "(default)", base_dir, err)) > 0) rc = CPT_OK;
     if (!rc && (rc = rcp_store_add_src(&r->st, label, base_dir, err)) > 0) rc = CPT_OK;
     if (!rc && text) rc = rcp_yaml_flatten(text, len, "", 1, 0, &r->st, err);
+    if (!rc) rc = resolve_aliases(r, 1, err);
     for (size_t i = 0; i < n_over && !rc; i++) rc = apply_override(r, overrides[i], err);
     if (!rc) rc = rcp_classify_all(r, err);
     if (!rc) rc = rcp_check_lists(r, err);

@@ -154,8 +154,9 @@ static const cpt_recipe_opt train_opts[] = {
 
     OPT("eval.every", CPT_RT_INT, "100", 0, BIG, NULL, 0,
         "Evaluate the validation sets every N steps; 0 = only at the start and the end"),
-    OPT("eval.batches", CPT_RT_INT, "8", 1, 1000000, NULL, 0,
-        "Sequences evaluated per validation set"),
+    OPT("eval.sequences", CPT_RT_INT, "8", 1, 1000000, NULL, 0,
+        "Sequences (of data.seq_len tokens) evaluated per validation set, capped at the set's "
+        "size (formerly eval.batches)"),
     OPT("eval.forgetting_budget.*", CPT_RT_FLOAT, NULL, 0, 100, NULL, 0,
         "Allowed relative rise of validation set *'s loss over the base model (0.03 = 3%, the "
         "D-CPT threshold of methods §13)"),
@@ -435,11 +436,18 @@ static int train_check(cpt_recipe *r, cpt_err *err) {
     return CPT_OK;
 }
 
+/* Renamed keys, still read (with a warning) so that existing recipes keep working. */
+static const cpt_recipe_alias train_aliases[] = {
+    {"eval.batches", "eval.sequences", "it counts sequences, not batches"},
+};
+
 static const cpt_recipe_schema train_schema = {
     "cpt train",
     train_opts,
     sizeof train_opts / sizeof train_opts[0],
     train_check,
+    train_aliases,
+    sizeof train_aliases / sizeof train_aliases[0],
 };
 
 const cpt_recipe_schema *cpt_recipe_train_schema(void) { return &train_schema; }

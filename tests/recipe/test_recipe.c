@@ -523,6 +523,66 @@ static void test_rejects(void) {
     CHECK(strstr(e.msg, "nope.yaml"));
 }
 
+/* ---- deprecated key: eval.batches is read as eval.sequences, with a warning ---- */
+
+static void test_alias(void) {
+    cpt_recipe *r;
+    cpt_err e;
+    /* no alias used: no warning, the default of the new key */
+    CHECK_OK(load(NULL, NULL, 0, &r, &e), &e);
+    if (r) {
+        CHECK(cpt_recipe_n_warnings(r) == 0);
+        CHECK(cpt_recipe_int(r, "eval.sequences") == 8);
+        CHECK(!cpt_recipe_has(r, "eval.batches"));
+        cpt_recipe_free(r);
+    }
+    /* the old key in the file (line 10 of BASE + extra): its value, one warning naming
+     * place, old and new key; the dump has only the new key */
+    CHECK_OK(load("eval: {every: 5, batches: 3}\n", NULL, 0, &r, &e), &e);
+    if (r) {
+        CHECK(cpt_recipe_int(r, "eval.sequences") == 3);
+        CHECK(cpt_recipe_origin_of(r, "eval.sequences") == CPT_RORIG_FILE);
+        CHECK(!cpt_recipe_has(r, "eval.batches"));
+        CHECK(cpt_recipe_n_warnings(r) == 1);
+        if (cpt_recipe_n_warnings(r) == 1) {
+            const char *w = cpt_recipe_warning(r, 0);
+            CHECKF(strstr(w, "t:10:") && strstr(w, "eval.batches is deprecated") &&
+                       strstr(w, "HINT: rename it to eval.sequences"),
+                   "%s", w);
+        }
+        char *d = NULL;
+        CHECK_OK(cpt_recipe_dump(r, &d, &e), &e);
+        if (d) {
+            CHECK(strstr(d, "sequences: 3") && !strstr(d, "batches:"));
+            free(d);
+        }
+        cpt_recipe_free(r);
+    }
+    /* the old key as an override replaces the file's new key (later source wins)... */
+    const char *ov[] = {"eval.batches=4"};
+    CHECK_OK(load("eval: {sequences: 2}\n", ov, 1, &r, &e), &e);
+    if (r) {
+        CHECK(cpt_recipe_int(r, "eval.sequences") == 4);
+        CHECK(cpt_recipe_origin_of(r, "eval.sequences") == CPT_RORIG_OVERRIDE);
+        CHECK(cpt_recipe_n_warnings(r) == 1);
+        if (cpt_recipe_n_warnings(r) == 1) CHECK(strstr(cpt_recipe_warning(r, 0), "override \"eval.batches=4\""));
+        cpt_recipe_free(r);
+    }
+    /* ...and the new key as an override replaces the file's old key */
+    const char *ov2[] = {"eval.sequences=6"};
+    CHECK_OK(load("eval: {batches: 2}\n", ov2, 1, &r, &e), &e);
+    if (r) {
+        CHECK(cpt_recipe_int(r, "eval.sequences") == 6);
+        cpt_recipe_free(r);
+    }
+    /* both names in one source: an error naming both */
+    CHECK(load("eval: {batches: 2, sequences: 3}\n", NULL, 0, &r, &e) < 0 && !r);
+    CHECKF(strstr(e.msg, "eval.batches") && strstr(e.msg, "eval.sequences") && strstr(e.msg, "HINT"), "%s", e.msg);
+    /* the alias keeps the new key's bounds */
+    CHECK(load("eval: {batches: 0}\n", NULL, 0, &r, &e) < 0 && !r);
+    CHECKF(strstr(e.msg, "eval.sequences"), "%s", e.msg);
+}
+
 /* ---- help: every key of the list, and nothing undocumented ---- */
 
 static void test_help(void) {
@@ -541,7 +601,7 @@ static void test_help(void) {
         "regularization.ewc.lambda", "regularization.ewc.source", "regularization.ewc.samples",
         "regularization.ewc.cache", "regularization.l2_base",
         "regularization.freeze.embeddings", "regularization.freeze.first_layers",
-        "stability.skip_zscore", "stability.window", "eval.every", "eval.batches",
+        "stability.skip_zscore", "stability.window", "eval.every", "eval.sequences",
         "eval.forgetting_budget.*", "eval.on_budget", "checkpoint.every", "checkpoint.keep_last",
         "checkpoint.keep_best", "checkpoint.dir", "export.dtype", "export.at_end", "export.dir"};
     size_t nk = sizeof keys / sizeof *keys, ns = sizeof sched / sizeof *sched;
@@ -633,5 +693,6 @@ int main(int argc, char **argv) {
     test_round_trip();
     test_rejects();
     test_help();
+    test_alias();
     TEST_END();
 }
