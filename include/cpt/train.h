@@ -72,7 +72,7 @@ typedef struct cpt_train_cfg {
     cpt_eval_set *evals;
     int n_evals;
     long long eval_every; /* 0: only at the start and the end */
-    int eval_batches;     /* sequences per eval set (capped at n_seqs) */
+    int eval_batches;     /* sequences per eval set (capped at n_seqs); recipe eval.sequences */
     int stop_on_budget;   /* 1: stop when a forgetting budget is exceeded, 0: warn */
     /* checkpoints */
     long long ckpt_every; /* 0: only at the end */

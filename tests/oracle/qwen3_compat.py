@@ -2,7 +2,8 @@
 
 It is the oracle for the qwen3 fixture only; it is not a general Qwen3 port (eager
 attention, no sliding window, no cache-specific paths beyond what Qwen2 provides).
-transformers 4.46.3 (pinned in tests/requirements.txt) has no Qwen3, so we build it
+transformers before 4.51 has no Qwen3 (tests/requirements.txt pins 4.51.3, where this
+module is a no-op and upstream Qwen3 is the oracle); for those versions we build it
 from the Qwen2 pieces plus the two things Qwen3 changes:
   * head_dim is a free config field (q_proj: hidden -> heads*head_dim, o_proj back);
   * q_norm / k_norm: an RMSNorm over head_dim (weight [head_dim]) applied to every
