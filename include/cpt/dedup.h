@@ -1,6 +1,6 @@
 /* cpt/dedup.h: exact dedup, MinHash + LSH near-dedup and n-gram decontamination.
  *
- * Exact (methods.md §11.1): the text is NFC-normalised (utf8proc; without it, raw bytes)
+ * Exact (methods.md §11.1): the text is NFC-normalised (utf8proc, a required dependency)
  * and stripped of leading/trailing whitespace, then hashed to 128 bits (two independent
  * 64-bit hashes); the first document with a given key is kept.
  *

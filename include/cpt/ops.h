@@ -10,7 +10,7 @@
  * Layout: row-major; N = number of token rows (B*T); linear weights are [out, in]
  * (PyTorch convention, y = x W^T + b). Backward kernels document whether they
  * overwrite (=) or accumulate (+=) each output.
- * Formulas: ../shared/docs/methods.md section 2 (forward, backward).
+ * Formulas: docs/methods.md section 2 (forward, backward).
  */
 #ifndef CPT_OPS_H
 #define CPT_OPS_H

@@ -1,7 +1,7 @@
 /* train_schema.c: the `cpt train` option table (keys, types, defaults, bounds,
  * help) and its cross-field checks; the generic machinery is in validate.c.
  *
- * Defaults follow ../shared/docs/methods.md §13 (a suggested starting point for
+ * Defaults follow docs/methods.md §13 (a suggested starting point for
  * one-off CPT of a base model): AdamW betas (0.9, 0.95), eps 1e-8, weight decay
  * 0.1, clip 1.0; linear warmup over 1% of steps then cosine to 10% of the peak;
  * peak LR 3e-4 (Ibrahim et al. re-warm to the original pretraining peak). */
