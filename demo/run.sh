@@ -18,7 +18,7 @@ steps=${DEMO_STEPS:-150}
 marker=.cpt-demo-out
 t0=$(date +%s)
 say() { printf '\n== %s\n' "$*"; }
-die() { printf 'demo: error: %s\n' "$1" >&2; [ -n "${2:-}" ] && printf 'demo: HINT: %s\n' "$2" >&2; exit 1; }
+die() { printf 'demo: error: %s\n' "$1" >&2; [ -n "${2:-}" ] && printf 'demo: HINT: %s\n' "$2" >&2; echo "demo: FAILED (path: $mode): cpt train failed, log above" >&2; exit 1; }
 
 [ -x "$cpt" ] || die "$cpt not found" "build it first: make (or run the demo as make demo)"
 
@@ -73,7 +73,7 @@ say "preparing data: clean, deduplicate, tokenize, shard (cpt data prepare)"
 
 if [ "$mode" = selfmade ]; then
   say "pretraining the base model on the general text (cpt train demo/pretrain.yaml)"
-  "$cpt" train "$here/demo/pretrain.yaml" 2> "$DEMO_OUT/pretrain.log" || { tail -20 "$DEMO_OUT/pretrain.log"; exit 1; }
+  "$cpt" train "$here/demo/pretrain.yaml" 2> "$DEMO_OUT/pretrain.log" || { tail -20 "$DEMO_OUT/pretrain.log"; echo "demo: FAILED (path: $mode): cpt train failed, log above" >&2; exit 1; }
   grep -E "^eval|^done" "$DEMO_OUT/pretrain.log" | tail -3
   base="$DEMO_OUT/pretrain/export"
 fi
@@ -84,7 +84,7 @@ for variant in replay noreplay; do
   if [ "$variant" = noreplay ]; then extra=("data.replay.source=" "data.replay.fraction=" "data.mixture={domain: 1.0, general: 0.0}"); fi
   say "continued pretraining on the domain, $variant (cpt train demo/cpt.yaml)"
   "$cpt" train "$here/demo/cpt.yaml" out_dir="$DEMO_OUT/cpt-$variant" training.max_steps="$steps" \
-    ${tok:+tokenizer="$tok"} "${extra[@]}" 2> "$DEMO_OUT/cpt-$variant.log" || { tail -20 "$DEMO_OUT/cpt-$variant.log"; exit 1; }
+    ${tok:+tokenizer="$tok"} "${extra[@]}" 2> "$DEMO_OUT/cpt-$variant.log" || { tail -20 "$DEMO_OUT/cpt-$variant.log"; echo "demo: FAILED (path: $mode): cpt train failed, log above" >&2; exit 1; }
   grep -E "^  (domain|general)|^done" "$DEMO_OUT/cpt-$variant.log"
 done
 
