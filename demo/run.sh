@@ -18,7 +18,7 @@ steps=${DEMO_STEPS:-150}
 marker=.cpt-demo-out
 t0=$(date +%s)
 say() { printf '\n== %s\n' "$*"; }
-die() { printf 'demo: error: %s\n' "$1" >&2; [ -n "${2:-}" ] && printf 'demo: HINT: %s\n' "$2" >&2; echo "demo: FAILED (path: $mode): cpt train failed, log above" >&2; exit 1; }
+die() { printf 'demo: error: %s\n' "$1" >&2; [ -n "${2:-}" ] && printf 'demo: HINT: %s\n' "$2" >&2; exit 1; }
 
 [ -x "$cpt" ] || die "$cpt not found" "build it first: make (or run the demo as make demo)"
 
