@@ -284,6 +284,24 @@ static void test_attn_hand(void) {
                     e = fmax(e, fabs(out[(((size_t)b * T + i) * H + h) * hd + d] - s / cnt));
                 }
     CHECKF(e < 1e-14, "attn scale=0 must average the visible v: err %.3e", e);
+    /* Query offset (decode / chunked queries): rows 2..4 of batch 0 asked as Tq = 3 queries at
+     * q_pos0 = 2 over the same 5 keys equal rows 2..4 of the full square call, lse included;
+     * and with scale 0 every visible score is 0, so lse of row i is log(i + 1). */
+    {
+        double out3[3 * H * hd], lse_full[B * H * T], lse3[H * 3];
+        cpt_ref_attn_fwd(out, lse_full, q, k, v, NULL, NULL, 1, T, T, 0, H, KV, hd, 0.4);
+        cpt_ref_attn_fwd(out3, lse3, q + (size_t)2 * H * hd, k, v, NULL, NULL, 1, 3, T, 2, H, KV, hd, 0.4);
+        e = 0;
+        for (size_t i = 0; i < (size_t)3 * H * hd; i++) e = fmax(e, fabs(out3[i] - out[(size_t)2 * H * hd + i]));
+        for (int h = 0; h < H; h++)
+            for (int i = 0; i < 3; i++) e = fmax(e, fabs(lse3[h * 3 + i] - lse_full[h * T + 2 + i]));
+        CHECKF(e < 1e-14, "attn with a query offset must equal the square call's rows: err %.3e", e);
+        cpt_ref_attn_fwd(out, lse_full, q, k, v, NULL, NULL, 1, T, T, 0, H, KV, hd, 0.0);
+        e = 0;
+        for (int h = 0; h < H; h++)
+            for (int i = 0; i < T; i++) e = fmax(e, fabs(lse_full[h * T + i] - log((double)(i + 1))));
+        CHECKF(e < 1e-14, "attn lse at scale 0 must be log(number of visible keys): err %.3e", e);
+    }
     free(q), free(k), free(v), free(out);
 }
 
