@@ -22,10 +22,14 @@ typedef struct cpt_backend {
                      int hd, int rot);
     void (*rope_bwd)(float *dx, const float *cos_t, const float *sin_t, const int32_t *pos, int N, int nh,
                      int hd, int rot);
-    void (*attn_fwd)(float *out, float *P, const float *q, const float *k, const float *v,
-                     const int32_t *seg, int B, int T, int H, int KV, int hd, float scale);
-    void (*attn_bwd)(float *dq, float *dk, float *dv, const float *dout, const float *P, const float *q,
-                     const float *k, const float *v, int B, int T, int H, int KV, int hd, float scale);
+    size_t (*attn_workspace_bytes)(int Tq, int Tk, int hd, int nthreads);
+    int (*attn_fwd)(float *out, float *lse, const float *q, const float *k, const float *v, const int32_t *seg_q,
+                    const int32_t *seg_k, int B, int Tq, int Tk, int q_pos0, int H, int KV, int hd, float scale,
+                    void *ws, size_t ws_bytes);
+    int (*attn_bwd)(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
+                    const float *q, const float *k, const float *v, const int32_t *seg_q, const int32_t *seg_k,
+                    int B, int Tq, int Tk, int q_pos0, int H, int KV, int hd, float scale, void *ws,
+                    size_t ws_bytes);
     void (*swiglu_fwd)(float *h, const float *g, const float *u, size_t n);
     void (*swiglu_bwd)(float *dg, float *du, const float *dh, const float *g, const float *u, size_t n);
     void (*embed_fwd)(float *x, const float *E, const int32_t *ids, int N, int D);

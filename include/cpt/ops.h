@@ -58,21 +58,32 @@ void cpt_ref_rope_bwd(double *dx, const double *inv_freq, double attn_factor, co
 void cpt_rope_tables(float *cos_t, float *sin_t, const float *inv_freq, float attn_factor, int n_pos,
                      int rot);
 
-/* ---- causal (optionally block-causal) GQA attention ----
- * q[B,T,H,hd], k,v[B,T,KV,hd], out[B,T,H,hd]; P[B,H,T,T] saves the probabilities for
- * the backward (rows above the diagonal are zero). seg[B*T] (may be NULL): document
- * ids inside a packed row; a token attends only to earlier tokens of its own document.
- * Query head h uses kv head h / (H/KV). scale is usually hd^-0.5. */
-void cpt_attn_fwd(float *out, float *P, const float *q, const float *k, const float *v,
-                  const int32_t *seg, int B, int T, int H, int KV, int hd, float scale);
-/* dq, dk, dv are overwritten. */
-void cpt_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *P, const float *q,
-                  const float *k, const float *v, int B, int T, int H, int KV, int hd, float scale);
-void cpt_ref_attn_fwd(double *out, const double *q, const double *k, const double *v, const int32_t *seg,
-                      int B, int T, int H, int KV, int hd, double scale);
-void cpt_ref_attn_bwd(double *dq, double *dk, double *dv, const double *dout, const double *q,
-                      const double *k, const double *v, const int32_t *seg, int B, int T, int H, int KV,
+/* ---- causal (optionally block-causal) GQA attention, O(T) memory (methods.md 14.1) ----
+ * q[B,Tq,H,hd], k,v[B,Tk,KV,hd], out[B,Tq,H,hd]; lse[B,H,Tq] the row log-sum-exp of the
+ * scaled scores, saved for the backward (-inf for a row that sees no key; its output is 0).
+ * Query row i sits at key position q_pos0 + i: key j is visible iff j <= q_pos0 + i and
+ * (seg_q == NULL or seg_q[b*Tq+i] == seg_k[b*Tk+j]); training uses Tq == Tk, q_pos0 = 0,
+ * seg_q == seg_k (document ids of a packed row); decoding uses Tq = 1, q_pos0 = p, Tk = p+1.
+ * seg_q and seg_k are both NULL or both given. Query head h uses kv head h / (H/KV).
+ * ws: caller's scratch of ws_bytes >= cpt_attn_workspace_bytes(Tq, Tk, hd, nthreads); the
+ * kernel uses at most as many threads as the workspace has slots. Results are bitwise
+ * independent of the thread count. Returns CPT_OK, or CPT_EINVAL (bad sizes, workspace
+ * too small) without touching the outputs. */
+size_t cpt_attn_workspace_bytes(int Tq, int Tk, int hd, int nthreads);
+int cpt_attn_fwd(float *out, float *lse, const float *q, const float *k, const float *v, const int32_t *seg_q,
+                 const int32_t *seg_k, int B, int Tq, int Tk, int q_pos0, int H, int KV, int hd, float scale,
+                 void *ws, size_t ws_bytes);
+/* dq, dk, dv are overwritten (keys no query sees get 0); out and lse from the forward. */
+int cpt_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
+                 const float *q, const float *k, const float *v, const int32_t *seg_q, const int32_t *seg_k, int B,
+                 int Tq, int Tk, int q_pos0, int H, int KV, int hd, float scale, void *ws, size_t ws_bytes);
+/* float64 references, same masks; lse may be NULL. */
+void cpt_ref_attn_fwd(double *out, double *lse, const double *q, const double *k, const double *v,
+                      const int32_t *seg_q, const int32_t *seg_k, int B, int Tq, int Tk, int q_pos0, int H, int KV,
                       int hd, double scale);
+void cpt_ref_attn_bwd(double *dq, double *dk, double *dv, const double *dout, const double *q, const double *k,
+                      const double *v, const int32_t *seg_q, const int32_t *seg_k, int B, int Tq, int Tk, int q_pos0,
+                      int H, int KV, int hd, double scale);
 
 /* ---- SwiGLU: h = silu(g) * u, elementwise over n ---- */
 void cpt_swiglu_fwd(float *h, const float *g, const float *u, size_t n);

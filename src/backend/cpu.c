@@ -22,6 +22,7 @@ static const cpt_backend cpu_backend = {
     .rmsnorm_bwd = cpt_rmsnorm_bwd,
     .rope_fwd = cpt_rope_fwd,
     .rope_bwd = cpt_rope_bwd,
+    .attn_workspace_bytes = cpt_attn_workspace_bytes,
     .attn_fwd = cpt_attn_fwd,
     .attn_bwd = cpt_attn_bwd,
     .swiglu_fwd = cpt_swiglu_fwd,

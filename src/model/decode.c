@@ -1,6 +1,7 @@
 /* decode.c: incremental decoding with a KV cache (one token per call), for generation.
  * Same math as forward.c in inference form; the cache holds post-RoPE keys and values. */
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,8 +10,9 @@
 
 struct cpt_kvcache {
     int max_len, len, L, kd;
+    size_t ws_bytes;            /* attention tile scratch */
     float *k, *v;                     /* [L][max_len, kd] */
-    float *x, *xn, *q, *kk, *vv, *att, *tmp, *g, *u, *h, *scores, *rstd, *qr, *kr, *qrs, *krs;
+    float *x, *xn, *q, *kk, *vv, *att, *tmp, *g, *u, *h, *scores, *rstd, *ws, *qr, *kr, *qrs, *krs;
 };
 
 int cpt_kvcache_create(cpt_kvcache **out, const cpt_model *m, int max_len, cpt_err *err) {
@@ -28,11 +30,13 @@ int cpt_kvcache_create(cpt_kvcache **out, const cpt_model *m, int max_len, cpt_e
     kc->q = malloc(sizeof(float) * qd), kc->att = malloc(sizeof(float) * qd), kc->qr = malloc(sizeof(float) * qd);
     kc->kk = malloc(sizeof(float) * kc->kd), kc->vv = malloc(sizeof(float) * kc->kd), kc->kr = malloc(sizeof(float) * kc->kd);
     kc->g = malloc(sizeof(float) * I), kc->u = malloc(sizeof(float) * I), kc->h = malloc(sizeof(float) * I);
-    kc->scores = malloc(sizeof(float) * max_len);
+    kc->scores = malloc(sizeof(float) * c->n_heads); /* the new row's log-sum-exp per head */
+    kc->ws_bytes = cpt_backend_cpu()->attn_workspace_bytes(1, max_len, c->head_dim, omp_get_max_threads());
+    kc->ws = malloc(kc->ws_bytes);
     kc->rstd = malloc(sizeof(float) * 4);
     kc->qrs = malloc(sizeof(float) * c->n_heads), kc->krs = malloc(sizeof(float) * c->n_kv_heads);
     if (!kc->k || !kc->v || !kc->x || !kc->xn || !kc->tmp || !kc->q || !kc->att || !kc->qr || !kc->kk || !kc->vv ||
-        !kc->kr || !kc->g || !kc->u || !kc->h || !kc->scores || !kc->rstd || !kc->qrs || !kc->krs) {
+        !kc->kr || !kc->g || !kc->u || !kc->h || !kc->scores || !kc->ws || !kc->rstd || !kc->qrs || !kc->krs) {
         cpt_kvcache_free(kc);
         return cpt_err_set(err, CPT_ENOMEM, "out of memory for a KV cache of %d tokens", max_len);
     }
@@ -43,7 +47,7 @@ int cpt_kvcache_create(cpt_kvcache **out, const cpt_model *m, int max_len, cpt_e
 void cpt_kvcache_free(cpt_kvcache *c) {
     if (!c) return;
     float *ps[] = {c->k, c->v, c->x, c->xn, c->q, c->kk, c->vv, c->att, c->tmp, c->g, c->u, c->h, c->scores,
-                   c->rstd, c->qr, c->kr, c->qrs, c->krs};
+                   c->rstd, c->ws, c->qr, c->kr, c->qrs, c->krs};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) free(ps[i]);
     free(c);
 }
@@ -54,7 +58,7 @@ int cpt_model_decode(cpt_model *m, cpt_kvcache *kc, int32_t token, float *logits
     const cpt_backend *be = cpt_backend_cpu();
     const cpt_config *c = &m->cfg;
     int D = c->hidden_size, V = c->vocab_size, I = c->intermediate_size, H = c->n_heads, KV = c->n_kv_heads;
-    int hd = c->head_dim, qd = H * hd, kd = KV * hd, rot = cpt_config_rot_dim(c), grp = H / KV;
+    int hd = c->head_dim, qd = H * hd, kd = KV * hd, rot = cpt_config_rot_dim(c);
     float eps = (float)c->rms_eps, scale = 1.0f / sqrtf((float)hd);
     if (kc->len >= kc->max_len) return cpt_err_set(err, CPT_EINVAL, "KV cache is full (%d tokens)", kc->max_len);
     if (token < 0 || token >= V) return cpt_err_set(err, CPT_EINVAL, "token id %d is outside the vocabulary [0, %d)", token, V);
@@ -82,29 +86,10 @@ int cpt_model_decode(cpt_model *m, cpt_kvcache *kc, int32_t token, float *logits
         be->rope_fwd(kc->kk, m->rope_cos, m->rope_sin, &p32, 1, KV, hd, rot);
         memcpy(kcache + (size_t)pos * kd, kc->kk, sizeof(float) * kd);
         memcpy(vcache + (size_t)pos * kd, kc->vv, sizeof(float) * kd);
-        for (int h = 0; h < H; h++) {
-            int g = h / grp;
-            const float *qh = kc->q + (size_t)h * hd;
-            float mx = -INFINITY, sum = 0.0f;
-            for (int j = 0; j <= pos; j++) {
-                const float *kj = kcache + (size_t)j * kd + (size_t)g * hd;
-                float s = 0.0f;
-                for (int d = 0; d < hd; d++) s += qh[d] * kj[d];
-                kc->scores[j] = s * scale;
-                if (kc->scores[j] > mx) mx = kc->scores[j];
-            }
-            for (int j = 0; j <= pos; j++) {
-                kc->scores[j] = expf(kc->scores[j] - mx);
-                sum += kc->scores[j];
-            }
-            float *oh = kc->att + (size_t)h * hd;
-            memset(oh, 0, sizeof(float) * hd);
-            for (int j = 0; j <= pos; j++) {
-                float p = kc->scores[j] / sum;
-                const float *vj = vcache + (size_t)j * kd + (size_t)g * hd;
-                for (int d = 0; d < hd; d++) oh[d] += p * vj[d];
-            }
-        }
+        /* the new query row at position pos against the pos+1 cached keys: the training kernel */
+        if (be->attn_fwd(kc->att, kc->scores, kc->q, kcache, vcache, NULL, NULL, 1, 1, pos + 1, pos, H, KV, hd, scale,
+                         kc->ws, kc->ws_bytes))
+            return cpt_err_set(err, CPT_EINVAL, "attention refused its arguments in layer %d", l);
         be->linear_fwd(kc->tmp, kc->att, L->wo, L->bo, 1, qd, D);
         be->add_inplace(kc->x, kc->tmp, D);
         be->rmsnorm_fwd(kc->xn, kc->rstd, kc->x, L->mlp_norm, 1, D, eps);

@@ -4,6 +4,7 @@
  * mode every layer keeps its own activations for the backward, in inference mode one
  * layer's worth is reused. Formulas: methods.md 2.1 (forward) and 2.2 (backward). */
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,7 +24,7 @@ struct cpt_acts {
     float *q, *k, *v;          /* [L][N,qd], [L][N,kd], [L][N,kd]; q,k after (norm and) RoPE */
     float *qraw, *kraw;        /* [L][N,qd], [L][N,kd] before the q/k norm (Qwen3) */
     float *qrstd, *krstd;      /* [L][N*H], [L][N*KV] */
-    float *P;                  /* [L][B,H,T,T] attention probabilities */
+    float *lse;                /* [L][B,H,T] attention row log-sum-exp */
     float *att;                /* [L][N,qd] attention output (o_proj input) */
     float *g, *u, *h;          /* [L][N,I] gate, up, silu(gate)*up */
     float *rstdf, *hf;         /* [N], [N,D] final norm */
@@ -33,6 +34,8 @@ struct cpt_acts {
     float *dq, *dk, *dv, *datt;/* [N,qd], [N,kd], [N,kd], [N,qd] */
     float *dqn, *dkn;          /* [N,qd], [N,kd] (Qwen3) */
     float *dg, *du, *dh;       /* [N,I] */
+    float *attn_ws;            /* attention tile scratch, attn_ws_bytes */
+    size_t attn_ws_bytes;
     int32_t *pos0;             /* [N] default positions 0..T-1 per row */
     size_t sD, sQ, sK, sH, sKV, sP, sI, sN; /* per-layer strides */
 };
@@ -66,7 +69,9 @@ int cpt_acts_create(cpt_acts **out, const cpt_model *m, int B, int T, int traini
         BLK(a->qrstd, Ls * N * c->n_heads);
         BLK(a->krstd, Ls * N * c->n_kv_heads);
     }
-    BLK(a->P, Ls * (size_t)B * c->n_heads * T * T);
+    BLK(a->lse, Ls * (size_t)B * c->n_heads * T);
+    a->attn_ws_bytes = cpt_backend_cpu()->attn_workspace_bytes(T, T, c->head_dim, omp_get_max_threads());
+    BLK(a->attn_ws, (a->attn_ws_bytes + 3) / 4);
     BLK(a->att, Ls * N * qd);
     BLK(a->g, Ls * N * I);
     BLK(a->u, Ls * N * I);
@@ -114,7 +119,7 @@ int cpt_acts_create(cpt_acts **out, const cpt_model *m, int B, int T, int traini
     int st = training ? 1 : 0;
     a->sD = st * N * D, a->sQ = st * N * qd, a->sK = st * N * kd, a->sI = st * N * I, a->sN = st * N;
     a->sH = st * N * c->n_heads, a->sKV = st * N * c->n_kv_heads;
-    a->sP = st * (size_t)B * c->n_heads * T * T;
+    a->sP = st * (size_t)B * c->n_heads * T;
     *out = a;
     return CPT_OK;
 }
@@ -168,7 +173,7 @@ int cpt_model_step(cpt_model *m, cpt_acts *a, const cpt_batch *b, float *grads, 
         float *x = a->x + l * a->sD, *xn = a->x + (l + 1) * a->sD;
         float *xmid = a->xmid + l * a->sD, *a1 = a->a1 + l * a->sD, *a2 = a->a2 + l * a->sD;
         float *q = a->q + l * a->sQ, *k = a->k + l * a->sK, *v = a->v + l * a->sK;
-        float *P = a->P + l * a->sP, *att = a->att + l * a->sQ;
+        float *lse = a->lse + l * a->sP, *att = a->att + l * a->sQ;
         float *g = a->g + l * a->sI, *u = a->u + l * a->sI, *h = a->h + l * a->sI;
         if (!a->training) xn = a->x; /* inference: the stream is updated in place */
         be->rmsnorm_fwd(a1, a->rstd1 + l * a->sN, x, L->attn_norm, N, D, eps);
@@ -185,7 +190,8 @@ int cpt_model_step(cpt_model *m, cpt_acts *a, const cpt_batch *b, float *grads, 
         be->linear_fwd(v, a1, L->wv, L->bv, N, D, kd);
         be->rope_fwd(q, m->rope_cos, m->rope_sin, pos, N, H, hd, rot);
         be->rope_fwd(k, m->rope_cos, m->rope_sin, pos, N, KV, hd, rot);
-        be->attn_fwd(att, P, q, k, v, b->seg, B, T, H, KV, hd, scale);
+        if (be->attn_fwd(att, lse, q, k, v, b->seg, b->seg, B, T, T, 0, H, KV, hd, scale, a->attn_ws, a->attn_ws_bytes))
+            return cpt_err_set(err, CPT_EINVAL, "attention forward refused its arguments (layer %d)", l);
         be->linear_fwd(a->tmp, att, L->wo, L->bo, N, qd, D);
         if (a->training) {
             memcpy(xmid, x, sizeof(float) * (size_t)N * D);
@@ -223,7 +229,7 @@ int cpt_model_step(cpt_model *m, cpt_acts *a, const cpt_batch *b, float *grads, 
         const cpt_layer_view *L = &W->layers[l], *GL = &G.layers[l];
         float *x = a->x + l * a->sD, *xmid = a->xmid + l * a->sD, *a1 = a->a1 + l * a->sD, *a2 = a->a2 + l * a->sD;
         float *q = a->q + l * a->sQ, *k = a->k + l * a->sK, *v = a->v + l * a->sK;
-        float *P = a->P + l * a->sP, *att = a->att + l * a->sQ;
+        float *lse = a->lse + l * a->sP, *att = a->att + l * a->sQ;
         float *g = a->g + l * a->sI, *u = a->u + l * a->sI, *h = a->h + l * a->sI;
         /* MLP: x_{l+1} = xmid + down(silu(gate(a2)) * up(a2)) */
         be->linear_bwd(a->dh, GL->wd, GL->bd, a->dx, h, L->wd, N, I, D, 0);
@@ -233,7 +239,11 @@ int cpt_model_step(cpt_model *m, cpt_acts *a, const cpt_batch *b, float *grads, 
         be->rmsnorm_bwd(a->dx, GL->mlp_norm, a->tmp, xmid, L->mlp_norm, a->rstd2 + l * a->sN, N, D, 1);
         /* Attention: xmid = x + o_proj(attn(rope(q), rope(k), v)) */
         be->linear_bwd(a->datt, GL->wo, GL->bo, a->dx, att, L->wo, N, qd, D, 0);
-        be->attn_bwd(a->dq, a->dk, a->dv, a->datt, P, q, k, v, B, T, H, KV, hd, scale);
+        if (be->attn_bwd(a->dq, a->dk, a->dv, a->datt, att, lse, q, k, v, b->seg, b->seg, B, T, T, 0, H, KV, hd, scale,
+                         a->attn_ws, a->attn_ws_bytes)) {
+            cpt_view_free(&G);
+            return cpt_err_set(err, CPT_EINVAL, "attention backward refused its arguments (layer %d)", l);
+        }
         be->rope_bwd(a->dq, m->rope_cos, m->rope_sin, pos, N, H, hd, rot);
         be->rope_bwd(a->dk, m->rope_cos, m->rope_sin, pos, N, KV, hd, rot);
         float *dq = a->dq, *dk = a->dk;

@@ -1,166 +1,336 @@
-/* attention.c: causal / block-causal GQA softmax attention, forward and backward, and
- * the float64 reference. One (batch, head) is one task: its T x T score block is made
- * with sgemm (OpenBLAS runs single-threaded inside an OpenMP region), masked, soft-maxed
- * in fp32 and kept in P for the backward (methods.md 2.2.6):
- *   dV = P^T dO, dP = dO V^T, dS = P * (dP - rowsum(P*dP)), dQ = s dS K, dK = s dS^T Q.
- * The backward runs one task per (batch, kv head) and loops over the query heads that
- * share it, so GQA's dK/dV sums need no atomics and are deterministic.
- * Not memory-efficient: P is B*H*T*T floats per layer (the long-context issue replaces
- * this with a tiled kernel). */
+/* attention.c: causal / block-causal GQA attention in O(T) memory (methods.md 14.1,
+ * FlashAttention-2 style), forward and backward, and the float64 reference.
+ *
+ * Forward: one task per (batch, query head, query tile of BQ rows). It walks the key
+ * tiles with an online softmax (running max m, running sum l, unnormalised output O)
+ * and keeps only out and the row log-sum-exp lse = m + log l. Tile products go through
+ * sgemm (OpenBLAS runs single-threaded inside an OpenMP region; a one-off bench of a
+ * 64x64x64 QK^T tile here: sgemm 11 us, plain C loops 174 us).
+ * Backward: recomputes P = exp(s*q.k - lse) tile by tile. Two passes so that every
+ * gradient element is written by exactly one task in a fixed order (no atomics, so the
+ * result is bitwise independent of the thread count):
+ *   pass 1, one task per (batch, kv head, key tile): loops over the query heads sharing
+ *     the kv head (GQA without copies) and the query tiles, dV += P^T dO, dK += s dS^T Q;
+ *   pass 2, one task per (batch, query head, query tile): dQ += s dS K.
+ * P is recomputed twice; that costs one extra QK^T and dO V^T per tile and saves a
+ * [B,H,T,T] buffer (or atomics). D = rowsum(dO * O) is recomputed per tile (BQ*hd).
+ * Masks: key j is visible to query i iff j <= q_pos0 + i and (no seg, or seg_q[i] ==
+ * seg_k[j]). A tile is skipped when the causal bound empties it or when the query
+ * tile's [min,max] seg range and the key tile's do not overlap (sound whatever the
+ * order of ids: packing pads with -1 after increasing ids, so the rows are not sorted);
+ * other tiles are masked element by element unless they are entirely visible.
+ * Scratch: per-thread tile buffers in the caller's workspace (cpt_attn_workspace_bytes). */
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cpt/common.h"
 #include "cpt/ops.h"
 
-static inline int visible(const int32_t *seg, int b, int T, int i, int j) {
-    return j <= i && (!seg || seg[(size_t)b * T + j] == seg[(size_t)b * T + i]);
+enum { BQ = 64, BK = 64 };
+
+/* Floats of one thread's scratch: S, dP tiles, D/m/l rows; rounded to 16 floats. */
+static size_t slot_floats(void) { return ((size_t)2 * BQ * BK + 3 * BQ + 15) & ~(size_t)15; }
+
+size_t cpt_attn_workspace_bytes(int Tq, int Tk, int hd, int nthreads) {
+    (void)Tq, (void)Tk, (void)hd; /* tiles are fixed size; kept for kernels that tile by shape */
+    if (nthreads < 1) nthreads = 1;
+    return sizeof(float) * slot_floats() * (size_t)nthreads + 64;
 }
 
-void cpt_attn_fwd(float *out, float *P, const float *q, const float *k, const float *v,
-                  const int32_t *seg, int B, int T, int H, int KV, int hd, float scale) {
-    int grp = H / KV;
-    size_t qs = (size_t)H * hd, ks = (size_t)KV * hd;
-#pragma omp parallel for schedule(static)
-    for (int bh = 0; bh < B * H; bh++) {
-        int b = bh / H, h = bh % H, g = h / grp;
-        const float *qb = q + (size_t)b * T * qs + (size_t)h * hd;
-        const float *kb = k + (size_t)b * T * ks + (size_t)g * hd;
-        const float *vb = v + (size_t)b * T * ks + (size_t)g * hd;
-        float *Pb = P + (size_t)bh * T * T;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, qb, (int)qs, kb, (int)ks,
-                    0.0f, Pb, T);
-        for (int i = 0; i < T; i++) {
-            float *row = Pb + (size_t)i * T;
-            float mx = -INFINITY;
-            for (int j = 0; j <= i; j++)
-                if (visible(seg, b, T, i, j) && row[j] > mx) mx = row[j];
-            float sum = 0.0f;
-            for (int j = 0; j < T; j++) {
-                float e = visible(seg, b, T, i, j) ? expf(row[j] - mx) : 0.0f;
-                row[j] = e;
-                sum += e;
-            }
-            float inv = 1.0f / sum;
-            for (int j = 0; j <= i; j++) row[j] *= inv;
-        }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, Pb, T, vb, (int)ks, 0.0f,
-                    out + (size_t)b * T * qs + (size_t)h * hd, (int)qs);
+/* Usable thread slots in a workspace (aligned to 64 bytes inside). */
+static int ws_slots(void *ws, size_t bytes, float **base) {
+    uintptr_t p = (uintptr_t)ws, a = (p + 63) & ~(uintptr_t)63;
+    if (!ws || bytes < (a - p) + sizeof(float) * slot_floats()) return 0;
+    *base = (float *)a;
+    size_t n = (bytes - (a - p)) / (sizeof(float) * slot_floats());
+    return n > 4096 ? 4096 : (int)n;
+}
+
+static void seg_range(const int32_t *s, int n, int32_t *lo, int32_t *hi) {
+    int32_t a = s[0], b = s[0];
+    for (int i = 1; i < n; i++) {
+        if (s[i] < a) a = s[i];
+        if (s[i] > b) b = s[i];
+    }
+    *lo = a, *hi = b;
+}
+
+/* Tile classification: 0 empty (skip), 1 fully visible, 2 needs the element mask. */
+static int tile_kind(const int32_t *sq, const int32_t *sk, int i0, int nq, int j0, int nk, int q_pos0) {
+    if (j0 > q_pos0 + i0 + nq - 1) return 0;
+    int full = j0 + nk - 1 <= q_pos0 + i0;
+    if (!sq) return full ? 1 : 2;
+    int32_t ql, qh, kl, kh;
+    seg_range(sq + i0, nq, &ql, &qh);
+    seg_range(sk + j0, nk, &kl, &kh);
+    if (kh < ql || kl > qh) return 0;
+    return full && ql == qh && kl == kh ? 1 : 2;
+}
+
+/* S[nq,nk] (ld BK) = scale * Q K^T, masked entries -inf. */
+static void scores(float *S, const float *qb, size_t qs, const float *kb, size_t ks, int nq, int nk, int hd,
+                   float scale, int kind, const int32_t *sq, const int32_t *sk, int i0, int j0, int q_pos0) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, scale, qb, (int)qs, kb, (int)ks, 0.0f, S, BK);
+    if (kind != 2) return;
+    for (int i = 0; i < nq; i++) {
+        float *r = S + (size_t)i * BK;
+        int lim = q_pos0 + i0 + i - j0; /* last visible column */
+        for (int j = 0; j < nk; j++)
+            if (j > lim || (sq && sq[i0 + i] != sk[j0 + j])) r[j] = -INFINITY;
     }
 }
 
-void cpt_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *P, const float *q,
-                  const float *k, const float *v, int B, int T, int H, int KV, int hd, float scale) {
-    int grp = H / KV;
+int cpt_attn_fwd(float *out, float *lse, const float *q, const float *k, const float *v, const int32_t *seg_q,
+                 const int32_t *seg_k, int B, int Tq, int Tk, int q_pos0, int H, int KV, int hd, float scale,
+                 void *ws, size_t ws_bytes) {
+    float *wbase = NULL;
+    int slots = ws_slots(ws, ws_bytes, &wbase);
+    if (!slots || B < 1 || Tq < 1 || Tk < 1 || KV < 1 || H % KV || hd < 1 || q_pos0 < 0 || !seg_q != !seg_k)
+        return CPT_EINVAL;
+    int grp = H / KV, nqt = (Tq + BQ - 1) / BQ, nthr = omp_get_max_threads();
+    if (nthr > slots) nthr = slots;
     size_t qs = (size_t)H * hd, ks = (size_t)KV * hd;
-#pragma omp parallel
+    long ntask = (long)B * H * nqt;
+#pragma omp parallel num_threads(nthr)
     {
-        float *dS = malloc(sizeof(float) * (size_t)T * T);
-        CPT_ASSERT(dS != NULL); /* scratch of T*T floats per thread */
-#pragma omp for schedule(static)
-        for (int bg = 0; bg < B * KV; bg++) {
-            int b = bg / KV, g = bg % KV;
-            const float *kb = k + (size_t)b * T * ks + (size_t)g * hd;
-            const float *vb = v + (size_t)b * T * ks + (size_t)g * hd;
-            float *dkb = dk + (size_t)b * T * ks + (size_t)g * hd;
-            float *dvb = dv + (size_t)b * T * ks + (size_t)g * hd;
+        float *S = wbase + slot_floats() * (size_t)omp_get_thread_num();
+        float *m = S + (size_t)2 * BQ * BK, *l = m + BQ;
+#pragma omp for schedule(dynamic, 1)
+        for (long t = 0; t < ntask; t++) {
+            /* Largest tiles first (descending query tile index) for the causal load balance. */
+            int it = nqt - 1 - (int)(t % nqt), h = (int)(t / nqt % H), b = (int)(t / nqt / H), g = h / grp;
+            int i0 = it * BQ, nq = Tq - i0 < BQ ? Tq - i0 : BQ;
+            const int32_t *sq = seg_q ? seg_q + (size_t)b * Tq : NULL, *sk = seg_k ? seg_k + (size_t)b * Tk : NULL;
+            const float *qb = q + ((size_t)b * Tq + i0) * qs + (size_t)h * hd;
+            float *ob = out + ((size_t)b * Tq + i0) * qs + (size_t)h * hd;
+            const float *kb = k + (size_t)b * Tk * ks + (size_t)g * hd, *vb = v + (size_t)b * Tk * ks + (size_t)g * hd;
+            for (int i = 0; i < nq; i++) {
+                m[i] = -INFINITY, l[i] = 0.0f;
+                memset(ob + (size_t)i * qs, 0, sizeof(float) * hd);
+            }
+            int jend = q_pos0 + i0 + nq < Tk ? q_pos0 + i0 + nq : Tk;
+            for (int j0 = 0; j0 < jend; j0 += BK) {
+                int nk = jend - j0 < BK ? jend - j0 : BK;
+                int kind = tile_kind(sq, sk, i0, nq, j0, nk, q_pos0);
+                if (!kind) continue;
+                scores(S, qb, qs, kb + (size_t)j0 * ks, ks, nq, nk, hd, scale, kind, sq, sk, i0, j0, q_pos0);
+                for (int i = 0; i < nq; i++) {
+                    float *r = S + (size_t)i * BK, mx = m[i];
+                    for (int j = 0; j < nk; j++) mx = r[j] > mx ? r[j] : mx;
+                    if (mx == -INFINITY) { /* nothing visible yet in this row */
+                        for (int j = 0; j < nk; j++) r[j] = 0.0f;
+                        continue;
+                    }
+                    float alpha = expf(m[i] - mx), sum = 0.0f; /* m = -inf -> 0 */
+                    for (int j = 0; j < nk; j++) sum += (r[j] = expf(r[j] - mx));
+                    l[i] = alpha * l[i] + sum, m[i] = mx;
+                    if (alpha != 1.0f) {
+                        float *o = ob + (size_t)i * qs;
+                        for (int d = 0; d < hd; d++) o[d] *= alpha;
+                    }
+                }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1.0f, S, BK, vb + (size_t)j0 * ks,
+                            (int)ks, 1.0f, ob, (int)qs);
+            }
+            float *lb = lse + ((size_t)b * H + h) * Tq + i0;
+            for (int i = 0; i < nq; i++) {
+                float *o = ob + (size_t)i * qs;
+                if (l[i] > 0.0f) {
+                    float inv = 1.0f / l[i];
+                    for (int d = 0; d < hd; d++) o[d] *= inv;
+                    lb[i] = m[i] + logf(l[i]);
+                } else {
+                    lb[i] = -INFINITY; /* no visible key: output 0 (methods.md 14.1) */
+                }
+            }
+        }
+    }
+    return CPT_OK;
+}
+
+/* P = exp(S - lse) in place over a scores tile; D[i] = rowsum(dO_i * O_i). Then
+ * dP = dO V^T into dS, and dS = P * (dP - D). */
+static void probs_and_ds(float *S, float *dS, float *Drow, const float *lb, const float *dob, const float *ob,
+                         size_t qs, const float *vb, size_t ks, int nq, int nk, int hd) {
+    for (int i = 0; i < nq; i++) {
+        const float *a = dob + (size_t)i * qs, *o = ob + (size_t)i * qs;
+        float D = 0.0f;
+        for (int d = 0; d < hd; d++) D += a[d] * o[d];
+        Drow[i] = D;
+        float *r = S + (size_t)i * BK, L = lb[i];
+        if (L == -INFINITY) {
+            for (int j = 0; j < nk; j++) r[j] = 0.0f;
+        } else {
+            for (int j = 0; j < nk; j++) r[j] = expf(r[j] - L); /* -inf -> 0 */
+        }
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, 1.0f, dob, (int)qs, vb, (int)ks, 0.0f, dS, BK);
+    for (int i = 0; i < nq; i++) {
+        const float *p = S + (size_t)i * BK;
+        float *r = dS + (size_t)i * BK;
+        for (int j = 0; j < nk; j++) r[j] = p[j] * (r[j] - Drow[i]);
+    }
+}
+
+int cpt_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
+                 const float *q, const float *k, const float *v, const int32_t *seg_q, const int32_t *seg_k, int B,
+                 int Tq, int Tk, int q_pos0, int H, int KV, int hd, float scale, void *ws, size_t ws_bytes) {
+    float *wbase = NULL;
+    int slots = ws_slots(ws, ws_bytes, &wbase);
+    if (!slots || B < 1 || Tq < 1 || Tk < 1 || KV < 1 || H % KV || hd < 1 || q_pos0 < 0 || !seg_q != !seg_k)
+        return CPT_EINVAL;
+    int grp = H / KV, nqt = (Tq + BQ - 1) / BQ, nkt = (Tk + BK - 1) / BK, nthr = omp_get_max_threads();
+    if (nthr > slots) nthr = slots;
+    size_t qs = (size_t)H * hd, ks = (size_t)KV * hd;
+    long nt1 = (long)B * KV * nkt, nt2 = (long)B * H * nqt;
+#pragma omp parallel num_threads(nthr)
+    {
+        float *S = wbase + slot_floats() * (size_t)omp_get_thread_num();
+        float *dS = S + (size_t)BQ * BK, *Drow = dS + (size_t)BQ * BK;
+        /* pass 1: dK, dV per key tile; query heads of the group, then query tiles, in order */
+#pragma omp for schedule(dynamic, 1)
+        for (long t = 0; t < nt1; t++) {
+            int jt = (int)(t % nkt), g = (int)(t / nkt % KV), b = (int)(t / nkt / KV);
+            int j0 = jt * BK, nk = Tk - j0 < BK ? Tk - j0 : BK;
+            const int32_t *sq = seg_q ? seg_q + (size_t)b * Tq : NULL, *sk = seg_k ? seg_k + (size_t)b * Tk : NULL;
+            size_t koff = ((size_t)b * Tk + j0) * ks + (size_t)g * hd;
+            const float *kb = k + koff, *vb = v + koff;
+            float *dkb = dk + koff, *dvb = dv + koff;
+            for (int j = 0; j < nk; j++) {
+                memset(dkb + (size_t)j * ks, 0, sizeof(float) * hd);
+                memset(dvb + (size_t)j * ks, 0, sizeof(float) * hd);
+            }
+            /* first query row that can see key j0: q_pos0 + i >= j0 */
+            int ifirst = j0 - q_pos0 < 0 ? 0 : j0 - q_pos0;
             for (int hh = 0; hh < grp; hh++) {
                 int h = g * grp + hh;
-                const float *Pb = P + ((size_t)b * H + h) * T * T;
-                const float *qb = q + (size_t)b * T * qs + (size_t)h * hd;
-                const float *dob = dout + (size_t)b * T * qs + (size_t)h * hd;
-                float *dqb = dq + (size_t)b * T * qs + (size_t)h * hd;
-                float beta = hh == 0 ? 0.0f : 1.0f;
-                /* dV += P^T dO */
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, Pb, T, dob, (int)qs, beta,
-                            dvb, (int)ks);
-                /* dP = dO V^T, then dS = P (dP - D) */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dob, (int)qs, vb, (int)ks,
-                            0.0f, dS, T);
-                for (int i = 0; i < T; i++) {
-                    const float *pr = Pb + (size_t)i * T;
-                    float *sr = dS + (size_t)i * T;
-                    float D = 0.0f;
-                    for (int j = 0; j <= i; j++) D += pr[j] * sr[j];
-                    for (int j = 0; j <= i; j++) sr[j] = pr[j] * (sr[j] - D);
-                    for (int j = i + 1; j < T; j++) sr[j] = 0.0f;
+                for (int i0 = ifirst / BQ * BQ; i0 < Tq; i0 += BQ) {
+                    int nq = Tq - i0 < BQ ? Tq - i0 : BQ;
+                    int kind = tile_kind(sq, sk, i0, nq, j0, nk, q_pos0);
+                    if (!kind) continue;
+                    size_t qoff = ((size_t)b * Tq + i0) * qs + (size_t)h * hd;
+                    scores(S, q + qoff, qs, kb, ks, nq, nk, hd, scale, kind, sq, sk, i0, j0, q_pos0);
+                    probs_and_ds(S, dS, Drow, lse + ((size_t)b * H + h) * Tq + i0, dout + qoff, out + qoff, qs, vb, ks,
+                                 nq, nk, hd);
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hd, nq, 1.0f, S, BK, dout + qoff, (int)qs,
+                                1.0f, dvb, (int)ks);
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hd, nq, scale, dS, BK, q + qoff, (int)qs,
+                                1.0f, dkb, (int)ks);
                 }
-                /* dQ = s dS K ; dK += s dS^T Q */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, scale, dS, T, kb, (int)ks, 0.0f,
-                            dqb, (int)qs);
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, scale, dS, T, qb, (int)qs, beta,
-                            dkb, (int)ks);
             }
         }
-        free(dS);
+        /* pass 2: dQ per query tile, key tiles in order */
+#pragma omp for schedule(dynamic, 1)
+        for (long t = 0; t < nt2; t++) {
+            int it = nqt - 1 - (int)(t % nqt), h = (int)(t / nqt % H), b = (int)(t / nqt / H), g = h / grp;
+            int i0 = it * BQ, nq = Tq - i0 < BQ ? Tq - i0 : BQ;
+            const int32_t *sq = seg_q ? seg_q + (size_t)b * Tq : NULL, *sk = seg_k ? seg_k + (size_t)b * Tk : NULL;
+            size_t qoff = ((size_t)b * Tq + i0) * qs + (size_t)h * hd;
+            float *dqb = dq + qoff;
+            const float *kb = k + (size_t)b * Tk * ks + (size_t)g * hd, *vb = v + (size_t)b * Tk * ks + (size_t)g * hd;
+            for (int i = 0; i < nq; i++) memset(dqb + (size_t)i * qs, 0, sizeof(float) * hd);
+            int jend = q_pos0 + i0 + nq < Tk ? q_pos0 + i0 + nq : Tk;
+            for (int j0 = 0; j0 < jend; j0 += BK) {
+                int nk = jend - j0 < BK ? jend - j0 : BK;
+                int kind = tile_kind(sq, sk, i0, nq, j0, nk, q_pos0);
+                if (!kind) continue;
+                scores(S, q + qoff, qs, kb + (size_t)j0 * ks, ks, nq, nk, hd, scale, kind, sq, sk, i0, j0, q_pos0);
+                probs_and_ds(S, dS, Drow, lse + ((size_t)b * H + h) * Tq + i0, dout + qoff, out + qoff, qs,
+                             vb + (size_t)j0 * ks, ks, nq, nk, hd);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, scale, dS, BK, kb + (size_t)j0 * ks,
+                            (int)ks, 1.0f, dqb, (int)qs);
+            }
+        }
     }
+    return CPT_OK;
 }
 
-/* Reference: recomputes everything per (b, h, i) in float64. */
-static void ref_probs(double *p, const double *q, const double *k, const int32_t *seg, int b, int h, int i,
-                      int T, int H, int KV, int hd, double scale) {
+/* ---------------- float64 reference: recomputes everything per (b, h, i) ---------------- */
+static inline int ref_visible(const int32_t *sq, const int32_t *sk, int b, int Tq, int Tk, int q_pos0, int i, int j) {
+    return j <= q_pos0 + i && (!sq || sk[(size_t)b * Tk + j] == sq[(size_t)b * Tq + i]);
+}
+
+/* p[Tk] = probabilities of row i; returns the row's log-sum-exp (-inf if none visible). */
+static double ref_probs(double *p, const double *q, const double *k, const int32_t *sq, const int32_t *sk, int b,
+                        int h, int i, int Tq, int Tk, int q_pos0, int H, int KV, int hd, double scale) {
     int g = h / (H / KV);
     double mx = -INFINITY;
-    for (int j = 0; j < T; j++) {
-        if (!visible(seg, b, T, i, j)) { p[j] = -INFINITY; continue; }
+    for (int j = 0; j < Tk; j++) {
+        if (!ref_visible(sq, sk, b, Tq, Tk, q_pos0, i, j)) { p[j] = -INFINITY; continue; }
         double s = 0;
         for (int d = 0; d < hd; d++)
-            s += q[(((size_t)b * T + i) * H + h) * hd + d] * k[(((size_t)b * T + j) * KV + g) * hd + d];
+            s += q[(((size_t)b * Tq + i) * H + h) * hd + d] * k[(((size_t)b * Tk + j) * KV + g) * hd + d];
         p[j] = s * scale;
         if (p[j] > mx) mx = p[j];
     }
+    if (mx == -INFINITY) {
+        for (int j = 0; j < Tk; j++) p[j] = 0;
+        return -INFINITY;
+    }
     double sum = 0;
-    for (int j = 0; j < T; j++) {
+    for (int j = 0; j < Tk; j++) {
         p[j] = p[j] == -INFINITY ? 0.0 : exp(p[j] - mx);
         sum += p[j];
     }
-    for (int j = 0; j < T; j++) p[j] /= sum;
+    for (int j = 0; j < Tk; j++) p[j] /= sum;
+    return mx + log(sum);
 }
 
-void cpt_ref_attn_fwd(double *out, const double *q, const double *k, const double *v, const int32_t *seg,
-                      int B, int T, int H, int KV, int hd, double scale) {
-    double *p = malloc(sizeof(double) * (size_t)T);
+void cpt_ref_attn_fwd(double *out, double *lse, const double *q, const double *k, const double *v,
+                      const int32_t *seg_q, const int32_t *seg_k, int B, int Tq, int Tk, int q_pos0, int H, int KV,
+                      int hd, double scale) {
+    double *p = malloc(sizeof(double) * (size_t)Tk);
+    if (!p) return; /* reference (tests only): outputs left untouched, the comparison fails */
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++)
-            for (int i = 0; i < T; i++) {
-                ref_probs(p, q, k, seg, b, h, i, T, H, KV, hd, scale);
+            for (int i = 0; i < Tq; i++) {
+                double L = ref_probs(p, q, k, seg_q, seg_k, b, h, i, Tq, Tk, q_pos0, H, KV, hd, scale);
+                if (lse) lse[((size_t)b * H + h) * Tq + i] = L;
                 int g = h / (H / KV);
                 for (int d = 0; d < hd; d++) {
                     double s = 0;
-                    for (int j = 0; j < T; j++) s += p[j] * v[(((size_t)b * T + j) * KV + g) * hd + d];
-                    out[(((size_t)b * T + i) * H + h) * hd + d] = s;
+                    for (int j = 0; j < Tk; j++) s += p[j] * v[(((size_t)b * Tk + j) * KV + g) * hd + d];
+                    out[(((size_t)b * Tq + i) * H + h) * hd + d] = s;
                 }
             }
     free(p);
 }
 
-void cpt_ref_attn_bwd(double *dq, double *dk, double *dv, const double *dout, const double *q,
-                      const double *k, const double *v, const int32_t *seg, int B, int T, int H, int KV,
-                      int hd, double scale) {
-    size_t nq = (size_t)B * T * H * hd, nk = (size_t)B * T * KV * hd;
+void cpt_ref_attn_bwd(double *dq, double *dk, double *dv, const double *dout, const double *q, const double *k,
+                      const double *v, const int32_t *seg_q, const int32_t *seg_k, int B, int Tq, int Tk, int q_pos0,
+                      int H, int KV, int hd, double scale) {
+    size_t nq = (size_t)B * Tq * H * hd, nk = (size_t)B * Tk * KV * hd;
     for (size_t i = 0; i < nq; i++) dq[i] = 0;
     for (size_t i = 0; i < nk; i++) dk[i] = dv[i] = 0;
-    double *p = malloc(sizeof(double) * (size_t)T), *dp = malloc(sizeof(double) * (size_t)T);
+    double *p = malloc(sizeof(double) * (size_t)Tk), *dp = malloc(sizeof(double) * (size_t)Tk);
+    if (!p || !dp) {
+        free(p), free(dp);
+        return;
+    }
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
             int g = h / (H / KV);
-            for (int i = 0; i < T; i++) {
-                ref_probs(p, q, k, seg, b, h, i, T, H, KV, hd, scale);
-                const double *doi = dout + (((size_t)b * T + i) * H + h) * hd;
+            for (int i = 0; i < Tq; i++) {
+                ref_probs(p, q, k, seg_q, seg_k, b, h, i, Tq, Tk, q_pos0, H, KV, hd, scale);
+                const double *doi = dout + (((size_t)b * Tq + i) * H + h) * hd;
                 double D = 0;
-                for (int j = 0; j < T; j++) {
+                for (int j = 0; j < Tk; j++) {
                     double s = 0;
-                    for (int d = 0; d < hd; d++) s += doi[d] * v[(((size_t)b * T + j) * KV + g) * hd + d];
+                    for (int d = 0; d < hd; d++) s += doi[d] * v[(((size_t)b * Tk + j) * KV + g) * hd + d];
                     dp[j] = s;
                     D += p[j] * s;
                 }
-                for (int j = 0; j < T; j++) {
+                for (int j = 0; j < Tk; j++) {
+                    if (p[j] == 0) continue;
                     double ds = p[j] * (dp[j] - D) * scale;
                     for (int d = 0; d < hd; d++) {
-                        dq[(((size_t)b * T + i) * H + h) * hd + d] += ds * k[(((size_t)b * T + j) * KV + g) * hd + d];
-                        dk[(((size_t)b * T + j) * KV + g) * hd + d] += ds * q[(((size_t)b * T + i) * H + h) * hd + d];
-                        dv[(((size_t)b * T + j) * KV + g) * hd + d] += p[j] * doi[d];
+                        dq[(((size_t)b * Tq + i) * H + h) * hd + d] += ds * k[(((size_t)b * Tk + j) * KV + g) * hd + d];
+                        dk[(((size_t)b * Tk + j) * KV + g) * hd + d] += ds * q[(((size_t)b * Tq + i) * H + h) * hd + d];
+                        dv[(((size_t)b * Tk + j) * KV + g) * hd + d] += p[j] * doi[d];
                     }
                 }
             }

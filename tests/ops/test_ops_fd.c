@@ -218,7 +218,7 @@ typedef struct {
 } attn_ctx;
 static double attn_loss(void *c_) {
     attn_ctx *c = c_;
-    cpt_ref_attn_fwd(c->out, c->q, c->k, c->v, c->seg, c->B, c->T, c->H, c->KV, c->hd, c->scale);
+    cpt_ref_attn_fwd(c->out, NULL, c->q, c->k, c->v, c->seg, c->seg, c->B, c->T, c->T, 0, c->H, c->KV, c->hd, c->scale);
     return dot(c->R, c->out, (size_t)c->B * c->T * c->H * c->hd);
 }
 static void test_attn(int B, int T, int H, int KV, int hd, const int32_t *seg) {
@@ -231,7 +231,7 @@ static void test_attn(int B, int T, int H, int KV, int hd, const int32_t *seg) {
     ou_fill_d(c.v, nk, 1);
     ou_fill_d(c.R, nq, 1);
     double *dq = OU_ALLOC(double, nq), *dk = OU_ALLOC(double, nk), *dv = OU_ALLOC(double, nk);
-    cpt_ref_attn_bwd(dq, dk, dv, c.R, c.q, c.k, c.v, seg, B, T, H, KV, hd, c.scale);
+    cpt_ref_attn_bwd(dq, dk, dv, c.R, c.q, c.k, c.v, seg, seg, B, T, T, 0, H, KV, hd, c.scale);
     char name[96];
     const char *kind = seg ? "block" : "causal";
     snprintf(name, sizeof name, "attn dq B%d T%d H%d KV%d hd%d %s", B, T, H, KV, hd, kind);
@@ -251,7 +251,7 @@ static void test_attn_hand(void) {
     const int grp = H / KV;
 
     /* T = 1: the only visible key is itself, so out = v of the head's kv group. */
-    cpt_ref_attn_fwd(out, q, k, v, NULL, 1, 1, H, KV, hd, 0.4);
+    cpt_ref_attn_fwd(out, NULL, q, k, v, NULL, NULL, 1, 1, 1, 0, H, KV, hd, 0.4);
     double e = 0;
     for (int h = 0; h < H; h++)
         for (int d = 0; d < hd; d++) e = fmax(e, fabs(out[h * hd + d] - v[(h / grp) * hd + d]));
@@ -260,7 +260,7 @@ static void test_attn_hand(void) {
     /* Every token its own document: out = v everywhere. */
     int32_t seg_own[B * T];
     for (int i = 0; i < B * T; i++) seg_own[i] = i;
-    cpt_ref_attn_fwd(out, q, k, v, seg_own, B, T, H, KV, hd, 0.4);
+    cpt_ref_attn_fwd(out, NULL, q, k, v, seg_own, seg_own, B, T, T, 0, H, KV, hd, 0.4);
     e = 0;
     for (int bt = 0; bt < B * T; bt++)
         for (int h = 0; h < H; h++)
@@ -271,7 +271,7 @@ static void test_attn_hand(void) {
     /* scale = 0: uniform weights, out_i = mean of v_j over the visible j (same document,
      * j <= i). Documents: {0,1}, {2,3,4} in batch 0; {0..4} in batch 1 (ids reused). */
     int32_t seg[B * T] = {7, 7, 9, 9, 9, 7, 7, 7, 7, 7};
-    cpt_ref_attn_fwd(out, q, k, v, seg, B, T, H, KV, hd, 0.0);
+    cpt_ref_attn_fwd(out, NULL, q, k, v, seg, seg, B, T, T, 0, H, KV, hd, 0.0);
     e = 0;
     for (int b = 0; b < B; b++)
         for (int i = 0; i < T; i++)
@@ -284,6 +284,24 @@ static void test_attn_hand(void) {
                     e = fmax(e, fabs(out[(((size_t)b * T + i) * H + h) * hd + d] - s / cnt));
                 }
     CHECKF(e < 1e-14, "attn scale=0 must average the visible v: err %.3e", e);
+    /* Query offset (decode / chunked queries): rows 2..4 of batch 0 asked as Tq = 3 queries at
+     * q_pos0 = 2 over the same 5 keys equal rows 2..4 of the full square call, lse included;
+     * and with scale 0 every visible score is 0, so lse of row i is log(i + 1). */
+    {
+        double out3[3 * H * hd], lse_full[B * H * T], lse3[H * 3];
+        cpt_ref_attn_fwd(out, lse_full, q, k, v, NULL, NULL, 1, T, T, 0, H, KV, hd, 0.4);
+        cpt_ref_attn_fwd(out3, lse3, q + (size_t)2 * H * hd, k, v, NULL, NULL, 1, 3, T, 2, H, KV, hd, 0.4);
+        e = 0;
+        for (size_t i = 0; i < (size_t)3 * H * hd; i++) e = fmax(e, fabs(out3[i] - out[(size_t)2 * H * hd + i]));
+        for (int h = 0; h < H; h++)
+            for (int i = 0; i < 3; i++) e = fmax(e, fabs(lse3[h * 3 + i] - lse_full[h * T + 2 + i]));
+        CHECKF(e < 1e-14, "attn with a query offset must equal the square call's rows: err %.3e", e);
+        cpt_ref_attn_fwd(out, lse_full, q, k, v, NULL, NULL, 1, T, T, 0, H, KV, hd, 0.0);
+        e = 0;
+        for (int h = 0; h < H; h++)
+            for (int i = 0; i < T; i++) e = fmax(e, fabs(lse_full[h * T + i] - log((double)(i + 1))));
+        CHECKF(e < 1e-14, "attn lse at scale 0 must be log(number of visible keys): err %.3e", e);
+    }
     free(q), free(k), free(v), free(out);
 }
 
