@@ -12,9 +12,12 @@
 """
 import json, math, os, shutil, signal, subprocess, sys, tempfile, time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from skiputil import skip  # noqa: E402  (77 locally, a failure under CI=true)
+
 BIN = os.environ.get("CPT_BIN")
 if not BIN or not os.path.exists(BIN):
-    print("SKIP: CPT_BIN not built"); sys.exit(77)
+    skip("CPT_BIN not built")
 fails = 0
 def check(cond, what):
     global fails
