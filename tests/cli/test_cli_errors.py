@@ -6,8 +6,8 @@ CPT_TMP, ~2 s), so it also runs in the ASan+UBSan pass, where corrupt inputs mat
 
 Usage errors: exit code 2 and a stderr message naming the offending option.  Corrupt model
 directories (a fixture copied to CPT_TMP and damaged): exit 1 or 2, never a signal, and
-stderr names the damaged file and, for config.json, the field.  Cases whose command is not
-implemented yet are skipped; the test exits 77 if nothing could run.
+stderr names the damaged file and, for config.json, the field.  A command missing from the
+dispatcher is a failure.
 """
 import json
 import os
@@ -40,9 +40,7 @@ def expect_model_error(ck, model_dir, ids_file, must_name, tag):
 
 def main():
     ou.cpt_bin()
-    have_score, have_gen = ou.has_command("score"), ou.has_command("generate")
-    if not (have_score or have_gen):
-        ou.skip("neither `cpt score` nor `cpt generate` is implemented yet")
+    ou.require_commands("score", "generate")
     tmp = ou.tmpdir("cli_errors")
     src = os.path.join(tmp, FIXTURE, "model")
     import make_fixtures  # always rebuilt (~1 s): a stale copy must not outlive a generator change
@@ -54,62 +52,56 @@ def main():
         f.write("1 2 3 4 5\n")
     ck = ou.Checker("test_cli_errors")
 
-    if have_score:
-        expect_usage_error(ck, ["score", "--ids", ids_file], "--model", "score without --model")
-        expect_usage_error(ck, ["score", "--model", "/nonexistent", "--ids", ids_file], "--model",
-                           "score --model /nonexistent")
-        expect_usage_error(ck, ["score", "--model", src, "--ids", ids_file, "--bogus"], "--bogus",
-                           "score --bogus")
-        p = ou.run_cpt(["score", "--help"], timeout=60)
-        ck.check(p.returncode == 0, "score --help: exit %d, want 0" % p.returncode)
-        for opt in ("--model", "--ids", "--logits"):
-            ck.check(opt in p.stdout + p.stderr, "score --help does not list %s" % opt)
-        # the intact copy must work, or the corruption cases below prove nothing
-        p = ou.run_cpt(["score", "--model", src, "--ids", ids_file], timeout=120)
-        ck.check(p.returncode == 0, "score on the intact fixture: exit %d (%s)" % (p.returncode, p.stderr[-300:]))
+    expect_usage_error(ck, ["score", "--ids", ids_file], "--model", "score without --model")
+    expect_usage_error(ck, ["score", "--model", "/nonexistent", "--ids", ids_file], "--model",
+                       "score --model /nonexistent")
+    expect_usage_error(ck, ["score", "--model", src, "--ids", ids_file, "--bogus"], "--bogus",
+                       "score --bogus")
+    p = ou.run_cpt(["score", "--help"], timeout=60)
+    ck.check(p.returncode == 0, "score --help: exit %d, want 0" % p.returncode)
+    for opt in ("--model", "--ids", "--logits"):
+        ck.check(opt in p.stdout + p.stderr, "score --help does not list %s" % opt)
+    # the intact copy must work, or the corruption cases below prove nothing
+    p = ou.run_cpt(["score", "--model", src, "--ids", ids_file], timeout=120)
+    ck.check(p.returncode == 0, "score on the intact fixture: exit %d (%s)" % (p.returncode, p.stderr[-300:]))
 
-        def corrupt(tag, fn):
-            d = os.path.join(tmp, tag)
-            shutil.rmtree(d, ignore_errors=True)
-            shutil.copytree(src, d)
-            fn(d)
-            return d
+    def corrupt(tag, fn):
+        d = os.path.join(tmp, tag)
+        shutil.rmtree(d, ignore_errors=True)
+        shutil.copytree(src, d)
+        fn(d)
+        return d
 
-        def edit_config(change):
-            def fn(d):
-                path = os.path.join(d, "config.json")
-                with open(path) as f:
-                    cfg = json.load(f)
-                change(cfg)
-                with open(path, "w") as f:
-                    json.dump(cfg, f, indent=2)
-            return fn
+    def edit_config(change):
+        def fn(d):
+            path = os.path.join(d, "config.json")
+            with open(path) as f:
+                cfg = json.load(f)
+            change(cfg)
+            with open(path, "w") as f:
+                json.dump(cfg, f, indent=2)
+        return fn
 
-        def truncate(d):
-            path = os.path.join(d, "model.safetensors")
-            os.truncate(path, os.path.getsize(path) - 100)
+    def truncate(d):
+        path = os.path.join(d, "model.safetensors")
+        os.truncate(path, os.path.getsize(path) - 100)
 
-        cases = [
-            ("truncated_safetensors", truncate, ["model.safetensors"]),
-            ("no_num_attention_heads", edit_config(lambda c: c.pop("num_attention_heads")),
-             ["config.json", "num_attention_heads"]),
-            ("gpt2_architecture", edit_config(lambda c: c.__setitem__("architectures", ["GPT2LMHeadModel"])),
-             ["config.json", "architectures"]),
-            ("kv_heads_5_of_6", edit_config(lambda c: c.__setitem__("num_key_value_heads", 5)),
-             ["config.json", "num_key_value_heads"]),
-        ]
-        for tag, fn, names in cases:
-            expect_model_error(ck, corrupt(tag, fn), ids_file, names, tag)
-    else:
-        ou.log("  (cpt score not implemented: its cases skipped)")
+    cases = [
+        ("truncated_safetensors", truncate, ["model.safetensors"]),
+        ("no_num_attention_heads", edit_config(lambda c: c.pop("num_attention_heads")),
+         ["config.json", "num_attention_heads"]),
+        ("gpt2_architecture", edit_config(lambda c: c.__setitem__("architectures", ["GPT2LMHeadModel"])),
+         ["config.json", "architectures"]),
+        ("kv_heads_5_of_6", edit_config(lambda c: c.__setitem__("num_key_value_heads", 5)),
+         ["config.json", "num_key_value_heads"]),
+    ]
+    for tag, fn, names in cases:
+        expect_model_error(ck, corrupt(tag, fn), ids_file, names, tag)
 
-    if have_gen:
-        base = ["generate", "--model", src, "--ids", "1"]
-        expect_usage_error(ck, base + ["--max-new", "-1"], "--max-new", "generate --max-new -1")
-        expect_usage_error(ck, base + ["--max-new", "4", "--temperature", "abc"], "--temperature",
-                           "generate --temperature abc")
-    else:
-        ou.log("  (cpt generate not implemented: its cases skipped)")
+    base = ["generate", "--model", src, "--ids", "1"]
+    expect_usage_error(ck, base + ["--max-new", "-1"], "--max-new", "generate --max-new -1")
+    expect_usage_error(ck, base + ["--max-new", "4", "--temperature", "abc"], "--temperature",
+                       "generate --temperature abc")
     ck.finish()
 
 

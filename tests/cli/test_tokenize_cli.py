@@ -13,17 +13,18 @@ import os
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from skiputil import skip  # noqa: E402  (77 locally, a failure under CI=true)
+
 CPT = os.environ.get("CPT_BIN")
 shared = os.environ.get("CPT_SHARED")
 if not CPT or not shared or not os.path.isdir(os.path.join(shared, "data", "tokenizers")):
-    print("SKIP: CPT_BIN or CPT_SHARED data not found")
-    sys.exit(77)
+    skip("CPT_BIN or CPT_SHARED data not found")
 try:
     import sentencepiece as spm
     from tokenizers import Tokenizer
 except ImportError:
-    print("SKIP: tokenizers / sentencepiece not installed")
-    sys.exit(77)
+    skip("tokenizers / sentencepiece not installed")
 
 D = os.path.join(shared, "data")
 fails = checks = 0

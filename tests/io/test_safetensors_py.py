@@ -22,6 +22,9 @@ import sys
 import tempfile
 import zlib
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from skiputil import finish, skip, skip_part  # noqa: E402  (77 locally, a failure under CI=true)
+
 try:
     import numpy as np
     import torch
@@ -29,8 +32,7 @@ try:
     from safetensors.torch import load_file, save_file
     from huggingface_hub import split_torch_state_dict_into_shards
 except ImportError as e:  # oracle not installed: skip, do not pass
-    print(f"SKIP: {e}")
-    sys.exit(77)
+    skip(str(e))
 
 FAILS = 0
 CHECKS = 0
@@ -216,7 +218,7 @@ def py_writes(tmp):
     try:
         from transformers import LlamaConfig, LlamaForCausalLM
     except ImportError:
-        print("note: transformers missing; save_pretrained check skipped", file=sys.stderr)
+        skip_part("transformers missing: the save_pretrained check")
         return
     torch.manual_seed(0)
     cfg = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=40, num_hidden_layers=2,
@@ -270,8 +272,8 @@ def main():
         py_writes(tmp)
         layouts(tmp)
     print(f"test_safetensors_py: {CHECKS} checks, {FAILS} failed", file=sys.stderr)
-    return 1 if FAILS else 0
+    finish(FAILS)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

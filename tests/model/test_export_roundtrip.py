@@ -103,7 +103,7 @@ def main():
             ids = np.array([json.load(f)["greedy_tokens"]], dtype=np.int64)
         check_model(ck, "stories260K", stories, ids, tmp)
     else:
-        ou.log("  (stories260K not found under CPT_SHARED: skipped)")
+        ou.skip_part("stories260K not found under CPT_SHARED")
     ck.finish()
 
 

@@ -9,8 +9,8 @@
 (c) `cpt convert --from llama2c stories260K.bin --out TMP`: TMP/model.safetensors holds
     exactly the HF directory's tensors (names, shapes, values), and `cpt score` on TMP
     equals (b).
-Needs $CPT_SHARED/data (skip 77 if absent); parts whose cpt command is not implemented
-are skipped, and the test exits 77 if none could run.
+Needs $CPT_SHARED/data (skip 77 if absent, a failure under CI=true); a command missing
+from the dispatcher is a failure.
 """
 import json
 import math
@@ -69,59 +69,47 @@ def main():
     for path in (hf, bin_, corpus):
         if not os.path.exists(path):
             ou.skip("%s not found (set CPT_SHARED)" % path)
-    have = {c: ou.has_command(c) for c in ("generate", "score", "convert")}
-    if not any(have.values()):
-        ou.skip("cpt generate/score/convert are not implemented yet")
+    ou.require_commands("generate", "score", "convert")
     tmp = ou.tmpdir("stories260k")
     ck = ou.Checker("test_stories260k")
 
     # (a) greedy decode
-    if have["generate"]:
-        with open(os.path.join(hf, "reference_greedy.json")) as f:
-            want = json.load(f)["greedy_tokens"]
-        p = ou.run_cpt(["generate", "--model", hf, "--ids", "1", "--max-new", "60", "--greedy", "--print-ids"])
-        if ck.check(p.returncode == 0, "greedy: cpt generate exit %d: %s" % (p.returncode, p.stderr[-400:])):
-            lines = [l for l in p.stdout.splitlines() if l.strip()]
-            got = lines[-1].strip() if lines else ""
-            ok = ck.check(got == " ".join(map(str, want)), "greedy: got %r\n      want %r" % (got, " ".join(map(str, want))))
-            ou.log("  greedy       %d ids %s" % (len(want), "match" if ok else "DIFFER"))
-    else:
-        ou.log("  (cpt generate not implemented: greedy part skipped)")
+    with open(os.path.join(hf, "reference_greedy.json")) as f:
+        want = json.load(f)["greedy_tokens"]
+    p = ou.run_cpt(["generate", "--model", hf, "--ids", "1", "--max-new", "60", "--greedy", "--print-ids"])
+    if ck.check(p.returncode == 0, "greedy: cpt generate exit %d: %s" % (p.returncode, p.stderr[-400:])):
+        lines = [l for l in p.stdout.splitlines() if l.strip()]
+        got = lines[-1].strip() if lines else ""
+        ok = ck.check(got == " ".join(map(str, want)), "greedy: got %r\n      want %r" % (got, " ".join(map(str, want))))
+        ou.log("  greedy       %d ids %s" % (len(want), "match" if ok else "DIFFER"))
 
     # (b) loss on a TinyStories passage, against transformers
     ids = passage_ids(hf, corpus)
     ids_file = os.path.join(tmp, "passage.ids")
     with open(ids_file, "w") as f:
         f.write(" ".join(map(str, ids)) + "\n")
-    res_b = None
-    if have["score"]:
-        ref_logits, ref_loss = ou.hf_logits_loss(ou.hf_load(hf), ids)
-        res_b = score(ck, hf, ids_file, os.path.join(tmp, "hf.npy"), ref_logits, ref_loss, "hf")
-    else:
-        ou.log("  (cpt score not implemented: loss parts skipped)")
+    ref_logits, ref_loss = ou.hf_logits_loss(ou.hf_load(hf), ids)
+    res_b = score(ck, hf, ids_file, os.path.join(tmp, "hf.npy"), ref_logits, ref_loss, "hf")
 
     # (c) llama2.c import
-    if have["convert"]:
-        out = os.path.join(tmp, "from_llama2c")
-        shutil.rmtree(out, ignore_errors=True)
-        p = ou.run_cpt(["convert", "--from", "llama2c", bin_, "--out", out])
-        if ck.check(p.returncode == 0, "llama2c: cpt convert exit %d: %s" % (p.returncode, p.stderr[-400:])):
-            from safetensors.numpy import load_file
-            got, want = load_file(os.path.join(out, "model.safetensors")), load_file(os.path.join(hf, "model.safetensors"))
-            ck.check(sorted(got) == sorted(want), "llama2c: tensor names differ: %s" % sorted(set(got) ^ set(want)))
-            same = 0
-            for k in sorted(set(got) & set(want)):
-                eq = got[k].shape == want[k].shape and got[k].dtype == want[k].dtype and np.array_equal(got[k], want[k])
-                same += ck.check(eq, "llama2c: tensor %s differs (%s %s vs %s %s)"
-                                 % (k, got[k].dtype, got[k].shape, want[k].dtype, want[k].shape))
-            ou.log("  llama2c      %d/%d tensors bit-identical to stories260K-hf" % (same, len(want)))
-            if res_b is not None:
-                res_c = score(ck, out, ids_file, os.path.join(tmp, "llama2c.npy"), ref_logits, ref_loss, "llama2c")
-                if res_c is not None:
-                    ck.check(res_c[0] == res_b[0] and np.array_equal(res_c[1], res_b[1]),
-                             "llama2c: score differs from the HF directory's (loss %r vs %r)" % (res_c[0], res_b[0]))
-    else:
-        ou.log("  (cpt convert not implemented: llama2c part skipped)")
+    out = os.path.join(tmp, "from_llama2c")
+    shutil.rmtree(out, ignore_errors=True)
+    p = ou.run_cpt(["convert", "--from", "llama2c", bin_, "--out", out])
+    if ck.check(p.returncode == 0, "llama2c: cpt convert exit %d: %s" % (p.returncode, p.stderr[-400:])):
+        from safetensors.numpy import load_file
+        got, want = load_file(os.path.join(out, "model.safetensors")), load_file(os.path.join(hf, "model.safetensors"))
+        ck.check(sorted(got) == sorted(want), "llama2c: tensor names differ: %s" % sorted(set(got) ^ set(want)))
+        same = 0
+        for k in sorted(set(got) & set(want)):
+            eq = got[k].shape == want[k].shape and got[k].dtype == want[k].dtype and np.array_equal(got[k], want[k])
+            same += ck.check(eq, "llama2c: tensor %s differs (%s %s vs %s %s)"
+                             % (k, got[k].dtype, got[k].shape, want[k].dtype, want[k].shape))
+        ou.log("  llama2c      %d/%d tensors bit-identical to stories260K-hf" % (same, len(want)))
+        if res_b is not None:
+            res_c = score(ck, out, ids_file, os.path.join(tmp, "llama2c.npy"), ref_logits, ref_loss, "llama2c")
+            if res_c is not None:
+                ck.check(res_c[0] == res_b[0] and np.array_equal(res_c[1], res_b[1]),
+                         "llama2c: score differs from the HF directory's (loss %r vs %r)" % (res_c[0], res_b[0]))
     ck.finish()
 
 

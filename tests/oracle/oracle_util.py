@@ -1,7 +1,7 @@
 """oracle_util.py: shared plumbing for the Python parity tests (env, skips, running cpt, checks).
 
 Not a test itself (CTest only picks up test_*.py).  Exit codes follow tests/CMakeLists.txt:
-0 pass, 1 fail, 77 skip.
+0 pass, 1 fail, 77 skip; skips follow tests/skiputil.py (a failure under CI=true).
 """
 import json
 import os
@@ -10,7 +10,10 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.environ.get("CPT_SRC") or os.path.dirname(os.path.dirname(HERE))
-SKIP = 77
+sys.path.insert(0, os.path.dirname(HERE))
+import skiputil  # noqa: E402
+
+SKIP = skiputil.SKIP
 
 # The model fixtures made by make_fixtures.py (adamw is a training fixture, not a model).
 MODEL_FIXTURES = ("llama_gqa_tied", "llama_mha_untied", "llama_headdim", "mistral", "qwen2", "qwen3")
@@ -21,8 +24,11 @@ def log(*a):
 
 
 def skip(why):
-    log("SKIP:", why)
-    sys.exit(SKIP)
+    """Exit 77 (skipped), or 1 under CI=true: see tests/skiputil.py."""
+    skiputil.skip(why)
+
+
+skip_part = skiputil.skip_part
 
 
 def cpt_bin():
@@ -45,15 +51,16 @@ def not_implemented(p):
 
 
 def require_commands(*cmds):
-    """Exit 77 unless every `cpt <cmd>` is implemented (probed with --help)."""
+    """Exit 1 (fail) unless every `cpt <cmd>` is in the dispatcher (probed with --help).
+
+    Every command these tests exercise exists; one that vanished from the dispatcher
+    is a regression, not a reason to skip."""
     for c in cmds:
         p = run_cpt([c, "--help"], timeout=60)
         if not_implemented(p):
-            skip("`cpt %s` is not implemented yet" % c)
-
-
-def has_command(cmd):
-    return not not_implemented(run_cpt([cmd, "--help"], timeout=60))
+            log("FAIL: `cpt %s` is missing from the dispatcher (cpt %s --help: exit %d, %r)"
+                % (c, c, p.returncode, (p.stderr + p.stdout).strip()[-200:]))
+            sys.exit(1)
 
 
 def tmpdir(name):
@@ -121,11 +128,12 @@ class Checker:
         return self.check(e <= tol, "%s: rel err %.3g > tol %.1g" % (what, e, tol)) and e
 
     def finish(self):
+        """Exit 1 on any failure or if nothing was checked; 77 if a part was skipped."""
         log("%s: %d checks, %d failed" % (self.name, self.n, len(self.fails)))
         if self.n == 0:
             log("FAIL: no checks ran")
             sys.exit(1)
-        sys.exit(1 if self.fails else 0)
+        skiputil.finish(bool(self.fails))
 
 
 def torch_setup():

@@ -46,7 +46,7 @@ def main():
     ck = ou.Checker("test_harness")
     for test in TESTS:
         if test == "stories" and not stories:
-            ou.log("  (no $CPT_SHARED data: stories cases skipped)")
+            ou.skip_part("no $CPT_SHARED stories260K data: the stories cases")
             continue
         p, dt = run(test, "", fx, tmp)
         ck.check(p.returncode == 0, "%s with a correct CLI: exit %d\n%s" % (test, p.returncode, p.stdout[-1500:]))

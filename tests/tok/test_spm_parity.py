@@ -29,8 +29,7 @@ try:
     import sentencepiece as spm
     from sentencepiece import sentencepiece_model_pb2 as pb
 except ImportError:
-    print("SKIP: sentencepiece not installed")
-    sys.exit(77)
+    base.skip("sentencepiece not installed")
 
 shared = base.shared
 TMP = os.path.join(base.TMP, "spm_parity")

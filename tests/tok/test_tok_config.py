@@ -23,8 +23,7 @@ try:
     import sentencepiece as spm
     from transformers import AutoTokenizer
 except ImportError:
-    print("SKIP: transformers or sentencepiece not installed")
-    sys.exit(77)
+    base.skip("transformers or sentencepiece not installed")
 
 D = os.path.join(base.shared, "data")
 TMP = os.path.join(base.TMP, "tok_config")

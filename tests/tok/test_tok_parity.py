@@ -17,15 +17,16 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from skiputil import skip  # noqa: E402  (77 locally, a failure under CI=true)
+
 shared = os.environ.get("CPT_SHARED")
 if not shared or not os.path.isdir(os.path.join(shared, "data", "tokenizers")):
-    print("SKIP: CPT_SHARED data not found")
-    sys.exit(77)
+    skip("CPT_SHARED data not found")
 try:
     from tokenizers import Tokenizer
 except ImportError:
-    print("SKIP: tokenizers not installed")
-    sys.exit(77)
+    skip("tokenizers not installed")
 
 BIN = os.path.join(os.path.dirname(os.environ["CPT_BIN"]), "tests", "test_tok_batch")
 TMP = os.environ.get("CPT_TMP", "/tmp")

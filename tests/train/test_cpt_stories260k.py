@@ -7,11 +7,14 @@ cpt-test: slow
 """
 import os, re, shutil, subprocess, sys, tempfile
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from skiputil import skip  # noqa: E402  (77 locally, a failure under CI=true)
+
 BIN, SHARED, SRC = os.environ.get("CPT_BIN"), os.environ.get("CPT_SHARED"), os.environ.get("CPT_SRC")
 data = os.path.join(SHARED or "", "data")
 model = os.path.join(data, "models", "stories260K-hf")
 if not BIN or not os.path.exists(BIN) or not os.path.isdir(model):
-    print("SKIP: needs CPT_BIN and ../shared/data/models/stories260K-hf"); sys.exit(77)
+    skip("needs CPT_BIN and ../shared/data/models/stories260K-hf")
 tmp = tempfile.mkdtemp(prefix="cpt_stories_", dir=os.environ.get("CPT_TMP"))
 env = dict(os.environ, DEMO_OUT=tmp, DEMO_MODEL=model)
 for name, src in [("general", "tinystories_train_head.txt"), ("domain", "tinyshakespeare.txt")]:
