@@ -71,7 +71,9 @@ int cpt_rope_init(const cpt_config *c, long long seq_len, float *inv, float *att
             float t = (float)fac * (float)seq_len;
             t = t / (float)maxp;
             t = t - (float)(fac - 1.0);
-            t = powf(t, (float)ex);
+            /* torch's pow(tensor, python float) keeps the exponent in double (std::pow(float, double)),
+             * except that an exponent of 2 is a float square */
+            t = ex == 2.0 ? t * t : (float)pow((double)t, ex);
             base = ftheta * t;
         } else {
             /* at init (or seq_len <= max_position_embeddings): Python floats */
