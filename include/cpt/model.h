@@ -72,6 +72,12 @@ void cpt_config_free(cpt_config *cfg);
 /* Serialize to config.json text (malloc'ed), as transformers writes it; `dtype` is
  * "float32" or "bfloat16". Keys of the original config are preserved. */
 char *cpt_config_to_json(const cpt_config *cfg, const char *dtype);
+/* Replace top-level config.json fields (a JSON object, e.g. {"rope_theta": 1e6,
+ * "rope_scaling": {"rope_type": "yarn", "factor": 4}, "max_position_embeddings": 8192})
+ * and validate the result exactly as cpt_config_parse does (messages start with
+ * `where`). On error *cfg is unchanged. The new values are what cpt_config_to_json
+ * writes. A model built from the config must drop its RoPE tables (m->rope_built = 0). */
+int cpt_config_override(cpt_config *cfg, const char *overrides_json, const char *where, cpt_err *err);
 /* Number of rotary dims (int(head_dim * partial_rotary_factor), as transformers). */
 int cpt_config_rot_dim(const cpt_config *cfg);
 /* The longest sequence the model is made for: max_position_embeddings, times the factor

@@ -370,3 +370,31 @@ char *cpt_config_to_json(const cpt_config *c, const char *dtype) {
     json_decref(root);
     return s;
 }
+
+int cpt_config_override(cpt_config *c, const char *overrides, const char *where, cpt_err *err) {
+    json_error_t je;
+    json_t *ov = json_loads(overrides, JSON_REJECT_DUPLICATES, &je);
+    if (!ov || !json_is_object(ov)) {
+        json_decref(ov);
+        return cpt_err_set(err, CPT_EINVAL, "%s: overrides are not a JSON object (%s)", where, je.text);
+    }
+    char *text = cpt_config_to_json(c, "float32");
+    json_t *root = text ? json_loads(text, 0, NULL) : NULL;
+    free(text);
+    if (!root) {
+        json_decref(ov);
+        return cpt_err_set(err, CPT_ENOMEM, "out of memory");
+    }
+    json_object_update(root, ov);
+    json_decref(ov);
+    text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
+    json_decref(root);
+    if (!text) return cpt_err_set(err, CPT_ENOMEM, "out of memory");
+    cpt_config nc;
+    int rc = cpt_config_parse(&nc, text, strlen(text), where, err);
+    free(text);
+    if (rc) return rc;
+    cpt_config_free(c);
+    *c = nc;
+    return CPT_OK;
+}
