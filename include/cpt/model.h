@@ -26,13 +26,23 @@ typedef enum {
     CPT_ROPE_LONGROPE,
 } cpt_rope_type;
 
+/* Longest short_factor / long_factor list (rotary dim / 2) cpt accepts for longrope. */
+#define CPT_ROPE_MAX_FACTORS 512
+
+/* config.json "rope_scaling" as transformers 4.51 reads it (methods.md 1.2-1.7). Fields a
+ * type does not use stay 0. The exact use of each field is in cpt/rope.h. */
 typedef struct cpt_rope_scaling {
     cpt_rope_type type;
-    double factor;
+    double factor;                             /* 0 = absent (allowed for longrope only) */
     double low_freq_factor, high_freq_factor;  /* llama3 */
-    double beta_fast, beta_slow;               /* yarn */
-    double attention_factor;                   /* yarn/longrope; 0 = derive */
-    long long original_max_pos;                /* 0 = absent */
+    double beta_fast, beta_slow;               /* yarn; 0 = absent (transformers: `or 32`, `or 1`) */
+    double mscale, mscale_all_dim;             /* yarn (DeepSeek style); 0 = absent */
+    double attention_factor;                   /* yarn/longrope; 0 = absent: derive it */
+    long long original_max_pos;                /* rope_scaling.original_max_position_embeddings; 0 = absent */
+    long long top_original_max_pos;            /* top-level original_max_position_embeddings (Phi-3 style,
+                                                  read by longrope only); 0 = absent */
+    int n_factors;                             /* longrope: length of both lists */
+    double short_factor[CPT_ROPE_MAX_FACTORS], long_factor[CPT_ROPE_MAX_FACTORS];
 } cpt_rope_scaling;
 
 typedef struct cpt_config {
@@ -62,8 +72,19 @@ void cpt_config_free(cpt_config *cfg);
 /* Serialize to config.json text (malloc'ed), as transformers writes it; `dtype` is
  * "float32" or "bfloat16". Keys of the original config are preserved. */
 char *cpt_config_to_json(const cpt_config *cfg, const char *dtype);
-/* Number of rotary dims (head_dim * partial_rotary_factor). */
+/* Replace top-level config.json fields (a JSON object, e.g. {"rope_theta": 1e6,
+ * "rope_scaling": {"rope_type": "yarn", "factor": 4}, "max_position_embeddings": 8192})
+ * and validate the result exactly as cpt_config_parse does (messages start with
+ * `where`). On error *cfg is unchanged. The new values are what cpt_config_to_json
+ * writes. A model built from the config must drop its RoPE tables (m->rope_built = 0). */
+int cpt_config_override(cpt_config *cfg, const char *overrides_json, const char *where, cpt_err *err);
+/* Number of rotary dims (int(head_dim * partial_rotary_factor), as transformers). */
 int cpt_config_rot_dim(const cpt_config *cfg);
+/* The longest sequence the model is made for: max_position_embeddings, times the factor
+ * for linear and dynamic scaling and for yarn without original_max_position_embeddings
+ * (there max_position_embeddings is the pre-extension length); yarn with it, llama3 and
+ * longrope configs already give the extended length as max_position_embeddings. */
+long long cpt_config_context_len(const cpt_config *cfg);
 
 /* One entry of the tensor table. */
 typedef struct cpt_tensor {
@@ -99,9 +120,16 @@ typedef struct cpt_model {
     size_t n_params;
     float *params; /* [n_params], 64-byte aligned */
     cpt_view w;    /* views into params */
-    /* RoPE tables [max_pos_table, rot/2] */
+    /* RoPE tables [rope_n_pos, rot/2] (attention factor folded in), built by src/model/rope.c
+     * from the frequencies for rope_key (see cpt_model_rope_update). */
     float *rope_cos, *rope_sin;
     int rope_n_pos;
+    long long rope_key;    /* seq_len the frequencies were computed for (0: transformers' init) */
+    long long rope_cached; /* dynamic NTK: transformers' max_seq_len_cached */
+    int rope_built;        /* 1 once the tables exist for rope_key */
+    /* 1: positions past cpt_config_context_len are allowed (the user extends the context
+     * on purpose, e.g. continued pretraining at a longer length); 0: they are an error. */
+    int allow_long_context;
 } cpt_model;
 
 /* Build an empty model (parameters zeroed) for a validated config. */
@@ -114,7 +142,19 @@ const cpt_tensor *cpt_model_find(const cpt_model *m, const char *name);
 /* Fill parameters like transformers' init (normal(0, std) for matrices, ones for
  * norms, zeros for biases) from a seed. */
 void cpt_model_init_random(cpt_model *m, uint64_t seed, float std);
-/* Make sure the RoPE tables cover positions [0, n_pos). */
+/* RoPE for one forward whose largest position is seq_len - 1, as transformers'
+ * dynamic_rope_update does it: dynamic NTK recomputes its frequencies when seq_len grows
+ * past the cached maximum and resets them when seq_len falls below
+ * max_position_embeddings; longrope picks long_factor when seq_len exceeds the original
+ * context, short_factor otherwise. The tables then cover positions [0, seq_len).
+ * Training and scoring call this once per batch. A seq_len past cpt_config_context_len
+ * is an error (with a HINT naming the rope options) unless m->allow_long_context. */
+int cpt_model_rope_update(cpt_model *m, int n_pos, cpt_err *err);
+/* Same, for one decoding step at position n_pos - 1 of a sequence whose earlier tokens
+ * went through cpt_model_rope_update (the prompt, as transformers prefills it in one
+ * forward): frequencies only grow (dynamic: past the cached length; longrope: to
+ * long_factor), so the tokens of one generation see what transformers' generate() gives
+ * them with a KV cache. Tables cover positions [0, n_pos). */
 int cpt_model_ensure_rope(cpt_model *m, int n_pos, cpt_err *err);
 
 /* Load a Hugging Face model directory (config.json + safetensors, single or sharded;

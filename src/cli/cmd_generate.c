@@ -110,6 +110,9 @@ int cpt_cmd_generate(int argc, char **argv) {
         if (!logits || !buf || !out) rc = cpt_err_set(&err, CPT_ENOMEM, "out of memory");
     }
     uint64_t rng = (uint64_t)seed * 0x9E3779B97F4A7C15ull + 1;
+    /* RoPE for the prompt as one forward (transformers prefills it in one call; this
+     * matters for dynamic NTK and longrope, whose frequencies depend on the length) */
+    if (!rc) rc = cpt_model_rope_update(m, (int)np, &err);
     for (size_t i = 0; !rc && i < np; i++) {
         out[nout++] = prompt[i];
         rc = cpt_model_decode(m, kc, prompt[i], logits, &err);

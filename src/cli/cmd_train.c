@@ -35,6 +35,65 @@ typedef struct {
     double ewc_lambda;
 } run_ctx;
 
+/* The recipe's rope.* keys as config.json overrides: RoPE for the run, written into every
+ * checkpoint's and the export's config.json (methods.md 1.4: a new rope_theta; 1.2-1.6:
+ * a rope_scaling block). */
+static int apply_rope(const cpt_recipe *r, cpt_model *m, int T, cpt_err *err) {
+    static const char *num[] = {"factor", "low_freq_factor", "high_freq_factor", "beta_fast", "beta_slow",
+                                "mscale", "mscale_all_dim", "attention_factor"};
+    char ov[2048], key[128];
+    size_t n = 0;
+    n += (size_t)snprintf(ov + n, sizeof ov - n, "{");
+    if (cpt_recipe_has(r, "rope.theta"))
+        n += (size_t)snprintf(ov + n, sizeof ov - n, "\"rope_theta\": %.17g, ", cpt_recipe_float(r, "rope.theta"));
+    if (cpt_recipe_has(r, "rope.max_position_embeddings"))
+        n += (size_t)snprintf(ov + n, sizeof ov - n, "\"max_position_embeddings\": %lld, ", cpt_recipe_int(r, "rope.max_position_embeddings"));
+    int has_type = cpt_recipe_has(r, "rope.scaling.type");
+    const char *extra[sizeof num / sizeof num[0] + 1];
+    size_t nx = 0;
+    for (size_t i = 0; i < sizeof num / sizeof num[0]; i++) {
+        snprintf(key, sizeof key, "rope.scaling.%s", num[i]);
+        if (cpt_recipe_has(r, key)) extra[nx++] = num[i];
+    }
+    int has_omp = cpt_recipe_has(r, "rope.scaling.original_max_position_embeddings");
+    if ((nx || has_omp) && !has_type)
+        return cpt_err_set(err, CPT_EINVAL, "rope.scaling.%s is set without rope.scaling.type. HINT: add rope.scaling.type (linear, dynamic, yarn or llama3)",
+                           nx ? extra[0] : "original_max_position_embeddings");
+    if (has_type) {
+        const char *ty = cpt_recipe_str(r, "rope.scaling.type");
+        if (!strcmp(ty, "default") && (nx || has_omp))
+            return cpt_err_set(err, CPT_EINVAL, "rope.scaling.type default takes no other rope.scaling keys");
+        if (!strcmp(ty, "default")) n += (size_t)snprintf(ov + n, sizeof ov - n, "\"rope_scaling\": null, ");
+        else {
+            n += (size_t)snprintf(ov + n, sizeof ov - n, "\"rope_scaling\": {\"rope_type\": \"%s\"", ty);
+            for (size_t i = 0; i < nx; i++) {
+                snprintf(key, sizeof key, "rope.scaling.%s", extra[i]);
+                n += (size_t)snprintf(ov + n, sizeof ov - n, ", \"%s\": %.17g", extra[i], cpt_recipe_float(r, key));
+            }
+            if (has_omp)
+                n += (size_t)snprintf(ov + n, sizeof ov - n, ", \"original_max_position_embeddings\": %lld",
+                                      cpt_recipe_int(r, "rope.scaling.original_max_position_embeddings"));
+            n += (size_t)snprintf(ov + n, sizeof ov - n, "}, ");
+        }
+    }
+    if (n > 1) {
+        n -= 2; /* the last ", " */
+        snprintf(ov + n, sizeof ov - n, "}");
+        int rc = cpt_config_override(&m->cfg, ov, "recipe rope.*", err);
+        if (rc) return rc;
+        m->rope_built = 0, m->rope_cached = 0;
+    }
+    m->allow_long_context = cpt_recipe_bool(r, "rope.allow_long_context");
+    long long ctx = cpt_config_context_len(&m->cfg);
+    if (T > ctx && !m->allow_long_context)
+        return cpt_err_set(err, CPT_EINVAL,
+                           "training.seq_len %d is longer than the model's context of %lld (max_position_embeddings %d). "
+                           "HINT: extend RoPE with rope.theta or rope.scaling (e.g. rope.scaling.type=yarn rope.scaling.factor=%lld) "
+                           "and rope.max_position_embeddings=%d, or set rope.allow_long_context=true",
+                           T, ctx, m->cfg.max_pos, (T + ctx - 1) / ctx, T);
+    return CPT_OK;
+}
+
 static int stage_of(const run_ctx *c, long long step) {
     int s = 0;
     while (s + 1 < c->n_stages && step >= c->start[s + 1]) s++;
@@ -259,6 +318,7 @@ int cpt_cmd_train(int argc, char **argv) {
     }
     int T = (int)cpt_recipe_int(r, "training.seq_len"), B = (int)cpt_recipe_int(r, "training.micro_batch");
     int A = (int)cpt_recipe_int(r, "training.grad_accum");
+    if ((rc = apply_rope(r, m, T, &err))) goto done;
     int S = (int)cpt_recipe_list_len(r, "stages");
     if (S > MAXS) {
         rc = cpt_err_set(&err, CPT_EINVAL, "stages: at most %d stages", MAXS);

@@ -83,8 +83,10 @@ static int parse_rope_scaling(json_t *root, cpt_config *c, const char *path, cpt
     c->rope_scaling.type = CPT_ROPE_DEFAULT;
     if (!rs || json_is_null(rs)) return CPT_OK;
     if (!json_is_object(rs)) return cpt_err_set(err, CPT_EFORMAT, "%s: \"rope_scaling\" must be an object or null", path);
-    json_t *t = json_object_get(rs, "rope_type");
-    if (!t) t = json_object_get(rs, "type"); /* old alias */
+    /* "type" is the old alias. Llama/Qwen2/Qwen3Config copy it over "rope_type" when both are
+     * present; MistralConfig does not, and its rotary embedding prefers "rope_type". */
+    json_t *t = json_object_get(rs, "rope_type"), *legacy = json_object_get(rs, "type");
+    if (legacy && (!t || c->arch != CPT_ARCH_MISTRAL)) t = legacy;
     if (!json_is_string(t))
         return cpt_err_set(err, CPT_EFORMAT, "%s: rope_scaling needs a string \"rope_type\" (or \"type\")", path);
     const char *ty = json_string_value(t);
@@ -116,23 +118,43 @@ static int parse_rope_scaling(json_t *root, cpt_config *c, const char *path, cpt
             return cpt_err_set(err, CPT_EFORMAT, "%s: rope_scaling type llama3 needs factor, low_freq_factor, high_freq_factor and original_max_position_embeddings", path);
         r->low_freq_factor = json_number_value(json_object_get(rs, "low_freq_factor"));
         r->high_freq_factor = json_number_value(json_object_get(rs, "high_freq_factor"));
+        if (!(r->low_freq_factor > 0))
+            return cpt_err_set(err, CPT_EFORMAT, "%s: rope_scaling.low_freq_factor must be > 0", path);
         if (!(r->high_freq_factor > r->low_freq_factor))
             return cpt_err_set(err, CPT_EFORMAT, "%s: rope_scaling.high_freq_factor must be greater than low_freq_factor", path);
     }
+    /* 0 means "absent" for these (transformers: `x or default`, `if mscale and mscale_all_dim`);
+     * an attention_factor of 0 would zero cos and sin, so it is refused rather than read as absent. */
+    if (r->type == CPT_ROPE_YARN || r->type == CPT_ROPE_LONGROPE)
+        if ((rc = get_num(rs, "attention_factor", 0, 1e-12, 1e9, &r->attention_factor, path, err))) return rc;
     if (r->type == CPT_ROPE_YARN) {
-        if ((rc = get_num(rs, "beta_fast", 32, 0, 1e9, &r->beta_fast, path, err))) return rc;
-        if ((rc = get_num(rs, "beta_slow", 1, 0, 1e9, &r->beta_slow, path, err))) return rc;
-        if ((rc = get_num(rs, "attention_factor", 0, 0, 1e9, &r->attention_factor, path, err))) return rc;
+        if ((rc = get_num(rs, "beta_fast", 0, 0, 1e9, &r->beta_fast, path, err))) return rc;
+        if ((rc = get_num(rs, "beta_slow", 0, 0, 1e9, &r->beta_slow, path, err))) return rc;
+        if ((rc = get_num(rs, "mscale", 0, 0, 1e9, &r->mscale, path, err))) return rc;
+        if ((rc = get_num(rs, "mscale_all_dim", 0, 0, 1e9, &r->mscale_all_dim, path, err))) return rc;
     }
+    long long top = 0;
+    if ((rc = get_int(root, "original_max_position_embeddings", 0, 0, 1, 1LL << 40, &top, path, err))) return rc;
+    r->top_original_max_pos = top;
     if (r->type == CPT_ROPE_LONGROPE) {
-        if (!json_is_array(json_object_get(rs, "short_factor")) || !json_is_array(json_object_get(rs, "long_factor")))
+        json_t *sf = json_object_get(rs, "short_factor"), *lf = json_object_get(rs, "long_factor");
+        if (!json_is_array(sf) || !json_is_array(lf))
             return cpt_err_set(err, CPT_EFORMAT, "%s: rope_scaling type longrope needs short_factor and long_factor lists", path);
+        size_t n = json_array_size(sf);
+        if (n != json_array_size(lf) || n == 0 || n > CPT_ROPE_MAX_FACTORS)
+            return cpt_err_set(err, CPT_EFORMAT, "%s: rope_scaling short_factor (%zu) and long_factor (%zu) must have the same length, 1..%d (rotary dim / 2)",
+                               path, n, json_array_size(lf), CPT_ROPE_MAX_FACTORS);
+        for (size_t i = 0; i < n; i++) {
+            json_t *a = json_array_get(sf, i), *b = json_array_get(lf, i);
+            if (!json_is_number(a) || !json_is_number(b) || !(json_number_value(a) > 0) || !(json_number_value(b) > 0))
+                return cpt_err_set(err, CPT_EFORMAT, "%s: rope_scaling short_factor[%zu] / long_factor[%zu] must be positive numbers", path, i, i);
+            r->short_factor[i] = json_number_value(a);
+            r->long_factor[i] = json_number_value(b);
+        }
+        r->n_factors = (int)n;
+        if (r->factor == 0 && top == 0 && r->attention_factor == 0)
+            return cpt_err_set(err, CPT_EFORMAT, "%s: rope_scaling type longrope needs \"factor\" (or a top-level original_max_position_embeddings, or attention_factor)", path);
     }
-    if (r->type != CPT_ROPE_DEFAULT)
-        return cpt_err_set(err, CPT_EUNSUPPORTED,
-                           "%s: rope_scaling type \"%s\" is valid but not implemented in cpt yet; refusing rather than ignoring it. "
-                           "HINT: remove rope_scaling (or set it to null) to train at the original context length",
-                           path, ty);
     return CPT_OK;
 }
 
@@ -205,10 +227,14 @@ int cpt_config_parse(cpt_config *c, const char *text, size_t len, const char *pa
     double def_eps = 1e-6; /* every supported config class defaults to 1e-6 */
     if ((rc = get_num(root, "rms_norm_eps", def_eps, 1e-30, 1.0, &c->rms_eps, path, err))) goto done;
     if ((rc = get_num(root, "rope_theta", 10000.0, 1.0, 1e30, &c->rope_theta, path, err))) goto done;
-    if ((rc = get_num(root, "partial_rotary_factor", 1.0, 0.0, 1.0, &c->partial_rotary_factor, path, err))) goto done;
-    if (c->partial_rotary_factor != 1.0) {
-        rc = cpt_err_set(err, CPT_EUNSUPPORTED, "%s: field \"partial_rotary_factor\" = %g: partial rotary embeddings are not used by Llama-family models and are not supported", path, c->partial_rotary_factor);
-        goto done;
+    if ((rc = get_num(root, "partial_rotary_factor", 1.0, 1e-9, 1.0, &c->partial_rotary_factor, path, err))) goto done;
+    {
+        /* rotate the first int(head_dim * factor) dims, pass the rest (transformers' partial-rotary models) */
+        int rot = cpt_config_rot_dim(c);
+        if (rot < 2 || rot % 2) {
+            rc = cpt_err_set(err, CPT_EFORMAT, "%s: field \"partial_rotary_factor\" = %g gives %d rotary dims of head_dim %d; it must be even and >= 2", path, c->partial_rotary_factor, rot, c->head_dim);
+            goto done;
+        }
     }
     if ((rc = get_bool(root, "tie_word_embeddings", 0, &c->tie_embeddings, path, err))) goto done;
     int ab = 0, mb = 0;
@@ -263,6 +289,49 @@ void cpt_config_free(cpt_config *cfg) {
 
 int cpt_config_rot_dim(const cpt_config *cfg) { return (int)(cfg->head_dim * cfg->partial_rotary_factor); }
 
+long long cpt_config_context_len(const cpt_config *c) {
+    const cpt_rope_scaling *r = &c->rope_scaling;
+    double f = r->factor > 1.0 ? r->factor : 1.0;
+    switch (r->type) {
+    case CPT_ROPE_LINEAR:
+    case CPT_ROPE_DYNAMIC: return (long long)(c->max_pos * f);
+    case CPT_ROPE_YARN: return r->original_max_pos > 0 ? c->max_pos : (long long)(c->max_pos * f);
+    default: return c->max_pos;
+    }
+}
+
+/* rope_scaling as transformers reads it back: "rope_type" plus the fields the type uses. */
+static json_t *rope_scaling_json(const cpt_config *c) {
+    const cpt_rope_scaling *r = &c->rope_scaling;
+    if (r->type == CPT_ROPE_DEFAULT) return json_null();
+    static const char *names[] = {"default", "linear", "dynamic", "yarn", "llama3", "longrope"};
+    json_t *o = json_object();
+    json_object_set_new(o, "rope_type", json_string(names[r->type]));
+    if (r->factor != 0) json_object_set_new(o, "factor", json_real(r->factor));
+    if (r->original_max_pos > 0) json_object_set_new(o, "original_max_position_embeddings", json_integer(r->original_max_pos));
+    if (r->type == CPT_ROPE_LLAMA3) {
+        json_object_set_new(o, "low_freq_factor", json_real(r->low_freq_factor));
+        json_object_set_new(o, "high_freq_factor", json_real(r->high_freq_factor));
+    }
+    if (r->attention_factor != 0) json_object_set_new(o, "attention_factor", json_real(r->attention_factor));
+    if (r->type == CPT_ROPE_YARN) {
+        if (r->beta_fast != 0) json_object_set_new(o, "beta_fast", json_real(r->beta_fast));
+        if (r->beta_slow != 0) json_object_set_new(o, "beta_slow", json_real(r->beta_slow));
+        if (r->mscale != 0) json_object_set_new(o, "mscale", json_real(r->mscale));
+        if (r->mscale_all_dim != 0) json_object_set_new(o, "mscale_all_dim", json_real(r->mscale_all_dim));
+    }
+    if (r->type == CPT_ROPE_LONGROPE) {
+        json_t *sf = json_array(), *lf = json_array();
+        for (int i = 0; i < r->n_factors; i++) {
+            json_array_append_new(sf, json_real(r->short_factor[i]));
+            json_array_append_new(lf, json_real(r->long_factor[i]));
+        }
+        json_object_set_new(o, "short_factor", sf);
+        json_object_set_new(o, "long_factor", lf);
+    }
+    return o;
+}
+
 char *cpt_config_to_json(const cpt_config *c, const char *dtype) {
     json_t *root = NULL;
     if (c->raw_json) root = json_loads(c->raw_json, 0, NULL);
@@ -287,11 +356,45 @@ char *cpt_config_to_json(const cpt_config *c, const char *dtype) {
     if (c->arch == CPT_ARCH_LLAMA || c->arch == CPT_ARCH_QWEN3)
         json_object_set_new(root, "attention_bias", json_boolean(c->qkv_bias));
     if (c->arch == CPT_ARCH_LLAMA) json_object_set_new(root, "mlp_bias", json_boolean(c->mlp_bias));
-    if (!json_object_get(root, "rope_scaling")) json_object_set_new(root, "rope_scaling", json_null());
+    /* RoPE comes from the struct, so a recipe's rope_theta / rope_scaling reach the export */
+    json_object_set_new(root, "rope_scaling", rope_scaling_json(c));
+    if (c->partial_rotary_factor != 1.0) json_object_set_new(root, "partial_rotary_factor", json_real(c->partial_rotary_factor));
+    else json_object_del(root, "partial_rotary_factor");
+    if (c->rope_scaling.top_original_max_pos > 0)
+        json_object_set_new(root, "original_max_position_embeddings", json_integer(c->rope_scaling.top_original_max_pos));
+    else json_object_del(root, "original_max_position_embeddings");
     if (c->bos_id >= 0 && !json_object_get(root, "bos_token_id")) json_object_set_new(root, "bos_token_id", json_integer(c->bos_id));
     if (c->eos_id >= 0 && !json_object_get(root, "eos_token_id")) json_object_set_new(root, "eos_token_id", json_integer(c->eos_id));
     json_object_set_new(root, "torch_dtype", json_string(dtype));
     char *s = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
     json_decref(root);
     return s;
+}
+
+int cpt_config_override(cpt_config *c, const char *overrides, const char *where, cpt_err *err) {
+    json_error_t je;
+    json_t *ov = json_loads(overrides, JSON_REJECT_DUPLICATES, &je);
+    if (!ov || !json_is_object(ov)) {
+        json_decref(ov);
+        return cpt_err_set(err, CPT_EINVAL, "%s: overrides are not a JSON object (%s)", where, je.text);
+    }
+    char *text = cpt_config_to_json(c, "float32");
+    json_t *root = text ? json_loads(text, 0, NULL) : NULL;
+    free(text);
+    if (!root) {
+        json_decref(ov);
+        return cpt_err_set(err, CPT_ENOMEM, "out of memory");
+    }
+    json_object_update(root, ov);
+    json_decref(ov);
+    text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
+    json_decref(root);
+    if (!text) return cpt_err_set(err, CPT_ENOMEM, "out of memory");
+    cpt_config nc;
+    int rc = cpt_config_parse(&nc, text, strlen(text), where, err);
+    free(text);
+    if (rc) return rc;
+    cpt_config_free(c);
+    *c = nc;
+    return CPT_OK;
 }

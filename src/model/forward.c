@@ -160,7 +160,7 @@ int cpt_model_step(cpt_model *m, cpt_acts *a, const cpt_batch *b, float *grads, 
         if (pos[i] < 0) return cpt_err_set(err, CPT_EINVAL, "negative position at %d", i);
         if (pos[i] > maxp) maxp = pos[i];
     }
-    int rc = cpt_model_ensure_rope(m, maxp + 1, err);
+    int rc = cpt_model_rope_update(m, maxp + 1, err);
     if (rc) return rc;
     const cpt_view *W = &m->w;
     cpt_view G = {0};

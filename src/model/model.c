@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cpt/model.h"
+#include "cpt/rope.h"
 #include "model/model-impl.h"
 
 static int add_tensor(cpt_model *m, int *cap, const char *name, int ndim, int64_t d0, int64_t d1, int decay,
@@ -180,23 +181,69 @@ void cpt_model_init_random(cpt_model *m, uint64_t seed, float std) {
     }
 }
 
-int cpt_model_ensure_rope(cpt_model *m, int n_pos, cpt_err *err) {
-    if (n_pos <= m->rope_n_pos) return CPT_OK;
+/* (Re)build the tables for positions [0, n_pos) from the frequencies for seq_len `key`. */
+static int rope_build(cpt_model *m, long long key, int n_pos, cpt_err *err) {
+    if (m->rope_built && key == m->rope_key && n_pos <= m->rope_n_pos) return CPT_OK;
+    if (m->rope_built && n_pos < m->rope_n_pos) n_pos = m->rope_n_pos;
     int rot = cpt_config_rot_dim(&m->cfg), half = rot / 2;
     float *c = malloc(sizeof(float) * (size_t)n_pos * half), *s = malloc(sizeof(float) * (size_t)n_pos * half);
-    float *inv = malloc(sizeof(float) * (size_t)half);
+    float *inv = malloc(sizeof(float) * (size_t)(half > 0 ? half : 1));
     if (!c || !s || !inv) {
         free(c), free(s), free(inv);
-        return cpt_err_set(err, CPT_ENOMEM, "out of memory for RoPE tables");
+        return cpt_err_set(err, CPT_ENOMEM, "out of memory for RoPE tables of %d positions", n_pos);
     }
-    /* transformers: inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2).float() / dim)), fp32. */
-    for (int i = 0; i < half; i++) inv[i] = 1.0f / powf((float)m->cfg.rope_theta, (float)(2 * i) / (float)rot);
-    cpt_rope_tables(c, s, inv, 1.0f, n_pos, rot);
+    float af = 1.0f;
+    int rc = cpt_rope_init(&m->cfg, key, inv, &af, err);
+    if (rc) {
+        free(c), free(s), free(inv);
+        return rc;
+    }
+    cpt_rope_tables(c, s, inv, af, n_pos, rot);
     free(inv);
     free(m->rope_cos);
     free(m->rope_sin);
     m->rope_cos = c;
     m->rope_sin = s;
     m->rope_n_pos = n_pos;
+    m->rope_key = key;
+    m->rope_built = 1;
     return CPT_OK;
 }
+
+static int rope_check_len(const cpt_model *m, int n_pos, cpt_err *err) {
+    long long ctx = cpt_config_context_len(&m->cfg);
+    if (n_pos <= ctx || m->allow_long_context) return CPT_OK;
+    return cpt_err_set(err, CPT_EINVAL,
+                       "sequence of %d positions is longer than the model's context of %lld (max_position_embeddings %d, rope_scaling %s). "
+                       "HINT: extend RoPE for the run with the recipe keys rope.theta (a larger base, e.g. 500000) or "
+                       "rope.scaling (e.g. {type: yarn, factor: 4}) and rope.max_position_embeddings, or set "
+                       "rope.allow_long_context: true to run past the context as it is",
+                       n_pos, ctx, m->cfg.max_pos, cpt_rope_type_name(m->cfg.rope_scaling.type));
+}
+
+/* transformers' dynamic_rope_update (modeling_rope_utils.py): which seq_len the
+ * frequencies of this forward are computed for. grow_only: a decoding step, which may
+ * move the frequencies only forward (see model.h). */
+static int rope_step(cpt_model *m, int n_pos, int grow_only, cpt_err *err) {
+    if (n_pos < 1) n_pos = 1;
+    int rc = rope_check_len(m, n_pos, err);
+    if (rc) return rc;
+    const cpt_config *c = &m->cfg;
+    long long key = m->rope_built ? m->rope_key : 0, cached = m->rope_cached ? m->rope_cached : c->max_pos;
+    if (c->rope_scaling.type == CPT_ROPE_DYNAMIC) {
+        if (n_pos > cached) key = cached = n_pos; /* growth */
+        if (!grow_only && n_pos < c->max_pos && cached > c->max_pos) key = 0, cached = c->max_pos; /* reset */
+    } else if (c->rope_scaling.type == CPT_ROPE_LONGROPE) {
+        long long L = cpt_rope_longrope_original(c);
+        /* transformers builds long_inv_freq with seq_len = original + 1 */
+        if (n_pos > L) key = L + 1;
+        else if (!grow_only) key = 0;
+    }
+    if ((rc = rope_build(m, key, n_pos, err))) return rc;
+    m->rope_cached = cached;
+    return CPT_OK;
+}
+
+int cpt_model_rope_update(cpt_model *m, int n_pos, cpt_err *err) { return rope_step(m, n_pos, 0, err); }
+
+int cpt_model_ensure_rope(cpt_model *m, int n_pos, cpt_err *err) { return rope_step(m, n_pos, 1, err); }

@@ -63,6 +63,39 @@ static const cpt_recipe_opt train_opts[] = {
         "Seed of everything random in the run (data order has its own, data.seed)"),
     OPT("threads", CPT_RT_INT, "0", 0, 4096, NULL, 0, "CPU threads; 0 = all cores"),
 
+    /* RoPE for the run (methods.md 1.2-1.6); applied to the model and written into every
+     * checkpoint's and the export's config.json. Unset: the model's own. */
+    OPT("rope.theta", CPT_RT_FLOAT, NULL, 1, 1e30, NULL, 0,
+        "New rope_theta (the NTK-aware / ABF base change for a longer context, e.g. 10000 -> "
+        "500000 or 1e6; Llama 2 Long: 5e5, Code Llama: 1e6)"),
+    OPT("rope.scaling.type", CPT_RT_ENUM, NULL, 0, 0, "default|linear|dynamic|yarn|llama3", 0,
+        "Replace the model's rope_scaling with this type (default = none; longrope needs "
+        "per-model factor lists and is only read from config.json)"),
+    OPT("rope.scaling.factor", CPT_RT_FLOAT, NULL, 1, 1e6, NULL, 0,
+        "rope_scaling factor (linear, dynamic, yarn, llama3)"),
+    OPT("rope.scaling.original_max_position_embeddings", CPT_RT_INT, NULL, 1, 1e12, NULL, 0,
+        "Pre-extension context (llama3: required; yarn: then factor = "
+        "max_position_embeddings / this, as transformers 4.51 reads it)"),
+    OPT("rope.scaling.low_freq_factor", CPT_RT_FLOAT, NULL, 0, 1e6, NULL, CPT_ROPT_MIN_EXCL,
+        "llama3: low_freq_factor (Llama 3.1: 1)"),
+    OPT("rope.scaling.high_freq_factor", CPT_RT_FLOAT, NULL, 0, 1e6, NULL, CPT_ROPT_MIN_EXCL,
+        "llama3: high_freq_factor (Llama 3.1: 4)"),
+    OPT("rope.scaling.beta_fast", CPT_RT_FLOAT, NULL, 0, 1e6, NULL, CPT_ROPT_MIN_EXCL,
+        "yarn: beta_fast (unset: 32)"),
+    OPT("rope.scaling.beta_slow", CPT_RT_FLOAT, NULL, 0, 1e6, NULL, CPT_ROPT_MIN_EXCL,
+        "yarn: beta_slow (unset: 1)"),
+    OPT("rope.scaling.mscale", CPT_RT_FLOAT, NULL, 0, 1e6, NULL, CPT_ROPT_MIN_EXCL,
+        "yarn: mscale (with mscale_all_dim: attention factor = mscale ratio)"),
+    OPT("rope.scaling.mscale_all_dim", CPT_RT_FLOAT, NULL, 0, 1e6, NULL, CPT_ROPT_MIN_EXCL,
+        "yarn: mscale_all_dim"),
+    OPT("rope.scaling.attention_factor", CPT_RT_FLOAT, NULL, 0, 1e6, NULL, CPT_ROPT_MIN_EXCL,
+        "yarn: attention factor on cos and sin (unset: 0.1 ln(factor) + 1)"),
+    OPT("rope.max_position_embeddings", CPT_RT_INT, NULL, 1, 1073741824, NULL, 0,
+        "New max_position_embeddings (the extended context)"),
+    OPT("rope.allow_long_context", CPT_RT_BOOL, "false", 0, 0, NULL, 0,
+        "Allow sequences longer than the model's context (max_position_embeddings, scaled) "
+        "without changing RoPE"),
+
     OPT("data.sources.*.path", CPT_RT_PATH, NULL, 0, 0, NULL, CPT_ROPT_REQUIRED | CPT_ROPT_DIR,
         "A prepared shard directory (from `cpt data prepare`) for the source named *"),
     OPT("data.sources.*.max_epochs", CPT_RT_FLOAT, NULL, 0, 1e6, NULL, CPT_ROPT_MIN_EXCL,

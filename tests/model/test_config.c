@@ -60,7 +60,26 @@ int main(void) {
     reject("{\"architectures\": [\"LlamaForCausalLM\"], " BASE "\"num_attention_heads\": 4, \"num_hidden_layers\": 0}", CPT_EFORMAT, "num_hidden_layers");
     reject("{\"architectures\": [\"LlamaForCausalLM\"], " BASE "\"num_attention_heads\": 4, \"hidden_act\": \"gelu\"}", CPT_EUNSUPPORTED, "hidden_act");
     reject("{\"architectures\": [\"LlamaForCausalLM\"], " BASE "\"num_attention_heads\": 4, \"rms_norm_eps\": -1}", CPT_EFORMAT, "rms_norm_eps");
-    reject("{\"architectures\": [\"LlamaForCausalLM\"], " BASE "\"num_attention_heads\": 4, \"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4.0}}", CPT_EUNSUPPORTED, "yarn");
+    reject("{\"architectures\": [\"LlamaForCausalLM\"], " BASE "\"num_attention_heads\": 4, \"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4.0, \"attention_factor\": 0}}", CPT_EFORMAT, "attention_factor");
+    reject("{\"architectures\": [\"LlamaForCausalLM\"], " BASE "\"num_attention_heads\": 4, \"rope_scaling\": {\"rope_type\": \"longrope\", \"factor\": 4.0, \"short_factor\": [1, 1], \"long_factor\": [1]}}", CPT_EFORMAT, "long_factor");
+    reject("{\"architectures\": [\"LlamaForCausalLM\"], " BASE "\"num_attention_heads\": 4, \"rope_scaling\": {\"rope_type\": \"longrope\", \"short_factor\": [1, 1], \"long_factor\": [1, 2]}}", CPT_EFORMAT, "factor");
+    reject("{\"architectures\": [\"LlamaForCausalLM\"], " BASE "\"num_attention_heads\": 4, \"partial_rotary_factor\": 0.3}", CPT_EFORMAT, "partial_rotary_factor");
+    {
+        /* Every type parses; the legacy "type" key wins over "rope_type" for Llama (LlamaConfig copies it). */
+        accept("{\"architectures\": [\"LlamaForCausalLM\"], " BASE "\"num_attention_heads\": 4, \"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4.0, \"beta_fast\": 16, \"mscale\": 0.7, \"mscale_all_dim\": 0.5}}", &c);
+        CHECK(c.rope_scaling.type == CPT_ROPE_YARN && c.rope_scaling.beta_fast == 16 && c.rope_scaling.beta_slow == 0 && c.rope_scaling.mscale == 0.7);
+        CHECK(cpt_config_context_len(&c) == 4 * 2048);
+        cpt_config_free(&c);
+        accept("{\"architectures\": [\"LlamaForCausalLM\"], " BASE "\"num_attention_heads\": 4, \"rope_scaling\": {\"rope_type\": \"linear\", \"type\": \"dynamic\", \"factor\": 2}}", &c);
+        CHECK(c.rope_scaling.type == CPT_ROPE_DYNAMIC && c.rope_scaling.factor == 2.0);
+        cpt_config_free(&c);
+        accept("{\"architectures\": [\"MistralForCausalLM\"], " BASE "\"num_attention_heads\": 4, \"rope_scaling\": {\"rope_type\": \"linear\", \"type\": \"dynamic\", \"factor\": 2}}", &c);
+        CHECK(c.rope_scaling.type == CPT_ROPE_LINEAR);
+        cpt_config_free(&c);
+        accept("{\"architectures\": [\"LlamaForCausalLM\"], " BASE "\"num_attention_heads\": 2, \"partial_rotary_factor\": 0.5, \"rope_scaling\": {\"rope_type\": \"longrope\", \"factor\": 4.0, \"short_factor\": [1, 1], \"long_factor\": [1, 2]}}", &c);
+        CHECK(cpt_config_rot_dim(&c) == 4 && c.rope_scaling.n_factors == 2 && c.rope_scaling.long_factor[1] == 2.0);
+        cpt_config_free(&c);
+    }
     reject("{\"architectures\": [\"LlamaForCausalLM\"], " BASE "\"num_attention_heads\": 4, \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0}}", CPT_EFORMAT, "low_freq_factor");
     reject("{\"architectures\": [\"LlamaForCausalLM\"], " BASE "\"num_attention_heads\": 4, \"rope_scaling\": {\"rope_type\": \"bogus\"}}", CPT_EFORMAT, "bogus");
     reject("{\"architectures\": [\"LlamaForCausalLM\"], " BASE "\"num_attention_heads\": 4, \"rope_scaling\": {\"type\": \"linear\", \"factor\": 0.5}}", CPT_EFORMAT, "factor");

@@ -591,6 +591,10 @@ static void test_help(void) {
                                   "cooldown_frac", "anneal_frac", "cooldown_shape", "timescale"};
     static const char *keys[] = {
         "model", "tokenizer", "out_dir", "seed", "threads", "data.sources.*.path",
+        "rope.theta", "rope.scaling.type", "rope.scaling.factor", "rope.scaling.original_max_position_embeddings",
+        "rope.scaling.low_freq_factor", "rope.scaling.high_freq_factor", "rope.scaling.beta_fast",
+        "rope.scaling.beta_slow", "rope.scaling.mscale", "rope.scaling.mscale_all_dim",
+        "rope.scaling.attention_factor", "rope.max_position_embeddings", "rope.allow_long_context",
         "data.sources.*.max_epochs", "data.mixture.*", "data.replay.source",
         "data.replay.fraction", "data.validation.*", "data.seed", "training.seq_len",
         "training.micro_batch", "training.grad_accum", "training.max_steps",
