@@ -41,6 +41,6 @@ write("valid_kquants", [Q.Q2_K, Q.Q3_K, Q.Q4_K, Q.Q5_K, Q.Q6_K], meta=False)
 write("valid_v2", [Q.Q8_0], version=2)
 b = open(write("reject_truncated_src", [Q.Q4_K]), "rb").read()
 os.remove(os.path.join(out, "reject_truncated_src"))
-open(os.path.join(out, "reject_truncated"), "wb").write(b[:-7])
+open(os.path.join(out, "reject_truncated"), "wb").write(b[:-40])  # into the tensor data
 open(os.path.join(out, "reject_magic"), "wb").write(b"GGUX" + b[4:])
 print("wrote", len(os.listdir(out)), "seeds to", out)
