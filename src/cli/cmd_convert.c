@@ -1,11 +1,12 @@
-/* cmd_convert.c: `cpt convert`: llama2.c .bin -> HF directory, or HF -> HF (dtype and
- * sharding changes); the output loads in transformers' from_pretrained. */
+/* cmd_convert.c: `cpt convert`: llama2.c .bin or llama.cpp GGUF -> HF directory, or HF -> HF
+ * (dtype and sharding changes); the output loads in transformers' from_pretrained. */
 #include <stdio.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "cli/opts.h"
 #include "cpt/fileio.h"
+#include "cpt/gguf_import.h"
 #include "cpt/model.h"
 #include "cpt/safetensors.h"
 
@@ -13,14 +14,16 @@ int cpt_cmd_convert(int argc, char **argv) {
     const char *from = NULL, *src = NULL, *out = NULL, *dtype = "f32";
     long long shard_mb = 5000;
     cpt_opt opts[] = {
-        {"--from", CPT_OPT_CHOICE, &from, "FORMAT", "format of the input given after it", 1, 0, 0, "llama2c|hf", 0},
+        {"--from", CPT_OPT_CHOICE, &from, "FORMAT", "format of the input given after it", 1, 0, 0, "llama2c|hf|gguf", 0},
         {"--out", CPT_OPT_STR, &out, "DIR", "output Hugging Face model directory", 1, 0, 0, NULL, 0},
         {"--dtype", CPT_OPT_CHOICE, &dtype, "DTYPE", "tensor dtype of the output", 0, 0, 0, "f32|bf16", 0},
         {"--max-shard-mb", CPT_OPT_INT, &shard_mb, "MB", "shard the safetensors above this size (0: never)", 0, 0, 1e9, NULL, 0},
     };
     cpt_cmd_spec spec = {"convert",
-                         "Convert a model to a Hugging Face directory: `cpt convert --from llama2c FILE.bin --out DIR`\n"
-                         "or `cpt convert --from hf SRC_DIR --out DIR [--dtype bf16]`.",
+                         "Convert a model to a Hugging Face directory: `cpt convert --from llama2c FILE.bin --out DIR`,\n"
+                         "`cpt convert --from gguf FILE.gguf --out DIR` (any supported quantization, dequantized to\n"
+                         "fp32 masters; tokenizer and chat template included) or\n"
+                         "`cpt convert --from hf SRC_DIR --out DIR [--dtype bf16]`.",
                          NULL, opts, CPT_NOPTS(opts), "INPUT", &src};
     int prc = cpt_opts_parse(&spec, argc, argv);
     if (prc) return prc == 1 ? 0 : 2;
@@ -30,11 +33,20 @@ int cpt_cmd_convert(int argc, char **argv) {
     }
     cpt_err err = {0};
     cpt_model *m = NULL;
-    int is_hf = !strcmp(from, "hf");
-    int rc = is_hf ? cpt_model_load_hf(&m, src, &err) : cpt_model_load_llama2c(&m, src, &err);
+    int is_hf = !strcmp(from, "hf"), is_gguf = !strcmp(from, "gguf");
+    cpt_gguf *g = NULL;
+    int rc;
+    if (is_gguf) {
+        rc = cpt_gguf_open(&g, src, &err);
+        if (!rc) rc = cpt_model_from_gguf(&m, g, &err);
+    } else {
+        rc = is_hf ? cpt_model_load_hf(&m, src, &err) : cpt_model_load_llama2c(&m, src, &err);
+    }
     if (!rc)
         rc = cpt_model_save_hf(m, out, !strcmp(dtype, "bf16") ? CPT_DT_BF16 : CPT_DT_F32,
                                (uint64_t)shard_mb * 1000000ull, is_hf ? src : NULL, &err);
+    if (!rc && is_gguf) rc = cpt_gguf_write_tokenizer(g, out, &err);
+    cpt_gguf_close(g);
     if (!rc) {
         size_t np = 0; /* real parameters (the flat buffer also holds alignment padding) */
         for (int i = 0; i < m->n_tensors; i++) np += m->tensors[i].numel;
