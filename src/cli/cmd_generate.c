@@ -56,7 +56,7 @@ int cpt_cmd_generate(int argc, char **argv) {
     const char *model_dir = NULL, *ids_str = NULL, *prompt_text = NULL, *tok_path = NULL;
     long long max_new = 64, seed = 42;
     double temperature = 1.0, top_p = 1.0;
-    int greedy = 0, print_ids = 0, ignore_eos = 0;
+    int greedy = 0, print_ids = 0, ignore_eos = 0, allow_long = 0;
     cpt_opt opts[] = {
         {"--model", CPT_OPT_STR, &model_dir, "DIR", "Hugging Face model directory", 1, 0, 0, NULL, 0},
         {"--ids", CPT_OPT_STR, &ids_str, "\"1 2 3\"", "prompt token ids, whitespace-separated", 0, 0, 0, NULL, 0},
@@ -69,6 +69,7 @@ int cpt_cmd_generate(int argc, char **argv) {
         {"--seed", CPT_OPT_INT, &seed, "S", "random seed for sampling", 0, 0, 9.2e18, NULL, 0},
         {"--print-ids", CPT_OPT_FLAG, &print_ids, NULL, "print all ids (prompt, then generated) on one line instead of text", 0, 0, 0, NULL, 0},
         {"--ignore-eos", CPT_OPT_FLAG, &ignore_eos, NULL, "keep generating after the end-of-sequence token", 0, 0, 0, NULL, 0},
+        {"--allow-long-context", CPT_OPT_FLAG, &allow_long, NULL, "allow positions past the model's context (max_position_embeddings, scaled by rope_scaling)", 0, 0, 0, NULL, 0},
     };
     cpt_cmd_spec spec = {"generate", "Generate tokens from a prompt with a KV cache (greedy, or temperature + top-p sampling).",
                          "Give exactly one of --ids and --prompt. Stops after --max-new tokens or at the model's eos_token_id.\n"
@@ -101,6 +102,7 @@ int cpt_cmd_generate(int argc, char **argv) {
     if (!rc && prompt_text) rc = cpt_tok_encode(tok, prompt_text, strlen(prompt_text), 1, &prompt, &np, NULL, &err);
     if (!rc && np == 0) rc = cpt_err_set(&err, CPT_EINVAL, "--ids: the prompt needs at least one token id");
     if (!rc) rc = cpt_model_load_hf(&m, model_dir, &err);
+    if (!rc) m->allow_long_context = allow_long;
     if (!rc) rc = cpt_kvcache_create(&kc, m, (int)(np + (size_t)max_new), &err);
     if (!rc) {
         int V = m->cfg.vocab_size;

@@ -13,12 +13,14 @@
 
 int cpt_cmd_score(int argc, char **argv) {
     const char *model_dir = NULL, *ids_path = NULL, *text_path = NULL, *tok_path = NULL, *logits_path = NULL;
+    int allow_long = 0;
     cpt_opt opts[] = {
         {"--model", CPT_OPT_STR, &model_dir, "DIR", "Hugging Face model directory (config.json + safetensors)", 1, 0, 0, NULL, 0},
         {"--ids", CPT_OPT_STR, &ids_path, "FILE", "file of whitespace-separated token ids (one sequence)", 0, 0, 0, NULL, 0},
         {"--text", CPT_OPT_STR, &text_path, "FILE", "a text file, encoded with the tokenizer (special tokens added as the tokenizer does)", 0, 0, 0, NULL, 0},
         {"--tokenizer", CPT_OPT_STR, &tok_path, "PATH", "tokenizer for --text (default: the model directory)", 0, 0, 0, NULL, 0},
         {"--logits", CPT_OPT_STR, &logits_path, "OUT.npy", "also write float32 logits [T, vocab] as a NumPy .npy file", 0, 0, 0, NULL, 0},
+        {"--allow-long-context", CPT_OPT_FLAG, &allow_long, NULL, "allow positions past the model's context (max_position_embeddings, scaled by rope_scaling)", 0, 0, 0, NULL, 0},
     };
     cpt_cmd_spec spec = {"score",
                          "Score one token sequence: prints a JSON line with \"tokens\", \"predicted\", \"loss\" (mean\n"
@@ -50,6 +52,7 @@ int cpt_cmd_score(int argc, char **argv) {
     if (!rc && T < 2) rc = cpt_err_set(&err, CPT_EINVAL, "%s: %zu token(s); scoring needs at least 2", src, T);
     if (!rc && T > (1u << 24)) rc = cpt_err_set(&err, CPT_EINVAL, "%s: %zu tokens is too long to score at once", src, T);
     if (!rc) rc = cpt_model_load_hf(&m, model_dir, &err);
+    if (!rc) m->allow_long_context = allow_long;
     if (!rc) rc = cpt_acts_create(&acts, m, 1, (int)T, 0, &err);
     if (!rc) {
         targets = malloc(sizeof(int32_t) * T);

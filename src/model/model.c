@@ -217,7 +217,7 @@ static int rope_check_len(const cpt_model *m, int n_pos, cpt_err *err) {
                        "sequence of %d positions is longer than the model's context of %lld (max_position_embeddings %d, rope_scaling %s). "
                        "HINT: extend RoPE for the run with the recipe keys rope.theta (a larger base, e.g. 500000) or "
                        "rope.scaling (e.g. {type: yarn, factor: 4}) and rope.max_position_embeddings, or set "
-                       "rope.allow_long_context: true to run past the context as it is",
+                       "rope.allow_long_context: true (cpt score / generate: --allow-long-context) to run past the context as it is",
                        n_pos, ctx, m->cfg.max_pos, cpt_rope_type_name(m->cfg.rope_scaling.type));
 }
 

@@ -209,6 +209,19 @@ def check_case(ck, name, tmp, drv):
             full = ref["logits"][0, :DECODE_N].double().numpy()
             ou.log("  %-24s decode: logits %.2e  (full-forward differs by %.2e)" % (name, e or -1, ou.rel_err(want, full)))
 
+        # cpt generate (its prompt as one forward, as generate() prefills it), prompt past the original context
+        prompt = ids[1, :300]
+        p = ou.run_cpt(["generate", "--model", os.path.join(d, "model"), "--ids", " ".join(str(int(i)) for i in prompt),
+                        "--max-new", 24, "--greedy", "--print-ids", "--ignore-eos"])
+        if ck.check(p.returncode == 0, "%s: cpt generate: %s" % (name, p.stderr.strip()[-300:])):
+            hf = ou.hf_load(os.path.join(d, "model"))
+            with torch.no_grad():
+                want = hf.generate(prompt[None], attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+                                   max_new_tokens=24, do_sample=False, min_new_tokens=24,
+                                   eos_token_id=None, pad_token_id=0)[0].tolist()
+            got = [int(x) for x in p.stdout.split()]
+            ck.check(got == want, "%s: cpt generate %s vs transformers %s" % (name, got[300:], want[300:]))
+
     # 5. config.json written by cpt, read by transformers
     conv = os.path.join(d, "converted")
     p = ou.run_cpt(["convert", "--from", "hf", os.path.join(d, "model"), "--out", conv, "--dtype", "f32"])
@@ -240,6 +253,17 @@ def check_refusal(ck, tmp):
         f.write(" ".join(str(i % 61) for i in range(ORIG)) + "\n")
     p = ou.run_cpt(["score", "--model", os.path.join(d, "model"), "--ids", ids_file])
     ck.check(p.returncode == 0, "score at exactly the context: exit %d %r" % (p.returncode, p.stderr[-300:]))
+    with open(ids_file, "w") as f:
+        f.write(" ".join(str(i % 61) for i in range(ORIG + 1)) + "\n")
+    p = ou.run_cpt(["score", "--model", os.path.join(d, "model"), "--ids", ids_file, "--allow-long-context"])
+    ck.check(p.returncode == 0, "score past the context with --allow-long-context: exit %d %r" % (p.returncode, p.stderr[-300:]))
+    p = ou.run_cpt(["generate", "--model", os.path.join(d, "model"), "--ids", " ".join(["1"] * (ORIG - 2)), "--max-new", "4",
+                    "--greedy", "--print-ids", "--ignore-eos"])
+    ck.check(p.returncode != 0 and "HINT" in p.stderr and "--allow-long-context" in p.stderr,
+             "generate past the context refused: exit %d %r" % (p.returncode, p.stderr[-300:]))
+    p = ou.run_cpt(["generate", "--model", os.path.join(d, "model"), "--ids", " ".join(["1"] * (ORIG - 2)), "--max-new", "4",
+                    "--greedy", "--print-ids", "--ignore-eos", "--allow-long-context"])
+    ck.check(p.returncode == 0 and len(p.stdout.split()) == ORIG + 2, "generate past the context allowed: %r" % p.stderr[-300:])
 
 
 def main():
