@@ -5,13 +5,15 @@ For the Llama 3.1, Qwen2.5 (ChatML) and Mistral templates in $CPT_SHARED/data/ch
 with a tokenizer of the matching family, on several conversations (with / without system,
 multi-turn, prompt/response): `cpt data chat` must give exactly the text of
 transformers' apply_chat_template(tokenize=False) and the ids of apply_chat_template(
-tokenize=True). The mask oracle: HF `tokenizers` offsets of the rendered text; a token is
-in the mask when its characters overlap an assistant message's content (found in order in
-the text, trimmed if the template trims), plus the special token right after the content.
-Messages are located in order (user
-and system contents too), so an answer is never matched inside earlier text. Every other template in the directory is rendered by both and must match, unless cpt refuses
+tokenize=True). The mask oracle is transformers' own: each family's template with
+`{% generation %}` markers put around what the assistant says (its content and the
+end-of-turn token that closes it), rendered by transformers with
+return_assistant_tokens_mask=True; the marked template is first checked to render exactly
+the text of the original one, so the markers sit inside the real text.  No part of cpt's
+mask rule is restated here.  Every other template in the directory is rendered by both and must match, unless cpt refuses
 it with an error naming an unsupported construct. A template that raises (roles out of order)
-must raise in cpt too.
+must raise in cpt too; at least MIN_OTHER_MATCHED of the other templates must render
+identically (a cpt that refused them all would otherwise pass).
 """
 import json
 import os
@@ -42,36 +44,45 @@ def messages(c):
                                                    {"role": "assistant", "content": c["response"]}]
 
 
-def oracle_mask(hf_tok, text, ids, msgs):
-    enc = hf_tok.backend_tokenizer.encode(text, add_special_tokens=False)
-    assert enc.ids == ids
-    special = set(hf_tok.all_special_ids) | {i for i, t in hf_tok.added_tokens_decoder.items() if t.special}
-    mask, cur = [0] * len(ids), 0
-    for m in msgs:  # every message is located in order, so an answer never matches earlier text
-        if m["role"] != "assistant":
-            c = m["content"]
-            s = text.find(c, cur)
-            if s < 0:
-                c = c.strip()
-                s = text.find(c, cur)
-            if s >= 0:
-                cur = s + len(c)
-            continue
-        c = m["content"]
-        s = text.find(c, cur)
-        if s < 0:
-            c = c.strip()
-            s = text.find(c, cur)
-        e = s + len(c)
-        last = -1
-        for k, (a, b) in enumerate(enc.offsets):
-            if a < e and b > s:
-                mask[k] = 1
-                last = k
-        if last + 1 < len(ids) and ids[last + 1] in special:
-            mask[last + 1] = 1
-        cur = e
-    return mask
+# Where the assistant's turn is spoken: (original fragment, marked replacement) per template.
+# Only the assistant branch gets the markers; other roles keep the original expression.
+GENERATION_MARKS = {
+    "meta-llama-Llama-3.1-8B-Instruct": (
+        """{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim + '<|eot_id|>' }}""",
+        """{%- if message['role'] == 'assistant' %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}"""
+        """{%- generation %}{{- message['content'] | trim + '<|eot_id|>' }}{%- endgeneration %}"""
+        """{%- else %}{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim + '<|eot_id|>' }}"""
+        """{%- endif %}"""),
+    "Qwen-Qwen2.5-7B-Instruct": (
+        """{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}""",
+        """{%- if message.role == 'assistant' %}{{- '<|im_start|>assistant\\n' }}"""
+        """{%- generation %}{{- message.content + '<|im_end|>' }}{%- endgeneration %}{{- '\\n' }}"""
+        """{%- else %}{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}{%- endif %}"""),
+    "mistralai-Mistral-Nemo-Instruct-2407": (
+        """{{- message["content"] + eos_token}}""",
+        """{%- generation %}{{- message["content"] + eos_token}}{%- endgeneration %}"""),
+}
+
+
+def marked_template(name, text):
+    frag, repl = GENERATION_MARKS[name]
+    assert text.count(frag) == 1, "%s: the assistant fragment is not in the template once" % name
+    return text.replace(frag, repl)
+
+
+def oracle_mask(hf_tok, marked, msgs):
+    """transformers' assistant-token mask under the {% generation %}-marked template."""
+    saved = hf_tok.chat_template
+    hf_tok.chat_template = marked
+    try:
+        out = hf_tok.apply_chat_template(msgs, tokenize=False), hf_tok.apply_chat_template(
+            msgs, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    finally:
+        hf_tok.chat_template = saved
+    return out[0], list(out[1]["input_ids"]), list(out[1]["assistant_masks"])
+
+
+MIN_OTHER_MATCHED = 9  # every template cpt renders today; a regression fails
 
 
 def main():
@@ -103,6 +114,7 @@ def main():
         tpl = os.path.join(tdir, name + ".jinja")
         hf = PreTrainedTokenizerFast.from_pretrained(tokdir)
         hf.chat_template = open(tpl).read()
+        marked = marked_template(name, hf.chat_template)
         toks[fam] = (tokdir, hf)
         p, outs = cpt_chat(tokdir, tpl)
         ck.check(p.returncode == 0 and len(outs) == len(CONVS), "%s: cpt data chat exit %d %s" % (name, p.returncode, p.stderr[-300:]))
@@ -114,10 +126,14 @@ def main():
                 continue
             ck.check(o["text"] == want_text, "%s conv %d: text differs:\n cpt %r\n hf  %r" % (name, i, o["text"], want_text))
             ck.check(o["ids"] == want_ids, "%s conv %d: ids differ (%d vs %d tokens)" % (name, i, len(o["ids"]), len(want_ids)))
+            m_text, m_ids, wm = oracle_mask(hf, marked, msgs)
+            if not ck.check(m_text == want_text and m_ids == want_ids,
+                            "%s conv %d: the {%% generation %%}-marked template renders differently:\n marked %r\n orig   %r"
+                            % (name, i, m_text, want_text)):
+                continue
+            ck.check(sum(wm) > 0, "%s conv %d: the oracle's assistant mask is empty" % (name, i))
             if o["ids"] == want_ids:
-                wm = oracle_mask(hf, want_text, want_ids, msgs)
-                ck.check(o["mask"] == wm, "%s conv %d: mask differs\n cpt %s\n ref %s" % (name, i, o["mask"], wm))
-                ck.check(sum(o["mask"]) > 0, "%s conv %d: empty mask" % (name, i))
+                ck.check(o["mask"] == wm, "%s conv %d: mask differs\n cpt %s\n hf  %s" % (name, i, o["mask"], wm))
         ou.log("  %-40s %d conversations: text, ids and mask checked" % (name, len(CONVS)))
 
     # A template that raises: Mistral with roles out of order
@@ -153,6 +169,8 @@ def main():
         matched.append(fn)
     ou.log("  other templates rendered identically: %d (%s); refused by name: %d (%s)"
            % (len(matched), ", ".join(matched), len(refused), ", ".join(refused)))
+    ck.check(len(matched) >= MIN_OTHER_MATCHED, "only %d templates render identically (%s); at least %d must"
+             % (len(matched), ", ".join(matched), MIN_OTHER_MATCHED))
     ck.finish()
 
 

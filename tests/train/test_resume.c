@@ -12,6 +12,28 @@
 #include "cpt/train.h"
 #include "testutil.h"
 
+#ifdef CPT_MUTANT_CKPT_LOAD_NOOP
+/* tests/mutants: this file built against a checkpoint load that loads nothing must fail. */
+static int mutant_load_noop(const char *dir, cpt_model *m, cpt_adamw *o, cpt_ckpt_state *st, cpt_err *e) {
+    (void)dir, (void)m, (void)o, (void)e;
+    memset(st, 0, sizeof *st);
+    return 0;
+}
+#define cpt_ckpt_load mutant_load_noop
+#endif
+
+/* Overwrite weights and moments so that only a real load can bring them back. */
+static void scramble(cpt_model *m, cpt_adamw *o, uint64_t seed) {
+    cpt_model_init_random(m, seed, 0.3f);
+    for (size_t i = 0; i < o->n; i++) o->m[i] = 7.0f, o->v[i] = 7.0f;
+}
+
+static int all_junk(const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (x[i] != 7.0f) return 0;
+    return 1;
+}
+
 static cpt_model *tiny(uint64_t seed) {
     cpt_config c;
     memset(&c, 0, sizeof c);
@@ -98,10 +120,19 @@ int main(void) {
     cpt_ckpt_state sa, sb;
     CHECK_OK(cpt_adamw_create(&oa, ma, &e), &e);
     CHECK_OK(cpt_adamw_create(&ob, mb, &e), &e);
+    size_t pbytes = sizeof(float) * ma->n_params;
+    float *pa = malloc(pbytes);
+    CHECK(pa != NULL);
+    memcpy(pa, ma->params, pbytes); /* the trained weights, which the step-12 checkpoints hold */
+    scramble(ma, oa, 4242);
+    scramble(mb, ob, 4343);
     snprintf(path, sizeof path, "%s/checkpoints/step-00000012", dA);
     CHECK_OK(cpt_ckpt_load(path, ma, oa, &sa, &e), &e);
     snprintf(path, sizeof path, "%s/checkpoints/step-00000012", dB);
     CHECK_OK(cpt_ckpt_load(path, mb, ob, &sb, &e), &e);
+    CHECKF(memcmp(ma->params, pa, pbytes) == 0 && memcmp(mb->params, pa, pbytes) == 0,
+           "the load did not restore the weights of step 12");
+    CHECKF(!all_junk(oa->m, oa->n) && !all_junk(oa->v, oa->n), "the load did not restore the AdamW moments");
     CHECK(memcmp(oa->m, ob->m, sizeof(float) * oa->n) == 0 && memcmp(oa->v, ob->v, sizeof(float) * oa->n) == 0);
     CHECK(oa->step == 12 && ob->step == 12 && sa.step == 12 && sb.tokens == sa.tokens);
     CHECK(sa.recipe_text && !strcmp(sa.recipe_text, "test: true\n"));
@@ -147,12 +178,15 @@ int main(void) {
         if (latest) {
             cpt_ckpt_state ls;
             cpt_err le = {0};
+            scramble(mb, ob, 5000 + (uint64_t)round);
             CHECKF(cpt_ckpt_load(latest, mb, ob, &ls, &le) == 0, "latest %s not loadable: %s", latest, le.msg);
-            CHECK(memcmp(ma->params, mb->params, sizeof(float) * ma->n_params) == 0);
+            CHECKF(memcmp(ma->params, mb->params, pbytes) == 0, "the load did not restore the weights of %s", latest);
+            CHECKF(memcmp(oa->m, ob->m, sizeof(float) * oa->n) == 0, "the load did not restore the moments of %s", latest);
             cpt_ckpt_state_free(&ls);
             free(latest);
         }
     }
+    free(pa);
     cpt_adamw_free(oa);
     cpt_adamw_free(ob);
     cpt_model_free(ma);
