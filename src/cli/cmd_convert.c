@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <errno.h>
+#include <sys/stat.h>
 
 #include "cli/cli.h"
 #include "cli/opts.h"
@@ -54,7 +56,10 @@ int cpt_cmd_convert(int argc, char **argv) {
             /* the tokenizer travels through a temporary HF tokenizer directory */
             char tdir[4200];
             snprintf(tdir, sizeof tdir, "%s.tok.tmp", out);
-            rc = cpt_mkdirs(tdir, &err);
+            /* mkdir, not cpt_mkdirs: a missing output directory must stay an error */
+            if (mkdir(tdir, 0755) != 0 && errno != EEXIST)
+                rc = cpt_err_set(&err, CPT_EIO, "%s: cannot create: %s. HINT: check that the directory of --out exists and is writable",
+                                 tdir, strerror(errno));
             if (!rc) rc = cpt_gguf_write_tokenizer(g, tdir, &err);
             if (!rc) rc = cpt_model_save_gguf(m, tdir, out, (uint32_t)cpt_gguf_export_type(gtype), &err);
             static const char *const f[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"};

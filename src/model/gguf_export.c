@@ -332,7 +332,11 @@ int cpt_model_save_gguf(const cpt_model *m, const char *tok_dir, const char *pat
         return cpt_err_set(err, CPT_EINVAL, "GGUF export needs the model's tokenizer. HINT: pass --tokenizer DIR");
     cpt_gguf_writer *w = NULL;
     if ((rc = cpt_gguf_writer_new(&w, 32, err))) return rc;
-    if ((rc = write_hparams(w, c, arch, type, err)) || (rc = write_tokenizer(w, c, tok_dir, err))) goto done;
+    /* general.name: the output file's stem (transformers' GGUF loader requires the key) */
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    size_t blen = strlen(base);
+    if (blen > 5 && !strcmp(base + blen - 5, ".gguf")) blen -= 5;
+    if ((rc = cpt_gguf_w_str(w, "general.name", base, blen, err)) || (rc = write_hparams(w, c, arch, type, err)) || (rc = write_tokenizer(w, c, tok_dir, err))) goto done;
     for (int i = 0; i < m->n_tensors && !rc; i++) {
         const cpt_tensor *t = &m->tensors[i];
         if (c->tie_embeddings && !strcmp(t->name, "lm_head.weight")) continue; /* a view of token_embd */
