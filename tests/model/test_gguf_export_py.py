@@ -91,7 +91,9 @@ BLK = {"input_layernorm.weight": "attn_norm.weight", "self_attn.q_proj.weight": 
        "self_attn.k_proj.weight": "attn_k.weight", "self_attn.v_proj.weight": "attn_v.weight",
        "self_attn.o_proj.weight": "attn_output.weight", "post_attention_layernorm.weight": "ffn_norm.weight",
        "mlp.gate_proj.weight": "ffn_gate.weight", "mlp.up_proj.weight": "ffn_up.weight",
-       "mlp.down_proj.weight": "ffn_down.weight"}
+       "mlp.down_proj.weight": "ffn_down.weight", "self_attn.q_proj.bias": "attn_q.bias",
+       "self_attn.k_proj.bias": "attn_k.bias", "self_attn.v_proj.bias": "attn_v.bias",
+       "self_attn.q_norm.weight": "attn_q_norm.weight", "self_attn.k_norm.weight": "attn_k_norm.weight"}
 
 
 def gguf_name(hf):
@@ -103,24 +105,26 @@ def gguf_name(hf):
     return f"blk.{parts[2]}." + BLK[".".join(parts[3:])]
 
 
-def expected_tensors(hf_dir, cfg):
+def expected_tensors(hf_dir, cfg, arch):
     sd = load_file(os.path.join(hf_dir, "model.safetensors"))
     out = {}
     for k, v in sd.items():
         v = v.astype(np.float32)
         if k == "lm_head.weight" and cfg.get("tie_word_embeddings"):
             continue
-        if k.endswith("q_proj.weight"):
+        if arch != "llama":
+            pass  # convert_hf_to_gguf's Qwen2Model/Qwen3Model do not permute
+        elif k.endswith("q_proj.weight"):
             v = permute(v, cfg["num_attention_heads"], cfg["num_attention_heads"])
-        if k.endswith("k_proj.weight"):
+        elif k.endswith("k_proj.weight"):
             v = permute(v, cfg["num_attention_heads"], cfg["num_key_value_heads"])
         out[gguf_name(k)] = v
     return out
 
 
-def check_file(path, hf_dir, cfg, ty, label):
+def check_file(path, hf_dir, cfg, ty, label, arch="llama"):
     r = gguf.GGUFReader(path)
-    exp = expected_tensors(hf_dir, cfg)
+    exp = expected_tensors(hf_dir, cfg, arch)
     names = {t.name for t in r.tensors}
     check(names == set(exp), f"{label}: tensor names differ: {sorted(names ^ set(exp))[:6]}")
     check(("output.weight" in names) == (not cfg.get("tie_word_embeddings")), f"{label}: output.weight vs tie")
@@ -154,14 +158,14 @@ def check_file(path, hf_dir, cfg, ty, label):
 
     def val(k):
         return f[k].contents() if k in f else None
-    check(val("general.architecture") == "llama", f"{label}: general.architecture")
+    check(val("general.architecture") == arch, f"{label}: general.architecture")
     for key, ck in (("embedding_length", "hidden_size"), ("block_count", "num_hidden_layers"),
                     ("feed_forward_length", "intermediate_size"), ("attention.head_count", "num_attention_heads"),
                     ("attention.head_count_kv", "num_key_value_heads"), ("context_length", "max_position_embeddings"),
                     ("vocab_size", "vocab_size")):
-        check(val("llama." + key) == cfg[ck], f"{label}: llama.{key} = {val('llama.' + key)} != {cfg[ck]}")
-    check(np.float32(val("llama.rope.freq_base")) == np.float32(cfg.get("rope_theta", 10000.0)), f"{label}: freq_base")
-    check(np.float32(val("llama.attention.layer_norm_rms_epsilon")) == np.float32(cfg["rms_norm_eps"]), f"{label}: eps")
+        check(val(f"{arch}.{key}") == cfg[ck], f"{label}: {arch}.{key} = {val(f'{arch}.{key}')} != {cfg[ck]}")
+    check(np.float32(val(f"{arch}.rope.freq_base")) == np.float32(cfg.get("rope_theta", 10000.0)), f"{label}: freq_base")
+    check(np.float32(val(f"{arch}.attention.layer_norm_rms_epsilon")) == np.float32(cfg["rms_norm_eps"]), f"{label}: eps")
     tj = json.load(open(os.path.join(hf_dir, "tokenizer.json")))
     vocab = dict(tj["model"]["vocab"])
     for a in tj["added_tokens"]:
@@ -198,17 +202,21 @@ def hf_check(gdir, gname, hf_dir, ty, label):
         check(ours == want, f"{label}: transformers GGUF tokenizer ids differ: {ours[:12]} vs {want[:12]}")
 
 
-def make_random(name, **kw):
+def make_random(name, cls=None, tok=None, **kw):
     d = os.path.join(tmp, name)
-    c = LlamaConfig(vocab_size=50257, max_position_embeddings=256, rms_norm_eps=1e-5, rope_theta=10000.0,
-                    bos_token_id=50256, eos_token_id=50256, **kw)
-    m = LlamaForCausalLM(c)
+    cls = cls or (LlamaConfig, LlamaForCausalLM)
+    kw.setdefault("vocab_size", 50257)
+    kw.setdefault("bos_token_id", 50256)
+    kw.setdefault("eos_token_id", 50256)
+    c = cls[0](max_position_embeddings=256, rms_norm_eps=1e-5, rope_theta=10000.0, **kw)
+    m = cls[1](c)
     with torch.no_grad():
         for p in m.parameters():
             p.normal_(0, 0.1)  # norms too, so a wrong norm mapping shows
     m.save_pretrained(d, safe_serialization=True)
     for f in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        shutil.copy(os.path.join(gpt2_tok, f), d)
+        if os.path.exists(os.path.join(tok or gpt2_tok, f)):
+            shutil.copy(os.path.join(tok or gpt2_tok, f), d)
     return d, json.load(open(os.path.join(d, "config.json")))
 
 
@@ -221,8 +229,25 @@ models = [
                 num_key_value_heads=1, tie_word_embeddings=False),
 ]
 
+# Qwen2 (q/k/v biases, no permutation, the Qwen tokenizer: NFC + Split -> tokenizer.ggml.pre
+# qwen2, vocab padded past the tokenizer's ids) and Qwen3 (q/k norms; transformers 4.51 has no
+# Qwen3 GGUF loader, so Qwen3 is checked by GGUFReader and the cpt round trip only).
+qwen_tok = os.path.join(shared, "data", "tokenizers", "qwen3")
+arch_of = {}
+if os.path.isfile(os.path.join(qwen_tok, "tokenizer.json")):
+    from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
+    qkw = dict(vocab_size=151680, bos_token_id=151643, eos_token_id=151645, hidden_size=64, intermediate_size=128,
+               num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
+    models.append(make_random("qwen2", (Qwen2Config, Qwen2ForCausalLM), qwen_tok, **qkw))
+    models.append(make_random("qwen3", (Qwen3Config, Qwen3ForCausalLM), qwen_tok, head_dim=16, **qkw))
+    arch_of = {"qwen2": "qwen2", "qwen3": "qwen3"}
+else:
+    qwen_missing = f"{qwen_tok}/tokenizer.json missing: Qwen2/Qwen3 exports not checked"
+    print("SKIP part:", qwen_missing)
+
 for hf_dir, cfg in models:
     label0 = os.path.basename(hf_dir)
+    arch = arch_of.get(label0, "llama")
     for ty in ("f32", "f16", "bf16", "q8_0"):
         label = f"{label0}/{ty}"
         gdir = os.path.join(tmp, f"{label0}_{ty}")
@@ -232,8 +257,8 @@ for hf_dir, cfg in models:
         check(r.returncode == 0, f"{label}: convert failed: {r.stderr}")
         if r.returncode:
             continue
-        check_file(out, hf_dir, cfg, ty, label)
-        if ty in ("f32", "q8_0"):
+        check_file(out, hf_dir, cfg, ty, label, arch)
+        if ty in ("f32", "q8_0") and arch != "qwen3":
             hf_check(gdir, "m.gguf", hf_dir, ty, label)
         if ty == "f32":
             back = os.path.join(tmp, f"{label0}_back")
@@ -251,7 +276,7 @@ for hf_dir, cfg in models:
 # ---- SmolLM2: import(export(import(gguf))) == import(gguf), f32 ----
 r = subprocess.run([os.path.join(src, "scripts", "get-smollm2.sh")], capture_output=True, text=True,
                    env=dict(os.environ, CPT_BIN=cpt))
-smol_skipped = None
+smol_skipped = None if arch_of else qwen_missing
 if r.returncode != 0:
     smol_skipped = "SmolLM2 could not be fetched (scripts/get-smollm2.sh): " + r.stderr.strip()[-300:]
 else:
@@ -281,6 +306,15 @@ else:
         r = run("convert", "--from", "gguf", out, "--to", "gguf", "--out", out2, "--type", "f32")
         check(r.returncode == 0 and open(out, "rb").read() == open(out2, "rb").read(),
               f"smollm2: convert --from gguf --to gguf is not the identity at f32: {r.stderr}")
+
+# ---- cpt export DIR --gguf: the same file as convert (same stem, so same general.name) ----
+os.makedirs(os.path.join(tmp, "via_export"))
+ex = os.path.join(tmp, "via_export", "m.gguf")
+r = run("export", models[0][0], "--gguf", ex, "--type", "q8_0", "--tokenizer", models[0][0])
+check(r.returncode == 0 and open(ex, "rb").read() == open(os.path.join(tmp, "gqa_tied_q8_0", "m.gguf"), "rb").read(),
+      f"cpt export --gguf differs from convert --to gguf: {r.stderr}")
+r = run("export", models[0][0], "--gguf", ex, "--out", os.path.join(tmp, "x"))
+check(r.returncode == 2 and "exactly one" in r.stderr, f"export with both --out and --gguf: {r.stderr}")
 
 # ---- must-fail ----
 hf0 = models[0][0]
