@@ -1,5 +1,6 @@
 /* cpt/gguf.h: strict reader for GGUF files (llama.cpp's model format, versions 2 and 3)
- * and fp32 dequantization of its tensor types. The writer lives in cpt/gguf_write.h.
+ * and fp32 dequantization of its tensor types; the GGUF v3 writer and the F16/BF16/Q8_0
+ * quantizers are at the end (gguf_write.c).
  *
  * Layout (methods.md 14.4; ggml docs/gguf.md), all little-endian:
  *   "GGUF" | u32 version (2 or 3) | u64 n_tensors | u64 n_kv
@@ -149,6 +150,44 @@ int cpt_ggml_type_supported(uint32_t type);
 /* Dequantize n elements (a multiple of the block size, asserted) of `src` into dst.
  * CPT_EUNSUPPORTED with the type's name for a type cpt does not handle. */
 int cpt_ggml_dequant(uint32_t type, const void *src, float *dst, uint64_t n, cpt_err *err);
+
+/* Quantize n fp32 values (a multiple of the type's block size, asserted) into dst, exactly as
+ * ggml's reference quantizers and the `gguf` package's gguf.quants.quantize do: F32 (copy),
+ * F16 (round to nearest even), BF16 (round to nearest even, NaN quieted), Q8_0 (per block of
+ * 32: d = amax/127 stored as fp16, q = roundf(x / d), as quantize_row_q8_0_ref).
+ * CPT_EUNSUPPORTED naming the type for any other type. dst holds n/block*block_bytes. */
+int cpt_ggml_quant(uint32_t type, const float *src, void *dst, uint64_t n, cpt_err *err);
+
+/* ---- writer (gguf_write.c) ----
+ * Collects metadata and tensors in memory (metadata serialized as added; tensor data either
+ * borrowed, valid until cpt_gguf_writer_free, or owned and freed by the writer), then writes
+ * a GGUF v3 file atomically: "<path>.tmp.<pid>", fsync, rename. A failure (a missing or
+ * read-only directory, a full disk) is CPT_EIO naming the file and leaves no OUT file.
+ * general.alignment is written as a uint32 key when it is not the default 32. Keys and tensor
+ * names must be unique (CPT_EINVAL otherwise). */
+typedef struct cpt_gguf_writer cpt_gguf_writer;
+
+int cpt_gguf_writer_new(cpt_gguf_writer **out, uint32_t alignment, cpt_err *err); /* 0: 32 */
+void cpt_gguf_writer_free(cpt_gguf_writer *w);
+/* A scalar of any fixed-size type (U8..F64, BOOL): `val` points to the value in its C type
+ * (uint8_t, int8_t, ..., float, double; bool as uint8_t 0/1). */
+int cpt_gguf_w_scalar(cpt_gguf_writer *w, const char *key, uint32_t type, const void *val, cpt_err *err);
+int cpt_gguf_w_u32(cpt_gguf_writer *w, const char *key, uint32_t v, cpt_err *err);
+int cpt_gguf_w_i32(cpt_gguf_writer *w, const char *key, int32_t v, cpt_err *err);
+int cpt_gguf_w_f32(cpt_gguf_writer *w, const char *key, float v, cpt_err *err);
+int cpt_gguf_w_bool(cpt_gguf_writer *w, const char *key, int v, cpt_err *err);
+int cpt_gguf_w_str(cpt_gguf_writer *w, const char *key, const char *s, size_t len, cpt_err *err);
+/* An array of n fixed-size elements stored contiguously in their C type. */
+int cpt_gguf_w_arr(cpt_gguf_writer *w, const char *key, uint32_t elem_type, const void *data, uint64_t n,
+                   cpt_err *err);
+/* An array of n strings (lens[i] bytes each; lens NULL: NUL-terminated). */
+int cpt_gguf_w_arr_str(cpt_gguf_writer *w, const char *key, const char *const *s, const size_t *lens, uint64_t n,
+                       cpt_err *err);
+/* A tensor: ne in ggml order (PyTorch's shape reversed), n_dims 1..4, data holding exactly the
+ * type's byte size for ne. own = 1: the writer frees data (malloc'ed) even on failure. */
+int cpt_gguf_w_tensor(cpt_gguf_writer *w, const char *name, uint32_t n_dims, const uint64_t *ne, uint32_t type,
+                      const void *data, uint64_t nbytes, int own, cpt_err *err);
+int cpt_gguf_writer_write(cpt_gguf_writer *w, const char *path, cpt_err *err);
 
 #ifdef __cplusplus
 }

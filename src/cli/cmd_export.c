@@ -1,6 +1,7 @@
 /* cmd_export.c: `cpt export CKPT --out DIR`: a training checkpoint (or any model
  * directory) as a Hugging Face directory with config, weights (F32 or BF16) and the
- * tokenizer files of the run, which transformers loads. */
+ * tokenizer files of the run, which transformers loads; or `--gguf OUT.gguf [--type T]`:
+ * the same as one llama.cpp GGUF file (cpt/gguf_export.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,24 +10,31 @@
 #include "cli/opts.h"
 #include "cpt/checkpoint.h"
 #include "cpt/fileio.h"
+#include "cpt/gguf_export.h"
 #include "cpt/recipe.h"
 #include "cpt/safetensors.h"
 
 int cpt_cmd_export(int argc, char **argv) {
-    const char *ckpt = NULL, *out = NULL, *dtype = "bf16", *tok = NULL;
+    const char *ckpt = NULL, *out = NULL, *dtype = "bf16", *tok = NULL, *gguf = NULL, *gtype = "f16";
     long long shard_mb = 5000;
     cpt_opt opts[] = {
-        {"--out", CPT_OPT_STR, &out, "DIR", "output Hugging Face model directory", 1, 0, 0, NULL, 0},
+        {"--out", CPT_OPT_STR, &out, "DIR", "output Hugging Face model directory (or use --gguf)", 0, 0, 0, NULL, 0},
+        {"--gguf", CPT_OPT_STR, &gguf, "OUT.gguf", "write one llama.cpp GGUF file instead of a HF directory", 0, 0, 0, NULL, 0},
+        {"--type", CPT_OPT_CHOICE, &gtype, "TYPE", "GGUF tensor type of 2-D weights (norms stay f32; q8_0 falls back to f16 for rows not a multiple of 32, as llama.cpp does)", 0, 0, 0, "f32|f16|bf16|q8_0", 0},
         {"--dtype", CPT_OPT_CHOICE, &dtype, "DTYPE", "tensor dtype of the export", 0, 0, 0, "f32|bf16", 0},
         {"--tokenizer", CPT_OPT_STR, &tok, "DIR", "copy tokenizer files from here (default: the run's tokenizer, from the checkpoint's recipe)", 0, 0, 0, NULL, 0},
         {"--max-shard-mb", CPT_OPT_INT, &shard_mb, "MB", "shard the safetensors above this size (0: never)", 0, 0, 1e9, NULL, 0},
     };
-    cpt_cmd_spec spec = {"export", "Export a checkpoint (runs/NAME/checkpoints/step-N) as a Hugging Face model directory.",
+    cpt_cmd_spec spec = {"export", "Export a checkpoint (runs/NAME/checkpoints/step-N) as a Hugging Face model directory (--out)\nor as one llama.cpp GGUF file (--gguf; byte-level BPE tokenizers only).",
                          NULL, opts, CPT_NOPTS(opts), "CKPT", &ckpt};
     int prc = cpt_opts_parse(&spec, argc, argv);
     if (prc) return prc == 1 ? 0 : 2;
     if (!ckpt) {
         fprintf(stderr, "cpt export: missing CKPT (a checkpoint directory)\nHINT: run 'cpt export --help'\n");
+        return 2;
+    }
+    if (!out == !gguf) {
+        fprintf(stderr, "cpt export: give exactly one of --out DIR (Hugging Face) and --gguf OUT.gguf\nHINT: run 'cpt export --help'\n");
         return 2;
     }
     cpt_err err = {0};
@@ -51,9 +59,12 @@ int cpt_cmd_export(int argc, char **argv) {
             cpt_ckpt_state_free(&st);
         }
     }
-    if (!rc) rc = cpt_model_save_hf(m, out, !strcmp(dtype, "bf16") ? CPT_DT_BF16 : CPT_DT_F32, (uint64_t)shard_mb * 1000000ull,
+    if (!rc && gguf) {
+        rc = cpt_model_save_gguf(m, tok && cpt_is_dir(tok) ? tok : NULL, gguf, (uint32_t)cpt_gguf_export_type(gtype), &err);
+        if (!rc) fprintf(stderr, "cpt export: wrote %s (%s, tokenizer from %s)\n", gguf, gtype, tok);
+    } else if (!rc) rc = cpt_model_save_hf(m, out, !strcmp(dtype, "bf16") ? CPT_DT_BF16 : CPT_DT_F32, (uint64_t)shard_mb * 1000000ull,
                                     tok && cpt_is_dir(tok) ? tok : NULL, &err);
-    if (!rc) fprintf(stderr, "cpt export: wrote %s (%s%s%s)\n", out, dtype, tok ? ", tokenizer from " : "", tok ? tok : "");
+    if (!rc && !gguf) fprintf(stderr, "cpt export: wrote %s (%s%s%s)\n", out, dtype, tok ? ", tokenizer from " : "", tok ? tok : "");
     cpt_recipe_free(r);
     cpt_model_free(m);
     return rc ? cpt_cli_fail("export", &err) : 0;

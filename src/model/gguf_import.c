@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "cpt/gguf_import.h"
+#include "gguf_names.h"
 
 /* The shortest decimal that reads back as the same float32: GGUF stores eps and theta as
  * f32, and 1e-05 in config.json is what the original HF model said (not 9.99999975e-06). */
@@ -199,25 +200,14 @@ static void unpermute_rows(float *dst, const float *src, int64_t n_heads, int64_
 /* GGUF tensor name -> HF name; *permute_heads > 0 when the rows need unpermuting. */
 static int map_name(const char *gn, const cpt_config *c, char *hf, size_t cap, int *permute_heads) {
     *permute_heads = 0;
-    if (!strcmp(gn, "token_embd.weight")) return snprintf(hf, cap, "model.embed_tokens.weight"), 1;
-    if (!strcmp(gn, "output_norm.weight")) return snprintf(hf, cap, "model.norm.weight"), 1;
-    if (!strcmp(gn, "output.weight")) return snprintf(hf, cap, "lm_head.weight"), 1;
+    for (size_t i = 0; i < CPT_GGUF_N_TOP; i++)
+        if (!strcmp(gn, cpt_gguf_top_names[i][0])) return snprintf(hf, cap, "%s", cpt_gguf_top_names[i][1]), 1;
     int l, n = 0;
     if (sscanf(gn, "blk.%d.%n", &l, &n) != 1 || n == 0 || l < 0 || l >= c->n_layers) return 0;
     const char *rest = gn + n;
-    static const char *tab[][2] = {
-        {"attn_norm.weight", "input_layernorm.weight"},    {"attn_q.weight", "self_attn.q_proj.weight"},
-        {"attn_k.weight", "self_attn.k_proj.weight"},      {"attn_v.weight", "self_attn.v_proj.weight"},
-        {"attn_output.weight", "self_attn.o_proj.weight"}, {"attn_q.bias", "self_attn.q_proj.bias"},
-        {"attn_k.bias", "self_attn.k_proj.bias"},          {"attn_v.bias", "self_attn.v_proj.bias"},
-        {"attn_output.bias", "self_attn.o_proj.bias"},     {"attn_q_norm.weight", "self_attn.q_norm.weight"},
-        {"attn_k_norm.weight", "self_attn.k_norm.weight"}, {"ffn_norm.weight", "post_attention_layernorm.weight"},
-        {"ffn_gate.weight", "mlp.gate_proj.weight"},       {"ffn_up.weight", "mlp.up_proj.weight"},
-        {"ffn_down.weight", "mlp.down_proj.weight"},
-    };
-    for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++)
-        if (!strcmp(rest, tab[i][0])) {
-            snprintf(hf, cap, "model.layers.%d.%s", l, tab[i][1]);
+    for (size_t i = 0; i < CPT_GGUF_N_BLK; i++)
+        if (!strcmp(rest, cpt_gguf_blk_names[i][0])) {
+            snprintf(hf, cap, "model.layers.%d.%s", l, cpt_gguf_blk_names[i][1]);
             if (c->arch == CPT_ARCH_LLAMA && !strncmp(rest, "attn_q.", 7)) *permute_heads = c->n_heads;
             if (c->arch == CPT_ARCH_LLAMA && !strncmp(rest, "attn_k.", 7)) *permute_heads = c->n_kv_heads;
             return 1;

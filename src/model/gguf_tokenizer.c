@@ -21,15 +21,8 @@
 
 #include "cpt/fileio.h"
 #include "cpt/gguf_import.h"
+#include "gguf_names.h"
 
-#define LLAMA3_RE                                                                                              \
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[" \
-    "\\r\\n]+|\\s+(?!\\S)|\\s+"
-#define QWEN2_RE                                                                                            \
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[" \
-    "\\r\\n]+|\\s+(?!\\S)|\\s+"
-
-enum { TT_NORMAL = 1, TT_UNKNOWN = 2, TT_CONTROL = 3, TT_USER = 4, TT_UNUSED = 5, TT_BYTE = 6 };
 
 static json_t *jstrn(const char *s, size_t n) { return json_stringn(s, n); }
 
@@ -49,11 +42,11 @@ static json_t *gpt2_pretok(const char *pre, json_t **normalizer) {
     if (!strcmp(pre, "smollm") || !strcmp(pre, "starcoder") || !strcmp(pre, "refact"))
         return json_pack("{s:s,s:[o,o]}", "type", "Sequence", "pretokenizers", split_isolated("\\p{N}"), bytelevel(1));
     if (!strcmp(pre, "llama-bpe") || !strcmp(pre, "llama3"))
-        return json_pack("{s:s,s:[o,o]}", "type", "Sequence", "pretokenizers", split_isolated(LLAMA3_RE), bytelevel(0));
+        return json_pack("{s:s,s:[o,o]}", "type", "Sequence", "pretokenizers", split_isolated(CPT_GGUF_LLAMA3_RE), bytelevel(0));
     if (!strcmp(pre, "qwen2")) {
         json_decref(*normalizer);
         *normalizer = json_pack("{s:s}", "type", "NFC");
-        return json_pack("{s:s,s:[o,o]}", "type", "Sequence", "pretokenizers", split_isolated(QWEN2_RE), bytelevel(0));
+        return json_pack("{s:s,s:[o,o]}", "type", "Sequence", "pretokenizers", split_isolated(CPT_GGUF_QWEN2_RE), bytelevel(0));
     }
     return NULL;
 }
@@ -197,12 +190,12 @@ int cpt_gguf_write_tokenizer(const cpt_gguf *g, const char *dir, cpt_err *err) {
         size_t len;
         cpt_gguf_arr_str(g, toks, i, &s, &len);
         json_object_setn_new(vocab, s, len, json_integer((json_int_t)i));
-        int64_t ty = types ? cpt_gguf_arr_int(types, i) : TT_NORMAL;
-        if (ty == TT_UNKNOWN && unk_id < 0) unk_id = (int64_t)i;
-        if (ty == TT_CONTROL || ty == TT_USER || ty == TT_UNKNOWN)
+        int64_t ty = types ? cpt_gguf_arr_int(types, i) : CPT_GGUF_TT_NORMAL;
+        if (ty == CPT_GGUF_TT_UNKNOWN && unk_id < 0) unk_id = (int64_t)i;
+        if (ty == CPT_GGUF_TT_CONTROL || ty == CPT_GGUF_TT_USER || ty == CPT_GGUF_TT_UNKNOWN)
             json_array_append_new(added, json_pack("{s:I,s:o,s:b,s:b,s:b,s:b,s:b}", "id", (json_int_t)i, "content",
                                                    jstrn(s, len), "single_word", 0, "lstrip", 0, "rstrip", 0,
-                                                   "normalized", ty == TT_USER, "special", ty != TT_USER));
+                                                   "normalized", ty == CPT_GGUF_TT_USER, "special", ty != CPT_GGUF_TT_USER));
     }
     int add_bos = is_spm, add_eos = 0;
     if (cpt_gguf_find(g, "tokenizer.ggml.add_bos_token") &&
