@@ -36,7 +36,8 @@ typedef struct cpt_backend {
     void (*embed_bwd)(float *dE, const float *dx, const int32_t *ids, int N, int D, int V);
     double (*xent_fwd_bwd)(float *dhf, float *dW, float *logits_out, float *losses_out, const float *hf,
                            const float *W, const int32_t *targets, int N, int D, int V, float grad_scale,
-                           long long *n_valid);
+                           long long *n_valid, void *ws, size_t ws_bytes);
+    size_t (*xent_workspace_bytes)(int N, int V, int nthreads);
     void (*adamw_update)(float *p, const float *g, float *m, float *v, size_t n, float lr, double b1,
                          double b2, float eps, float wd, double bc1, double bc2);
     double (*sumsq)(const float *x, size_t n);

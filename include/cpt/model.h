@@ -175,6 +175,19 @@ int cpt_model_load_llama2c(cpt_model **out, const char *path, cpt_err *err);
 /* Activations and scratch for a (B, T) batch, sized up front; reports its bytes. */
 typedef struct cpt_acts cpt_acts;
 int cpt_acts_create(cpt_acts **out, const cpt_model *m, int B, int T, int training, cpt_err *err);
+/* Activation recomputation in the backward (training only; inference ignores it):
+ * NONE keeps every layer's activations; FULL keeps only the residual stream entering
+ * each layer and re-runs that layer's forward (up to the MLP's swiglu) into a
+ * one-layer buffer before its backward; SELECTIVE also keeps each layer's attention
+ * output and lse, so the recompute skips the attention kernel. All three give
+ * bitwise identical losses and gradients (same kernels, same order). */
+enum { CPT_RECOMPUTE_NONE = 0, CPT_RECOMPUTE_FULL = 1, CPT_RECOMPUTE_SELECTIVE = 2 };
+int cpt_acts_create_ex(cpt_acts **out, const cpt_model *m, int B, int T, int training, int recompute,
+                       cpt_err *err);
+/* The exact bytes cpt_acts_create_ex would allocate for (c, B, T, training, recompute)
+ * (the same plan; attention and cross-entropy scratch included), without allocating.
+ * CPT_EINVAL for bad arguments, CPT_ENOMEM when the size overflows. */
+int cpt_acts_plan_bytes(const cpt_config *c, int B, int T, int training, int recompute, size_t *bytes);
 void cpt_acts_free(cpt_acts *a);
 size_t cpt_acts_bytes(const cpt_acts *a);
 

@@ -104,10 +104,15 @@ void cpt_ref_embed_bwd(double *dE, const double *dx, const int32_t *ids, int N, 
  *   dz_t = grad_scale * (softmax(z_t) - onehot(target))   (targets < 0: dz_t = 0)
  * and dhf = dz W (=), dW += dz^T hf. Any of dhf, dW, logits_out [N,V], losses_out [N]
  * may be NULL (no backward when both dhf and dW are NULL). Returns the sum of loss_t
- * over valid rows (double), and the number of valid rows in *n_valid. */
+ * over valid rows (double), and the number of valid rows in *n_valid.
+ * ws: caller's scratch of ws_bytes >= cpt_xent_workspace_bytes(N, V, nthreads) (the
+ * kernel allocates nothing); when it is missing or too small the call does nothing,
+ * returns NaN and sets *n_valid = -(bytes needed). Targets must be < V (checked by the
+ * caller). */
+size_t cpt_xent_workspace_bytes(int N, int V, int nthreads);
 double cpt_xent_fwd_bwd(float *dhf, float *dW, float *logits_out, float *losses_out, const float *hf,
                         const float *W, const int32_t *targets, int N, int D, int V, float grad_scale,
-                        long long *n_valid);
+                        long long *n_valid, void *ws, size_t ws_bytes);
 double cpt_ref_xent(double *dhf, double *dW, const double *hf, const double *W, const int32_t *targets,
                     int N, int D, int V, double grad_scale); /* dhf =, dW = ; returns loss sum */
 

@@ -47,6 +47,7 @@ typedef struct cpt_train_cfg {
     long long max_steps;
     int block_causal;    /* 1: attention stays within documents of a packed sequence */
     int reset_positions; /* 1: positions restart at every document */
+    int recompute;       /* CPT_RECOMPUTE_NONE (0) | FULL | SELECTIVE (cpt/model.h) */
     /* optimizer */
     cpt_adamw_cfg optim;
     double clip;          /* max global grad norm; <= 0: off */

@@ -30,6 +30,7 @@ static const cpt_backend cpu_backend = {
     .embed_fwd = cpt_embed_fwd,
     .embed_bwd = cpt_embed_bwd,
     .xent_fwd_bwd = cpt_xent_fwd_bwd,
+    .xent_workspace_bytes = cpt_xent_workspace_bytes,
     .adamw_update = cpt_adamw_update,
     .sumsq = cpt_sumsq,
     .scale = cpt_scale,

@@ -473,6 +473,11 @@ int cpt_cmd_train(int argc, char **argv) {
     tc.seq_len = T, tc.micro_batch = B, tc.grad_accum = A, tc.max_steps = max_steps;
     tc.block_causal = cpt_recipe_bool(r, "training.block_causal");
     tc.reset_positions = cpt_recipe_bool(r, "training.reset_positions");
+    {
+        const char *rm = cpt_recipe_str(r, "training.recompute");
+        tc.recompute = rm && !strcmp(rm, "full") ? CPT_RECOMPUTE_FULL
+                       : rm && !strcmp(rm, "selective") ? CPT_RECOMPUTE_SELECTIVE : CPT_RECOMPUTE_NONE;
+    }
     tc.optim = (cpt_adamw_cfg){cpt_recipe_float(r, "optim.lr"), cpt_recipe_float(r, "optim.beta1"), cpt_recipe_float(r, "optim.beta2"),
                                cpt_recipe_float(r, "optim.eps"), cpt_recipe_float(r, "optim.weight_decay")};
     tc.clip = cpt_recipe_float(r, "optim.clip");

@@ -13,10 +13,11 @@
 #include "model/model-impl.h"
 
 struct cpt_acts {
-    int B, T, training, L;
+    int B, T, training, L, recompute;
     size_t bytes;
     float *arena;
-    /* Per-layer saved activations (layer stride is 0 in inference mode). */
+    /* Per-layer saved activations (layer stride is 0 in inference mode, and for what
+     * the recompute mode rebuilds in the backward: then one layer's worth is reused). */
     float *x;                  /* [L+1][N,D] residual stream entering each layer; x[L] enters the final norm */
     float *xmid;               /* [L][N,D] after the attention residual */
     float *a1, *a2;            /* [L][N,D] outputs of the two norms */
@@ -36,49 +37,67 @@ struct cpt_acts {
     float *dg, *du, *dh;       /* [N,I] */
     float *attn_ws;            /* attention tile scratch, attn_ws_bytes */
     size_t attn_ws_bytes;
-    int32_t *pos0;             /* [N] default positions 0..T-1 per row */
-    size_t sD, sQ, sK, sH, sKV, sP, sI, sN; /* per-layer strides */
+    float *xent_ws;            /* LM head + cross-entropy chunk scratch, xent_ws_bytes */
+    size_t xent_ws_bytes;
+    float *pos0f;              /* [N] int32 default positions 0..T-1 per row (arena block) */
+    int32_t *pos0;
+    /* Per-layer strides: sX for the residual stream, sAtt/sP for the attention output
+     * and lse, the rest for everything else a layer saves. */
+    size_t sX, sD, sQ, sK, sH, sKV, sP, sAtt, sI, sN;
 };
 
-int cpt_acts_create(cpt_acts **out, const cpt_model *m, int B, int T, int training, cpt_err *err) {
-    *out = NULL;
-    const cpt_config *c = &m->cfg;
-    if (B <= 0 || T <= 0) return cpt_err_set(err, CPT_EINVAL, "batch size and sequence length must be positive");
-    cpt_acts *a = calloc(1, sizeof *a);
-    if (!a) return cpt_err_set(err, CPT_ENOMEM, "out of memory");
-    a->B = B, a->T = T, a->training = training, a->L = c->n_layers;
+/* The arena plan, shared by cpt_acts_create and cpt_acts_plan_bytes so the planned
+ * bytes are exactly what gets allocated. Fills a's strides, and its block pointers
+ * when base is not NULL; returns the total floats, or 0 on size overflow. */
+static size_t acts_plan(cpt_acts *a, const cpt_config *c, int B, int T, int training, int recompute,
+                        float *base) {
     size_t N = (size_t)B * T, D = (size_t)c->hidden_size, I = (size_t)c->intermediate_size;
     size_t qd = (size_t)c->n_heads * c->head_dim, kd = (size_t)c->n_kv_heads * c->head_dim;
-    size_t Ls = training ? (size_t)c->n_layers : 1;
-    /* Plan the arena: each block rounded to 16 floats. */
-    struct { float **p; size_t n; } plan[40];
+    size_t HT = (size_t)B * c->n_heads * T;
+    if (!training) recompute = CPT_RECOMPUTE_NONE;
+    a->B = B, a->T = T, a->training = training, a->L = c->n_layers, a->recompute = recompute;
+    /* Layers kept for the backward: the stream always (training), attention output and
+     * lse unless recompute is full, the rest only without recompute. */
+    size_t Lx = training ? (size_t)c->n_layers : 1;
+    size_t La = training && recompute != CPT_RECOMPUTE_FULL ? (size_t)c->n_layers : 1;
+    size_t Lr = training && recompute == CPT_RECOMPUTE_NONE ? (size_t)c->n_layers : 1;
+    /* Overflow guard: the biggest block is bounded by (L+1) * N * max(D, qd, I). */
+    size_t wid = D > qd ? D : qd;
+    wid = wid > I ? wid : I;
+    size_t chk;
+    if (!cpt_mul_size(N, wid, &chk) || !cpt_mul_size(chk, Lx + 1, &chk) || !cpt_mul_size(chk, 64, &chk)) return 0;
+    struct { float **p; size_t n; } plan[48];
     int np = 0;
+    /* Each block rounded to 16 floats (64 bytes). */
 #define BLK(ptr, cnt) (plan[np].p = &(ptr), plan[np].n = ((cnt) + 15) & ~(size_t)15, np++)
-    BLK(a->x, (Ls + 1) * N * D);
-    BLK(a->xmid, Ls * N * D);
-    BLK(a->a1, Ls * N * D);
-    BLK(a->a2, Ls * N * D);
-    BLK(a->rstd1, Ls * N);
-    BLK(a->rstd2, Ls * N);
-    BLK(a->q, Ls * N * qd);
-    BLK(a->k, Ls * N * kd);
-    BLK(a->v, Ls * N * kd);
+    BLK(a->x, (Lx + 1) * N * D);
+    BLK(a->xmid, Lr * N * D);
+    BLK(a->a1, Lr * N * D);
+    BLK(a->a2, Lr * N * D);
+    BLK(a->rstd1, Lr * N);
+    BLK(a->rstd2, Lr * N);
+    BLK(a->q, Lr * N * qd);
+    BLK(a->k, Lr * N * kd);
+    BLK(a->v, Lr * N * kd);
     if (c->qk_norm) {
-        BLK(a->qraw, Ls * N * qd);
-        BLK(a->kraw, Ls * N * kd);
-        BLK(a->qrstd, Ls * N * c->n_heads);
-        BLK(a->krstd, Ls * N * c->n_kv_heads);
+        BLK(a->qraw, Lr * N * qd);
+        BLK(a->kraw, Lr * N * kd);
+        BLK(a->qrstd, Lr * N * c->n_heads);
+        BLK(a->krstd, Lr * N * c->n_kv_heads);
     }
-    BLK(a->lse, Ls * (size_t)B * c->n_heads * T);
+    BLK(a->lse, La * HT);
     a->attn_ws_bytes = cpt_backend_cpu()->attn_workspace_bytes(T, T, c->head_dim, omp_get_max_threads());
     BLK(a->attn_ws, (a->attn_ws_bytes + 3) / 4);
-    BLK(a->att, Ls * N * qd);
-    BLK(a->g, Ls * N * I);
-    BLK(a->u, Ls * N * I);
-    BLK(a->h, Ls * N * I);
+    a->xent_ws_bytes = cpt_backend_cpu()->xent_workspace_bytes((int)N, c->vocab_size, omp_get_max_threads());
+    BLK(a->xent_ws, (a->xent_ws_bytes + 3) / 4);
+    BLK(a->att, La * N * qd);
+    BLK(a->g, Lr * N * I);
+    BLK(a->u, Lr * N * I);
+    BLK(a->h, Lr * N * I);
     BLK(a->rstdf, N);
     BLK(a->hf, N * D);
     BLK(a->tmp, N * D);
+    BLK(a->pos0f, N);
     if (training) {
         BLK(a->dx, N * D);
         BLK(a->dhf, N * D);
@@ -95,43 +114,127 @@ int cpt_acts_create(cpt_acts **out, const cpt_model *m, int B, int T, int traini
         BLK(a->dh, N * I);
     }
 #undef BLK
-    size_t total = 0;
-    for (int i = 0; i < np; i++) total += plan[i].n;
-    size_t bytes;
-    if (!cpt_mul_size(total, sizeof(float), &bytes) || !(a->arena = cpt_alloc_aligned(bytes))) {
+    size_t off = 0;
+    for (int i = 0; i < np; i++) {
+        *plan[i].p = base ? base + off : NULL;
+        off += plan[i].n;
+    }
+    int sr = Lr > 1, sa = La > 1, sx = training ? 1 : 0;
+    a->sX = sx * N * D;
+    a->sD = sr * N * D, a->sQ = sr * N * qd, a->sK = sr * N * kd, a->sI = sr * N * I, a->sN = sr * N;
+    a->sH = sr * N * c->n_heads, a->sKV = sr * N * c->n_kv_heads;
+    a->sAtt = sa * N * qd, a->sP = sa * HT;
+    return off;
+}
+
+int cpt_acts_plan_bytes(const cpt_config *c, int B, int T, int training, int recompute, size_t *bytes) {
+    *bytes = 0;
+    if (B <= 0 || T <= 0 || recompute < 0 || recompute > CPT_RECOMPUTE_SELECTIVE) return CPT_EINVAL;
+    cpt_acts a;
+    memset(&a, 0, sizeof a);
+    size_t total = acts_plan(&a, c, B, T, training, recompute, NULL);
+    if (!total || !cpt_mul_size(total, sizeof(float), bytes)) return CPT_ENOMEM;
+    return CPT_OK;
+}
+
+int cpt_acts_create_ex(cpt_acts **out, const cpt_model *m, int B, int T, int training, int recompute,
+                       cpt_err *err) {
+    *out = NULL;
+    const cpt_config *c = &m->cfg;
+    if (B <= 0 || T <= 0) return cpt_err_set(err, CPT_EINVAL, "batch size and sequence length must be positive");
+    if (recompute < 0 || recompute > CPT_RECOMPUTE_SELECTIVE)
+        return cpt_err_set(err, CPT_EINVAL, "unknown recompute mode %d", recompute);
+    cpt_acts *a = calloc(1, sizeof *a);
+    if (!a) return cpt_err_set(err, CPT_ENOMEM, "out of memory");
+    size_t total = acts_plan(a, c, B, T, training, recompute, NULL);
+    size_t bytes = 0;
+    if (!total || !cpt_mul_size(total, sizeof(float), &bytes) || !(a->arena = aligned_alloc(64, bytes))) {
         free(a);
         return cpt_err_set(err, CPT_ENOMEM,
-                           "out of memory: activations for batch %d x seq %d need %.1f MiB. HINT: lower the micro-batch or the sequence length",
+                           "out of memory: activations for batch %d x seq %d need %.1f MiB. HINT: set training.recompute: full, lower the micro-batch or the sequence length",
                            B, T, (double)total * 4.0 / 1048576.0);
     }
     a->bytes = bytes;
-    size_t off = 0;
-    for (int i = 0; i < np; i++) {
-        *plan[i].p = a->arena + off;
-        off += plan[i].n;
-    }
-    a->pos0 = malloc(sizeof(int32_t) * N);
-    if (!a->pos0) {
-        cpt_acts_free(a);
-        return cpt_err_set(err, CPT_ENOMEM, "out of memory");
-    }
+    /* Zero (and first-touch) the arena across the threads that will use it, not on one. */
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < total; i++) a->arena[i] = 0.0f;
+    acts_plan(a, c, B, T, training, recompute, a->arena);
+    a->pos0 = (int32_t *)a->pos0f;
+    size_t N = (size_t)B * T;
     for (size_t i = 0; i < N; i++) a->pos0[i] = (int32_t)(i % (size_t)T);
-    int st = training ? 1 : 0;
-    a->sD = st * N * D, a->sQ = st * N * qd, a->sK = st * N * kd, a->sI = st * N * I, a->sN = st * N;
-    a->sH = st * N * c->n_heads, a->sKV = st * N * c->n_kv_heads;
-    a->sP = st * (size_t)B * c->n_heads * T;
     *out = a;
     return CPT_OK;
 }
 
+int cpt_acts_create(cpt_acts **out, const cpt_model *m, int B, int T, int training, cpt_err *err) {
+    return cpt_acts_create_ex(out, m, B, T, training, CPT_RECOMPUTE_NONE, err);
+}
+
 void cpt_acts_free(cpt_acts *a) {
     if (!a) return;
-    cpt_free_aligned(a->arena);
-    free(a->pos0);
+    free(a->arena);
     free(a);
 }
 
 size_t cpt_acts_bytes(const cpt_acts *a) { return a->bytes; }
+
+/* Layer l's forward. recompute == 0: the pass itself (writes x[l+1]). recompute == 1:
+ * rebuild in the backward what layer l's backward reads, from the kept x[l], with the
+ * same kernels in the same order (so bitwise the same values): it stops after swiglu
+ * (x[l+1] is not needed) and skips the attention kernel when its output is kept. */
+static int layer_fwd(const cpt_model *m, cpt_acts *a, const cpt_batch *b, const int32_t *pos, int l,
+                     int recompute) {
+    const cpt_backend *be = cpt_backend_cpu();
+    const cpt_config *c = &m->cfg;
+    int B = b->B, T = b->T, N = B * T, D = c->hidden_size, I = c->intermediate_size;
+    int H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, qd = H * hd, kd = KV * hd, rot = cpt_config_rot_dim(c);
+    float eps = (float)c->rms_eps, scale = 1.0f / sqrtf((float)hd);
+    const cpt_layer_view *L = &m->w.layers[l];
+    float *x = a->x + l * a->sX, *xn = a->x + (l + 1) * a->sX;
+    float *xmid = a->xmid + l * a->sD, *a1 = a->a1 + l * a->sD, *a2 = a->a2 + l * a->sD;
+    float *q = a->q + l * a->sQ, *k = a->k + l * a->sK, *v = a->v + l * a->sK;
+    float *lse = a->lse + l * a->sP, *att = a->att + l * a->sAtt;
+    float *g = a->g + l * a->sI, *u = a->u + l * a->sI, *h = a->h + l * a->sI;
+    if (!a->training) xn = a->x; /* inference: the stream is updated in place */
+    be->rmsnorm_fwd(a1, a->rstd1 + l * a->sN, x, L->attn_norm, N, D, eps);
+    if (c->qk_norm) {
+        float *qr = a->qraw + l * a->sQ, *kr = a->kraw + l * a->sK;
+        be->linear_fwd(qr, a1, L->wq, L->bq, N, D, qd);
+        be->linear_fwd(kr, a1, L->wk, L->bk, N, D, kd);
+        be->rmsnorm_fwd(q, a->qrstd + l * a->sH, qr, L->q_norm, N * H, hd, eps);
+        be->rmsnorm_fwd(k, a->krstd + l * a->sKV, kr, L->k_norm, N * KV, hd, eps);
+    } else {
+        be->linear_fwd(q, a1, L->wq, L->bq, N, D, qd);
+        be->linear_fwd(k, a1, L->wk, L->bk, N, D, kd);
+    }
+    be->linear_fwd(v, a1, L->wv, L->bv, N, D, kd);
+    be->rope_fwd(q, m->rope_cos, m->rope_sin, pos, N, H, hd, rot);
+    be->rope_fwd(k, m->rope_cos, m->rope_sin, pos, N, KV, hd, rot);
+    if (!(recompute && a->recompute == CPT_RECOMPUTE_SELECTIVE) &&
+        be->attn_fwd(att, lse, q, k, v, b->seg, b->seg, B, T, T, 0, H, KV, hd, scale, a->attn_ws, a->attn_ws_bytes))
+        return -1;
+    be->linear_fwd(a->tmp, att, L->wo, L->bo, N, qd, D);
+    if (a->training) {
+        memcpy(xmid, x, sizeof(float) * (size_t)N * D);
+        be->add_inplace(xmid, a->tmp, (size_t)N * D);
+    } else {
+        be->add_inplace(x, a->tmp, (size_t)N * D);
+        xmid = x;
+    }
+    be->rmsnorm_fwd(a2, a->rstd2 + l * a->sN, xmid, L->mlp_norm, N, D, eps);
+    be->linear_fwd(g, a2, L->wg, L->bg, N, D, I);
+    be->linear_fwd(u, a2, L->wu, L->bu, N, D, I);
+    be->swiglu_fwd(h, g, u, (size_t)N * I);
+    if (recompute) return 0;
+    be->linear_fwd(a->tmp, h, L->wd, L->bd, N, I, D);
+    if (a->training) {
+        memcpy(xn, xmid, sizeof(float) * (size_t)N * D);
+        be->add_inplace(xn, a->tmp, (size_t)N * D);
+    } else {
+        be->add_inplace(x, a->tmp, (size_t)N * D);
+    }
+    return 0;
+}
 
 int cpt_model_step(cpt_model *m, cpt_acts *a, const cpt_batch *b, float *grads, float grad_scale,
                    const uint8_t *frozen, double *loss_sum, long long *n_valid, float *logits_out,
@@ -168,68 +271,41 @@ int cpt_model_step(cpt_model *m, cpt_acts *a, const cpt_batch *b, float *grads, 
 
     /* ---------------- forward ---------------- */
     be->embed_fwd(a->x, W->embed, b->ids, N, D);
-    for (int l = 0; l < c->n_layers; l++) {
-        const cpt_layer_view *L = &W->layers[l];
-        float *x = a->x + l * a->sD, *xn = a->x + (l + 1) * a->sD;
-        float *xmid = a->xmid + l * a->sD, *a1 = a->a1 + l * a->sD, *a2 = a->a2 + l * a->sD;
-        float *q = a->q + l * a->sQ, *k = a->k + l * a->sK, *v = a->v + l * a->sK;
-        float *lse = a->lse + l * a->sP, *att = a->att + l * a->sQ;
-        float *g = a->g + l * a->sI, *u = a->u + l * a->sI, *h = a->h + l * a->sI;
-        if (!a->training) xn = a->x; /* inference: the stream is updated in place */
-        be->rmsnorm_fwd(a1, a->rstd1 + l * a->sN, x, L->attn_norm, N, D, eps);
-        if (c->qk_norm) {
-            float *qr = a->qraw + l * a->sQ, *kr = a->kraw + l * a->sK;
-            be->linear_fwd(qr, a1, L->wq, L->bq, N, D, qd);
-            be->linear_fwd(kr, a1, L->wk, L->bk, N, D, kd);
-            be->rmsnorm_fwd(q, a->qrstd + l * a->sH, qr, L->q_norm, N * H, hd, eps);
-            be->rmsnorm_fwd(k, a->krstd + l * a->sKV, kr, L->k_norm, N * KV, hd, eps);
-        } else {
-            be->linear_fwd(q, a1, L->wq, L->bq, N, D, qd);
-            be->linear_fwd(k, a1, L->wk, L->bk, N, D, kd);
-        }
-        be->linear_fwd(v, a1, L->wv, L->bv, N, D, kd);
-        be->rope_fwd(q, m->rope_cos, m->rope_sin, pos, N, H, hd, rot);
-        be->rope_fwd(k, m->rope_cos, m->rope_sin, pos, N, KV, hd, rot);
-        if (be->attn_fwd(att, lse, q, k, v, b->seg, b->seg, B, T, T, 0, H, KV, hd, scale, a->attn_ws, a->attn_ws_bytes))
+    for (int l = 0; l < c->n_layers; l++)
+        if (layer_fwd(m, a, b, pos, l, 0)) {
+            cpt_view_free(&G);
             return cpt_err_set(err, CPT_EINVAL, "attention forward refused its arguments (layer %d)", l);
-        be->linear_fwd(a->tmp, att, L->wo, L->bo, N, qd, D);
-        if (a->training) {
-            memcpy(xmid, x, sizeof(float) * (size_t)N * D);
-            be->add_inplace(xmid, a->tmp, (size_t)N * D);
-        } else {
-            be->add_inplace(x, a->tmp, (size_t)N * D);
-            xmid = x;
         }
-        be->rmsnorm_fwd(a2, a->rstd2 + l * a->sN, xmid, L->mlp_norm, N, D, eps);
-        be->linear_fwd(g, a2, L->wg, L->bg, N, D, I);
-        be->linear_fwd(u, a2, L->wu, L->bu, N, D, I);
-        be->swiglu_fwd(h, g, u, (size_t)N * I);
-        be->linear_fwd(a->tmp, h, L->wd, L->bd, N, I, D);
-        if (a->training) {
-            memcpy(xn, xmid, sizeof(float) * (size_t)N * D);
-            be->add_inplace(xn, a->tmp, (size_t)N * D);
-        } else {
-            be->add_inplace(x, a->tmp, (size_t)N * D);
-        }
-    }
-    float *xL = a->x + (size_t)c->n_layers * a->sD;
+    float *xL = a->x + (size_t)c->n_layers * a->sX;
     be->rmsnorm_fwd(a->hf, a->rstdf, xL, W->final_norm, N, D, eps);
 
     /* ---------------- LM head + loss (+ its backward) ---------------- */
     long long nv = 0;
     double ls = be->xent_fwd_bwd(train ? a->dhf : NULL, train ? G.lm_head : NULL, logits_out, NULL, a->hf,
-                                 W->lm_head, b->targets, N, D, V, grad_scale, &nv);
+                                 W->lm_head, b->targets, N, D, V, grad_scale, &nv, a->xent_ws, a->xent_ws_bytes);
+    if (nv < 0) {
+        cpt_view_free(&G);
+        return cpt_err_set(err, CPT_ESTATE, "cross-entropy workspace too small: it needs %lld bytes, the arena has %zu",
+                           -nv, a->xent_ws_bytes);
+    }
     if (loss_sum) *loss_sum = ls;
     if (n_valid) *n_valid = nv;
-    if (!train) return CPT_OK;
+    if (!train) {
+        cpt_view_free(&G);
+        return CPT_OK;
+    }
 
     /* ---------------- backward ---------------- */
     be->rmsnorm_bwd(a->dx, G.final_norm, a->dhf, xL, W->final_norm, a->rstdf, N, D, 0);
     for (int l = c->n_layers - 1; l >= 0; l--) {
         const cpt_layer_view *L = &W->layers[l], *GL = &G.layers[l];
-        float *x = a->x + l * a->sD, *xmid = a->xmid + l * a->sD, *a1 = a->a1 + l * a->sD, *a2 = a->a2 + l * a->sD;
+        if (a->recompute != CPT_RECOMPUTE_NONE && layer_fwd(m, a, b, pos, l, 1)) {
+            cpt_view_free(&G);
+            return cpt_err_set(err, CPT_EINVAL, "attention forward refused its arguments (layer %d, recompute)", l);
+        }
+        float *x = a->x + l * a->sX, *xmid = a->xmid + l * a->sD, *a1 = a->a1 + l * a->sD, *a2 = a->a2 + l * a->sD;
         float *q = a->q + l * a->sQ, *k = a->k + l * a->sK, *v = a->v + l * a->sK;
-        float *lse = a->lse + l * a->sP, *att = a->att + l * a->sQ;
+        float *lse = a->lse + l * a->sP, *att = a->att + l * a->sAtt;
         float *g = a->g + l * a->sI, *u = a->u + l * a->sI, *h = a->h + l * a->sI;
         /* MLP: x_{l+1} = xmid + down(silu(gate(a2)) * up(a2)) */
         be->linear_bwd(a->dh, GL->wd, GL->bd, a->dx, h, L->wd, N, I, D, 0);

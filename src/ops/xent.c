@@ -9,16 +9,38 @@
 #include "cpt/common.h"
 #include "cpt/ops.h"
 
-double cpt_xent_fwd_bwd(float *dhf, float *dW, float *logits_out, float *losses_out, const float *hf,
-                        const float *W, const int32_t *targets, int N, int D, int V, float grad_scale,
-                        long long *n_valid) {
-    int backward = dhf || dW;
-    /* ~16 MB of logits per chunk, at least one row. */
-    int C = (int)((4u << 20) / (unsigned)V);
+/* Rows per chunk: ~16 MB of logits, at least one row, at most N. */
+static int xent_chunk_rows(int N, int V) {
+    int C = V > 0 ? (int)((4u << 20) / (unsigned)V) : 1;
     if (C < 1) C = 1;
     if (C > N) C = N;
-    float *z = logits_out ? NULL : malloc(sizeof(float) * (size_t)C * V);
-    CPT_ASSERT(logits_out || z);
+    return C < 1 ? 1 : C;
+}
+
+/* Workspace layout: per-row losses rl[C] (double) at offset 0, then the C*V float
+ * block (logits chunk, or the gradient chunk when the caller keeps the logits) at
+ * round_up(C*8, 64). nthreads is unused: rows are split across threads in place. */
+size_t cpt_xent_workspace_bytes(int N, int V, int nthreads) {
+    (void)nthreads;
+    if (N <= 0 || V <= 0) return 64;
+    size_t C = (size_t)xent_chunk_rows(N, V);
+    return ((C * sizeof(double) + 63) & ~(size_t)63) + C * (size_t)V * sizeof(float);
+}
+
+double cpt_xent_fwd_bwd(float *dhf, float *dW, float *logits_out, float *losses_out, const float *hf,
+                        const float *W, const int32_t *targets, int N, int D, int V, float grad_scale,
+                        long long *n_valid, void *ws, size_t ws_bytes) {
+    int backward = dhf || dW;
+    int C = xent_chunk_rows(N, V);
+    size_t need = cpt_xent_workspace_bytes(N, V, 1);
+    if (!ws || ws_bytes < need) {
+        /* No allocation on the step path: the caller plans this scratch. */
+        if (n_valid) *n_valid = -(long long)need;
+        return NAN;
+    }
+    double *rl = ws;
+    float *blk = (float *)((char *)ws + (((size_t)C * sizeof(double) + 63) & ~(size_t)63));
+    float *z = logits_out ? NULL : blk;
     double total = 0.0;
     long long valid = 0;
     for (int r0 = 0; r0 < N; r0 += C) {
@@ -29,13 +51,10 @@ double cpt_xent_fwd_bwd(float *dhf, float *dW, float *logits_out, float *losses_
         double chunk_loss = 0.0;
         long long chunk_valid = 0;
         /* Per-row losses go to a small array so the sum order is fixed. */
-        double *rl = malloc(sizeof(double) * (size_t)rows);
-        CPT_ASSERT(rl != NULL);
 #pragma omp parallel for schedule(static)
         for (int r = 0; r < rows; r++) {
             float *zr = zc + (size_t)r * V;
             int t = targets ? targets[r0 + r] : -1;
-            CPT_ASSERT(t < V);
             rl[r] = 0.0;
             if (t < 0) {
                 if (losses_out) losses_out[r0 + r] = 0.0f;
@@ -69,16 +88,13 @@ double cpt_xent_fwd_bwd(float *dhf, float *dW, float *logits_out, float *losses_
                 chunk_loss += rl[r];
                 chunk_valid++;
             }
-        free(rl);
         total += chunk_loss;
         valid += chunk_valid;
         if (backward) {
             /* With logits_out the caller keeps the logits, so the gradient needs its own buffer. */
             float *dz = zc;
-            float *tmp = NULL;
             if (logits_out) {
-                tmp = malloc(sizeof(float) * (size_t)rows * V);
-                CPT_ASSERT(tmp != NULL);
+                float *tmp = blk;
                 for (int r = 0; r < rows; r++) {
                     const float *zr = zc + (size_t)r * V;
                     float *dr = tmp + (size_t)r * V;
@@ -103,10 +119,8 @@ double cpt_xent_fwd_bwd(float *dhf, float *dW, float *logits_out, float *losses_
             if (dW)
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, D, rows, 1.0f, dz, V, hf + (size_t)r0 * D,
                             D, 1.0f, dW, D);
-            free(tmp);
         }
     }
-    free(z);
     if (n_valid) *n_valid = valid;
     return total;
 }

@@ -131,6 +131,9 @@ static const cpt_recipe_opt train_opts[] = {
         "§5.6)"),
     OPT("training.reset_positions", CPT_RT_BOOL, "false", 0, 0, NULL, 0,
         "Positions restart at 0 at every document of a packed sequence"),
+    OPT("training.recompute", CPT_RT_ENUM, "none", 0, 0, "none|full|selective", 0,
+        "Activation recomputation: full keeps only each layer's input and re-runs its forward "
+        "in the backward; selective also keeps attention output + lse (bitwise same results)"),
 
     OPT("optim.lr", CPT_RT_FLOAT, "3e-4", 0, 1, NULL, CPT_ROPT_MIN_EXCL,
         "Peak learning rate (base models ~1e-4..5e-4, instruct models ~2e-5..1e-4)"),

@@ -246,8 +246,8 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
         goto done;
     }
     if ((rc = cpt_adamw_create(&opt, m, err))) goto done;
-    if ((rc = cpt_acts_create(&acts, m, B, T, 1, err))) goto done;
-    if (cfg->log) fprintf(cfg->log, "activations: %.1f MiB for micro-batch %d x %d\n", (double)cpt_acts_bytes(acts) / 1048576.0, B, T);
+    if ((rc = cpt_acts_create_ex(&acts, m, B, T, 1, cfg->recompute, err))) goto done;
+    if (cfg->log) fprintf(cfg->log, "activations: %.1f MiB for micro-batch %d x %d (recompute %s)\n", (double)cpt_acts_bytes(acts) / 1048576.0, B, T, cfg->recompute == CPT_RECOMPUTE_FULL ? "full" : cfg->recompute == CPT_RECOMPUTE_SELECTIVE ? "selective" : "none");
     for (int i = 0; i < m->n_tensors; i++) {
         const char *nm = m->tensors[i].name;
         int emb = !strcmp(nm, "model.embed_tokens.weight") || !strcmp(nm, "lm_head.weight");

@@ -161,6 +161,17 @@ with torch.no_grad():
     d = (ex2(x).logits - ck(x).logits).abs().max().item()
 check(d == 0.0, f"cpt export == checkpoint (max diff {d})")
 
+# 7. training.recompute full / selective: the same loss curve BITWISE as none (the
+# backward re-runs the same kernels in the same order), and the header names the mode.
+trainA = [(m["step"], m.get("loss"), m.get("grad_norm")) for m in metrics if m["kind"] == "train"]
+for mode in ["full", "selective"]:
+    runR = os.path.join(tmp, "R" + mode)
+    r = run(["train", recipe, f"out_dir={runR}", f"training.recompute={mode}"])
+    check(r.returncode == 0 and f"recompute {mode}" in r.stderr, f"recompute={mode} run: " + r.stderr[-300:])
+    mr = [json.loads(l) for l in open(os.path.join(runR, "metrics.jsonl"))] if r.returncode == 0 else []
+    trainR = [(m["step"], m.get("loss"), m.get("grad_norm")) for m in mr if m["kind"] == "train"]
+    check(len(trainA) > 1 and all(l is not None and g is not None for _, l, g in trainA) and trainR == trainA, f"recompute={mode}: train curve identical to none ({len(trainR)} vs {len(trainA)} records)")
+
 # 6. anchors and freezing through the CLI: EWC (Fisher estimated and cached), L2 to the
 # base, frozen embeddings and first layer stay bit-identical to the base model.
 runC = os.path.join(tmp, "C")

@@ -372,6 +372,19 @@ static void test_xent(int N, int D, int V, int ignore_every) {
     long long nv;
     double loss;
     char what[48];
+    /* The caller's scratch, exactly the size asked for (guard-checked below). */
+    size_t xws_bytes = cpt_xent_workspace_bytes(N, V, 4);
+    float *xws = ou_galloc((xws_bytes + 3) / 4);
+    /* Too small by one byte (and missing): refused with the size, nothing written. */
+    ou_fill_nan(dhf, nh), memcpy(dW, W0, sizeof(float) * nw);
+    for (int miss = 0; miss < 2; miss++) {
+        nv = 7;
+        loss = cpt_xent_fwd_bwd(dhf, dW, NULL, NULL, hf, W, tg, N, D, V, gs, &nv, miss ? NULL : xws,
+                                miss ? 0 : xws_bytes - 1);
+        CHECKF(isnan(loss) && nv == -(long long)xws_bytes, "%s: short workspace must be refused (loss %g, n_valid %lld, need %zu)",
+               op, loss, nv, xws_bytes);
+        CHECKF(memcmp(dW, W0, sizeof(float) * nw) == 0, "%s: refused call touched dW", op);
+    }
     /* Variant bits: 1 = logits_out, 2 = losses_out, 4 = dhf, 8 = dW. */
     for (int var = 0; var < 16; var++) {
         int has_z = var & 1, has_l = var & 2, has_dh = var & 4, has_dw = var & 8;
@@ -379,7 +392,7 @@ static void test_xent(int N, int D, int V, int ignore_every) {
         memcpy(dW, W0, sizeof(float) * nw);
         nv = -7;
         loss = cpt_xent_fwd_bwd(has_dh ? dhf : NULL, has_dw ? dW : NULL, has_z ? z : NULL, has_l ? ls : NULL, hf, W,
-                                tg, N, D, V, gs, &nv);
+                                tg, N, D, V, gs, &nv, xws, xws_bytes);
         snprintf(what, sizeof what, "var z%d l%d dh%d dW%d", !!has_z, !!has_l, !!has_dh, !!has_dw);
         CHECKF(nv == valid, "%s %s: n_valid %lld, expected %lld", op, what, nv, valid);
         double le = fabs(loss - loss_r) / fmax(fabs(loss_r), 1e-30);
@@ -394,7 +407,9 @@ static void test_xent(int N, int D, int V, int ignore_every) {
         }
         chk_guard(op, "logits", z, nz), chk_guard(op, "losses", ls, N);
         chk_guard(op, "dhf", dhf, nh), chk_guard(op, "dW", dW, nw);
+        chk_guard(op, "xent workspace", xws, (xws_bytes + 3) / 4);
     }
+    ou_gfree(xws);
     /* Ignored rows: dhf exactly 0 and per-row loss exactly 0. */
     int zero = 1;
     for (int i = 0; i < N; i++)

@@ -136,6 +136,7 @@ static void test_defaults(void) {
     CHECK(!cpt_recipe_has(r, "schedule.warmup_steps"));
     CHECK(cpt_recipe_bool(r, "training.block_causal") == 1);
     CHECK(cpt_recipe_bool(r, "training.reset_positions") == 0);
+    CHECK(strcmp(cpt_recipe_str(r, "training.recompute"), "none") == 0);
     CHECK(cpt_recipe_int(r, "data.seed") == cpt_recipe_int(r, "seed"));
     CHECK(cpt_recipe_int(r, "threads") == 0);
     CHECK(cpt_recipe_int(r, "training.max_steps") == 100);
@@ -598,7 +599,7 @@ static void test_help(void) {
         "data.sources.*.max_epochs", "data.mixture.*", "data.replay.source",
         "data.replay.fraction", "data.validation.*", "data.seed", "training.seq_len",
         "training.micro_batch", "training.grad_accum", "training.max_steps",
-        "training.max_tokens", "training.block_causal", "training.reset_positions", "optim.lr",
+        "training.max_tokens", "training.block_causal", "training.reset_positions", "training.recompute", "optim.lr",
         "optim.beta1", "optim.beta2", "optim.eps", "optim.weight_decay", "optim.embed_lr_mult",
         "optim.clip", "stages.#.name", "stages.#.steps", "stages.#.mixture.*", "stages.#.seq_len",
         "stages.#.lr", "stages.#.freeze.embeddings", "stages.#.freeze.first_layers",
