@@ -70,7 +70,7 @@ int cpt_acts_create(cpt_acts **out, const cpt_model *m, int B, int T, int traini
         BLK(a->krstd, Ls * N * c->n_kv_heads);
     }
     BLK(a->lse, Ls * (size_t)B * c->n_heads * T);
-    a->attn_ws_bytes = cpt_backend_cpu()->attn_workspace_bytes(T, T, c->head_dim, omp_get_max_threads());
+    a->attn_ws_bytes = m->be->attn_workspace_bytes(T, T, c->head_dim, omp_get_max_threads());
     BLK(a->attn_ws, (a->attn_ws_bytes + 3) / 4);
     BLK(a->att, Ls * N * qd);
     BLK(a->g, Ls * N * I);
@@ -136,7 +136,7 @@ size_t cpt_acts_bytes(const cpt_acts *a) { return a->bytes; }
 int cpt_model_step(cpt_model *m, cpt_acts *a, const cpt_batch *b, float *grads, float grad_scale,
                    const uint8_t *frozen, double *loss_sum, long long *n_valid, float *logits_out,
                    cpt_err *err) {
-    const cpt_backend *be = cpt_backend_cpu();
+    const cpt_backend *be = m->be;
     const cpt_config *c = &m->cfg;
     int B = b->B, T = b->T, N = B * T, D = c->hidden_size, V = c->vocab_size, I = c->intermediate_size;
     int H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, qd = H * hd, kd = KV * hd, rot = cpt_config_rot_dim(c);

@@ -25,8 +25,8 @@ static double quad_model(const cpt_model *m, const float *center, const float *w
     for (int i = 0; i < m->n_tensors; i++) {
         const cpt_tensor *t = &m->tensors[i];
         if (frozen && frozen[i]) continue;
-        total += cpt_reg_quad(t->numel, m->params + t->off, center + t->off, weight ? weight + t->off : NULL,
-                              grads ? grads + t->off : NULL, coef);
+        total += m->be->reg_quad(m->params + t->off, center + t->off, weight ? weight + t->off : NULL,
+                                 grads ? grads + t->off : NULL, t->numel, coef);
     }
     return total;
 }
@@ -136,7 +136,7 @@ int cpt_ewc_estimate(cpt_ewc **out, cpt_model *m, const int32_t *tokens, int n_s
             cpt_err_wrap(err, "Fisher sequence %d: ", s);
             break;
         }
-        cpt_backend_default()->sq_accum(e->fisher, g, (size_t)n);
+        m->be->sq_accum(e->fisher, g, (size_t)n);
     }
     if (rc) goto done;
     double sum = 0.0;
