@@ -9,8 +9,18 @@
 
 typedef struct cpt_backend {
     const char *name;
-    void *(*alloc)(size_t bytes); /* zeroed; NULL on failure */
+    /* Memory the kernels read and write (parameters, gradients, moments, activations):
+     * device memory on an accelerator. alloc: zeroed, 64-byte aligned; NULL on failure. */
+    void *(*alloc)(size_t bytes);
     void (*free)(void *p);
+    /* Host <-> backend-memory copies (the CPU backend: memcpy), and zero-fill of backend
+     * memory. Copies may be asynchronous; `sync` waits for every queued copy and kernel,
+     * and is called before the host reads a value a kernel produced (loss, grad norm)
+     * or reuses a host buffer it handed to copy_to_device. */
+    void (*copy_to_device)(void *dst, const void *src, size_t bytes);
+    void (*copy_to_host)(void *dst, const void *src, size_t bytes);
+    void (*zero)(void *p, size_t bytes);
+    void (*sync)(void);
     int (*supports)(const char *op);
     void (*linear_fwd)(float *y, const float *x, const float *W, const float *b, int N, int K, int O);
     void (*linear_bwd)(float *dx, float *dW, float *db, const float *dy, const float *x, const float *W,
@@ -43,10 +53,28 @@ typedef struct cpt_backend {
     double (*sumsq)(const float *x, size_t n);
     void (*scale)(float *x, size_t n, float s);
     void (*add_inplace)(float *y, const float *x, size_t n);
+    /* Regularizers (cpt/regularize.h). reg_quad: returns (coef/2) sum_i w_i (theta_i - c_i)^2
+     * (w_i = weight[i], or 1 when weight is NULL) and, when grad != NULL, grad_i += coef w_i
+     * (theta_i - c_i), float64 per element; the sum is over fixed blocks of
+     * CPT_REDUCE_BLOCK elements added in index order, so it is bitwise independent of the
+     * thread count. sq_accum: acc_i += g_i^2 in fp32 (the Fisher accumulation). */
+    double (*reg_quad)(const float *theta, const float *center, const float *weight, float *grad, size_t n,
+                       double coef);
+    void (*sq_accum)(float *acc, const float *g, size_t n);
 } cpt_backend;
 
-/* The CPU backend (OpenMP + BLAS). */
+/* Block size of the fixed-order reductions (sumsq, reg_quad). */
+#define CPT_REDUCE_BLOCK 4096
+
+/* Number of entries in cpt_backend after `name` (all function pointers): tests iterate
+ * the table and fail when an entry has no test (tests/ops/test_backend_ops.c). */
+#define CPT_BACKEND_N_ENTRIES ((sizeof(cpt_backend) - sizeof(const char *)) / sizeof(void (*)(void)))
+
+/* The CPU backend (OpenMP + BLAS). Only src/backend and the default pick call it;
+ * everything else uses the model's backend (cpt_model.be, cpt_model_set_backend). */
 const cpt_backend *cpt_backend_cpu(void);
+/* The backend a new model gets (today: the CPU backend). */
+const cpt_backend *cpt_backend_default(void);
 
 /* Call first thing in main() of an executable: on CPUs with AVX-512 it re-executes the
  * program once with OPENBLAS_CORETYPE=SkylakeX (unless that variable is already set),

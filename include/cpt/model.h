@@ -113,8 +113,14 @@ typedef struct cpt_view {
     cpt_layer_view *layers;
 } cpt_view;
 
+struct cpt_backend;
+
 typedef struct cpt_model {
     cpt_config cfg;
+    /* Compute backend (cpt/backend.h): every pass, the optimizer and the regularizers of
+     * this model go through it. Set at creation to cpt_backend_default(); change it with
+     * cpt_model_set_backend before creating activations, caches or optimizer state. */
+    const struct cpt_backend *be;
     cpt_tensor *tensors;
     int n_tensors;
     size_t n_params;
@@ -135,6 +141,9 @@ typedef struct cpt_model {
 /* Build an empty model (parameters zeroed) for a validated config. */
 int cpt_model_create(cpt_model **out, const cpt_config *cfg, cpt_err *err);
 void cpt_model_free(cpt_model *m);
+/* Move the parameters to backend `be` (allocated with be->alloc, copied through the host)
+ * and use it from now on. Call before cpt_acts_create / cpt_adamw_create / EWC state. */
+int cpt_model_set_backend(cpt_model *m, const struct cpt_backend *be, cpt_err *err);
 /* Views into another buffer with the same layout (grads, moments). */
 int cpt_model_view(const cpt_model *m, float *base, cpt_view *v, cpt_err *err);
 void cpt_view_free(cpt_view *v);

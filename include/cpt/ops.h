@@ -127,6 +127,17 @@ double cpt_sumsq(const float *x, size_t n); /* deterministic for a fixed thread 
 void cpt_scale(float *x, size_t n, float s);
 void cpt_add_inplace(float *y, const float *x, size_t n); /* y += x */
 
+/* ---- regularizer kernels (cpt/regularize.h; src/ops/regularize.c) ----
+ * Returns (coef/2) sum_i w_i (theta_i - center_i)^2 (w_i = weight[i], 1 when weight is
+ * NULL) and, when grad != NULL, grad_i += coef w_i (theta_i - center_i), float64 per
+ * element; fixed-order block sum, bitwise independent of the thread count. */
+double cpt_quad_penalty(const float *theta, const float *center, const float *weight, float *grad, size_t n,
+                        double coef);
+void cpt_sq_accum(float *acc, const float *g, size_t n); /* acc += g*g (fp32) */
+double cpt_ref_quad_penalty(const double *theta, const double *center, const double *weight, double *grad,
+                            size_t n, double coef); /* grad += */
+void cpt_ref_sq_accum(double *acc, const double *g, size_t n);
+
 #ifdef __cplusplus
 }
 #endif

@@ -22,7 +22,8 @@ typedef struct cpt_adamw_cfg {
 
 typedef struct cpt_adamw {
     size_t n;
-    float *m, *v;   /* [n] each, same layout as params */
+    float *m, *v;   /* [n] each, same layout as params, in the model's backend memory */
+    const struct cpt_backend *be; /* the model's backend at creation (allocates m, v) */
     long long step; /* optimizer steps taken (torch's "step" state) */
 } cpt_adamw;
 

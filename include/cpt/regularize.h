@@ -13,8 +13,8 @@
  * the penalty nor receive gradient). The L2-SP pull applies to every non-frozen tensor,
  * norms and biases included; it is not weight decay (which pulls toward 0, methods.md §3.3).
  * Gradients are elementwise and exact in float64 before the final rounding to fp32; the
- * returned penalty is a float64 sum whose last bits may depend on the OpenMP thread count
- * (it is for logging; it never feeds back into the update).
+ * returned penalty is a float64 sum over fixed blocks in index order: bitwise the same at
+ * any OpenMP thread count (the backend's reg_quad entry).
  *
  * Fisher. F_i = (1/N) sum_n (d log p(x_n) / d theta_i)^2 at the base weights theta*,
  * with log p(x_n) the SUMMED log-likelihood of sequence n (every next-token prediction

@@ -4,7 +4,17 @@
 #include "cpt/common.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
+
+/* Backend memory is host memory: copies are memcpy, nothing is ever queued. */
+static void cpu_copy(void *dst, const void *src, size_t bytes) {
+    if (bytes) memcpy(dst, src, bytes);
+}
+static void cpu_zero(void *p, size_t bytes) {
+    if (bytes) memset(p, 0, bytes);
+}
+static void cpu_sync(void) {}
 
 static int cpu_supports(const char *op) {
     (void)op;
@@ -15,6 +25,10 @@ static const cpt_backend cpu_backend = {
     .name = "cpu",
     .alloc = cpt_alloc_aligned,
     .free = cpt_free_aligned,
+    .copy_to_device = cpu_copy,
+    .copy_to_host = cpu_copy,
+    .zero = cpu_zero,
+    .sync = cpu_sync,
     .supports = cpu_supports,
     .linear_fwd = cpt_linear_fwd,
     .linear_bwd = cpt_linear_bwd,
@@ -35,9 +49,13 @@ static const cpt_backend cpu_backend = {
     .sumsq = cpt_sumsq,
     .scale = cpt_scale,
     .add_inplace = cpt_add_inplace,
+    .reg_quad = cpt_quad_penalty,
+    .sq_accum = cpt_sq_accum,
 };
 
 const cpt_backend *cpt_backend_cpu(void) { return &cpu_backend; }
+
+const cpt_backend *cpt_backend_default(void) { return &cpu_backend; }
 
 void cpt_backend_cpu_select_core(char **argv) {
 #if defined(__x86_64__)

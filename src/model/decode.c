@@ -31,7 +31,7 @@ int cpt_kvcache_create(cpt_kvcache **out, const cpt_model *m, int max_len, cpt_e
     kc->kk = malloc(sizeof(float) * kc->kd), kc->vv = malloc(sizeof(float) * kc->kd), kc->kr = malloc(sizeof(float) * kc->kd);
     kc->g = malloc(sizeof(float) * I), kc->u = malloc(sizeof(float) * I), kc->h = malloc(sizeof(float) * I);
     kc->scores = malloc(sizeof(float) * c->n_heads); /* the new row's log-sum-exp per head */
-    kc->ws_bytes = cpt_backend_cpu()->attn_workspace_bytes(1, max_len, c->head_dim, omp_get_max_threads());
+    kc->ws_bytes = m->be->attn_workspace_bytes(1, max_len, c->head_dim, omp_get_max_threads());
     kc->ws = malloc(kc->ws_bytes);
     kc->rstd = malloc(sizeof(float) * 4);
     kc->qrs = malloc(sizeof(float) * c->n_heads), kc->krs = malloc(sizeof(float) * c->n_kv_heads);
@@ -55,7 +55,7 @@ void cpt_kvcache_free(cpt_kvcache *c) {
 int cpt_kvcache_len(const cpt_kvcache *c) { return c->len; }
 
 int cpt_model_decode(cpt_model *m, cpt_kvcache *kc, int32_t token, float *logits, cpt_err *err) {
-    const cpt_backend *be = cpt_backend_cpu();
+    const cpt_backend *be = m->be;
     const cpt_config *c = &m->cfg;
     int D = c->hidden_size, V = c->vocab_size, I = c->intermediate_size, H = c->n_heads, KV = c->n_kv_heads;
     int hd = c->head_dim, qd = H * hd, kd = KV * hd, rot = cpt_config_rot_dim(c);

@@ -49,8 +49,8 @@ struct cpt_acts {
 /* The arena plan, shared by cpt_acts_create and cpt_acts_plan_bytes so the planned
  * bytes are exactly what gets allocated. Fills a's strides, and its block pointers
  * when base is not NULL; returns the total floats, or 0 on size overflow. */
-static size_t acts_plan(cpt_acts *a, const cpt_config *c, int B, int T, int training, int recompute,
-                        float *base) {
+static size_t acts_plan(cpt_acts *a, const cpt_backend *be, const cpt_config *c, int B, int T, int training,
+                        int recompute, float *base) {
     size_t N = (size_t)B * T, D = (size_t)c->hidden_size, I = (size_t)c->intermediate_size;
     size_t qd = (size_t)c->n_heads * c->head_dim, kd = (size_t)c->n_kv_heads * c->head_dim;
     size_t HT = (size_t)B * c->n_heads * T;
@@ -86,9 +86,9 @@ static size_t acts_plan(cpt_acts *a, const cpt_config *c, int B, int T, int trai
         BLK(a->krstd, Lr * N * c->n_kv_heads);
     }
     BLK(a->lse, La * HT);
-    a->attn_ws_bytes = cpt_backend_cpu()->attn_workspace_bytes(T, T, c->head_dim, omp_get_max_threads());
+    a->attn_ws_bytes = be->attn_workspace_bytes(T, T, c->head_dim, omp_get_max_threads());
     BLK(a->attn_ws, (a->attn_ws_bytes + 3) / 4);
-    a->xent_ws_bytes = cpt_backend_cpu()->xent_workspace_bytes((int)N, c->vocab_size, omp_get_max_threads());
+    a->xent_ws_bytes = be->xent_workspace_bytes((int)N, c->vocab_size, omp_get_max_threads());
     BLK(a->xent_ws, (a->xent_ws_bytes + 3) / 4);
     BLK(a->att, La * N * qd);
     BLK(a->g, Lr * N * I);
@@ -132,7 +132,7 @@ int cpt_acts_plan_bytes(const cpt_config *c, int B, int T, int training, int rec
     if (B <= 0 || T <= 0 || recompute < 0 || recompute > CPT_RECOMPUTE_SELECTIVE) return CPT_EINVAL;
     cpt_acts a;
     memset(&a, 0, sizeof a);
-    size_t total = acts_plan(&a, c, B, T, training, recompute, NULL);
+    size_t total = acts_plan(&a, cpt_backend_default(), c, B, T, training, recompute, NULL);
     if (!total || !cpt_mul_size(total, sizeof(float), bytes)) return CPT_ENOMEM;
     return CPT_OK;
 }
@@ -146,7 +146,7 @@ int cpt_acts_create_ex(cpt_acts **out, const cpt_model *m, int B, int T, int tra
         return cpt_err_set(err, CPT_EINVAL, "unknown recompute mode %d", recompute);
     cpt_acts *a = calloc(1, sizeof *a);
     if (!a) return cpt_err_set(err, CPT_ENOMEM, "out of memory");
-    size_t total = acts_plan(a, c, B, T, training, recompute, NULL);
+    size_t total = acts_plan(a, m->be, c, B, T, training, recompute, NULL);
     size_t bytes = 0;
     if (!total || !cpt_mul_size(total, sizeof(float), &bytes) || !(a->arena = aligned_alloc(64, bytes))) {
         free(a);
@@ -158,7 +158,7 @@ int cpt_acts_create_ex(cpt_acts **out, const cpt_model *m, int B, int T, int tra
     /* Zero (and first-touch) the arena across the threads that will use it, not on one. */
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < total; i++) a->arena[i] = 0.0f;
-    acts_plan(a, c, B, T, training, recompute, a->arena);
+    acts_plan(a, m->be, c, B, T, training, recompute, a->arena);
     a->pos0 = (int32_t *)a->pos0f;
     size_t N = (size_t)B * T;
     for (size_t i = 0; i < N; i++) a->pos0[i] = (int32_t)(i % (size_t)T);
@@ -184,7 +184,7 @@ size_t cpt_acts_bytes(const cpt_acts *a) { return a->bytes; }
  * (x[l+1] is not needed) and skips the attention kernel when its output is kept. */
 static int layer_fwd(const cpt_model *m, cpt_acts *a, const cpt_batch *b, const int32_t *pos, int l,
                      int recompute) {
-    const cpt_backend *be = cpt_backend_cpu();
+    const cpt_backend *be = m->be;
     const cpt_config *c = &m->cfg;
     int B = b->B, T = b->T, N = B * T, D = c->hidden_size, I = c->intermediate_size;
     int H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, qd = H * hd, kd = KV * hd, rot = cpt_config_rot_dim(c);
@@ -239,7 +239,7 @@ static int layer_fwd(const cpt_model *m, cpt_acts *a, const cpt_batch *b, const 
 int cpt_model_step(cpt_model *m, cpt_acts *a, const cpt_batch *b, float *grads, float grad_scale,
                    const uint8_t *frozen, double *loss_sum, long long *n_valid, float *logits_out,
                    cpt_err *err) {
-    const cpt_backend *be = cpt_backend_cpu();
+    const cpt_backend *be = m->be;
     const cpt_config *c = &m->cfg;
     int B = b->B, T = b->T, N = B * T, D = c->hidden_size, V = c->vocab_size, I = c->intermediate_size;
     int H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, qd = H * hd, kd = KV * hd, rot = cpt_config_rot_dim(c);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpt/backend.h"
 #include "cpt/model.h"
 #include "cpt/rope.h"
 #include "model/model-impl.h"
@@ -80,7 +81,8 @@ int cpt_model_create(cpt_model **out, const cpt_config *cfg, cpt_err *err) {
         rc = cpt_err_set(err, CPT_EINVAL, "model too large");
         goto fail;
     }
-    m->params = cpt_alloc_aligned(bytes);
+    m->be = cpt_backend_default();
+    m->params = m->be->alloc(bytes);
     if (!m->params) {
         rc = cpt_err_set(err, CPT_ENOMEM, "out of memory allocating %zu bytes of parameters", bytes);
         goto fail;
@@ -100,7 +102,7 @@ fail:
 void cpt_model_free(cpt_model *m) {
     if (!m) return;
     cpt_view_free(&m->w);
-    cpt_free_aligned(m->params);
+    if (m->params) m->be->free(m->params);
     free(m->tensors);
     free(m->rope_cos);
     free(m->rope_sin);
@@ -247,3 +249,30 @@ static int rope_step(cpt_model *m, int n_pos, int grow_only, cpt_err *err) {
 int cpt_model_rope_update(cpt_model *m, int n_pos, cpt_err *err) { return rope_step(m, n_pos, 0, err); }
 
 int cpt_model_ensure_rope(cpt_model *m, int n_pos, cpt_err *err) { return rope_step(m, n_pos, 1, err); }
+
+int cpt_model_set_backend(cpt_model *m, const cpt_backend *be, cpt_err *err) {
+    if (!be) return cpt_err_set(err, CPT_EINVAL, "cpt_model_set_backend: no backend given");
+    if (be == m->be) return CPT_OK;
+    size_t bytes = sizeof(float) * m->n_params;
+    float *host = malloc(bytes ? bytes : 1), *dev = be->alloc(bytes);
+    if (!host || !dev) {
+        free(host);
+        if (dev) be->free(dev);
+        return cpt_err_set(err, CPT_ENOMEM, "out of memory moving %zu bytes of parameters to backend '%s'", bytes, be->name);
+    }
+    m->be->sync();
+    m->be->copy_to_host(host, m->params, bytes);
+    be->copy_to_device(dev, host, bytes);
+    be->sync();
+    free(host);
+    cpt_view nv;
+    int rc = cpt_model_view(m, dev, &nv, err);
+    if (rc) {
+        be->free(dev);
+        return rc;
+    }
+    cpt_view_free(&m->w);
+    m->be->free(m->params);
+    m->params = dev, m->w = nv, m->be = be;
+    return CPT_OK;
+}

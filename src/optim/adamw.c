@@ -11,8 +11,9 @@ int cpt_adamw_create(cpt_adamw **out, const cpt_model *m, cpt_err *err) {
     cpt_adamw *o = calloc(1, sizeof *o);
     if (!o) return cpt_err_set(err, CPT_ENOMEM, "out of memory");
     o->n = m->n_params;
-    o->m = cpt_alloc_aligned(sizeof(float) * o->n);
-    o->v = cpt_alloc_aligned(sizeof(float) * o->n);
+    o->be = m->be;
+    o->m = o->be->alloc(sizeof(float) * o->n);
+    o->v = o->be->alloc(sizeof(float) * o->n);
     if (!o->m || !o->v) {
         cpt_adamw_free(o);
         return cpt_err_set(err, CPT_ENOMEM, "out of memory for AdamW moments (%zu parameters)", m->n_params);
@@ -23,14 +24,14 @@ int cpt_adamw_create(cpt_adamw **out, const cpt_model *m, cpt_err *err) {
 
 void cpt_adamw_free(cpt_adamw *o) {
     if (!o) return;
-    cpt_free_aligned(o->m);
-    cpt_free_aligned(o->v);
+    if (o->m) o->be->free(o->m);
+    if (o->v) o->be->free(o->v);
     free(o);
 }
 
 void cpt_adamw_step(cpt_adamw *o, cpt_model *m, const float *grads, const cpt_adamw_cfg *cfg, double lr,
                     const float *lr_mult, const uint8_t *frozen) {
-    const cpt_backend *be = cpt_backend_cpu();
+    const cpt_backend *be = m->be;
     o->step++;
     double bc1 = 1.0 - pow(cfg->beta1, (double)o->step);
     double bc2 = 1.0 - pow(cfg->beta2, (double)o->step);
@@ -45,7 +46,7 @@ void cpt_adamw_step(cpt_adamw *o, cpt_model *m, const float *grads, const cpt_ad
 }
 
 double cpt_grad_norm(const cpt_model *m, const float *grads) {
-    const cpt_backend *be = cpt_backend_cpu();
+    const cpt_backend *be = m->be;
     double s = 0.0;
     for (int i = 0; i < m->n_tensors; i++) s += be->sumsq(grads + m->tensors[i].off, m->tensors[i].numel);
     return sqrt(s);
@@ -56,7 +57,7 @@ double cpt_grad_clip(const cpt_model *m, float *grads, double max_norm) {
     if (max_norm <= 0 || !isfinite(norm)) return norm;
     double coef = max_norm / (norm + 1e-6);
     if (coef < 1.0) {
-        const cpt_backend *be = cpt_backend_cpu();
+        const cpt_backend *be = m->be;
         for (int i = 0; i < m->n_tensors; i++) be->scale(grads + m->tensors[i].off, m->tensors[i].numel, (float)coef);
     }
     return norm;

@@ -8,19 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpt/backend.h"
 #include "cpt/safetensors.h"
 
 double cpt_reg_quad(size_t n, const float *theta, const float *center, const float *weight, float *grad,
                     double coef) {
-    double sum = 0.0;
-    const long long nn = (long long)n;
-#pragma omp parallel for schedule(static) reduction(+ : sum) if (n >= 65536)
-    for (long long i = 0; i < nn; i++) {
-        double d = (double)theta[i] - (double)center[i], w = weight ? (double)weight[i] : 1.0;
-        sum += w * d * d;
-        if (grad) grad[i] = (float)((double)grad[i] + coef * w * d);
-    }
-    return 0.5 * coef * sum;
+    /* Through the backend table: a fixed-order block sum, so the logged penalty is bitwise
+     * the same at any thread count. */
+    return cpt_backend_default()->reg_quad(theta, center, weight, grad, n, coef);
 }
 
 /* Sum of the kernel over non-frozen tensors, in table order. */
@@ -30,8 +25,8 @@ static double quad_model(const cpt_model *m, const float *center, const float *w
     for (int i = 0; i < m->n_tensors; i++) {
         const cpt_tensor *t = &m->tensors[i];
         if (frozen && frozen[i]) continue;
-        total += cpt_reg_quad(t->numel, m->params + t->off, center + t->off, weight ? weight + t->off : NULL,
-                              grads ? grads + t->off : NULL, coef);
+        total += m->be->reg_quad(m->params + t->off, center + t->off, weight ? weight + t->off : NULL,
+                                 grads ? grads + t->off : NULL, t->numel, coef);
     }
     return total;
 }
@@ -141,9 +136,7 @@ int cpt_ewc_estimate(cpt_ewc **out, cpt_model *m, const int32_t *tokens, int n_s
             cpt_err_wrap(err, "Fisher sequence %d: ", s);
             break;
         }
-        float *F = e->fisher;
-#pragma omp parallel for schedule(static)
-        for (long long i = 0; i < n; i++) F[i] += g[i] * g[i];
+        m->be->sq_accum(e->fisher, g, (size_t)n);
     }
     if (rc) goto done;
     double sum = 0.0;

@@ -10,6 +10,7 @@
 #include "cpt/fileio.h"
 #include "cpt/metrics.h"
 #include "cpt/progress.h"
+#include "cpt/backend.h"
 #include "cpt/train.h"
 
 /* ---------------- a token-array data source ---------------- */
@@ -240,7 +241,7 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
     buf = malloc(sizeof(int32_t) * N * (size_t)A * 4);
     srcs = malloc(sizeof(int) * (size_t)B * A);
     lr_mult = malloc(sizeof(float) * (size_t)m->n_tensors);
-    grads = cpt_alloc_aligned(sizeof(float) * m->n_params);
+    grads = m->be->alloc(sizeof(float) * m->n_params);
     if (!st.wl || !st.wn || !buf || !srcs || !lr_mult || !grads) {
         rc = cpt_err_set(err, CPT_ENOMEM, "out of memory");
         goto done;
@@ -292,7 +293,7 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
         if (rc) goto done;
         double tp1 = cpt_now();
         res->t_data += tp1 - tp0;
-        memset(grads, 0, sizeof(float) * m->n_params);
+        m->be->zero(grads, sizeof(float) * m->n_params);
         const uint8_t *frozen = cfg->frozen_fn ? cfg->frozen_fn(cfg->frozen_ctx, step) : cfg->frozen;
         double loss_sum = 0;
         for (int a = 0; a < A && !rc; a++) {
@@ -306,6 +307,7 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
         if (rc) goto done;
         double tp2 = cpt_now();
         res->t_compute += tp2 - tp1;
+        m->be->sync(); /* the losses and, below, the penalty and norm are read on the host */
         double loss = ntot ? loss_sum / (double)ntot : 0.0;
         double penalty = cfg->penalty_fn ? cfg->penalty_fn(cfg->penalty_ctx, m, grads) : 0.0;
         double norm = cpt_grad_norm(m, grads);
@@ -403,7 +405,7 @@ done:
     free(buf);
     free(srcs);
     free(lr_mult);
-    cpt_free_aligned(grads);
+    if (grads) m->be->free(grads);
     cpt_acts_free(acts);
     cpt_adamw_free(opt);
     return rc;

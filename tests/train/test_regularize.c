@@ -12,6 +12,7 @@
  *    wrong shape, missing / extra tensor, negative Fisher, not a cache), each message
  *    naming the cache file and the tensor or field. */
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -90,6 +91,20 @@ static void test_kernel(void) {
     CHECKF(fabs(got - 0.75 * want) <= 1e-12 * 0.75 * want, "threaded penalty %.17g vs %.17g", got, 0.75 * want);
     for (size_t i = 0; i < big; i++) same &= bg[i] == (float)(0.125 + 1.5 * (double)bw[i] * ((double)bt[i] - bc[i]));
     CHECK(same);
+    /* Thread-count independence: penalty and gradient bitwise equal at 1, 2 and 3 threads
+     * (fixed blocks of CPT_REDUCE_BLOCK summed in index order). */
+    double pen[3];
+    float *gt[3];
+    for (int k = 0; k < 3; k++) {
+        gt[k] = malloc(sizeof(float) * big);
+        for (size_t i = 0; i < big; i++) gt[k][i] = 0.125f;
+        omp_set_num_threads(k + 1);
+        pen[k] = cpt_reg_quad(big, bt, bc, bw, gt[k], 1.5);
+    }
+    omp_set_num_threads(omp_get_num_procs());
+    CHECKF(pen[0] == pen[1] && pen[0] == pen[2], "penalty at 1/2/3 threads: %.17g %.17g %.17g", pen[0], pen[1], pen[2]);
+    CHECK(!memcmp(gt[0], gt[1], sizeof(float) * big) && !memcmp(gt[0], gt[2], sizeof(float) * big));
+    for (int k = 0; k < 3; k++) free(gt[k]);
     free(bt), free(bc), free(bw), free(bg);
 }
 
