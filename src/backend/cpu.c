@@ -11,8 +11,29 @@
 static void cpu_copy(void *dst, const void *src, size_t bytes) {
     if (bytes) memcpy(dst, src, bytes);
 }
+/* Zeroing is spread over the threads that later work on the memory, so that its pages
+ * are first touched (and placed) by them, not all by one thread. */
 static void cpu_zero(void *p, size_t bytes) {
-    if (bytes) memset(p, 0, bytes);
+    if (!bytes) return;
+    const size_t chunk = (size_t)1 << 20;
+    long long nchunks = (long long)((bytes + chunk - 1) / chunk);
+    char *c = p;
+#pragma omp parallel for schedule(static) if (nchunks > 1)
+    for (long long i = 0; i < nchunks; i++) {
+        size_t off = (size_t)i * chunk, n = bytes - off < chunk ? bytes - off : chunk;
+        memset(c + off, 0, n);
+    }
+}
+
+/* 64-byte aligned, zeroed memory (the table promises zeroed allocations). */
+static void *cpu_alloc(size_t bytes) {
+    if (bytes == 0) bytes = 64;
+    size_t rounded;
+    if (!cpt_add_size(bytes, 63, &rounded)) return NULL;
+    rounded &= ~(size_t)63;
+    void *p = aligned_alloc(64, rounded);
+    if (p) cpu_zero(p, rounded);
+    return p;
 }
 static void cpu_sync(void) {}
 
@@ -23,7 +44,7 @@ static int cpu_supports(const char *op) {
 
 static const cpt_backend cpu_backend = {
     .name = "cpu",
-    .alloc = cpt_alloc_aligned,
+    .alloc = cpu_alloc,
     .free = cpt_free_aligned,
     .copy_to_device = cpu_copy,
     .copy_to_host = cpu_copy,

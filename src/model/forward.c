@@ -13,6 +13,7 @@
 #include "model/model-impl.h"
 
 struct cpt_acts {
+    const cpt_backend *be;     /* whose allocator the arena came from */
     int B, T, training, L, recompute;
     size_t bytes;
     float *arena;
@@ -146,18 +147,17 @@ int cpt_acts_create_ex(cpt_acts **out, const cpt_model *m, int B, int T, int tra
         return cpt_err_set(err, CPT_EINVAL, "unknown recompute mode %d", recompute);
     cpt_acts *a = calloc(1, sizeof *a);
     if (!a) return cpt_err_set(err, CPT_ENOMEM, "out of memory");
+    a->be = m->be;
     size_t total = acts_plan(a, m->be, c, B, T, training, recompute, NULL);
     size_t bytes = 0;
-    if (!total || !cpt_mul_size(total, sizeof(float), &bytes) || !(a->arena = aligned_alloc(64, bytes))) {
+    if (!total || !cpt_mul_size(total, sizeof(float), &bytes) || !(a->arena = m->be->alloc(bytes))) {
         free(a);
         return cpt_err_set(err, CPT_ENOMEM,
                            "out of memory: activations for batch %d x seq %d need %.1f MiB. HINT: set training.recompute: full, lower the micro-batch or the sequence length",
                            B, T, (double)total * 4.0 / 1048576.0);
     }
     a->bytes = bytes;
-    /* Zero (and first-touch) the arena across the threads that will use it, not on one. */
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < total; i++) a->arena[i] = 0.0f;
+    /* The backend's allocator zeroes it, first-touched by the threads that will use it. */
     acts_plan(a, m->be, c, B, T, training, recompute, a->arena);
     a->pos0 = (int32_t *)a->pos0f;
     size_t N = (size_t)B * T;
@@ -172,7 +172,7 @@ int cpt_acts_create(cpt_acts **out, const cpt_model *m, int B, int T, int traini
 
 void cpt_acts_free(cpt_acts *a) {
     if (!a) return;
-    free(a->arena);
+    if (a->arena) a->be->free(a->arena);
     free(a);
 }
 
