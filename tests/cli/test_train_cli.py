@@ -9,6 +9,7 @@
      steps;
   4. the export loads in transformers and gives the checkpoint's logits; report.md and
      curves.svg exist; the effective config is saved with the run.
+  ... and 8. an EWC + L2 run is bit-identical at 1 and 2 threads, also resumed across them.
 """
 import json, math, os, re, shutil, signal, subprocess, sys, tempfile, time
 
@@ -188,6 +189,39 @@ check(frozen_same and moved, "frozen tensors unchanged, the others trained")
 r = run(["train", recipe, f"out_dir={runC}", "training.max_steps=6", "checkpoint.every=0", "--resume", "none",
          "regularization.ewc.lambda=10", "regularization.ewc.source=web"])
 check(r.returncode == 0 and "Fisher loaded" in r.stderr, "Fisher cache reused on the next run")
+
+# 8. the anchors do not depend on the thread count: an EWC + L2 run at 1 thread, one at 2
+# threads, and one that stops at step 3 on 1 thread and resumes on 2, give bit-identical
+# weights, AdamW moments and logged penalties (the reductions have a fixed order; a
+# reduction(+) over the threads would change the last bits).
+def run_env(args, threads):
+    return subprocess.run([BIN] + args, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS=str(threads)))
+anchor = ["regularization.ewc.lambda=10", "regularization.ewc.source=web", "regularization.ewc.samples=8",
+          "regularization.l2_base=0.1", "schedule.type=constant", "schedule.warmup_steps=0", "eval.every=0",
+          "checkpoint.every=3", "checkpoint.keep_last=3"]
+runs = {}
+for name, legs in [("t1", [(1, 6)]), ("t2", [(2, 6)]), ("t12", [(1, 3), (2, 6)])]:
+    d = os.path.join(tmp, "threads-" + name)
+    for threads, steps in legs:
+        r = run_env(["train", recipe, f"out_dir={d}", f"training.max_steps={steps}", "--resume", "auto"] + anchor, threads)
+        check(r.returncode == 0, f"anchor run {name} ({threads} thread(s), to step {steps}): " + r.stderr[-300:])
+    ck = os.path.join(d, "checkpoints", "step-00000006")
+    files = {}
+    for fn in ("model.safetensors", "optim.safetensors"):
+        p6 = os.path.join(ck, fn)
+        files[fn] = open(p6, "rb").read() if os.path.exists(p6) else None
+    recs = [json.loads(l) for l in open(os.path.join(d, "metrics.jsonl"))] if os.path.exists(os.path.join(d, "metrics.jsonl")) else []
+    pen = {m["step"]: m.get("penalty") for m in recs if m["kind"] == "train"}
+    runs[name] = (files, pen)
+f1, p1 = runs["t1"]
+check(f1["model.safetensors"] is not None and f1["optim.safetensors"] is not None,
+      "anchor run: step-6 checkpoint has model.safetensors and optim.safetensors")
+check(len(p1) == 6 and p1.get(1) == 0 and all(p1.get(k) is not None and p1[k] > 0 for k in range(2, 7)),
+      f"anchor run logs the penalty each step (0 at the base weights, then positive): {p1}")
+for name in ("t2", "t12"):
+    f, p = runs[name]
+    check(f == f1, f"anchor run {name}: step-6 weights and moments bit-identical to the 1-thread run")
+    check(p == p1, f"anchor run {name}: logged penalties bit-identical to the 1-thread run ({p} vs {p1})")
 
 shutil.rmtree(tmp, ignore_errors=True)
 print(f"test_train_cli: {fails} failed")
