@@ -2,7 +2,14 @@
  * on random-init models of real shapes; prints one JSON line like the PyTorch peer
  * (../shared/bench/peer_torch_llama.py) plus MFU against the measured FMA peak and
  * peak RSS. bench/run_train_bench.sh runs both side by side.
- * Usage: train_bench --shape stories15m|smollm135m|tiny [--seq T] [--batch B] [--steps S] [--threads N] */
+ * Usage: train_bench --shape stories15m|smollm135m|tiny [--seq T] [--batch B] [--steps S] [--threads N]
+ *                    [--recompute none|full|selective] [--warmup W]
+ * It also times the attention kernels alone on the step's shapes (forward and backward of
+ * one layer, times the layers and the forward recomputations the mode does) to report
+ * attention's share of the step, and gives MFU twice: with PaLM's attention FLOPs
+ * (12*L*H*hd*T per token, full attention) and with causal attention's (half of that, what
+ * a kernel that skips masked tiles has to do). Recomputation is never counted. */
+#include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,19 +30,26 @@ static const shape SHAPES[] = {
 int main(int argc, char **argv) {
     cpt_backend_cpu_select_core(argv);
     const char *sname = "stories15m";
-    int T = 256, B = 4, steps = 5, threads = 2;
+    int T = 256, B = 4, steps = 5, threads = 2, recompute = CPT_RECOMPUTE_NONE, warmup = 1;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--shape")) sname = argv[i + 1];
         else if (!strcmp(argv[i], "--seq")) T = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--batch")) B = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--steps")) steps = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--warmup")) warmup = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--recompute")) {
+            const char *v = argv[i + 1];
+            recompute = !strcmp(v, "none") ? CPT_RECOMPUTE_NONE : !strcmp(v, "full") ? CPT_RECOMPUTE_FULL
+                      : !strcmp(v, "selective") ? CPT_RECOMPUTE_SELECTIVE : -1;
+            if (recompute < 0) { fprintf(stderr, "train_bench: --recompute none|full|selective\n"); return 2; }
+        }
         else { fprintf(stderr, "train_bench: unknown option %s\n", argv[i]); return 2; }
     }
     const shape *s = NULL;
     for (size_t i = 0; i < sizeof SHAPES / sizeof SHAPES[0]; i++)
         if (!strcmp(SHAPES[i].name, sname)) s = &SHAPES[i];
-    if (!s || T < 2 || B < 1 || steps < 1 || threads < 1) { fprintf(stderr, "train_bench: bad arguments\n"); return 2; }
+    if (!s || T < 2 || B < 1 || steps < 1 || threads < 1 || warmup < 0) { fprintf(stderr, "train_bench: bad arguments\n"); return 2; }
     omp_set_num_threads(threads);
     cpt_config c;
     memset(&c, 0, sizeof c);
@@ -50,7 +64,7 @@ int main(int argc, char **argv) {
     cpt_model *m = NULL;
     cpt_adamw *opt = NULL;
     cpt_acts *acts = NULL;
-    if (cpt_model_create(&m, &c, &err) || cpt_adamw_create(&opt, m, &err) || cpt_acts_create(&acts, m, B, T, 1, &err)) {
+    if (cpt_model_create(&m, &c, &err) || cpt_adamw_create(&opt, m, &err) || cpt_acts_create_ex(&acts, m, B, T, 1, recompute, &err)) {
         fprintf(stderr, "train_bench: %s\n", err.msg);
         return 1;
     }
@@ -68,8 +82,8 @@ int main(int argc, char **argv) {
     cpt_adamw_cfg oc = {1e-4, 0.9, 0.999, 1e-8, 0.01};
     double loss = 0;
     double t0 = 0;
-    for (int st = 0; st <= steps; st++) { /* step 0 is warm-up */
-        if (st == 1) t0 = cpt_now();
+    for (int st = 0; st < warmup + steps; st++) { /* the first `warmup` steps are not timed */
+        if (st == warmup) t0 = cpt_now();
         memset(grads, 0, sizeof(float) * m->n_params);
         cpt_batch b = {B, T, ids, tg, NULL, NULL};
         double ls = 0;
@@ -90,11 +104,37 @@ int main(int argc, char **argv) {
     double n_mm = (double)nparam - (s->tied ? 0.0 : (double)s->vocab * s->dim);
     double flops_tok = 6.0 * n_mm + 12.0 * s->layers * s->heads * (double)(s->dim / s->heads) * T;
     double gmodel = flops_tok * tok / dt / 1e9;
+    double flops_tok_causal = 6.0 * n_mm + 6.0 * s->layers * s->heads * (double)(s->dim / s->heads) * T;
+    double gmodel_causal = flops_tok_causal * tok / dt / 1e9;
+    /* Attention alone: one layer's forward and backward on the step's shapes (causal). */
+    const cpt_backend *be = m->be;
+    int H = s->heads, KV = s->kv, hd = s->dim / s->heads;
+    size_t nq = (size_t)B * T * H * hd, nk = (size_t)B * T * KV * hd, wsb = be->attn_workspace_bytes(T, T, hd, threads);
+    float *q = cpt_alloc_aligned(4 * nq), *o = cpt_alloc_aligned(4 * nq), *dq = cpt_alloc_aligned(4 * nq),
+          *dO = cpt_alloc_aligned(4 * nq), *k = cpt_alloc_aligned(4 * nk), *v = cpt_alloc_aligned(4 * nk),
+          *dk = cpt_alloc_aligned(4 * nk), *dv = cpt_alloc_aligned(4 * nk), *lse = cpt_alloc_aligned(4 * (size_t)B * H * T);
+    void *ws = cpt_alloc_aligned(wsb);
+    for (size_t i = 0; i < nq; i++) q[i] = (float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f, dO[i] = q[i] * 0.1f;
+    for (size_t i = 0; i < nk; i++) k[i] = (float)((i * 40503u) % 997) * 1e-3f - 0.5f, v[i] = k[i];
+    float sc = 1.0f / sqrtf((float)hd);
+    be->attn_fwd(o, lse, q, k, v, NULL, NULL, B, T, T, 0, H, KV, hd, sc, ws, wsb); /* warm */
+    double ta = cpt_now();
+    be->attn_fwd(o, lse, q, k, v, NULL, NULL, B, T, T, 0, H, KV, hd, sc, ws, wsb);
+    double t_fwd = cpt_now() - ta;
+    ta = cpt_now();
+    be->attn_bwd(dq, dk, dv, dO, o, lse, q, k, v, NULL, NULL, B, T, T, 0, H, KV, hd, sc, ws, wsb);
+    double t_bwd = cpt_now() - ta;
+    int n_fwd = recompute == CPT_RECOMPUTE_FULL ? 2 : 1;
+    double attn_share = s->layers * (n_fwd * t_fwd + t_bwd) / dt;
+    cpt_free_aligned(q), cpt_free_aligned(o), cpt_free_aligned(dq), cpt_free_aligned(dO), cpt_free_aligned(k);
+    cpt_free_aligned(v), cpt_free_aligned(dk), cpt_free_aligned(dv), cpt_free_aligned(lse), cpt_free_aligned(ws);
     double peak = cpt_bench_fma_peak_impl(threads);
     printf("{\"impl\": \"cpt\", \"shape\": \"%s\", \"params\": %zu, \"seq\": %d, \"batch\": %d, \"threads\": %d, "
-           "\"step_s\": %.4f, \"tokens_per_s\": %.1f, \"gflops_6N\": %.1f, \"gflops_model\": %.1f, \"fma_peak_gflops\": %.1f, \"mfu\": %.3f, "
+           "\"recompute\": \"%s\", \"step_s\": %.4f, \"tokens_per_s\": %.1f, \"gflops_6N\": %.1f, \"gflops_model\": %.1f, \"fma_peak_gflops\": %.1f, \"mfu\": %.3f, \"mfu_causal\": %.3f, "
+           "\"attn_fwd_s\": %.4f, \"attn_bwd_s\": %.4f, \"attn_share\": %.3f, "
            "\"peak_rss_mib\": %.0f, \"activations_mib\": %.0f, \"last_loss\": %.4f, \"blas_core\": \"%s\"}\n",
-           s->name, nparam, T, B, threads, dt, tok / dt, g6n, gmodel, peak, gmodel / peak, cpt_bench_peak_rss_mib(),
+           s->name, nparam, T, B, threads, recompute == CPT_RECOMPUTE_FULL ? "full" : recompute == CPT_RECOMPUTE_SELECTIVE ? "selective" : "none",
+           dt, tok / dt, g6n, gmodel, peak, gmodel / peak, gmodel_causal / peak, t_fwd, t_bwd, attn_share, cpt_bench_peak_rss_mib(),
            (double)cpt_acts_bytes(acts) / 1048576.0, loss, getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "default");
     free(ids), free(tg);
     cpt_free_aligned(grads);
