@@ -229,7 +229,7 @@ static int write_tokenizer(cpt_gguf_writer *w, const cpt_config *c, const char *
     if (!tj) return cpt_err_set_at(err, CPT_EFORMAT, p, "line %d: %s", je.line, je.text);
     char pc[4200];
     snprintf(pc, sizeof pc, "%s/tokenizer_config.json", dir);
-    if (cpt_is_file(pc) && !(tc = json_load_file(pc, 0, &je))) {
+    if (cpt_is_file(pc) && !(tc = json_load_file(pc, JSON_DECODE_INT_AS_REAL, &je))) {
         json_decref(tj);
         return cpt_err_set_at(err, CPT_EFORMAT, pc, "line %d: %s", je.line, je.text);
     }
