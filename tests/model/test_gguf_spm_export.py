@@ -8,7 +8,7 @@ independent code: sentencepiece (its ModelProto and SentencePieceProcessor), lla
      ModelProto pieces and SentencePieceProcessor's id_to_piece / get_score / is_* view;
      bos/eos/unk ids equal sp.bos_id() etc.; add_bos/add_eos from tokenizer_config.json,
      add_space_prefix / remove_extra_whitespaces = normalizer_spec.add_dummy_prefix /
-     remove_extra_whitespaces.
+     remove_extra_whitespaces; tokenizer_config.json's chat_template is tokenizer.chat_template.
    - transformers' GGUF loader: AutoTokenizer(dir, gguf_file=...) gives the same ids as
      AutoTokenizer(stories260K-hf) on corpus text; the model's logits equal the HF dir's
      within F32_TOL relative (max abs diff / max abs logit).
@@ -154,6 +154,16 @@ ns = proto.normalizer_spec
 check(field(r, "tokenizer.ggml.add_space_prefix") == ns.add_dummy_prefix, "stories: add_space_prefix")
 check(bool(field(r, "tokenizer.ggml.remove_extra_whitespaces")) == ns.remove_extra_whitespaces,
       "stories: remove_extra_whitespaces")
+
+check(field(r, "tokenizer.chat_template") is None, "stories: no chat template in, none out")
+# a chat template in tokenizer_config.json travels as tokenizer.chat_template
+cdir = os.path.join(tmp, "stories_chat")
+shutil.copytree(stories, cdir)
+TEMPLATE = "{% for m in messages %}<s>{{ m['role'] }}: {{ m['content'] }}</s>\n{% endfor %}"
+json.dump(dict(tcfg, chat_template=TEMPLATE), open(os.path.join(cdir, "tokenizer_config.json"), "w"))
+must_run("convert", "--from", "hf", cdir, "--to", "gguf", "--out", os.path.join(tmp, "chat.gguf"), "--type", "f32")
+check(field(gguf.GGUFReader(os.path.join(tmp, "chat.gguf")), "tokenizer.chat_template") == TEMPLATE,
+      "stories: chat template not exported")
 
 # transformers' GGUF loader vs transformers on the HF dir
 hf_tok = AutoTokenizer.from_pretrained(stories)
