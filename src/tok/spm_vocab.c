@@ -8,6 +8,7 @@
  * lists exactly those splits, ordered by that score, so giving the piece that merge rank
  * r produces the score -r gives back the same order. A tokenizer.json whose merges leave
  * out some split would merge differently once rebuilt; it is refused, not approximated. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -143,6 +144,10 @@ static int from_model(const cpt_tok *t, cpt_tok_spm_vocab *v, cpt_err *err) {
                            "GGUF's SentencePiece tokenizer always writes spaces as U+2581", err);
     if (m->n != v->n) return cpt_err_set(err, CPT_EINVAL, "%s: %d pieces for %d ids", t->path, m->n, v->n);
     for (int32_t i = 0; i < m->n; i++) {
+        /* sentencepiece accepts any float; a NaN/Inf score would make the rebuilt merge order undefined */
+        if (!isfinite(m->score[i]))
+            return cpt_err_set(err, CPT_EFORMAT, "%s: pieces[%d].score is not a finite number; HINT: the .model is corrupt, "
+                               "re-download it", t->path, i);
         v->score[i] = m->score[i];
         v->type[i] = m->type[i];
     }
