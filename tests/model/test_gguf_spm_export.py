@@ -3,7 +3,8 @@
 independent code: sentencepiece (its ModelProto and SentencePieceProcessor), llama.cpp's
 `gguf` reader, transformers' GGUF loader, HF tokenizers.
 
-1. stories260K (HF dir, SentencePiece tokenizer.model only) -> `cpt convert --to gguf`:
+1. stories260K (HF dir, SentencePiece tokenizer.model only) -> `cpt convert --to gguf` (and
+   `cpt export DIR --gguf`, which must write the same bytes):
    - gguf.GGUFReader: tokens, scores (bit for bit) and token types equal sentencepiece's
      ModelProto pieces and SentencePieceProcessor's id_to_piece / get_score / is_* view;
      bos/eos/unk ids equal sp.bos_id() etc.; add_bos/add_eos from tokenizer_config.json,
@@ -156,6 +157,11 @@ check(bool(field(r, "tokenizer.ggml.remove_extra_whitespaces")) == ns.remove_ext
       "stories: remove_extra_whitespaces")
 
 check(field(r, "tokenizer.chat_template") is None, "stories: no chat template in, none out")
+# `cpt export CKPT --gguf` takes the same path: the same bytes (same file stem, so same general.name)
+os.makedirs(os.path.join(tmp, "ex"))
+must_run("export", stories, "--gguf", os.path.join(tmp, "ex", "stories.gguf"), "--type", "f32", "--tokenizer", stories)
+check(open(os.path.join(tmp, "ex", "stories.gguf"), "rb").read() == open(sgguf, "rb").read(),
+      "stories: cpt export --gguf differs from cpt convert --to gguf")
 # a chat template in tokenizer_config.json travels as tokenizer.chat_template
 cdir = os.path.join(tmp, "stories_chat")
 shutil.copytree(stories, cdir)
