@@ -126,6 +126,37 @@ int32_t cpt_tok_piece_id(const cpt_tok *t, const char *piece, size_t len);
 /* 1 if id is a special added token (for a .model: a CONTROL piece). */
 int cpt_tok_is_special(const cpt_tok *t, int32_t id);
 
+/* The tokenizer as a SentencePiece vocabulary: what GGUF's tokenizer.ggml.model "llama"
+ * (llama.cpp's SPM tokenizer; transformers' GGUF loader) stores and rebuilds merges from.
+ * Two sources are representable:
+ *  - a SentencePiece BPE .model: pieces, scores and types exactly as in the file;
+ *  - a SentencePiece-style BPE tokenizer.json (byte_fallback; normalizer
+ *    Prepend("\u2581") + Replace(" ", "\u2581") or Replace alone, no pre-tokenizer; or
+ *    no normalizer and Metaspace("\u2581", split false)): scores from the merges, the
+ *    piece made by merge rank r scoring -r (so "highest score first" is "lowest rank
+ *    first"), pieces no merge makes scoring below all of them (-(n_merges + id)), other
+ *    types 0.0 as sentencepiece gives them; types BYTE for <0xNN>, UNKNOWN for the unk
+ *    token, CONTROL / USER_DEFINED for special / other added tokens, else NORMAL. It is
+ *    refused unless every split of a NORMAL piece into two NORMAL pieces is one of its
+ *    merges (true of tokenizer.json files converted from a .model): otherwise
+ *    SentencePiece's score-ordered merging would reach pieces that BPE never makes.
+ * Refused with CPT_EUNSUPPORTED (naming what, with a HINT): byte-level BPE (GGUF
+ * "gpt2" instead), a .model with a precompiled charsmap (nmt_nfkc...) or without
+ * escape_whitespaces, and any other normalizer / pre-tokenizer / template. */
+typedef struct cpt_tok_spm_vocab {
+    int32_t n;              /* ids 0..n-1 (cpt_tok_vocab_size) */
+    const char **piece;     /* [n] token text owned by the cpt_tok; NULL for an unused id */
+    uint32_t *len;          /* [n] bytes of piece[i] */
+    float *score;           /* [n] */
+    int32_t *type;          /* [n] 1 NORMAL 2 UNKNOWN 3 CONTROL 4 USER_DEFINED 5 UNUSED 6 BYTE */
+    int add_space_prefix;   /* "\u2581" prepended to the text (add_dummy_prefix) */
+    int remove_extra_ws;    /* runs of spaces collapsed, leading/trailing ones dropped */
+    int add_bos, add_eos;   /* what encode(add_special) puts around the text */
+} cpt_tok_spm_vocab;
+/* Fill *v (free with cpt_tok_spm_vocab_free, also after a failure). */
+int cpt_tok_spm_vocab_get(const cpt_tok *t, cpt_tok_spm_vocab *v, cpt_err *err);
+void cpt_tok_spm_vocab_free(cpt_tok_spm_vocab *v);
+
 /* Replace invalid UTF-8 as described above. *out is malloc'ed and NUL-terminated
  * (*out_len excludes the NUL); returns the number of replacements made, or
  * CPT_ENOMEM. When the input is already valid, *out is a plain copy. */

@@ -31,7 +31,7 @@ int cpt_cmd_convert(int argc, char **argv) {
                          "fp32 masters; tokenizer and chat template included) or\n"
                          "`cpt convert --from hf SRC_DIR --out DIR [--dtype bf16]`, or to llama.cpp GGUF:\n"
                          "`cpt convert --from hf SRC_DIR --to gguf --out OUT.gguf [--type f32|f16|bf16|q8_0]`\n"
-                         "(the tokenizer from SRC_DIR/tokenizer.json; --from gguf --to gguf re-exports).",
+                         "(the tokenizer from SRC_DIR/tokenizer.json, else SRC_DIR/tokenizer.model; --from gguf --to gguf re-exports).",
                          NULL, opts, CPT_NOPTS(opts), "INPUT", &src};
     int prc = cpt_opts_parse(&spec, argc, argv);
     if (prc) return prc == 1 ? 0 : 2;

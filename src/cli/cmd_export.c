@@ -25,7 +25,7 @@ int cpt_cmd_export(int argc, char **argv) {
         {"--tokenizer", CPT_OPT_STR, &tok, "DIR", "copy tokenizer files from here (default: the run's tokenizer, from the checkpoint's recipe)", 0, 0, 0, NULL, 0},
         {"--max-shard-mb", CPT_OPT_INT, &shard_mb, "MB", "shard the safetensors above this size (0: never)", 0, 0, 1e9, NULL, 0},
     };
-    cpt_cmd_spec spec = {"export", "Export a checkpoint (runs/NAME/checkpoints/step-N) as a Hugging Face model directory (--out)\nor as one llama.cpp GGUF file (--gguf; byte-level BPE tokenizers only).",
+    cpt_cmd_spec spec = {"export", "Export a checkpoint (runs/NAME/checkpoints/step-N) as a Hugging Face model directory (--out)\nor as one llama.cpp GGUF file (--gguf; byte-level BPE or SentencePiece tokenizers).",
                          NULL, opts, CPT_NOPTS(opts), "CKPT", &ckpt};
     int prc = cpt_opts_parse(&spec, argc, argv);
     if (prc) return prc == 1 ? 0 : 2;

@@ -11,6 +11,7 @@
 
 #include "cpt/fileio.h"
 #include "cpt/gguf_export.h"
+#include "cpt/tokenizer.h"
 #include "gguf_names.h"
 
 int cpt_gguf_export_type(const char *s) {
@@ -133,24 +134,102 @@ static const char *pre_name(json_t *pre, json_t *norm) {
     return NULL;
 }
 
+/* SentencePiece -> tokenizer.ggml.model "llama", as convert_hf_to_gguf's
+ * _create_vocab_sentencepiece lays it out: tokens / scores / token_type by id, ids the
+ * tokenizer does not use (embedding rows beyond it) as "[PAD<id>]" UNUSED with score
+ * -10000, tokenizer.ggml.pre "default". The vocabulary comes from cpt's own tokenizer
+ * (a .model, or an SPM-style tokenizer.json: cpt_tok_spm_vocab_get says which it takes),
+ * so what is exported is what cpt tokenizes with. remove_extra_whitespaces is written
+ * (as llama.cpp's T5 converter does) only when the .model collapses spaces; llama.cpp's
+ * SPM tokenizer ignores it, gguf_tokenizer.c turns it back into a normalizer. */
+static int write_spm_tokenizer(cpt_gguf_writer *w, const cpt_config *c, const char *dir, cpt_err *err) {
+    cpt_tok *t = NULL;
+    int rc = cpt_tok_load(&t, dir, err);
+    if (rc) return rc;
+    cpt_tok_spm_vocab v = {0};
+    int64_t n = c->vocab_size;
+    char **toks = NULL;
+    size_t *lens = NULL;
+    float *scores = NULL;
+    int32_t *types = NULL;
+    if ((rc = cpt_tok_spm_vocab_get(t, &v, err))) goto done;
+    if (v.n > n) {
+        rc = cpt_err_set_at(err, CPT_EINVAL, dir, "the tokenizer has %d ids but the model's vocab_size is %lld. HINT: is this the "
+                            "model's tokenizer?", v.n, (long long)n);
+        goto done;
+    }
+    toks = calloc((size_t)n, sizeof *toks);
+    lens = calloc((size_t)n, sizeof *lens);
+    scores = malloc((size_t)n * sizeof *scores);
+    types = malloc((size_t)n * sizeof *types);
+    if (!toks || !lens || !scores || !types) goto oom;
+    for (int64_t i = 0; i < n; i++) {
+        if (i < v.n && v.piece[i]) {
+            if (!(toks[i] = malloc(v.len[i] + 1))) goto oom;
+            memcpy(toks[i], v.piece[i], v.len[i]);
+            toks[i][v.len[i]] = 0;
+            lens[i] = v.len[i];
+            scores[i] = v.score[i];
+            types[i] = v.type[i];
+        } else {
+            char pad[32];
+            int k = snprintf(pad, sizeof pad, "[PAD%lld]", (long long)i);
+            if (!(toks[i] = strdup(pad))) goto oom;
+            lens[i] = (size_t)k;
+            scores[i] = -10000.0f;
+            types[i] = CPT_GGUF_TT_UNUSED;
+        }
+    }
+    if ((rc = cpt_gguf_w_str(w, "tokenizer.ggml.model", "llama", 5, err)) ||
+        (rc = cpt_gguf_w_str(w, "tokenizer.ggml.pre", "default", 7, err)) ||
+        (rc = cpt_gguf_w_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)toks, lens, (uint64_t)n, err)) ||
+        (rc = cpt_gguf_w_arr(w, "tokenizer.ggml.scores", CPT_GGUF_F32, scores, (uint64_t)n, err)) ||
+        (rc = cpt_gguf_w_arr(w, "tokenizer.ggml.token_type", CPT_GGUF_I32, types, (uint64_t)n, err)))
+        goto done;
+    int64_t sid[4] = {cpt_tok_bos(t), cpt_tok_eos(t), cpt_tok_pad(t), cpt_tok_unk(t)};
+    if (sid[0] < 0) sid[0] = c->bos_id;
+    if (sid[1] < 0) sid[1] = c->eos_id;
+    static const char *const skey[4] = {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+                                        "tokenizer.ggml.padding_token_id", "tokenizer.ggml.unknown_token_id"};
+    for (int k = 0; k < 4; k++)
+        if (sid[k] >= 0 && sid[k] < n && (rc = cpt_gguf_w_u32(w, skey[k], (uint32_t)sid[k], err))) goto done;
+    if ((rc = cpt_gguf_w_bool(w, "tokenizer.ggml.add_bos_token", v.add_bos, err)) ||
+        (rc = cpt_gguf_w_bool(w, "tokenizer.ggml.add_eos_token", v.add_eos, err)) ||
+        (rc = cpt_gguf_w_bool(w, "tokenizer.ggml.add_space_prefix", v.add_space_prefix, err)))
+        goto done;
+    if (v.remove_extra_ws && (rc = cpt_gguf_w_bool(w, "tokenizer.ggml.remove_extra_whitespaces", 1, err))) goto done;
+    const char *ct = cpt_tok_chat_template(t);
+    if (ct && (rc = cpt_gguf_w_str(w, "tokenizer.chat_template", ct, strlen(ct), err))) goto done;
+    goto done;
+oom:
+    rc = cpt_err_set(err, CPT_ENOMEM, "out of memory building the GGUF tokenizer");
+done:
+    for (int64_t i = 0; toks && i < n; i++) free(toks[i]);
+    free(toks);
+    free(lens);
+    free(scores);
+    free(types);
+    cpt_tok_spm_vocab_free(&v);
+    cpt_tok_free(t);
+    return rc;
+}
+
 static int write_tokenizer(cpt_gguf_writer *w, const cpt_config *c, const char *dir, cpt_err *err) {
     char p[4200];
     snprintf(p, sizeof p, "%s/tokenizer.json", dir);
     if (!cpt_is_file(p)) {
         snprintf(p, sizeof p, "%s/tokenizer.model", dir);
-        if (cpt_is_file(p))
-            return cpt_err_set_at(err, CPT_EUNSUPPORTED, p,
-                                  "a SentencePiece-only tokenizer cannot be exported to GGUF yet. HINT: save a tokenizer.json "
-                                  "next to it (transformers: AutoTokenizer.from_pretrained(dir).save_pretrained(dir))");
+        if (cpt_is_file(p)) return write_spm_tokenizer(w, c, dir, err);
         return cpt_err_set_at(err, CPT_ENOTFOUND, dir,
-                              "no tokenizer.json: a GGUF model needs its tokenizer. HINT: pass the tokenizer directory");
+                              "neither tokenizer.json nor tokenizer.model: a GGUF model needs its tokenizer. HINT: pass the "
+                              "tokenizer directory");
     }
     json_error_t je;
     json_t *tj = json_load_file(p, 0, &je), *tc = NULL;
     if (!tj) return cpt_err_set_at(err, CPT_EFORMAT, p, "line %d: %s", je.line, je.text);
     char pc[4200];
     snprintf(pc, sizeof pc, "%s/tokenizer_config.json", dir);
-    if (cpt_is_file(pc) && !(tc = json_load_file(pc, 0, &je))) {
+    if (cpt_is_file(pc) && !(tc = json_load_file(pc, JSON_DECODE_INT_AS_REAL, &je))) {
         json_decref(tj);
         return cpt_err_set_at(err, CPT_EFORMAT, pc, "line %d: %s", je.line, je.text);
     }
@@ -167,11 +246,10 @@ static int write_tokenizer(cpt_gguf_writer *w, const cpt_config *c, const char *
                             mt ? mt : "?");
         goto done;
     }
-    if (json_is_true(json_object_get(model, "byte_fallback"))) {
-        rc = cpt_err_set_at(err, CPT_EUNSUPPORTED, p,
-                            "a SentencePiece-style BPE (byte_fallback) cannot be exported to GGUF yet (tokenizer.ggml.model llama). "
-                            "HINT: export to a Hugging Face directory with --out instead");
-        goto done;
+    if (json_is_true(json_object_get(model, "byte_fallback"))) { /* SentencePiece-style BPE */
+        json_decref(tj);
+        json_decref(tc);
+        return write_spm_tokenizer(w, c, dir, err);
     }
     const char *pre = pre_name(json_object_get(tj, "pre_tokenizer"), json_object_get(tj, "normalizer"));
     if (!pre) {

@@ -13,7 +13,9 @@
  * "llama" (SentencePiece BPE): HF's LlamaConverter output: BPE with byte fallback and
  * fuse_unk over the pieces, merges rebuilt from the scores as SentencePieceExtractor does
  * (every split of a piece into two pieces, ordered by the piece's score), a Prepend("▁") +
- * Replace(" ", "▁") normalizer (when add_space_prefix) and the matching decoder. */
+ * Replace(" ", "▁") normalizer (Prepend when add_space_prefix), led by two Replace regexes
+ * (\A +| +\z -> "", " {2,}" -> " ") when tokenizer.ggml.remove_extra_whitespaces says the
+ * SentencePiece model collapsed spaces (cpt's exporter writes it), and the matching decoder. */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -261,10 +263,23 @@ int cpt_gguf_write_tokenizer(const cpt_gguf *g, const char *dir, cpt_err *err) {
             json_decref(post);
             goto done_j;
         }
-        json_t *replace = json_pack("{s:s,s:{s:s},s:s}", "type", "Replace", "pattern", "String", " ", "content", "\xE2\x96\x81");
-        normalizer = space_prefix ? json_pack("{s:s,s:[{s:s,s:s},o]}", "type", "Sequence", "normalizers", "type", "Prepend",
-                                              "prepend", "\xE2\x96\x81", replace)
-                                  : json_pack("{s:s,s:[o]}", "type", "Sequence", "normalizers", replace);
+        int extra_ws = 0;
+        if (cpt_gguf_find(g, "tokenizer.ggml.remove_extra_whitespaces") &&
+            (rc = cpt_gguf_get_bool(g, "tokenizer.ggml.remove_extra_whitespaces", &extra_ws, err))) {
+            json_decref(post);
+            goto done_j;
+        }
+        json_t *seq = json_array();
+        if (extra_ws) { /* sentencepiece's remove_extra_whitespaces: spaces (U+0020) at either end go, runs become one */
+            json_array_append_new(seq, json_pack("{s:s,s:{s:s},s:s}", "type", "Replace", "pattern", "Regex", "\\A +| +\\z",
+                                                 "content", ""));
+            json_array_append_new(seq, json_pack("{s:s,s:{s:s},s:s}", "type", "Replace", "pattern", "Regex", " {2,}",
+                                                 "content", " "));
+        }
+        if (space_prefix) json_array_append_new(seq, json_pack("{s:s,s:s}", "type", "Prepend", "prepend", "\xE2\x96\x81"));
+        json_array_append_new(seq, json_pack("{s:s,s:{s:s},s:s}", "type", "Replace", "pattern", "String", " ", "content",
+                                             "\xE2\x96\x81"));
+        normalizer = json_pack("{s:s,s:o}", "type", "Sequence", "normalizers", seq);
         pretok = json_null();
         decoder = json_pack("{s:s,s:[{s:s,s:{s:s},s:s},{s:s},{s:s},{s:s,s:s,s:i,s:i}]}", "type", "Sequence", "decoders",
                             "type", "Replace", "pattern", "String", "\xE2\x96\x81", "content", " ", "type",

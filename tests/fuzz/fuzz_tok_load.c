@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "cpt/tokenizer.h"
+#include "fuzz_spm_vocab.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char dir[] = "/tmp/fuzz_tokload_XXXXXX";
@@ -29,6 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             if (cpt_tok_decode(t, ids, n, 1, &s, &sl, &err) == 0) free(s);
             free(ids);
         }
+        fuzz_check_spm_vocab(t);
         cpt_tok_free(t);
     } else if (err.code == 0 || !err.msg[0]) {
         abort(); /* every failure must come with a message */

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cpt/tokenizer.h"
+#include "fuzz_spm_vocab.h"
 
 static void check_decode(const cpt_tok *t, const int32_t *ids, size_t n) {
     char *s = NULL, *clean = NULL;
@@ -54,6 +55,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         int m = vocab < 512 ? vocab : 512;
         for (int i = 0; i < m; i++) all[i] = i;
         check_decode(t, all, (size_t)m);
+        fuzz_check_spm_vocab(t);
         cpt_tok_free(t);
     } else if (err.code == 0 || !err.msg[0] || !strstr(err.msg, path)) {
         abort(); /* every failure must come with a message naming the file */

@@ -20,7 +20,7 @@ For each type f32, f16, bf16, q8_0:
    tokenizer.json on a text with unicode.
 3. Round trip in cpt: `convert --from gguf` of an f32 export equals the source safetensors
    exactly; SmolLM2: import(export(import(SmolLM2.gguf))) == import(SmolLM2.gguf) exactly.
-4. Must-fail: unknown --type, a SentencePiece-only tokenizer (stories260K), llama3 rope
+4. Must-fail: unknown --type, a Unigram tokenizer.json, llama3 rope
    scaling, sliding window, a missing output directory: nonzero exit, a message with HINT,
    no output file.
 Skips with a message where an oracle or data is missing; FAILS when CI=true.
@@ -335,9 +335,14 @@ must_fail(["convert", "--from", "gguf", os.path.join(tmp, "gqa_tied_f32", "m.ggu
           os.path.join(tmp, "no", "dir2"))
 must_fail(["convert", "--from", "hf", hf0, "--to", "gguf", "--out", os.path.join(tmp, "no", "dir", "x.gguf")],
           "x.gguf", "missing output directory", os.path.join(tmp, "no", "dir", "x.gguf"))
-stories = os.path.join(shared, "data", "models", "stories260K-hf")
-if os.path.isdir(stories):
-    must_fail(["convert", "--from", "hf", stories, "--to", "gguf", "--out", bad], "SentencePiece", "spm tokenizer", bad)
+# a tokenizer kind GGUF has no "llama"/"gpt2" form for (SentencePiece exports are
+# test_gguf_spm_export.py's)
+uni = os.path.join(tmp, "unigram")
+shutil.copytree(hf0, uni)
+tj = json.load(open(os.path.join(uni, "tokenizer.json")))
+tj["model"] = {"type": "Unigram", "unk_id": 0, "vocab": [["<unk>", 0.0], ["a", -1.0]]}
+json.dump(tj, open(os.path.join(uni, "tokenizer.json"), "w"))
+must_fail(["convert", "--from", "hf", uni, "--to", "gguf", "--out", bad], "Unigram", "unigram tokenizer", bad)
 for name, patch, want in (("llama3rope", {"rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                                                           "high_freq_factor": 4.0,
                                                           "original_max_position_embeddings": 128}}, "llama3"),
