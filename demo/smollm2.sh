@@ -28,11 +28,11 @@
 #   DEMO_GGUF_TYPE  f32 | f16 | bf16 | q8_0                  (default q8_0)
 #   DEMO_QUESTION_DOMAIN, DEMO_QUESTION_GENERAL   the two chat questions
 #   CPT_CACHE       where get-smollm2.sh keeps the wheel and the converted model (~/.cache/cpt)
-set -euo pipefail
+set -Eeuo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cpt="$here/build/cpt"
 export DEMO_OUT=${DEMO_OUT:-$here/demo-out-smollm2}
-shared="$here/../shared/data"
+shared="$(cd "$here/.." && pwd)/shared/data"
 recipe="$here/recipes/demo-smollm2.yaml"
 domain_kind=${DEMO_DOMAIN:-pubmedqa}
 max_new=${DEMO_MAX_NEW:-48}
@@ -135,14 +135,13 @@ PY
   tr -s ' \n' '\n\n' < "$f.all-ids" | sed '/^$/d' | tail -n +"$((np + 1))" | tr '\n' ' ' > "$f.ids"
   [ -s "$f.ids" ] || die "cpt generate produced no new tokens for $name" "see $f.all-ids"
   "$cpt" detokenize --tokenizer "$model" --skip-special < "$f.ids" > "$f.txt"
+  echo "Q: $question"; printf '   '; answer "$name"
 }
 answer() { tr '\n' ' ' < "$DEMO_OUT/chat/$1.txt" | sed 's/  */ /g; s/^ //; s/ $//'; echo; }
 
 say "chat before training (greedy, ChatML template, $max_new new tokens at most)"
 chat "$base" before-domain "$q_dom"
 chat "$base" before-general "$q_gen"
-echo "Q: $q_dom"; printf '   '; answer before-domain
-echo "Q: $q_gen"; printf '   '; answer before-general
 
 steps=${DEMO_STEPS:-20}
 warmup=${DEMO_WARMUP:-$(( steps / 10 > 0 ? steps / 10 : 1 ))}
