@@ -8,7 +8,7 @@ BUILD      ?= build
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 
-.PHONY: all build test test-unit test-asan test-fuzz demo clean deps deps-build deps-test
+.PHONY: all build test test-unit test-asan test-fuzz demo demo-smollm2 clean deps deps-build deps-test
 
 all: build
 
@@ -43,6 +43,11 @@ test-fuzz: deps-test
 
 demo: build
 	bash demo/run.sh
+
+# Continued pretraining of the real SmolLM2-135M-Instruct (fetched once by scripts/get-smollm2.sh);
+# needs ../shared/data. Knobs: DEMO_STEPS, DEMO_OUT, ... (see demo/smollm2.sh).
+demo-smollm2: build
+	bash demo/smollm2.sh
 
 clean:
 	rm -rf $(BUILD) build-asan build-fuzz
