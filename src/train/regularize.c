@@ -62,13 +62,12 @@ void cpt_ewc_free(cpt_ewc *e) {
     free(e);
 }
 
+size_t cpt_ewc_state_bytes(const cpt_model *m) { return 2 * cpt_model_buffer_bytes(m); }
+
 static int ewc_alloc(cpt_ewc **out, const cpt_model *m, cpt_err *err) {
     cpt_ewc *e = calloc(1, sizeof *e);
-    size_t bytes;
-    if (!e || !cpt_mul_size(m->n_params, sizeof(float), &bytes)) {
-        free(e);
-        return cpt_err_set(err, CPT_ENOMEM, "EWC state: out of memory");
-    }
+    size_t bytes = cpt_model_buffer_bytes(m); /* cpt_ewc_state_bytes counts two of these */
+    if (!e) return cpt_err_set(err, CPT_ENOMEM, "EWC state: out of memory");
     e->n = m->n_params;
     e->fisher = cpt_alloc_aligned(bytes);
     e->theta_star = cpt_alloc_aligned(bytes);
