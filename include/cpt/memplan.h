@@ -24,15 +24,21 @@
  *                    validation sets)
  *   resume           when resuming: the largest checkpoint file, whose mapped pages are
  *                    resident while it is read (0 on a fresh run)
+ *   ewc_estimate     EWC on: when the Fisher is estimated (no cache file yet), what the
+ *                    estimation allocates besides the EWC state (a gradient buffer, its
+ *                    own (1, seq_len) activations without recompute, the sampled rows);
+ *                    when it is read from the cache, the cache file (mapped while read).
+ *                    Either happens before training's gradients, moments and activations
+ *                    exist
  *   process          MEASURED, not computed: the resident set of the process at planning
  *                    time minus the weights: the binary and its libraries, the OpenMP
  *                    thread stacks, the OpenBLAS buffers, the tokenizer, the data readers'
  *                    indexes and buffers, the allocator's own overhead
- * eval and resume never overlap (resume happens before the first evaluation), so
- *   total = sum of the persistent terms + max(eval, resume) + process.
- * Not planned: the transient peak of an EWC Fisher estimation (a gradient buffer and
- * (1, seq_len) activations, before training's own buffers exist, so below the training
- * peak), and the page cache of the data shards (mapped read-only, clean, reclaimable).
+ * eval and resume never overlap (resume happens before the first evaluation), and the
+ * Fisher estimation ends before training allocates, so
+ *   total = weights + l2_base + ewc + rope + process
+ *           + max(gradients + adamw + activations + data + max(eval, resume), ewc_estimate).
+ * Not planned: the page cache of the data shards (mapped read-only, clean, reclaimable).
  */
 #ifndef CPT_MEMPLAN_H
 #define CPT_MEMPLAN_H
@@ -54,6 +60,7 @@ enum {
     CPT_MEM_DATA,
     CPT_MEM_EVAL,
     CPT_MEM_RESUME,
+    CPT_MEM_EWC_ESTIMATE,
     CPT_MEM_PROCESS,
     CPT_MEM_N_TERMS
 };
@@ -67,6 +74,8 @@ typedef struct cpt_memplan_in {
     int n_evals;          /* validation sets */
     size_t resume_bytes;  /* largest checkpoint file of the resume (0: fresh run) */
     size_t process_bytes; /* measured: see cpt_memplan_process_bytes */
+    size_t ewc_estimate_bytes; /* Fisher transient (0: no EWC): cpt_ewc_estimate_plan_bytes +
+                                  the caller's row buffer, or the cache file's size */
 } cpt_memplan_in;
 
 typedef struct cpt_memplan {

@@ -228,6 +228,15 @@ static char *memplan_markdown(const cpt_memplan *p, size_t measured_peak) {
     return out;
 }
 
+/* The EWC Fisher cache file of the run. */
+static void ewc_cache_path(const cpt_recipe *r, const char *run_dir, char *buf, size_t n) {
+    if (cpt_recipe_has(r, "regularization.ewc.cache")) snprintf(buf, n, "%s", cpt_recipe_str(r, "regularization.ewc.cache"));
+    else snprintf(buf, n, "%s/ewc-fisher.safetensors", run_dir);
+}
+
+/* The token rows of n Fisher sequences of T + 1 tokens. */
+static size_t ewc_rows_bytes(int n, int T) { return sizeof(int32_t) * (size_t)n * (size_t)(T + 1); }
+
 /* Size of the largest file a resume from `dir` maps while reading (0 if none). */
 static size_t resume_map_bytes(const char *dir) {
     static const char *files[] = {"model.safetensors", "optim.safetensors"};
@@ -256,6 +265,20 @@ static int memory_plan(const cpt_recipe *r, const cpt_model *m, int T, int B, in
     in.ewc = cpt_recipe_float(r, "regularization.ewc.lambda") > 0;
     in.n_evals = n_ev;
     in.resume_bytes = resume_dir ? resume_map_bytes(resume_dir) : 0;
+    if (in.ewc) {
+        /* Before training allocates: the Fisher is read from its cache (the mapped file is
+         * resident while read) or estimated on at most regularization.ewc.samples rows. */
+        char cache[4200];
+        ewc_cache_path(r, run_dir, cache, sizeof cache);
+        struct stat st;
+        if (stat(cache, &st) == 0) in.ewc_estimate_bytes = (size_t)st.st_size;
+        else {
+            size_t est = 0;
+            int n = (int)cpt_recipe_int(r, "regularization.ewc.samples");
+            if (cpt_ewc_estimate_plan_bytes(m, T + 1, &est) || !cpt_add_size(est, ewc_rows_bytes(n, T), &in.ewc_estimate_bytes))
+                in.ewc_estimate_bytes = SIZE_MAX;
+        }
+    }
     /* Everything resident now but the weights is the process's fixed overhead. */
     int rc = cpt_memplan_process_bytes(cpt_model_buffer_bytes(m), &in.process_bytes, err);
     if (!rc) rc = cpt_memplan_make(m, &in, plan, err);
@@ -534,8 +557,7 @@ int cpt_cmd_train(int argc, char **argv) {
         for (int i = 0; i < K; i++)
             if (!strcmp(names[i], src)) k = i;
         char cache[4200];
-        if (cpt_recipe_has(r, "regularization.ewc.cache")) snprintf(cache, sizeof cache, "%s", cpt_recipe_str(r, "regularization.ewc.cache"));
-        else snprintf(cache, sizeof cache, "%s/ewc-fisher.safetensors", run_dir);
+        ewc_cache_path(r, run_dir, cache, sizeof cache);
         if (cpt_is_file(cache)) {
             rc = cpt_ewc_load(&ctx.ewc, m, cache, &err);
             if (!rc && !resume) rc = cpt_ewc_check_base(ctx.ewc, m, &err);
@@ -550,7 +572,7 @@ int cpt_cmd_train(int argc, char **argv) {
             /* Rows of T+1 tokens from the source's first n packed sequences: the inputs,
              * then the last target; -1 after the real tokens (padding). A row may span a
              * document boundary; for a Fisher estimate that is an acceptable approximation. */
-            int32_t *rows = malloc(sizeof(int32_t) * (size_t)n * (size_t)(T + 1));
+            int32_t *rows = malloc(ewc_rows_bytes(n, T));
             int32_t *scratch = malloc(sizeof(int32_t) * 4 * (size_t)T);
             if (!rows || !scratch) rc = cpt_err_set(&err, CPT_ENOMEM, "EWC: out of memory for %d sequences of %d tokens", n, T);
             int32_t *ids = scratch, *tg = scratch + T, *ps = scratch + 2 * T, *sg = scratch + 3 * T;

@@ -15,7 +15,7 @@
 #include "cpt/train.h"
 
 static const char *const keys[CPT_MEM_N_TERMS] = {
-    "weights", "gradients", "adamw", "l2_base", "ewc", "activations", "rope", "data", "eval", "resume", "process",
+    "weights", "gradients", "adamw", "l2_base", "ewc", "activations", "rope", "data", "eval", "resume", "ewc_estimate", "process",
 };
 static const char *const labels[CPT_MEM_N_TERMS] = {
     "weights (fp32)",
@@ -28,6 +28,7 @@ static const char *const labels[CPT_MEM_N_TERMS] = {
     "data loader buffers",
     "eval activations (transient)",
     "resume: checkpoint read (transient)",
+    "EWC Fisher load / estimation (transient)",
     "process (measured)",
 };
 
@@ -36,6 +37,13 @@ const char *cpt_memplan_label(int t) { return t >= 0 && t < CPT_MEM_N_TERMS ? la
 
 static const char *recompute_name(int r) {
     return r == CPT_RECOMPUTE_FULL ? "full" : r == CPT_RECOMPUTE_SELECTIVE ? "selective" : "none";
+}
+
+static size_t sat_sum(const size_t *t, const int *idx, int n) {
+    size_t s = 0;
+    for (int i = 0; i < n; i++)
+        if (!cpt_add_size(s, t[idx[i]], &s)) return SIZE_MAX;
+    return s;
 }
 
 int cpt_memplan_make(const cpt_model *m, const cpt_memplan_in *in, cpt_memplan *p, cpt_err *err) {
@@ -64,13 +72,15 @@ int cpt_memplan_make(const cpt_model *m, const cpt_memplan_in *in, cpt_memplan *
     t[CPT_MEM_ROPE] = cpt_model_rope_bytes(&m->cfg, T);
     t[CPT_MEM_DATA] = cpt_train_batch_bytes(B, T, A);
     t[CPT_MEM_RESUME] = in->resume_bytes;
+    t[CPT_MEM_EWC_ESTIMATE] = in->ewc_estimate_bytes;
     t[CPT_MEM_PROCESS] = in->process_bytes;
-    size_t tot = 0;
-    for (int i = 0; i < CPT_MEM_N_TERMS; i++)
-        if (i != CPT_MEM_EVAL && i != CPT_MEM_RESUME && !cpt_add_size(tot, t[i], &tot)) tot = SIZE_MAX;
+    /* Sums saturate at SIZE_MAX: a plan that large is refused, never wrapped. */
+    size_t fixed = sat_sum(t, (const int[]){CPT_MEM_WEIGHTS, CPT_MEM_L2_BASE, CPT_MEM_EWC, CPT_MEM_ROPE, CPT_MEM_PROCESS}, 5);
+    size_t train = sat_sum(t, (const int[]){CPT_MEM_GRADS, CPT_MEM_ADAMW, CPT_MEM_ACTS, CPT_MEM_DATA}, 4);
     size_t tr = t[CPT_MEM_EVAL] > t[CPT_MEM_RESUME] ? t[CPT_MEM_EVAL] : t[CPT_MEM_RESUME];
-    if (!cpt_add_size(tot, tr, &tot)) tot = SIZE_MAX;
-    p->total = tot;
+    if (!cpt_add_size(train, tr, &train)) train = SIZE_MAX;
+    if (t[CPT_MEM_EWC_ESTIMATE] > train) train = t[CPT_MEM_EWC_ESTIMATE];
+    if (!cpt_add_size(fixed, train, &p->total)) p->total = SIZE_MAX;
     return CPT_OK;
 }
 

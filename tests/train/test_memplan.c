@@ -1,8 +1,9 @@
 /* test_memplan.c: every computed term of the memory plan (cpt/memplan.h) against what the
  * kernel says the allocation really made resident: VmRSS before and after creating the
  * model (weights), the AdamW state, the training activations for recompute none / full /
- * selective, the RoPE tables; and the peak of one cpt_eval_loss call (VmHWM after
- * resetting it through /proc/self/clear_refs) against the eval term. The oracle is the
+ * selective, the RoPE tables; and the peaks of one cpt_eval_loss call and one EWC Fisher
+ * estimation (VmHWM after resetting it through /proc/self/clear_refs) against the eval
+ * term and the EWC state + estimation terms. The oracle is the
  * kernel's page accounting, not a second copy of the size formulas.
  * Tolerance: 256 KiB + 0.5% per term (page rounding, the allocator's headers, the small
  * structs around each buffer). Also: cpt_memplan_check refuses a plan above the available
@@ -12,12 +13,14 @@
  * ASan's (shadow memory, quarantine, its own allocator), so there only the logic checks
  * run; the RSS parity is checked by the plain build, which `make test` always runs too. */
 #include <jansson.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cpt/memplan.h"
 #include "cpt/optim.h"
+#include "cpt/regularize.h"
 #include "cpt/train.h"
 #include "testutil.h"
 
@@ -71,6 +74,10 @@ static int seq_fn(void *ctx, long long g, int T, int32_t *ids, int32_t *targets,
 
 int main(void) {
     cpt_err e = {0};
+    /* A fixed mmap threshold: glibc would otherwise raise it after the first big free and
+     * serve later buffers from already-resident heap pages, hiding them from the RSS
+     * deltas this test measures. */
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
     if (cpt_mem_rss(NULL, NULL, &e)) TEST_SKIP("no /proc/self/status: %s", e.msg);
     if (UNDER_ASAN) printf("AddressSanitizer build: resident-size parity not checked here (see the header)\n");
     static const char *cfg_json =
@@ -87,7 +94,8 @@ int main(void) {
     if (!m) return 1;
     size_t r1 = rss_now();
     cpt_memplan p;
-    cpt_memplan_in in = {B, T, 1, CPT_RECOMPUTE_NONE, 1, 1, 1, 0, 0};
+    cpt_memplan_in in = {.micro_batch = B, .seq_len = T, .grad_accum = 1, .recompute = CPT_RECOMPUTE_NONE, .l2_base = 1, .ewc = 1,
+                         .n_evals = 1};
     CHECK_OK(cpt_memplan_make(m, &in, &p, &e), &e);
     printf("weights: planned %zu, resident delta %zu\n", p.term[CPT_MEM_WEIGHTS], r1 - r0);
     CHECK(near(r1 - r0, p.term[CPT_MEM_WEIGHTS]));
@@ -139,6 +147,22 @@ int main(void) {
         CHECK(near(peak, p.term[CPT_MEM_EVAL]));
     }
 
+    /* The Fisher estimation's peak: the EWC state it returns plus its own transient. */
+    if (reset_hwm()) {
+        size_t est = 0;
+        CHECK_OK(cpt_ewc_estimate_plan_bytes(m, T + 1, &est), &e);
+        int32_t *rows = malloc(sizeof(int32_t) * 2 * (size_t)(T + 1));
+        for (int i = 0; i < 2 * (T + 1); i++) rows[i] = (int32_t)((i * 13) % 200);
+        cpt_ewc *ew = NULL;
+        r0 = rss_now();
+        CHECK_OK(cpt_ewc_estimate(&ew, m, rows, 2, T + 1, &e), &e);
+        size_t peak = hwm_now() - r0;
+        printf("EWC estimate: planned state %zu + transient %zu, resident peak delta %zu\n", p.term[CPT_MEM_EWC], est, peak);
+        CHECK(near(peak, p.term[CPT_MEM_EWC] + est));
+        cpt_ewc_free(ew);
+        free(rows);
+    }
+
     /* Refusal: both numbers and a HINT. */
     cpt_err ce = {0};
     CHECK(cpt_memplan_check(&p, p.total, "test", &ce) == CPT_OK);
@@ -151,17 +175,21 @@ int main(void) {
     CHECKF(strstr(ce.msg, "HINT") && strstr(ce.msg, "training.recompute: full") && strstr(ce.msg, "training.memory_check: false"), "%s",
            ce.msg);
 
-    /* Totals: persistent terms + max(eval, resume) + process. */
+    /* Totals: fixed terms + max(training terms + max(eval, resume), Fisher transient). */
     size_t sum = 0;
     for (int i = 0; i < CPT_MEM_N_TERMS; i++)
-        if (i != CPT_MEM_EVAL && i != CPT_MEM_RESUME) sum += p.term[i];
-    CHECK(p.total == sum + p.term[CPT_MEM_EVAL]);
+        if (i != CPT_MEM_EVAL && i != CPT_MEM_RESUME && i != CPT_MEM_EWC_ESTIMATE) sum += p.term[i];
+    CHECK(p.term[CPT_MEM_EWC_ESTIMATE] == 0 && p.total == sum + p.term[CPT_MEM_EVAL]);
     cpt_memplan_in ri = in;
     ri.resume_bytes = p.term[CPT_MEM_EVAL] + 12345;
     ri.process_bytes = 777;
     cpt_memplan pr;
     CHECK_OK(cpt_memplan_make(m, &ri, &pr, &e), &e);
     CHECK(pr.total == sum + 777 + ri.resume_bytes);
+    size_t trainpart = p.term[CPT_MEM_GRADS] + p.term[CPT_MEM_ADAMW] + p.term[CPT_MEM_ACTS] + p.term[CPT_MEM_DATA] + ri.resume_bytes;
+    ri.ewc_estimate_bytes = trainpart + 1000; /* a Fisher transient above training's own peak */
+    CHECK_OK(cpt_memplan_make(m, &ri, &pr, &e), &e);
+    CHECK(pr.total == sum + 777 - (trainpart - ri.resume_bytes) + ri.ewc_estimate_bytes);
 
     size_t avail = 0;
     char src[1200];

@@ -98,7 +98,7 @@ stability: {{skip_zscore: 0}}
 """)
 COMPUTED = ["weights (fp32)", "gradients", "AdamW moments (m, v)", "L2-SP base weights", "EWC Fisher + base weights",
             "activations + scratch", "RoPE tables", "data loader buffers", "eval activations (transient)",
-            "resume: checkpoint read (transient)"]
+            "resume: checkpoint read (transient)", "EWC Fisher load / estimation (transient)"]
 
 # 1 + 2. plan vs measured peak, and --plan vs the run, for recompute none and full
 for mode in ["none", "full"]:
