@@ -239,13 +239,13 @@ char *cpt_memplan_table(const cpt_memplan *p, size_t available, const char *sour
             p->seq_len, p->grad_accum, recompute_name(p->recompute), p->threads, p->n_params);
     for (int i = 0; i < CPT_MEM_N_TERMS; i++) {
         human(h, sizeof h, p->term[i]);
-        fprintf(f, "  %-36s %12s %16zu bytes\n", labels[i], h, p->term[i]);
+        fprintf(f, "  %-42s %12s %16zu bytes\n", labels[i], h, p->term[i]);
     }
     human(h, sizeof h, p->total);
-    fprintf(f, "  %-36s %12s %16zu bytes\n", "total (peak)", h, p->total);
+    fprintf(f, "  %-42s %12s %16zu bytes\n", "total (peak)", h, p->total);
     if (available > 0) {
         human(h, sizeof h, available);
-        fprintf(f, "  %-36s %12s %16zu bytes  (%s)\n", "available", h, available, source ? source : "?");
+        fprintf(f, "  %-42s %12s %16zu bytes  (%s)\n", "available", h, available, source ? source : "?");
         fprintf(f, "  %s\n", p->total <= available ? "fits" : "DOES NOT FIT");
     }
     if (fclose(f) != 0) {

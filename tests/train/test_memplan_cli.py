@@ -5,7 +5,8 @@ cpt-test: slow  (two real training runs of a 25M-parameter model, ~1 min on 2 bu
 
   1. plan vs measured: the real `cpt train` on a random-init 25M-parameter byte-level
      Llama (seq_len 1024, one step, an evaluation at the start and the end, a checkpoint)
-     for recompute none AND full: |planned total - peak RSS| / peak RSS <= 0.10, the peak
+     for recompute none AND full (and full with L2-SP + EWC at seq_len 512: base copies,
+     Fisher and its estimation planned): |planned total - peak RSS| / peak RSS <= 0.10, the peak
      read by the parent from wait4()'s ru_maxrss of the child (the kernel's count, not
      the process's own report). Both numbers are printed.
   2. --plan prints the same numbers as the run: every computed term byte-identical to
@@ -101,9 +102,11 @@ COMPUTED = ["weights (fp32)", "gradients", "AdamW moments (m, v)", "L2-SP base w
             "resume: checkpoint read (transient)", "EWC Fisher load / estimation (transient)"]
 
 # 1 + 2. plan vs measured peak, and --plan vs the run, for recompute none and full
-for mode in ["none", "full"]:
+EWC = ["training.seq_len=512", "regularization.l2_base=0.01", "regularization.ewc.lambda=10", "regularization.ewc.source=web",
+       "regularization.ewc.samples=2"]
+for mode, extra in [("none", []), ("full", []), ("full+ewc+l2", EWC)]:
     out = os.path.join(tmp, "run-" + mode)
-    args = ["train", recipe, f"out_dir={out}", f"training.recompute={mode}"]
+    args = ["train", recipe, f"out_dir={out}", f"training.recompute={mode.split('+')[0]}"] + extra
     prc, pout, perr, _ = run_rusage(args + ["--plan"])
     check(prc == 0 and "fits" in pout, f"[{mode}] --plan exits 0 and says it fits" + (f": {perr[-300:]}" if prc else ""))
     check(not os.path.exists(out), f"[{mode}] --plan leaves no run directory")
