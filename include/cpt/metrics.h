@@ -181,6 +181,7 @@ typedef struct cpt_report_data {
     const cpt_report_ckpt *ckpts;
     int n_ckpts;
     const char *curves_svg;   /* relative link, NULL = "curves.svg" */
+    const char *memory_plan;  /* markdown body of a "Memory plan" section; NULL = none */
 } cpt_report_data;
 
 /* Write <run_dir>/report.md atomically: summary (model, steps, tokens, wall time,

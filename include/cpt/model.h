@@ -144,6 +144,10 @@ void cpt_model_free(cpt_model *m);
 /* Move the parameters to backend `be` (allocated with be->alloc, copied through the host)
  * and use it from now on. Call before cpt_acts_create / cpt_adamw_create / EWC state. */
 int cpt_model_set_backend(cpt_model *m, const struct cpt_backend *be, cpt_err *err);
+/* Bytes of one fp32 buffer in the parameter layout (the parameters, the gradients, each
+ * AdamW moment, each regularizer copy): every such allocation is sized by this, and the
+ * memory plan (cpt/memplan.h) counts it from the same function. */
+size_t cpt_model_buffer_bytes(const cpt_model *m);
 /* Views into another buffer with the same layout (grads, moments). */
 int cpt_model_view(const cpt_model *m, float *base, cpt_view *v, cpt_err *err);
 void cpt_view_free(cpt_view *v);
@@ -165,6 +169,9 @@ int cpt_model_rope_update(cpt_model *m, int n_pos, cpt_err *err);
  * long_factor), so the tokens of one generation see what transformers' generate() gives
  * them with a KV cache. Tables cover positions [0, n_pos). */
 int cpt_model_ensure_rope(cpt_model *m, int n_pos, cpt_err *err);
+/* Bytes of the RoPE tables (cos and sin) for positions [0, n_pos): what the model
+ * allocates when a pass needs n_pos positions. */
+size_t cpt_model_rope_bytes(const cpt_config *c, int n_pos);
 
 /* Load a Hugging Face model directory (config.json + safetensors, single or sharded;
  * F32/BF16/F16 tensors become fp32 masters). Every expected tensor must be present

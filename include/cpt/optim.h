@@ -29,6 +29,8 @@ typedef struct cpt_adamw {
 
 int cpt_adamw_create(cpt_adamw **out, const cpt_model *m, cpt_err *err);
 void cpt_adamw_free(cpt_adamw *o);
+/* Bytes cpt_adamw_create allocates for m and v (the memory plan counts this). */
+size_t cpt_adamw_state_bytes(const cpt_model *m);
 
 /* One step at learning rate `lr` for every tensor (times lr_mult[i] if lr_mult is
  * non-NULL); tensors with frozen[i] set are skipped entirely (no moment update). */

@@ -84,6 +84,13 @@ double cpt_ewc_penalty(const cpt_ewc *e, const cpt_model *m, float *grads, doubl
 int cpt_ewc_save(const cpt_ewc *e, const cpt_model *m, const char *path, cpt_err *err);
 int cpt_ewc_load(cpt_ewc **out, const cpt_model *m, const char *path, cpt_err *err);
 void cpt_ewc_free(cpt_ewc *e);
+/* Bytes an EWC state holds for model m (fisher + theta_star; the memory plan counts
+ * this). The L2-SP base weights are one cpt_model_buffer_bytes(m). */
+size_t cpt_ewc_state_bytes(const cpt_model *m);
+/* Bytes cpt_ewc_estimate(m, ..., seq_len) allocates besides the state it returns: a
+ * gradient buffer, the (1, seq_len - 1) training activations (recompute none) and one
+ * row's ids and targets. CPT_EINVAL for seq_len < 2, CPT_ENOMEM on overflow. */
+int cpt_ewc_estimate_plan_bytes(const cpt_model *m, int seq_len, size_t *bytes);
 
 /* On a fresh run (not a resume) the model should start at theta*: CPT_ESTATE naming the
  * first tensor whose parameters differ bitwise from e->theta_star (a cache estimated on

@@ -116,6 +116,15 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
 int cpt_eval_loss(cpt_model *m, const cpt_data_iface *d, long long n, int T, int B, int block_causal,
                   int reset_positions, double *loss, long long *tokens, cpt_err *err);
 
+/* Sizes for the memory plan (cpt/memplan.h), from the same helpers the allocations use:
+ * the host batch buffers cpt_train_run holds for micro_batch B, seq_len T, grad_accum A
+ * (ids, targets, positions, document ids and the source of every sequence of a step);
+ * and what one cpt_eval_loss call allocates for (B, T): inference activations plus its
+ * batch buffer (CPT_EINVAL / CPT_ENOMEM as cpt_acts_plan_bytes). The trainer's gradients
+ * are one cpt_model_buffer_bytes, its AdamW state cpt_adamw_state_bytes. */
+size_t cpt_train_batch_bytes(int B, int T, int A);
+int cpt_eval_plan_bytes(const cpt_config *c, int B, int T, size_t *bytes);
+
 /* A simple deterministic data source over one token array (tests, demo): sequence g is
  * the window of T+1 tokens starting at (g * T) mod (n - T - 1), with documents separated
  * by `eos` (seg and positions follow the separators). */

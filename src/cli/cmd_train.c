@@ -8,9 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli/cli.h"
 #include "cpt/fileio.h"
+#include "cpt/memplan.h"
 #include "cpt/metrics.h"
 #include "cpt/recipe.h"
 #include "cpt/regularize.h"
@@ -204,19 +206,135 @@ static long long source_tokens(const char *dir, cpt_err *err, int *rc) {
     return tot;
 }
 
+/* The plan as a markdown section of report.md (measured_peak > 0: with the measured
+ * peak RSS beside it). malloc'ed; NULL when out of memory. */
+static char *memplan_markdown(const cpt_memplan *p, size_t measured_peak) {
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    if (!f) return NULL;
+    fprintf(f, "| term | MiB | bytes |\n|---|---:|---:|\n");
+    for (int i = 0; i < CPT_MEM_N_TERMS; i++)
+        fprintf(f, "| %s | %.1f | %zu |\n", cpt_memplan_label(i), (double)p->term[i] / 1048576.0, p->term[i]);
+    fprintf(f, "| **total (planned peak)** | %.1f | %zu |\n", (double)p->total / 1048576.0, p->total);
+    if (measured_peak)
+        fprintf(f, "| measured peak RSS (VmHWM) | %.1f | %zu |\n\nPlan vs measured: %+.1f%% (micro-batch %d x %d, recompute %s).\n",
+                (double)measured_peak / 1048576.0, measured_peak, 100.0 * ((double)p->total - (double)measured_peak) / (double)measured_peak,
+                p->micro_batch, p->seq_len, p->recompute == CPT_RECOMPUTE_FULL ? "full" : p->recompute == CPT_RECOMPUTE_SELECTIVE ? "selective" : "none");
+    if (fclose(f) != 0) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* The EWC Fisher cache file of the run. */
+static void ewc_cache_path(const cpt_recipe *r, const char *run_dir, char *buf, size_t n) {
+    if (cpt_recipe_has(r, "regularization.ewc.cache")) snprintf(buf, n, "%s", cpt_recipe_str(r, "regularization.ewc.cache"));
+    else snprintf(buf, n, "%s/ewc-fisher.safetensors", run_dir);
+}
+
+/* The token rows of n Fisher sequences of T + 1 tokens. */
+static size_t ewc_rows_bytes(int n, int T) { return sizeof(int32_t) * (size_t)n * (size_t)(T + 1); }
+
+/* Size of the largest file a resume from `dir` maps while reading (0 if none). */
+static size_t resume_map_bytes(const char *dir) {
+    static const char *files[] = {"model.safetensors", "optim.safetensors"};
+    size_t mx = 0;
+    char p[4400];
+    for (int i = 0; i < 2; i++) {
+        struct stat st;
+        snprintf(p, sizeof p, "%s/%s", dir, files[i]);
+        if (stat(p, &st) == 0 && (size_t)st.st_size > mx) mx = (size_t)st.st_size;
+    }
+    return mx;
+}
+
+/* Plan the run's memory (cpt/memplan.h), print it (stdout for --plan, the log for a run),
+ * write <run_dir>/memory_plan.json for a run, and refuse a plan that does not fit unless
+ * training.memory_check is false. *md receives the report section. */
+static int memory_plan(const cpt_recipe *r, const cpt_model *m, int T, int B, int A, int n_ev, const char *resume_dir,
+                       int plan_only, const char *run_dir, FILE *log, cpt_memplan *plan, char **md, size_t *avail_out,
+                       char *src, size_t src_n, cpt_err *err) {
+    cpt_memplan_in in;
+    memset(&in, 0, sizeof in);
+    in.micro_batch = B, in.seq_len = T, in.grad_accum = A;
+    const char *rm = cpt_recipe_str(r, "training.recompute");
+    in.recompute = rm && !strcmp(rm, "full") ? CPT_RECOMPUTE_FULL : rm && !strcmp(rm, "selective") ? CPT_RECOMPUTE_SELECTIVE : CPT_RECOMPUTE_NONE;
+    in.l2_base = cpt_recipe_float(r, "regularization.l2_base") > 0;
+    in.ewc = cpt_recipe_float(r, "regularization.ewc.lambda") > 0;
+    in.n_evals = n_ev;
+    in.resume_bytes = resume_dir ? resume_map_bytes(resume_dir) : 0;
+    if (in.ewc) {
+        /* Before training allocates: the Fisher is read from its cache (the mapped file is
+         * resident while read) or estimated on at most regularization.ewc.samples rows. */
+        char cache[4200];
+        ewc_cache_path(r, run_dir, cache, sizeof cache);
+        struct stat st;
+        if (stat(cache, &st) == 0) in.ewc_estimate_bytes = (size_t)st.st_size;
+        else {
+            size_t est = 0;
+            int n = (int)cpt_recipe_int(r, "regularization.ewc.samples");
+            if (cpt_ewc_estimate_plan_bytes(m, T + 1, &est) || !cpt_add_size(est, ewc_rows_bytes(n, T), &in.ewc_estimate_bytes))
+                in.ewc_estimate_bytes = SIZE_MAX;
+        }
+    }
+    /* Everything resident now but the weights is the process's fixed overhead. */
+    int rc = cpt_memplan_process_bytes(cpt_model_buffer_bytes(m), &in.process_bytes, err);
+    if (!rc) rc = cpt_memplan_make(m, &in, plan, err);
+    if (rc) return rc;
+    int check = cpt_recipe_bool(r, "training.memory_check");
+    size_t avail = 0;
+    cpt_err e2 = {0};
+    if (cpt_mem_available(&avail, src, src_n, &e2)) {
+        if (check) return cpt_err_set(err, e2.code, "%s", e2.msg);
+        avail = 0;
+    }
+    char *tab = cpt_memplan_table(plan, avail, src);
+    char *js = cpt_memplan_json(plan, avail, src, 0);
+    if (!tab || !js) {
+        free(tab), free(js);
+        return cpt_err_set(err, CPT_ENOMEM, "out of memory");
+    }
+    fputs(tab, plan_only ? stdout : log);
+    if (!plan_only) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/memory_plan.json", run_dir);
+        rc = cpt_write_file_atomic(path, js, strlen(js), err);
+    }
+    free(tab), free(js);
+    if (rc) return rc;
+    *md = memplan_markdown(plan, 0);
+    *avail_out = avail;
+    if (avail > 0 && plan->total > avail) {
+        if (check) return cpt_memplan_check(plan, avail, src, err);
+        fprintf(log, "cpt train: warning: the memory plan does not fit (%.2f GiB planned, %.2f GiB available) but training.memory_check is "
+                     "false: going on\n", (double)plan->total / 1073741824.0, (double)avail / 1073741824.0);
+    }
+    return CPT_OK;
+}
+
 static void usage(FILE *f) {
-    fprintf(f, "usage: cpt train RECIPE.yaml [key=value ...] [--resume auto|PATH] [--print-config]\n\n"
+    fprintf(f, "usage: cpt train RECIPE.yaml [key=value ...] [--resume auto|PATH] [--print-config] [--plan]\n\n"
                "Continued pretraining from a YAML recipe. Overrides use dotted keys, e.g. optim.lr=5e-5.\n"
                "  --resume auto    continue the latest complete checkpoint of the run (start fresh if none)\n"
                "  --resume PATH    continue from that checkpoint directory\n"
-               "  --print-config   validate, print the effective config and exit\n\n"
+               "  --print-config   validate, print the effective config and exit\n"
+               "  --plan           (or --dry-run) load the model and data, print the memory plan on stdout and\n"
+               "                   exit without training: 0 when it fits (or training.memory_check is false),\n"
+               "                   1 with the same error as the run when it does not\n\n"
+               "Before its first step a run prints the memory plan (weights, gradients, AdamW moments,\n"
+               "regularizer copies, activations + scratch, eval activations, data buffers and the measured\n"
+               "process overhead), writes it to OUT_DIR/memory_plan.json and refuses to start when the total\n"
+               "exceeds the memory the process may use (cgroup limit, else MemAvailable), unless\n"
+               "training.memory_check: false.\n\n"
                "Recipe keys (defaults in parentheses):\n");
     cpt_recipe_help(f, cpt_recipe_train_schema());
 }
 
 int cpt_cmd_train(int argc, char **argv) {
     const char *recipe_path = NULL, *resume = NULL;
-    int print_only = 0;
+    int print_only = 0, plan_only = 0;
     const char **over = calloc((size_t)argc + 1, sizeof(char *));
     size_t n_over = 0;
     if (!over) return 1;
@@ -237,6 +355,8 @@ int cpt_cmd_train(int argc, char **argv) {
             resume = a + 9;
         } else if (!strcmp(a, "--print-config")) {
             print_only = 1;
+        } else if (!strcmp(a, "--plan") || !strcmp(a, "--dry-run")) {
+            plan_only = 1;
         } else if (strchr(a, '=')) {
             over[n_over++] = a;
         } else if (!strncmp(a, "--", 2)) {
@@ -273,13 +393,15 @@ int cpt_cmd_train(int argc, char **argv) {
         goto out;
     }
     FILE *log = stderr;
-    fprintf(log, "cpt train: effective config\n%s\n", dump);
+    if (!plan_only) fprintf(log, "cpt train: effective config\n%s\n", dump);
 
     const char *run_dir = cpt_recipe_str(r, "out_dir");
-    if ((rc = cpt_mkdirs(run_dir, &err))) goto out;
     char path[4200];
-    snprintf(path, sizeof path, "%s/recipe.yaml", run_dir);
-    if ((rc = cpt_recipe_save(r, path, &err))) goto out;
+    if (!plan_only) { /* --plan leaves no trace: no run directory */
+        if ((rc = cpt_mkdirs(run_dir, &err))) goto out;
+        snprintf(path, sizeof path, "%s/recipe.yaml", run_dir);
+        if ((rc = cpt_recipe_save(r, path, &err))) goto out;
+    }
     long long threads = cpt_recipe_int(r, "threads");
     if (threads > 0) omp_set_num_threads((int)threads);
 
@@ -288,6 +410,11 @@ int cpt_cmd_train(int argc, char **argv) {
     cpt_mixdata *md = NULL;
     cpt_shardseq *vs[16] = {0};
     cpt_eval_set evs[16];
+    char *resume_dir = NULL, *plan_md = NULL;
+    cpt_memplan plan;
+    memset(&plan, 0, sizeof plan);
+    size_t plan_avail = 0;
+    char plan_src[1200] = "";
     run_ctx ctx;
     memset(&ctx, 0, sizeof ctx);
     int n_ev = 0;
@@ -401,15 +528,27 @@ int cpt_cmd_train(int argc, char **argv) {
         evs[i].n_seqs = cpt_shardseq_n_seqs(vs[i]);
         evs[i].budget = cpt_recipe_has(r, key) ? cpt_recipe_float(r, key) : 0.0;
     }
+    /* ---- resume ---- */
+    if (resume && !strcmp(resume, "auto")) {
+        cpt_err e2 = {0};
+        if (cpt_ckpt_latest(run_dir, &resume_dir, &e2) != CPT_OK) fprintf(log, "no checkpoint in %s: starting fresh\n", run_dir);
+    } else if (resume && strcmp(resume, "none") != 0) {
+        resume_dir = strdup(resume);
+    }
+    /* ---- memory plan: before anything big is allocated ---- */
+    if ((rc = memory_plan(r, m, T, B, A, n_ev, resume_dir, plan_only, run_dir, log, &plan, &plan_md, &plan_avail, plan_src,
+                          sizeof plan_src, &err)) ||
+        plan_only)
+        goto done;
     /* ---- anchor penalties ---- */
     ctx.l2 = cpt_recipe_float(r, "regularization.l2_base");
     if (ctx.l2 > 0) {
-        ctx.theta0 = cpt_alloc_aligned(sizeof(float) * m->n_params);
+        ctx.theta0 = cpt_alloc_aligned(cpt_model_buffer_bytes(m));
         if (!ctx.theta0) {
             rc = cpt_err_set(&err, CPT_ENOMEM, "out of memory for the base weights");
             goto done;
         }
-        memcpy(ctx.theta0, m->params, sizeof(float) * m->n_params);
+        memcpy(ctx.theta0, m->params, cpt_model_buffer_bytes(m));
     }
     ctx.ewc_lambda = cpt_recipe_float(r, "regularization.ewc.lambda");
     if (ctx.ewc_lambda > 0) {
@@ -418,8 +557,7 @@ int cpt_cmd_train(int argc, char **argv) {
         for (int i = 0; i < K; i++)
             if (!strcmp(names[i], src)) k = i;
         char cache[4200];
-        if (cpt_recipe_has(r, "regularization.ewc.cache")) snprintf(cache, sizeof cache, "%s", cpt_recipe_str(r, "regularization.ewc.cache"));
-        else snprintf(cache, sizeof cache, "%s/ewc-fisher.safetensors", run_dir);
+        ewc_cache_path(r, run_dir, cache, sizeof cache);
         if (cpt_is_file(cache)) {
             rc = cpt_ewc_load(&ctx.ewc, m, cache, &err);
             if (!rc && !resume) rc = cpt_ewc_check_base(ctx.ewc, m, &err);
@@ -434,7 +572,7 @@ int cpt_cmd_train(int argc, char **argv) {
             /* Rows of T+1 tokens from the source's first n packed sequences: the inputs,
              * then the last target; -1 after the real tokens (padding). A row may span a
              * document boundary; for a Fisher estimate that is an acceptable approximation. */
-            int32_t *rows = malloc(sizeof(int32_t) * (size_t)n * (size_t)(T + 1));
+            int32_t *rows = malloc(ewc_rows_bytes(n, T));
             int32_t *scratch = malloc(sizeof(int32_t) * 4 * (size_t)T);
             if (!rows || !scratch) rc = cpt_err_set(&err, CPT_ENOMEM, "EWC: out of memory for %d sequences of %d tokens", n, T);
             int32_t *ids = scratch, *tg = scratch + T, *ps = scratch + 2 * T, *sg = scratch + 3 * T;
@@ -457,14 +595,6 @@ int cpt_cmd_train(int argc, char **argv) {
             if (!rc) rc = cpt_ewc_save(ctx.ewc, m, cache, &err);
             if (rc) goto done;
         }
-    }
-    /* ---- resume ---- */
-    char *resume_dir = NULL;
-    if (resume && !strcmp(resume, "auto")) {
-        cpt_err e2 = {0};
-        if (cpt_ckpt_latest(run_dir, &resume_dir, &e2) != CPT_OK) fprintf(log, "no checkpoint in %s: starting fresh\n", run_dir);
-    } else if (resume && strcmp(resume, "none") != 0) {
-        resume_dir = strdup(resume);
     }
     /* ---- train ---- */
     cpt_train_cfg tc;
@@ -500,8 +630,23 @@ int cpt_cmd_train(int argc, char **argv) {
     tc.metrics = 1;
     cpt_train_result res;
     rc = cpt_train_run(&tc, m, resume_dir, &res, &err);
-    free(resume_dir);
     if (rc) goto done;
+    {
+        /* The planned peak against the measured one (VmHWM), in the log and in
+         * memory_plan.json / report.md. */
+        size_t hwm = 0;
+        cpt_err e4 = {0};
+        if (!cpt_mem_rss(NULL, &hwm, &e4)) {
+            fprintf(log, "memory: planned %.1f MiB, measured peak RSS %.1f MiB (%+.1f%%)\n", (double)plan.total / 1048576.0,
+                    (double)hwm / 1048576.0, hwm ? 100.0 * ((double)plan.total - (double)hwm) / (double)hwm : 0.0);
+            char *js = cpt_memplan_json(&plan, plan_avail, plan_src, hwm);
+            snprintf(path, sizeof path, "%s/memory_plan.json", run_dir);
+            if (!js || cpt_write_file_atomic(path, js, strlen(js), &e4)) fprintf(log, "warning: %s not updated\n", path);
+            free(js);
+            free(plan_md);
+            plan_md = memplan_markdown(&plan, hwm);
+        }
+    }
     fprintf(log, "done: %lld steps, %lld tokens in %.1f s (%.0f tokens/s), %lld steps skipped\n", res.steps, res.tokens,
             res.wall_s, res.wall_s > 0 ? (double)res.tokens / res.wall_s : 0.0, res.skipped);
     {
@@ -544,11 +689,13 @@ int cpt_cmd_train(int argc, char **argv) {
         cpt_report_ckpt ck[1] = {{res.steps, final_ck}};
         snprintf(model_desc, sizeof model_desc, "%s (%s)", m->cfg.architecture, model_dir);
         cpt_report_data rd = {cpt_recipe_name_of(r), model_desc, res.budget_exceeded ? "completed, forgetting budget exceeded" : "completed",
-                              res.steps, max_steps, res.tokens, res.wall_s, rv, n_ev, rs, K, sk, res.n_skips, ck, 1, NULL};
+                              res.steps, max_steps, res.tokens, res.wall_s, rv, n_ev, rs, K, sk, res.n_skips, ck, 1, NULL, plan_md};
         if (cpt_report_write(run_dir, &rd, &e3)) fprintf(log, "warning: report not written: %s\n", e3.msg);
         else fprintf(log, "report: %s/report.md, curves: %s/curves.svg\n", run_dir, run_dir);
     }
 done:
+    free(resume_dir);
+    free(plan_md);
     for (int s = 0; s < MAXS; s++) free(ctx.frozen[s]);
     cpt_free_aligned(ctx.theta0);
     cpt_ewc_free(ctx.ewc);

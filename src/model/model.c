@@ -34,6 +34,9 @@ static int add_tensor(cpt_model *m, int *cap, const char *name, int ndim, int64_
     return CPT_OK;
 }
 
+/* n_params * 4 cannot overflow: cpt_model_create checked it. */
+size_t cpt_model_buffer_bytes(const cpt_model *m) { return sizeof(float) * m->n_params; }
+
 int cpt_model_create(cpt_model **out, const cpt_config *cfg, cpt_err *err) {
     *out = NULL;
     cpt_model *m = calloc(1, sizeof *m);
@@ -82,7 +85,7 @@ int cpt_model_create(cpt_model **out, const cpt_config *cfg, cpt_err *err) {
         goto fail;
     }
     m->be = cpt_backend_default();
-    m->params = m->be->alloc(bytes);
+    m->params = m->be->alloc(cpt_model_buffer_bytes(m));
     if (!m->params) {
         rc = cpt_err_set(err, CPT_ENOMEM, "out of memory allocating %zu bytes of parameters", bytes);
         goto fail;
@@ -183,12 +186,18 @@ void cpt_model_init_random(cpt_model *m, uint64_t seed, float std) {
     }
 }
 
+size_t cpt_model_rope_bytes(const cpt_config *c, int n_pos) {
+    size_t half = (size_t)(cpt_config_rot_dim(c) / 2);
+    return 2 * sizeof(float) * (size_t)(n_pos > 0 ? n_pos : 0) * half;
+}
+
 /* (Re)build the tables for positions [0, n_pos) from the frequencies for seq_len `key`. */
 static int rope_build(cpt_model *m, long long key, int n_pos, cpt_err *err) {
     if (m->rope_built && key == m->rope_key && n_pos <= m->rope_n_pos) return CPT_OK;
     if (m->rope_built && n_pos < m->rope_n_pos) n_pos = m->rope_n_pos;
     int rot = cpt_config_rot_dim(&m->cfg), half = rot / 2;
-    float *c = malloc(sizeof(float) * (size_t)n_pos * half), *s = malloc(sizeof(float) * (size_t)n_pos * half);
+    size_t tab = cpt_model_rope_bytes(&m->cfg, n_pos) / 2; /* one of the two tables */
+    float *c = malloc(tab ? tab : 1), *s = malloc(tab ? tab : 1);
     float *inv = malloc(sizeof(float) * (size_t)(half > 0 ? half : 1));
     if (!c || !s || !inv) {
         free(c), free(s), free(inv);

@@ -12,8 +12,8 @@ int cpt_adamw_create(cpt_adamw **out, const cpt_model *m, cpt_err *err) {
     if (!o) return cpt_err_set(err, CPT_ENOMEM, "out of memory");
     o->n = m->n_params;
     o->be = m->be;
-    o->m = o->be->alloc(sizeof(float) * o->n);
-    o->v = o->be->alloc(sizeof(float) * o->n);
+    o->m = o->be->alloc(cpt_model_buffer_bytes(m));
+    o->v = o->be->alloc(cpt_model_buffer_bytes(m));
     if (!o->m || !o->v) {
         cpt_adamw_free(o);
         return cpt_err_set(err, CPT_ENOMEM, "out of memory for AdamW moments (%zu parameters)", m->n_params);
@@ -21,6 +21,8 @@ int cpt_adamw_create(cpt_adamw **out, const cpt_model *m, cpt_err *err) {
     *out = o;
     return CPT_OK;
 }
+
+size_t cpt_adamw_state_bytes(const cpt_model *m) { return 2 * cpt_model_buffer_bytes(m); }
 
 void cpt_adamw_free(cpt_adamw *o) {
     if (!o) return;

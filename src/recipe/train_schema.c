@@ -134,6 +134,10 @@ static const cpt_recipe_opt train_opts[] = {
     OPT("training.recompute", CPT_RT_ENUM, "none", 0, 0, "none|full|selective", 0,
         "Activation recomputation: full keeps only each layer's input and re-runs its forward "
         "in the backward; selective also keeps attention output + lse (bitwise same results)"),
+    OPT("training.memory_check", CPT_RT_BOOL, "true", 0, 0, NULL, 0,
+        "Refuse to start when the memory plan (printed before the first step, memory_plan.json) "
+        "exceeds the memory the process may use (cgroup limit, else MemAvailable); false: warn "
+        "and run"),
 
     OPT("optim.lr", CPT_RT_FLOAT, "3e-4", 0, 1, NULL, CPT_ROPT_MIN_EXCL,
         "Peak learning rate (base models ~1e-4..5e-4, instruct models ~2e-5..1e-4)"),

@@ -3,6 +3,7 @@
 #include "cpt/checkpoint.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <ftw.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -27,18 +28,26 @@ static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *f) 
 
 static void rm_rf(const char *path) { nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS); }
 
+/* CRC32 of a whole file, read through a fixed 1 MiB buffer. Not through a mapping: the
+ * mapped pages of the file would count in the process's resident memory while the CRC
+ * runs, and optim.safetensors is 8 bytes per parameter, a transient as large as the
+ * AdamW moments on top of everything training holds (cpt/memplan.h does not plan it). */
 static int file_crc(const char *path, unsigned long *crc, cpt_err *err) {
-    cpt_map mp;
-    int rc = cpt_map_open(&mp, path, err);
-    if (rc) return rc;
-    uLong c = crc32(0L, Z_NULL, 0);
-    size_t off = 0;
-    while (off < mp.size) { /* zlib takes uInt lengths */
-        size_t n = mp.size - off > (1u << 30) ? (1u << 30) : mp.size - off;
-        c = crc32(c, mp.data + off, (uInt)n);
-        off += n;
+    FILE *f = fopen(path, "rb");
+    if (!f) return cpt_err_set(err, errno == ENOENT ? CPT_ENOTFOUND : CPT_EIO, "%s: cannot open: %s", path, strerror(errno));
+    enum { CHUNK = 1 << 20 };
+    unsigned char *buf = malloc(CHUNK);
+    if (!buf) {
+        fclose(f);
+        return cpt_err_set(err, CPT_ENOMEM, "%s: out of memory for the checksum buffer", path);
     }
-    cpt_map_close(&mp);
+    uLong c = crc32(0L, Z_NULL, 0);
+    size_t r;
+    while ((r = fread(buf, 1, CHUNK, f)) > 0) c = crc32(c, buf, (uInt)r);
+    int bad = ferror(f);
+    free(buf);
+    fclose(f);
+    if (bad) return cpt_err_set(err, CPT_EIO, "%s: read error while checksumming", path);
     *crc = c;
     return CPT_OK;
 }

@@ -62,13 +62,26 @@ void cpt_ewc_free(cpt_ewc *e) {
     free(e);
 }
 
+size_t cpt_ewc_state_bytes(const cpt_model *m) { return 2 * cpt_model_buffer_bytes(m); }
+
+/* ids and targets of one Fisher row of T inputs. */
+static size_t row_buf_bytes(int T) { return 2 * sizeof(int32_t) * (size_t)T; }
+
+int cpt_ewc_estimate_plan_bytes(const cpt_model *m, int seq_len, size_t *bytes) {
+    *bytes = 0;
+    if (seq_len < 2) return CPT_EINVAL;
+    size_t acts = 0, tot;
+    int rc = cpt_acts_plan_bytes(&m->cfg, 1, seq_len - 1, 1, CPT_RECOMPUTE_NONE, &acts);
+    if (rc) return rc;
+    if (!cpt_add_size(acts, cpt_model_buffer_bytes(m), &tot) || !cpt_add_size(tot, row_buf_bytes(seq_len - 1), &tot)) return CPT_ENOMEM;
+    *bytes = tot;
+    return CPT_OK;
+}
+
 static int ewc_alloc(cpt_ewc **out, const cpt_model *m, cpt_err *err) {
     cpt_ewc *e = calloc(1, sizeof *e);
-    size_t bytes;
-    if (!e || !cpt_mul_size(m->n_params, sizeof(float), &bytes)) {
-        free(e);
-        return cpt_err_set(err, CPT_ENOMEM, "EWC state: out of memory");
-    }
+    size_t bytes = cpt_model_buffer_bytes(m); /* cpt_ewc_state_bytes counts two of these */
+    if (!e) return cpt_err_set(err, CPT_ENOMEM, "EWC state: out of memory");
     e->n = m->n_params;
     e->fisher = cpt_alloc_aligned(bytes);
     e->theta_star = cpt_alloc_aligned(bytes);
@@ -114,8 +127,8 @@ int cpt_ewc_estimate(cpt_ewc **out, cpt_model *m, const int32_t *tokens, int n_s
     const int T = seq_len - 1;
     cpt_ewc *e = NULL;
     cpt_acts *a = NULL;
-    float *g = cpt_alloc_aligned(sizeof(float) * m->n_params);
-    int32_t *ids = malloc(sizeof(int32_t) * (size_t)T), *tgt = malloc(sizeof(int32_t) * (size_t)T);
+    float *g = cpt_alloc_aligned(cpt_model_buffer_bytes(m));
+    int32_t *ids = malloc(row_buf_bytes(T) / 2), *tgt = malloc(row_buf_bytes(T) / 2);
     int rc = (!g || !ids || !tgt) ? cpt_err_set(err, CPT_ENOMEM, "Fisher: out of memory") : CPT_OK;
     if (!rc) rc = ewc_alloc(&e, m, err);
     if (!rc) rc = cpt_acts_create(&a, m, 1, T, 1, err);

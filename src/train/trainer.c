@@ -44,6 +44,22 @@ cpt_data_iface cpt_tokstream_iface(cpt_tokstream *ts) {
     return d;
 }
 
+/* ---------------- host buffer sizes (shared with the memory plan) ---------------- */
+
+/* ids, targets, positions and document ids of A micro-batches of B x T. */
+static size_t batch_ids_bytes(int B, int T, int A) { return sizeof(int32_t) * 4 * (size_t)B * (size_t)T * (size_t)A; }
+static size_t batch_src_bytes(int B, int A) { return sizeof(int) * (size_t)B * (size_t)A; }
+
+size_t cpt_train_batch_bytes(int B, int T, int A) { return batch_ids_bytes(B, T, A) + batch_src_bytes(B, A); }
+
+int cpt_eval_plan_bytes(const cpt_config *c, int B, int T, size_t *bytes) {
+    size_t acts = 0;
+    int rc = cpt_acts_plan_bytes(c, B, T, 0, CPT_RECOMPUTE_NONE, &acts);
+    if (rc) return rc;
+    if (!cpt_add_size(acts, batch_ids_bytes(B, T, 1), bytes)) return CPT_ENOMEM;
+    return CPT_OK;
+}
+
 /* ---------------- evaluation ---------------- */
 
 int cpt_eval_loss(cpt_model *m, const cpt_data_iface *d, long long n, int T, int B, int block_causal,
@@ -52,7 +68,7 @@ int cpt_eval_loss(cpt_model *m, const cpt_data_iface *d, long long n, int T, int
     int rc = cpt_acts_create(&a, m, B, T, 0, err);
     if (rc) return rc;
     size_t N = (size_t)B * T;
-    int32_t *buf = malloc(sizeof(int32_t) * N * 4);
+    int32_t *buf = malloc(batch_ids_bytes(B, T, 1));
     if (!buf) {
         cpt_acts_free(a);
         return cpt_err_set(err, CPT_ENOMEM, "out of memory");
@@ -238,10 +254,10 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
     size_t N = (size_t)B * T;
     st.wl = calloc((size_t)(cfg->skip_window > 0 ? cfg->skip_window : 1), sizeof(double));
     st.wn = calloc((size_t)(cfg->skip_window > 0 ? cfg->skip_window : 1), sizeof(double));
-    buf = malloc(sizeof(int32_t) * N * (size_t)A * 4);
-    srcs = malloc(sizeof(int) * (size_t)B * A);
+    buf = malloc(batch_ids_bytes(B, T, A));
+    srcs = malloc(batch_src_bytes(B, A));
     lr_mult = malloc(sizeof(float) * (size_t)m->n_tensors);
-    grads = m->be->alloc(sizeof(float) * m->n_params);
+    grads = m->be->alloc(cpt_model_buffer_bytes(m));
     if (!st.wl || !st.wn || !buf || !srcs || !lr_mult || !grads) {
         rc = cpt_err_set(err, CPT_ENOMEM, "out of memory");
         goto done;
