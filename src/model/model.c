@@ -81,7 +81,7 @@ int cpt_model_create(cpt_model **out, const cpt_config *cfg, cpt_err *err) {
         rc = cpt_err_set(err, CPT_EINVAL, "model too large");
         goto fail;
     }
-    m->be = cpt_backend_default();
+    if ((rc = cpt_backend_select(&m->be, err))) goto fail;
     m->params = m->be->alloc(bytes);
     if (!m->params) {
         rc = cpt_err_set(err, CPT_ENOMEM, "out of memory allocating %zu bytes of parameters", bytes);
