@@ -39,7 +39,8 @@ int cpt_backend_select(const cpt_backend **out, cpt_err *err) {
     const char *env = getenv("CPT_BACKEND");
     *out = cpt_backend_default();
     if (!env || !*env) return CPT_OK;
-    const cpt_backend *be = cpt_backend_by_name(env, err);
+    cpt_err ignored = {0}; /* the message below names the variable */
+    const cpt_backend *be = cpt_backend_by_name(env, &ignored);
     if (!be) {
         char known[256];
         known_names(known, sizeof known);
