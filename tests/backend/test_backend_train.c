@@ -6,7 +6,7 @@
  * reset positions), L2-to-base penalty, clipping, AdamW; loss, every gradient tensor, the
  * penalty, the norm and the updated weights and moments must agree. Part 2 runs
  * cpt_train_run for 3 steps (grad accumulation, clipping, L2 penalty, evaluation) on each
- * backend. Part 3: CPT_BACKEND selects the backend of new models; an unknown name is an
+ * backend. Part 4: KV-cache decoding on each backend. Part 3: CPT_BACKEND selects the backend of new models; an unknown name is an
  * error listing the known ones.
  *
  * Tolerances (fp32 kernels vs float64 inside, per tensor max|a-b| / max|b|), measured
@@ -275,6 +275,56 @@ static void part2(int arch, const char *base) {
     cpt_model_free(ma), cpt_model_free(mb);
 }
 
+/* ---- part 4: KV-cache decoding through the table ----
+ * 7 tokens one at a time on cpu and on ref; each row of logits must match the other
+ * backend's (1e-5, as the forward) and the full-sequence forward of the same backend
+ * (1e-5: the same math in another order). */
+static void part4(int arch) {
+    enum { T = 7 };
+    cpt_model *ms[2] = {NULL, NULL};
+    float *lg[2] = {NULL, NULL};
+    if (make(&ms[0], arch, 500 + arch) || make(&ms[1], arch, 500 + arch)) {
+        CHECKF(0, "%s: model creation failed", ARCH_NAMES[arch]);
+        goto out;
+    }
+    cpt_err e = {0};
+    CHECK_OK(cpt_model_set_backend(ms[1], cpt_backend_ref(), &e), &e);
+    const int V = ms[0]->cfg.vocab_size;
+    int32_t ids[T] = {5, 17, 3, 40, 9, 9, 22}, tg[T] = {-1, -1, -1, -1, -1, -1, -1};
+    for (int k = 0; k < 2; k++) {
+        cpt_model *m = ms[k];
+        lg[k] = malloc(sizeof(float) * T * V);
+        float *full = malloc(sizeof(float) * T * V), *dl = NULL;
+        cpt_kvcache *kc = NULL;
+        cpt_acts *a = NULL;
+        CHECK_OK(cpt_model_rope_update(m, T, &e), &e);
+        CHECK_OK(cpt_kvcache_create(&kc, m, T, &e), &e);
+        for (int i = 0; kc && i < T; i++) CHECK_OK(cpt_model_decode(m, kc, ids[i], lg[k] + (size_t)i * V, &e), &e);
+        cpt_batch b = {1, T, ids, tg, NULL, NULL};
+        double ls;
+        long long nv;
+        dl = m->be->alloc(sizeof(float) * T * V); /* the logits a kernel writes: backend memory */
+        CHECK_OK(cpt_acts_create(&a, m, 1, T, 0, &e), &e);
+        if (a) CHECK_OK(cpt_model_step(m, a, &b, NULL, 1.0f, NULL, &ls, &nv, dl, &e), &e);
+        m->be->copy_to_host(full, dl, sizeof(float) * T * V);
+        m->be->sync();
+        double mx = 0;
+        for (int i = 0; i < T * V; i++) mx = fabs(full[i]) > mx ? fabs(full[i]) : mx;
+        CHECKF(mx > 0.1, "%s forward logits on %s are ~0 (max %g): nothing to compare", ARCH_NAMES[arch], m->be->name, mx);
+        double ef = relerr(lg[k], full, (size_t)T * V);
+        fprintf(stderr, "%-6s decode on %s vs its forward: %.2e\n", ARCH_NAMES[arch], m->be->name, ef);
+        CHECKF(ef < 1e-5, "%s decode vs forward on %s: %.3e", ARCH_NAMES[arch], m->be->name, ef);
+        cpt_kvcache_free(kc), cpt_acts_free(a), m->be->free(dl), free(full);
+    }
+    double eb = relerr(lg[0], lg[1], (size_t)T * V);
+    fprintf(stderr, "%-6s decode cpu vs ref: %.2e\n", ARCH_NAMES[arch], eb);
+    CHECKF(eb < 1e-5, "%s decode cpu vs ref: %.3e", ARCH_NAMES[arch], eb);
+    CHECK(memcmp(lg[0], lg[1], sizeof(float) * T * V) != 0);
+out:
+    free(lg[0]), free(lg[1]);
+    cpt_model_free(ms[0]), cpt_model_free(ms[1]);
+}
+
 static void part3(void) {
     cpt_model *m = NULL;
     setenv("CPT_BACKEND", "ref", 1);
@@ -311,6 +361,7 @@ int main(void) {
     char base[512];
     snprintf(base, sizeof base, "%s/test_backend_train_%d", tmp ? tmp : "/tmp", (int)getpid());
     for (int arch = 0; arch < 3; arch++) part2(arch, base);
+    for (int arch = 0; arch < 3; arch++) part4(arch);
     part3();
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
