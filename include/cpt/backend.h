@@ -5,6 +5,7 @@
 #ifndef CPT_BACKEND_H
 #define CPT_BACKEND_H
 
+#include "cpt/common.h"
 #include "cpt/ops.h"
 
 typedef struct cpt_backend {
@@ -73,8 +74,21 @@ typedef struct cpt_backend {
 /* The CPU backend (OpenMP + BLAS). Only src/backend and the default pick call it;
  * everything else uses the model's backend (cpt_model.be, cpt_model_set_backend). */
 const cpt_backend *cpt_backend_cpu(void);
-/* The backend a new model gets (today: the CPU backend). */
+/* The backend a new model gets when CPT_BACKEND is not set (the CPU backend). */
 const cpt_backend *cpt_backend_default(void);
+/* The float64 reference backend (src/backend/ref.c): the cpt_ref_* kernels behind the
+ * same fp32 ABI, host memory, one thread. Slow; it proves the seam (tests/backend). */
+const cpt_backend *cpt_backend_ref(void);
+
+/* Every backend cpt knows ("cpu", "ref"); *n gets their count. Static storage. */
+const cpt_backend *const *cpt_backend_list(int *n);
+/* The backend called `name`, or NULL with an error listing the known names. */
+const cpt_backend *cpt_backend_by_name(const char *name, cpt_err *err);
+/* The backend for this run: the environment variable CPT_BACKEND names it (e.g.
+ * CPT_BACKEND=ref), unset or empty gives cpt_backend_default(); an unknown name is
+ * CPT_EINVAL with the known names. cpt_model_create calls it, so every model of a run
+ * (trained, base for evaluation, EWC) and its optimizer use the same backend. */
+int cpt_backend_select(const cpt_backend **out, cpt_err *err);
 
 /* Call first thing in main() of an executable: on CPUs with AVX-512 it re-executes the
  * program once with OPENBLAS_CORETYPE=SkylakeX (unless that variable is already set),

@@ -127,7 +127,7 @@ typedef struct cpt_model {
     float *params; /* [n_params], 64-byte aligned */
     cpt_view w;    /* views into params */
     /* RoPE tables [rope_n_pos, rot/2] (attention factor folded in), built by src/model/rope.c
-     * from the frequencies for rope_key (see cpt_model_rope_update). */
+     * from the frequencies for rope_key (see cpt_model_rope_update); backend memory. */
     float *rope_cos, *rope_sin;
     int rope_n_pos;
     long long rope_key;    /* seq_len the frequencies were computed for (0: transformers' init) */
@@ -141,8 +141,10 @@ typedef struct cpt_model {
 /* Build an empty model (parameters zeroed) for a validated config. */
 int cpt_model_create(cpt_model **out, const cpt_config *cfg, cpt_err *err);
 void cpt_model_free(cpt_model *m);
-/* Move the parameters to backend `be` (allocated with be->alloc, copied through the host)
- * and use it from now on. Call before cpt_acts_create / cpt_adamw_create / EWC state. */
+/* Move the parameters (and the RoPE tables) to backend `be` (allocated with be->alloc,
+ * copied through the host) and use it from now on. Call before cpt_acts_create /
+ * cpt_adamw_create / EWC state / cpt_kvcache_create: those allocate from the backend the
+ * model has then (a KV cache refuses a model that changed backend since). */
 int cpt_model_set_backend(cpt_model *m, const struct cpt_backend *be, cpt_err *err);
 /* Bytes of one fp32 buffer in the parameter layout (the parameters, the gradients, each
  * AdamW moment, each regularizer copy): every such allocation is sized by this, and the

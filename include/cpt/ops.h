@@ -40,6 +40,10 @@ void cpt_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, cons
 void cpt_ref_rmsnorm_fwd(double *y, const double *x, const double *w, int N, int D, double eps);
 void cpt_ref_rmsnorm_bwd(double *dx, double *dw, const double *dy, const double *x, const double *w,
                          int N, int D, double eps); /* dx =, dw = */
+/* The same from a saved rstd[N] (the reference backend's rmsnorm_bwd entry gets rstd, not
+ * eps); dx =, dw = ; either may be NULL. */
+void cpt_ref_rmsnorm_bwd_rstd(double *dx, double *dw, const double *dy, const double *x, const double *w,
+                              const double *rstd, int N, int D);
 
 /* ---- RoPE, rotate_half convention, in place on x[N, nh, hd] ----
  * The first `rot` dims of each head rotate (rot = hd unless partial rotary), pairs
@@ -54,6 +58,12 @@ void cpt_ref_rope_fwd(double *x, const double *inv_freq, double attn_factor, con
                       int nh, int hd, int rot);
 void cpt_ref_rope_bwd(double *dx, const double *inv_freq, double attn_factor, const int32_t *pos, int N,
                       int nh, int hd, int rot);
+/* The same rotation from given cos/sin tables [n_pos, rot/2] (as cpt_rope_fwd/bwd take
+ * them), in float64: the reference backend's rope entries. */
+void cpt_ref_rope_tab_fwd(double *x, const double *cos_t, const double *sin_t, const int32_t *pos, int N, int nh,
+                          int hd, int rot);
+void cpt_ref_rope_tab_bwd(double *dx, const double *cos_t, const double *sin_t, const int32_t *pos, int N,
+                          int nh, int hd, int rot);
 /* Build the fp32 tables the way transformers does (inv_freq and angles in fp32). */
 void cpt_rope_tables(float *cos_t, float *sin_t, const float *inv_freq, float attn_factor, int n_pos,
                      int rot);
@@ -121,6 +131,9 @@ double cpt_ref_xent(double *dhf, double *dW, const double *hf, const double *W, 
  * p -= (lr/bc1) * m / (sqrt(v)/sqrt(bc2) + eps), with bc1 = 1-b1^t, bc2 = 1-b2^t. */
 void cpt_adamw_update(float *p, const float *g, float *m, float *v, size_t n, float lr, double b1,
                       double b2, float eps, float wd, double bc1, double bc2);
+/* float64 reference: the formula above evaluated in double (not torch's fp32 order). */
+void cpt_ref_adamw_update(double *p, const double *g, double *m, double *v, size_t n, double lr, double b1,
+                          double b2, double eps, double wd, double bc1, double bc2);
 
 /* ---- small vector helpers ---- */
 double cpt_sumsq(const float *x, size_t n); /* deterministic for a fixed thread count */

@@ -48,11 +48,14 @@ double cpt_reg_l2sp(const cpt_model *m, const float *theta0, float *grads, doubl
 /* EWC state: the normalised Fisher and the base weights, in the parameter layout. */
 typedef struct cpt_ewc {
     size_t n;               /* == the model's n_params */
-    float *fisher;          /* [n] F / mean(F); 64-byte aligned, owned */
-    float *theta_star;      /* [n] base weights; 64-byte aligned, owned */
+    float *fisher;          /* [n] F / mean(F); backend memory (be->alloc), owned */
+    float *theta_star;      /* [n] base weights; backend memory (be->alloc), owned */
     long long n_sequences;  /* N */
     double fisher_raw_mean; /* mean of the unnormalised F over all n parameters */
     uint64_t config_hash;   /* cpt_reg_config_hash of the model it was estimated on */
+    /* The model's backend when made (last, so positional initializers stay valid):
+     * fisher and theta_star are its memory; NULL: host memory from cpt_alloc_aligned. */
+    const struct cpt_backend *be;
 } cpt_ewc;
 
 /* Estimate F at the model's current parameters (which become theta*) from n_seqs token

@@ -1,5 +1,8 @@
 /* decode.c: incremental decoding with a KV cache (one token per call), for generation.
- * Same math as forward.c in inference form; the cache holds post-RoPE keys and values. */
+ * Same math as forward.c in inference form; the cache holds post-RoPE keys and values.
+ * The cache and its scratch are backend memory (m->be->alloc): the token and its
+ * position go in with copy_to_device, the logits come out with copy_to_host, and the
+ * new key and value rows are written by the kernels straight into their cache slots. */
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -9,10 +12,13 @@
 #include "cpt/model.h"
 
 struct cpt_kvcache {
-    int max_len, len, L, kd;
+    const cpt_backend *be;      /* the model's backend at creation: owns every buffer below */
+    int max_len, len, L, kd, V;
+    int32_t *tok;               /* [2] the token and its position, in backend memory */
+    float *logits;              /* [V] */
     size_t ws_bytes;            /* attention tile scratch */
     float *k, *v;                     /* [L][max_len, kd] */
-    float *x, *xn, *q, *kk, *vv, *att, *tmp, *g, *u, *h, *scores, *rstd, *ws, *qr, *kr, *qrs, *krs;
+    float *x, *xn, *q, *att, *tmp, *g, *u, *h, *scores, *rstd, *ws, *qr, *kr, *qrs, *krs;
 };
 
 int cpt_kvcache_create(cpt_kvcache **out, const cpt_model *m, int max_len, cpt_err *err) {
@@ -22,21 +28,23 @@ int cpt_kvcache_create(cpt_kvcache **out, const cpt_model *m, int max_len, cpt_e
     cpt_kvcache *kc = calloc(1, sizeof *kc);
     if (!kc) return cpt_err_set(err, CPT_ENOMEM, "out of memory");
     int D = c->hidden_size, qd = c->n_heads * c->head_dim, I = c->intermediate_size;
-    kc->max_len = max_len, kc->L = c->n_layers, kc->kd = c->n_kv_heads * c->head_dim;
-    size_t kvn = (size_t)c->n_layers * max_len * kc->kd;
-    kc->k = malloc(sizeof(float) * kvn);
-    kc->v = malloc(sizeof(float) * kvn);
-    kc->x = malloc(sizeof(float) * D), kc->xn = malloc(sizeof(float) * D), kc->tmp = malloc(sizeof(float) * D);
-    kc->q = malloc(sizeof(float) * qd), kc->att = malloc(sizeof(float) * qd), kc->qr = malloc(sizeof(float) * qd);
-    kc->kk = malloc(sizeof(float) * kc->kd), kc->vv = malloc(sizeof(float) * kc->kd), kc->kr = malloc(sizeof(float) * kc->kd);
-    kc->g = malloc(sizeof(float) * I), kc->u = malloc(sizeof(float) * I), kc->h = malloc(sizeof(float) * I);
-    kc->scores = malloc(sizeof(float) * c->n_heads); /* the new row's log-sum-exp per head */
-    kc->ws_bytes = m->be->attn_workspace_bytes(1, max_len, c->head_dim, omp_get_max_threads());
-    kc->ws = malloc(kc->ws_bytes);
-    kc->rstd = malloc(sizeof(float) * 4);
-    kc->qrs = malloc(sizeof(float) * c->n_heads), kc->krs = malloc(sizeof(float) * c->n_kv_heads);
-    if (!kc->k || !kc->v || !kc->x || !kc->xn || !kc->tmp || !kc->q || !kc->att || !kc->qr || !kc->kk || !kc->vv ||
-        !kc->kr || !kc->g || !kc->u || !kc->h || !kc->scores || !kc->ws || !kc->rstd || !kc->qrs || !kc->krs) {
+    const cpt_backend *be = kc->be = m->be;
+    kc->max_len = max_len, kc->L = c->n_layers, kc->kd = c->n_kv_heads * c->head_dim, kc->V = c->vocab_size;
+    size_t kvn = (size_t)c->n_layers * max_len * kc->kd, f = sizeof(float);
+    kc->k = be->alloc(f * kvn);
+    kc->v = be->alloc(f * kvn);
+    kc->x = be->alloc(f * D), kc->xn = be->alloc(f * D), kc->tmp = be->alloc(f * D);
+    kc->q = be->alloc(f * qd), kc->att = be->alloc(f * qd), kc->qr = be->alloc(f * qd);
+    kc->kr = be->alloc(f * kc->kd);
+    kc->g = be->alloc(f * I), kc->u = be->alloc(f * I), kc->h = be->alloc(f * I);
+    kc->scores = be->alloc(f * c->n_heads); /* the new row's log-sum-exp per head */
+    kc->ws_bytes = be->attn_workspace_bytes(1, max_len, c->head_dim, omp_get_max_threads());
+    kc->ws = be->alloc(kc->ws_bytes);
+    kc->rstd = be->alloc(f * 4);
+    kc->qrs = be->alloc(f * c->n_heads), kc->krs = be->alloc(f * c->n_kv_heads);
+    kc->tok = be->alloc(sizeof(int32_t) * 2), kc->logits = be->alloc(f * (size_t)kc->V);
+    if (!kc->k || !kc->v || !kc->x || !kc->xn || !kc->tmp || !kc->q || !kc->att || !kc->qr || !kc->kr || !kc->g ||
+        !kc->u || !kc->h || !kc->scores || !kc->ws || !kc->rstd || !kc->qrs || !kc->krs || !kc->tok || !kc->logits) {
         cpt_kvcache_free(kc);
         return cpt_err_set(err, CPT_ENOMEM, "out of memory for a KV cache of %d tokens", max_len);
     }
@@ -46,9 +54,10 @@ int cpt_kvcache_create(cpt_kvcache **out, const cpt_model *m, int max_len, cpt_e
 
 void cpt_kvcache_free(cpt_kvcache *c) {
     if (!c) return;
-    float *ps[] = {c->k, c->v, c->x, c->xn, c->q, c->kk, c->vv, c->att, c->tmp, c->g, c->u, c->h, c->scores,
-                   c->rstd, c->ws, c->qr, c->kr, c->qrs, c->krs};
-    for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) free(ps[i]);
+    void *ps[] = {c->k, c->v, c->x, c->xn, c->q, c->att, c->tmp, c->g, c->u, c->h, c->scores, c->rstd,
+                  c->ws, c->qr, c->kr, c->qrs, c->krs, c->tok, c->logits};
+    for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
+        if (ps[i]) c->be->free(ps[i]);
     free(c);
 }
 
@@ -66,26 +75,28 @@ int cpt_model_decode(cpt_model *m, cpt_kvcache *kc, int32_t token, float *logits
     if (c->sliding_window > 0 && pos >= c->sliding_window)
         return cpt_err_set(err, CPT_EUNSUPPORTED, "generation past the sliding window (%lld tokens) is not implemented", c->sliding_window);
     if ((rc = cpt_model_ensure_rope(m, pos + 1, err))) return rc;
-    int32_t p32 = pos;
-    be->embed_fwd(kc->x, m->w.embed, &token, 1, D);
+    if (be != kc->be) return cpt_err_set(err, CPT_ESTATE, "the model changed backend after its KV cache was made");
+    const int32_t tp[2] = {token, pos};
+    be->copy_to_device(kc->tok, tp, sizeof tp);
+    const int32_t *dtok = kc->tok, *p32 = kc->tok + 1;
+    be->embed_fwd(kc->x, m->w.embed, dtok, 1, D);
     for (int l = 0; l < c->n_layers; l++) {
         const cpt_layer_view *L = &m->w.layers[l];
         float *kcache = kc->k + (size_t)l * kc->max_len * kd, *vcache = kc->v + (size_t)l * kc->max_len * kd;
+        float *knew = kcache + (size_t)pos * kd, *vnew = vcache + (size_t)pos * kd; /* this token's cache rows */
         be->rmsnorm_fwd(kc->xn, kc->rstd, kc->x, L->attn_norm, 1, D, eps);
         if (c->qk_norm) {
             be->linear_fwd(kc->qr, kc->xn, L->wq, L->bq, 1, D, qd);
             be->linear_fwd(kc->kr, kc->xn, L->wk, L->bk, 1, D, kd);
             be->rmsnorm_fwd(kc->q, kc->qrs, kc->qr, L->q_norm, H, hd, eps);
-            be->rmsnorm_fwd(kc->kk, kc->krs, kc->kr, L->k_norm, KV, hd, eps);
+            be->rmsnorm_fwd(knew, kc->krs, kc->kr, L->k_norm, KV, hd, eps);
         } else {
             be->linear_fwd(kc->q, kc->xn, L->wq, L->bq, 1, D, qd);
-            be->linear_fwd(kc->kk, kc->xn, L->wk, L->bk, 1, D, kd);
+            be->linear_fwd(knew, kc->xn, L->wk, L->bk, 1, D, kd);
         }
-        be->linear_fwd(kc->vv, kc->xn, L->wv, L->bv, 1, D, kd);
-        be->rope_fwd(kc->q, m->rope_cos, m->rope_sin, &p32, 1, H, hd, rot);
-        be->rope_fwd(kc->kk, m->rope_cos, m->rope_sin, &p32, 1, KV, hd, rot);
-        memcpy(kcache + (size_t)pos * kd, kc->kk, sizeof(float) * kd);
-        memcpy(vcache + (size_t)pos * kd, kc->vv, sizeof(float) * kd);
+        be->linear_fwd(vnew, kc->xn, L->wv, L->bv, 1, D, kd);
+        be->rope_fwd(kc->q, m->rope_cos, m->rope_sin, p32, 1, H, hd, rot);
+        be->rope_fwd(knew, m->rope_cos, m->rope_sin, p32, 1, KV, hd, rot);
         /* the new query row at position pos against the pos+1 cached keys: the training kernel */
         if (be->attn_fwd(kc->att, kc->scores, kc->q, kcache, vcache, NULL, NULL, 1, 1, pos + 1, pos, H, KV, hd, scale,
                          kc->ws, kc->ws_bytes))
@@ -100,7 +111,9 @@ int cpt_model_decode(cpt_model *m, cpt_kvcache *kc, int32_t token, float *logits
         be->add_inplace(kc->x, kc->tmp, D);
     }
     be->rmsnorm_fwd(kc->xn, kc->rstd, kc->x, m->w.final_norm, 1, D, eps);
-    be->linear_fwd(logits, kc->xn, m->w.lm_head, NULL, 1, D, V);
+    be->linear_fwd(kc->logits, kc->xn, m->w.lm_head, NULL, 1, D, V);
+    be->copy_to_host(logits, kc->logits, sizeof(float) * (size_t)V);
+    be->sync(); /* the caller reads the logits now */
     kc->len++;
     return CPT_OK;
 }

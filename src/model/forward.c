@@ -13,9 +13,9 @@
 #include "model/model-impl.h"
 
 struct cpt_acts {
-    const cpt_backend *be;     /* whose allocator the arena came from */
     int B, T, training, L, recompute;
     size_t bytes;
+    const cpt_backend *be; /* the arena is backend memory (be->alloc), freed with be->free */
     float *arena;
     /* Per-layer saved activations (layer stride is 0 in inference mode, and for what
      * the recompute mode rebuilds in the backward: then one layer's worth is reused). */
@@ -42,6 +42,10 @@ struct cpt_acts {
     size_t xent_ws_bytes;
     float *pos0f;              /* [N] int32 default positions 0..T-1 per row (arena block) */
     int32_t *pos0;
+    /* [N] int32 each: the batch's ids, targets, positions and document ids copied into
+     * backend memory (copy_to_device) at every step, because the kernels read them there
+     * (a device backend cannot read the caller's host arrays). */
+    float *ids_f, *tgt_f, *pos_f, *seg_f;
     /* Per-layer strides: sX for the residual stream, sAtt/sP for the attention output
      * and lse, the rest for everything else a layer saves. */
     size_t sX, sD, sQ, sK, sH, sKV, sP, sAtt, sI, sN;
@@ -99,6 +103,10 @@ static size_t acts_plan(cpt_acts *a, const cpt_backend *be, const cpt_config *c,
     BLK(a->hf, N * D);
     BLK(a->tmp, N * D);
     BLK(a->pos0f, N);
+    BLK(a->ids_f, N);
+    BLK(a->tgt_f, N);
+    BLK(a->pos_f, N);
+    BLK(a->seg_f, N);
     if (training) {
         BLK(a->dx, N * D);
         BLK(a->dhf, N * D);
@@ -157,11 +165,19 @@ int cpt_acts_create_ex(cpt_acts **out, const cpt_model *m, int B, int T, int tra
                            B, T, (double)total * 4.0 / 1048576.0);
     }
     a->bytes = bytes;
-    /* The backend's allocator zeroes it, first-touched by the threads that will use it. */
+    /* The backend's allocator zeroes it (first-touched by the threads that use it, on cpu). */
     acts_plan(a, m->be, c, B, T, training, recompute, a->arena);
     a->pos0 = (int32_t *)a->pos0f;
     size_t N = (size_t)B * T;
-    for (size_t i = 0; i < N; i++) a->pos0[i] = (int32_t)(i % (size_t)T);
+    int32_t *host = malloc(sizeof(int32_t) * N);
+    if (!host) {
+        cpt_acts_free(a);
+        return cpt_err_set(err, CPT_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < N; i++) host[i] = (int32_t)(i % (size_t)T);
+    m->be->copy_to_device(a->pos0, host, sizeof(int32_t) * N);
+    m->be->sync(); /* before the host buffer goes */
+    free(host);
     *out = a;
     return CPT_OK;
 }
@@ -253,16 +269,26 @@ int cpt_model_step(cpt_model *m, cpt_acts *a, const cpt_batch *b, float *grads, 
     if (c->sliding_window > 0 && T > c->sliding_window)
         return cpt_err_set(err, CPT_EUNSUPPORTED, "sequence length %d exceeds the model's sliding_window %lld; sliding-window attention is not implemented. HINT: use a sequence length <= %lld",
                            T, c->sliding_window, c->sliding_window);
-    const int32_t *pos = b->pos ? b->pos : a->pos0;
+    const int32_t *hpos = b->pos;
     int maxp = 0;
     for (int i = 0; i < N; i++) {
         if (b->ids[i] < 0 || b->ids[i] >= V)
             return cpt_err_set(err, CPT_EINVAL, "token id %d at position %d is outside the vocabulary [0, %d)", b->ids[i], i, V);
         if (b->targets && b->targets[i] >= V)
             return cpt_err_set(err, CPT_EINVAL, "target id %d at position %d is outside the vocabulary [0, %d)", b->targets[i], i, V);
-        if (pos[i] < 0) return cpt_err_set(err, CPT_EINVAL, "negative position at %d", i);
-        if (pos[i] > maxp) maxp = pos[i];
+        int p = hpos ? hpos[i] : i % T;
+        if (p < 0) return cpt_err_set(err, CPT_EINVAL, "negative position at %d", i);
+        if (p > maxp) maxp = p;
     }
+    /* The kernels read the batch from backend memory (the arena's int blocks). */
+    size_t ib = sizeof(int32_t) * (size_t)N;
+    cpt_batch dbat = *b;
+    be->copy_to_device(a->ids_f, b->ids, ib), dbat.ids = (const int32_t *)a->ids_f;
+    if (b->targets) be->copy_to_device(a->tgt_f, b->targets, ib), dbat.targets = (const int32_t *)a->tgt_f;
+    if (b->pos) be->copy_to_device(a->pos_f, b->pos, ib), dbat.pos = (const int32_t *)a->pos_f;
+    if (b->seg) be->copy_to_device(a->seg_f, b->seg, ib), dbat.seg = (const int32_t *)a->seg_f;
+    b = &dbat;
+    const int32_t *pos = b->pos ? b->pos : a->pos0;
     int rc = cpt_model_rope_update(m, maxp + 1, err);
     if (rc) return rc;
     const cpt_view *W = &m->w;

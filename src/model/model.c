@@ -84,7 +84,7 @@ int cpt_model_create(cpt_model **out, const cpt_config *cfg, cpt_err *err) {
         rc = cpt_err_set(err, CPT_EINVAL, "model too large");
         goto fail;
     }
-    m->be = cpt_backend_default();
+    if ((rc = cpt_backend_select(&m->be, err))) goto fail;
     m->params = m->be->alloc(cpt_model_buffer_bytes(m));
     if (!m->params) {
         rc = cpt_err_set(err, CPT_ENOMEM, "out of memory allocating %zu bytes of parameters", bytes);
@@ -107,8 +107,8 @@ void cpt_model_free(cpt_model *m) {
     cpt_view_free(&m->w);
     if (m->params) m->be->free(m->params);
     free(m->tensors);
-    free(m->rope_cos);
-    free(m->rope_sin);
+    if (m->rope_cos) m->be->free(m->rope_cos);
+    if (m->rope_sin) m->be->free(m->rope_sin);
     cpt_config_free(&m->cfg);
     free(m);
 }
@@ -211,10 +211,23 @@ static int rope_build(cpt_model *m, long long key, int n_pos, cpt_err *err) {
     }
     cpt_rope_tables(c, s, inv, af, n_pos, rot);
     free(inv);
-    free(m->rope_cos);
-    free(m->rope_sin);
-    m->rope_cos = c;
-    m->rope_sin = s;
+    /* Built on the host, used by the kernels: backend memory. */
+    size_t tb = sizeof(float) * (size_t)n_pos * half;
+    float *dc = m->be->alloc(tb), *ds = m->be->alloc(tb);
+    if (!dc || !ds) {
+        if (dc) m->be->free(dc);
+        if (ds) m->be->free(ds);
+        free(c), free(s);
+        return cpt_err_set(err, CPT_ENOMEM, "out of memory for RoPE tables of %d positions", n_pos);
+    }
+    m->be->copy_to_device(dc, c, tb);
+    m->be->copy_to_device(ds, s, tb);
+    m->be->sync(); /* before the host tables go */
+    free(c), free(s);
+    if (m->rope_cos) m->be->free(m->rope_cos);
+    if (m->rope_sin) m->be->free(m->rope_sin);
+    m->rope_cos = dc;
+    m->rope_sin = ds;
     m->rope_n_pos = n_pos;
     m->rope_key = key;
     m->rope_built = 1;
@@ -280,6 +293,29 @@ int cpt_model_set_backend(cpt_model *m, const cpt_backend *be, cpt_err *err) {
         be->free(dev);
         return rc;
     }
+    /* The RoPE tables move too (same frequencies, so the rope state stays valid). */
+    float *tabs[2] = {m->rope_cos, m->rope_sin}, *moved[2] = {NULL, NULL};
+    size_t tb = sizeof(float) * (size_t)m->rope_n_pos * (size_t)(cpt_config_rot_dim(&m->cfg) / 2);
+    for (int i = 0; i < 2 && tabs[i]; i++) {
+        float *h = malloc(tb ? tb : 1);
+        moved[i] = h ? be->alloc(tb) : NULL;
+        if (moved[i]) {
+            m->be->copy_to_host(h, tabs[i], tb);
+            m->be->sync();
+            be->copy_to_device(moved[i], h, tb);
+            be->sync();
+        }
+        free(h);
+        if (!moved[i]) {
+            if (moved[0]) be->free(moved[0]);
+            cpt_view_free(&nv);
+            be->free(dev);
+            return cpt_err_set(err, CPT_ENOMEM, "out of memory moving the RoPE tables to backend '%s'", be->name);
+        }
+    }
+    for (int i = 0; i < 2; i++)
+        if (tabs[i]) m->be->free(tabs[i]);
+    m->rope_cos = moved[0], m->rope_sin = moved[1];
     cpt_view_free(&m->w);
     m->be->free(m->params);
     m->params = dev, m->w = nv, m->be = be;

@@ -60,3 +60,16 @@ void cpt_add_inplace(float *y, const float *x, size_t n) {
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) y[i] += x[i];
 }
+
+/* float64 AdamW (methods.md 3.1 written as the formula, not torch's fp32 operation
+ * order): the oracle of the adamw_update entry in tests/backend/test_backend_ops.c
+ * and the kernel of the reference backend. */
+void cpt_ref_adamw_update(double *p, const double *g, double *m, double *v, size_t n, double lr, double b1,
+                          double b2, double eps, double wd, double bc1, double bc2) {
+    for (size_t i = 0; i < n; i++) {
+        p[i] *= 1.0 - lr * wd;
+        m[i] = b1 * m[i] + (1.0 - b1) * g[i];
+        v[i] = b2 * v[i] + (1.0 - b2) * g[i] * g[i];
+        p[i] -= (lr / bc1) * m[i] / (sqrt(v[i]) / sqrt(bc2) + eps);
+    }
+}

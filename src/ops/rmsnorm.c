@@ -75,3 +75,22 @@ void cpt_ref_rmsnorm_bwd(double *dx, double *dw, const double *dy, const double 
         for (int d = 0; d < D; d++) dx[(size_t)n * D + d] = r * (dyr[d] * w[d] - xr[d] * r * dot / D);
     }
 }
+
+/* The same backward from a saved rstd (what the forward pass keeps), for the float64
+ * reference backend, whose rmsnorm_bwd entry gets rstd and not eps. Checked against
+ * cpt_ref_rmsnorm_bwd (itself checked by finite differences) in tests/ops/test_ops_fd.c. */
+void cpt_ref_rmsnorm_bwd_rstd(double *dx, double *dw, const double *dy, const double *x, const double *w,
+                              const double *rstd, int N, int D) {
+    if (dw)
+        for (int d = 0; d < D; d++) dw[d] = 0;
+    for (int n = 0; n < N; n++) {
+        const double *xr = x + (size_t)n * D, *dyr = dy + (size_t)n * D;
+        double r = rstd[n], dot = 0;
+        for (int d = 0; d < D; d++) {
+            dot += dyr[d] * w[d] * xr[d] * r;
+            if (dw) dw[d] += dyr[d] * xr[d] * r;
+        }
+        if (dx)
+            for (int d = 0; d < D; d++) dx[(size_t)n * D + d] = r * (dyr[d] * w[d] - xr[d] * r * dot / D);
+    }
+}

@@ -70,3 +70,32 @@ void cpt_ref_rope_bwd(double *dx, const double *inv_freq, double attn_factor, co
                       int nh, int hd, int rot) {
     ref_rope(dx, inv_freq, attn_factor, pos, N, nh, hd, rot, -1.0);
 }
+
+/* Rotation from given cos/sin tables [n_pos, rot/2] (attention factor folded in), for
+ * the float64 reference backend, whose rope entries get the model's tables and not the
+ * frequencies. sign = -1 is the backward (the transpose). Checked against
+ * cpt_ref_rope_fwd/bwd in tests/ops/test_ops_fd.c. */
+static void ref_rope_tab(double *x, const double *cos_t, const double *sin_t, const int32_t *pos, int N, int nh,
+                         int hd, int rot, double sign) {
+    int half = rot / 2;
+    for (int n = 0; n < N; n++)
+        for (int h = 0; h < nh; h++) {
+            double *v = x + ((size_t)n * nh + h) * hd;
+            const double *c = cos_t + (size_t)pos[n] * half, *s = sin_t + (size_t)pos[n] * half;
+            for (int i = 0; i < half; i++) {
+                double a = v[i], b = v[i + half];
+                v[i] = a * c[i] - b * sign * s[i];
+                v[i + half] = b * c[i] + a * sign * s[i];
+            }
+        }
+}
+
+void cpt_ref_rope_tab_fwd(double *x, const double *cos_t, const double *sin_t, const int32_t *pos, int N, int nh,
+                          int hd, int rot) {
+    ref_rope_tab(x, cos_t, sin_t, pos, N, nh, hd, rot, 1.0);
+}
+
+void cpt_ref_rope_tab_bwd(double *dx, const double *cos_t, const double *sin_t, const int32_t *pos, int N,
+                          int nh, int hd, int rot) {
+    ref_rope_tab(dx, cos_t, sin_t, pos, N, nh, hd, rot, -1.0);
+}

@@ -57,8 +57,9 @@ uint64_t cpt_reg_config_hash(const cpt_config *c) {
 
 void cpt_ewc_free(cpt_ewc *e) {
     if (!e) return;
-    cpt_free_aligned(e->fisher);
-    cpt_free_aligned(e->theta_star);
+    void (*fr)(void *) = e->be ? e->be->free : cpt_free_aligned;
+    if (e->fisher) fr(e->fisher);
+    if (e->theta_star) fr(e->theta_star);
     free(e);
 }
 
@@ -83,8 +84,10 @@ static int ewc_alloc(cpt_ewc **out, const cpt_model *m, cpt_err *err) {
     size_t bytes = cpt_model_buffer_bytes(m); /* cpt_ewc_state_bytes counts two of these */
     if (!e) return cpt_err_set(err, CPT_ENOMEM, "EWC state: out of memory");
     e->n = m->n_params;
-    e->fisher = cpt_alloc_aligned(bytes);
-    e->theta_star = cpt_alloc_aligned(bytes);
+    /* Backend memory: the penalty's kernel reads them beside the parameters. */
+    e->be = m->be;
+    e->fisher = e->be->alloc(bytes);
+    e->theta_star = e->be->alloc(bytes);
     if (!e->fisher || !e->theta_star) {
         cpt_ewc_free(e);
         return cpt_err_set(err, CPT_ENOMEM, "EWC state: out of memory for 2 x %zu bytes. HINT: EWC needs two extra fp32 copies of the parameters",
@@ -127,19 +130,21 @@ int cpt_ewc_estimate(cpt_ewc **out, cpt_model *m, const int32_t *tokens, int n_s
     const int T = seq_len - 1;
     cpt_ewc *e = NULL;
     cpt_acts *a = NULL;
-    float *g = cpt_alloc_aligned(cpt_model_buffer_bytes(m));
+    float *g = m->be->alloc(cpt_model_buffer_bytes(m)); /* gradients: backend memory, as the trainer's */
     int32_t *ids = malloc(row_buf_bytes(T) / 2), *tgt = malloc(row_buf_bytes(T) / 2);
     int rc = (!g || !ids || !tgt) ? cpt_err_set(err, CPT_ENOMEM, "Fisher: out of memory") : CPT_OK;
     if (!rc) rc = ewc_alloc(&e, m, err);
     if (!rc) rc = cpt_acts_create(&a, m, 1, T, 1, err);
     if (rc) goto done;
+    /* Host-memory backends (cpu, ref): a plain copy, bit for bit (cpt_ewc_check_base
+     * compares bitwise). A device backend needs a device-to-device copy entry here. */
     memcpy(e->theta_star, m->params, sizeof(float) * m->n_params);
     const long long n = (long long)m->n_params;
     for (int s = 0; s < n_seqs && !rc; s++) {
         rc = row_batch(tokens + (size_t)s * seq_len, seq_len, s, m->cfg.vocab_size, ids, tgt, err);
         if (rc < 0) break;
         rc = CPT_OK;
-        memset(g, 0, sizeof(float) * m->n_params);
+        m->be->zero(g, sizeof(float) * m->n_params);
         cpt_batch b = {1, T, ids, tgt, NULL, NULL};
         double loss = 0;
         long long nv = 0;
@@ -166,7 +171,7 @@ int cpt_ewc_estimate(cpt_ewc **out, cpt_model *m, const int32_t *tokens, int n_s
     for (long long i = 0; i < n; i++) e->fisher[i] = (float)((double)e->fisher[i] * scale);
 done:
     cpt_acts_free(a);
-    cpt_free_aligned(g);
+    if (g) m->be->free(g);
     free(ids), free(tgt);
     if (rc) cpt_ewc_free(e);
     else *out = e;

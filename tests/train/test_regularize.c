@@ -169,7 +169,7 @@ static void test_model_penalties(void) {
     check_model_penalty(m, NULL, theta0, 0.3, frozen, "L2-SP");
 
     /* EWC with a non-uniform F, and EWC with F = 1 == L2-SP bit for bit. */
-    cpt_ewc e = {m->n_params, malloc(sizeof(float) * m->n_params), theta0, 1, 1.0, 0};
+    cpt_ewc e = {m->n_params, malloc(sizeof(float) * m->n_params), theta0, 1, 1.0, 0, NULL};
     for (size_t i = 0; i < m->n_params; i++) e.fisher[i] = (float)(1.5 + lcg(&s));
     check_model_penalty(m, &e, NULL, 2.5, frozen, "EWC");
     for (size_t i = 0; i < m->n_params; i++) e.fisher[i] = 1.0f;
