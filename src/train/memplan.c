@@ -69,7 +69,9 @@ int cpt_memplan_make(const cpt_model *m, const cpt_memplan_in *in, cpt_memplan *
                            "HINT: set training.recompute: full, a smaller training.micro_batch or a shorter training.seq_len",
                            B, T);
     if (rc) return cpt_err_set(err, rc, "memory plan: bad activation sizes (micro-batch %d x %d)", B, T);
-    t[CPT_MEM_ROPE] = cpt_model_rope_bytes(&m->cfg, T);
+    /* The backend's tables and the host tables they are built in and copied from (freed
+     * after the copy, but on a host backend their heap pages stay resident). */
+    t[CPT_MEM_ROPE] = 2 * cpt_model_rope_bytes(&m->cfg, T);
     t[CPT_MEM_DATA] = cpt_train_batch_bytes(B, T, A);
     t[CPT_MEM_RESUME] = in->resume_bytes;
     t[CPT_MEM_EWC_ESTIMATE] = in->ewc_estimate_bytes;

@@ -99,6 +99,15 @@ static void check_values(const char *name, cpt_recipe *r, const char *shared) {
         CHECK(cpt_recipe_float(r, "data.replay.fraction") == 0.1);
         CHECK(!strcmp(cpt_recipe_str(r, "data.replay.source"), "replay"));
         CHECK(!strcmp(cpt_recipe_str(r, "out_dir"), "runs/demo"));
+    } else if (!strcmp(name, "demo-smollm2.yaml")) {
+        /* a short re-warm of an instruct model: LR 2e-5..1e-4, 5-25% replay (methods §5.1),
+         * warmup ~10% of the steps, paths from the script's variables */
+        CHECK(in(cpt_recipe_float(r, "optim.lr"), 2e-5, 1e-4));
+        CHECK(in(cpt_recipe_float(r, "data.mixture.general"), 0.05, 0.25));
+        CHECK(fabs(cpt_recipe_float(r, "data.mixture.domain") + cpt_recipe_float(r, "data.mixture.general") - 1) < 1e-12);
+        CHECK(cpt_recipe_int(r, "schedule.warmup_steps") * 10 == cpt_recipe_int(r, "training.max_steps"));
+        CHECK(strstr(cpt_recipe_str(r, "out_dir"), "smollm2-demo/cpt") != NULL);
+        CHECK(cpt_recipe_has(r, "data.validation.domain") && cpt_recipe_has(r, "data.validation.general"));
     } else {
         CHECKF(0, "recipes/%s: a preset without value checks in test_presets.c", name);
     }
@@ -121,6 +130,18 @@ int main(void) {
     }
     setenv("CPT_MODEL", model, 1);
     setenv("CPT_DATA", g_data, 1);
+    /* demo-smollm2.yaml: demo/smollm2.sh exports the model it fetched and its output dir;
+     * stories260K and empty shard dirs stand in (the demo's test runs the real thing). */
+    char demo_out[4200];
+    snprintf(demo_out, sizeof demo_out, "%s/smollm2-demo", g_data);
+    static const char *demo_dirs[] = {"shards/domain", "shards/general"};
+    for (size_t i = 0; i < 2; i++) {
+        char *p = cpt_path_join(demo_out, demo_dirs[i]);
+        CHECK_OK(cpt_mkdirs(p, &e), &e);
+        free(p);
+    }
+    setenv("DEMO_MODEL", model, 1);
+    setenv("DEMO_OUT", demo_out, 1);
 
     char rdir[4200];
     snprintf(rdir, sizeof rdir, "%s/recipes", src);
