@@ -83,6 +83,11 @@ typedef struct cpt_train_cfg {
     /* output */
     FILE *log;            /* progress bar / lines and messages (NULL: silent) */
     int metrics;          /* 1: write <run_dir>/metrics.jsonl and TensorBoard events */
+    /* data parallelism (cpt/dp.h): NULL or a single-process communicator = one process.
+     * micro_batch is per rank; rank r takes its block of the global batch in the order
+     * of cpt_mix_rank_index; only rank 0 writes checkpoints (log/metrics: the caller
+     * passes them to rank 0 only). */
+    struct cpt_comm *comm;
 } cpt_train_cfg;
 
 typedef struct cpt_eval_result {
