@@ -57,10 +57,10 @@ data:
   validation:
     domain: {tmp}/domain
 training: {{seq_len: 32, micro_batch: 2, max_steps: 20}}
-optim: {{lr: 3.0e-3, clip: 0.5}}
+optim: {{lr: 6.0e-2, clip: 0.5}}
 schedule: {{type: cosine, warmup_steps: 2}}
 regularization: {{l2_base: 0.01, ewc: {{lambda: 10.0, source: replay, samples: 8}}}}
-stability: {{skip_zscore: 2.0, window: 8}}
+stability: {{skip_zscore: 0.5, window: 8}}
 eval: {{every: 10, sequences: 6}}
 checkpoint: {{every: 5, keep_last: 2}}
 """)
@@ -91,10 +91,13 @@ for n in (1, 2, 3, 4):
     check(len(a) == len(b) == 20 and worst <= 1e-5, f"np={n}: 20 losses equal the single process within rel 1e-5 (worst {worst:.2e})")
     sa = json.load(open(os.path.join(ref, "checkpoints", "step-00000020", "trainer_state.json")))
     sb = json.load(open(os.path.join(dp, "checkpoints", "step-00000020", "trainer_state.json")))
-    check(json.dumps(sa.get("sources", sa.get("source_tokens"))) == json.dumps(sb.get("sources", sb.get("source_tokens"))),
-          f"np={n}: per-source token counters identical")
+    check(sa.get("source_tokens") and sa["source_tokens"] == sb.get("source_tokens") and sa["tokens"] == sb["tokens"],
+          f"np={n}: per-source token counters identical ({sa.get('source_tokens')} vs {sb.get('source_tokens')})")
     sk = lambda d: [json.loads(l)["step"] for l in open(os.path.join(d, "metrics.jsonl")) if '"skipped_step"' in l]
-    check(sk(ref) == sk(dp), f"np={n}: the same steps skipped ({sk(ref)} vs {sk(dp)})")
+    # skip_zscore 0.5 at lr 6e-2 makes the guard fire on ordinary steps, so this can fail: every rank
+    # must take the single process's decision (a skip on some ranks only would also diverge
+    # the losses above).
+    check(len(sk(ref)) > 0 and sk(ref) == sk(dp), f"np={n}: the same steps skipped ({sk(ref)} vs {sk(dp)})")
 
 # SIGKILL one rank mid-run
 kd = os.path.join(tmp, "kill")
@@ -119,8 +122,6 @@ if victim:
         p.kill(); p.wait()
     dt = time.time() - t0
     check(p.returncode != 0 and dt < 30, f"job exits non-zero {dt:.1f} s after SIGKILL of one rank (exit {p.returncode})")
-    r = run(["train", recipe, f"out_dir={kd}", "training.max_steps=400", f"training.grad_accum={GA * 2}", "--resume", "auto"],
-            timeout=10) if False else None
     latest = sorted(x for x in os.listdir(os.path.join(kd, "checkpoints")) if x.startswith("step-"))[-1]
     r = run(["train", recipe, f"out_dir={kd}", f"training.max_steps={int(latest[5:]) + 1}", f"training.grad_accum={GA * 2}",
              "--resume", "auto"])
