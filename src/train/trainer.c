@@ -131,6 +131,8 @@ static char *tstate_json(const tstate *s, const cpt_train_cfg *cfg) {
     json_object_set_new(o, "base_eval_loss", base);
     json_object_set_new(o, "best_step", json_integer(s->best_step));
     json_object_set_new(o, "best_loss", json_real(isfinite(s->best_loss) ? s->best_loss : 0.0));
+    /* the data position s * global batch assumes the same number of ranks at resume */
+    json_object_set_new(o, "data_parallel_ranks", json_integer(cfg->comm ? cfg->comm->size : 1));
     char *txt = json_dumps(o, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
     json_decref(o);
     return txt;
@@ -150,6 +152,16 @@ static int tstate_load(tstate *s, const char *txt, const cpt_train_cfg *cfg, cpt
     json_t *bs = json_object_get(o, "best_step");
     s->best_step = json_is_integer(bs) ? json_integer_value(bs) : -1;
     s->best_loss = s->best_step >= 0 ? json_number_value(json_object_get(o, "best_loss")) : INFINITY;
+    json_t *dpr = json_object_get(o, "data_parallel_ranks");
+    int W = cfg->comm ? cfg->comm->size : 1;
+    if (json_is_integer(dpr) && json_integer_value(dpr) != W) {
+        long long saved = json_integer_value(dpr);
+        json_decref(o);
+        return cpt_err_set(err, CPT_ESTATE,
+                           "checkpoint trainer state: saved by %lld data-parallel ranks, resumed with %d; the global batch and the "
+                           "data position would change. HINT: resume with mpirun -np %lld (universal checkpoints that resume on "
+                           "any number of ranks are not implemented yet)", saved, W, saved);
+    }
     json_t *base = json_object_get(o, "base_eval_loss");
     s->have_base = 1;
     for (int i = 0; i < cfg->n_evals; i++) {
