@@ -670,6 +670,9 @@ int cpt_cmd_train(int argc, char **argv) {
                          "(trainer overhead: data+eval+checkpoints = %.1f%% of %.1f s)\n",
                     100 * res.t_compute / tot, 100 * res.t_optim / tot, 100 * res.t_data / tot, 100 * res.t_eval / tot,
                     100 * res.t_ckpt / tot, 100 * (res.t_data + res.t_eval + res.t_ckpt) / tot, tot);
+        if (tot > 0 && comm->size > 1)
+            fprintf(log, "data parallel: gradient all-reduce %.1f%% of the run (%.2f s over %lld steps, %d ranks)\n",
+                    100 * res.t_comm / tot, res.t_comm, res.steps, comm->size);
     }
     for (int i = 0; i < n_ev; i++)
         fprintf(log, "  %-12s base ppl %.3f -> %.3f (%+.2f%%)\n", evs[i].name, exp(res.evals[i].base_loss), exp(res.evals[i].loss),

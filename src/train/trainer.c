@@ -351,7 +351,9 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
         double red[1 + CPT_CKPT_MAX_SOURCES] = {0};
         red[0] = loss_sum;
         for (int i = 0; i < A * B; i++) red[1 + srcs[i]] += 1.0;
+        double tr0 = cpt_now();
         if ((rc = cpt_dp_reduce_grads(comm, m, grads, red, 1 + cfg->train_data.n_sources, err))) goto done;
+        res->t_comm += cpt_now() - tr0;
         loss_sum = red[0];
         double loss = ntot ? loss_sum / (double)ntot : 0.0;
         double penalty = cfg->penalty_fn ? cfg->penalty_fn(cfg->penalty_ctx, m, grads) : 0.0;
