@@ -15,6 +15,7 @@ BUILD_PACKAGES=(
   libyaml-dev                                                   # YAML recipes (src/recipe)
   libpcre2-dev libutf8proc-dev                                  # tokenizer regexes and Unicode normalization
   zlib1g-dev libzstd-dev                                        # compressed corpora
+  openmpi-bin libopenmpi-dev                                    # multi-process training (src/comm/mpi.c, mpirun in tests)
   python3                                                       # tests/CMakeLists.txt finds the interpreter at configure time
 )
 apt_ensure install-build-deps "${BUILD_PACKAGES[@]}"

@@ -83,6 +83,11 @@ typedef struct cpt_train_cfg {
     /* output */
     FILE *log;            /* progress bar / lines and messages (NULL: silent) */
     int metrics;          /* 1: write <run_dir>/metrics.jsonl and TensorBoard events */
+    /* data parallelism (cpt/dp.h): NULL or a single-process communicator = one process.
+     * micro_batch is per rank; rank r takes its block of the global batch in the order
+     * of cpt_mix_rank_index; only rank 0 writes checkpoints (log/metrics: the caller
+     * passes them to rank 0 only). */
+    struct cpt_comm *comm;
 } cpt_train_cfg;
 
 typedef struct cpt_eval_result {
@@ -101,6 +106,7 @@ typedef struct cpt_train_result {
     /* wall time of this session by phase (seconds): data loading, forward+backward,
      * penalty+clip+optimizer, evaluation, checkpoint writing */
     double t_data, t_compute, t_optim, t_eval, t_ckpt;
+    double t_comm;        /* of t_optim: the data-parallel gradient/statistics reduction */
     int n_skips;          /* skipped steps of this session (first 100 kept) */
     long long skip_steps[100];
     const char *skip_reasons[100]; /* static strings */

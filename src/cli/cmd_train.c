@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "cli/cli.h"
+#include "cpt/comm.h"
 #include "cpt/fileio.h"
 #include "cpt/memplan.h"
 #include "cpt/metrics.h"
@@ -378,6 +379,14 @@ int cpt_cmd_train(int argc, char **argv) {
     }
     cpt_err err = {0};
     cpt_recipe *r = NULL;
+    /* Data parallelism: under mpirun / srun every rank runs this command; rank 0 alone
+     * writes logs, metrics, checkpoints, reports and exports (cpt/dp.h). */
+    cpt_comm *comm = NULL;
+    if (cpt_comm_init(&comm, NULL, NULL, &err)) {
+        free(over);
+        return cpt_cli_fail("train", &err);
+    }
+    int rank0 = comm->rank == 0;
     int rc = cpt_recipe_load(cpt_recipe_train_schema(), recipe_path, over, n_over, &r, &err);
     free(over);
     if (rc) {
@@ -392,16 +401,18 @@ int cpt_cmd_train(int argc, char **argv) {
         fputs(dump, stdout);
         goto out;
     }
-    FILE *log = stderr;
+    FILE *log = rank0 ? stderr : fopen("/dev/null", "w");
+    if (!log) log = stderr;
     if (!plan_only) fprintf(log, "cpt train: effective config\n%s\n", dump);
 
     const char *run_dir = cpt_recipe_str(r, "out_dir");
     char path[4200];
-    if (!plan_only) { /* --plan leaves no trace: no run directory */
+    if (!plan_only && rank0) { /* --plan leaves no trace: no run directory */
         if ((rc = cpt_mkdirs(run_dir, &err))) goto out;
         snprintf(path, sizeof path, "%s/recipe.yaml", run_dir);
         if ((rc = cpt_recipe_save(r, path, &err))) goto out;
     }
+    if (!plan_only && (rc = comm->barrier(comm, &err))) goto out; /* the run directory exists for every rank */
     long long threads = cpt_recipe_int(r, "threads");
     if (threads > 0) omp_set_num_threads((int)threads);
 
@@ -454,7 +465,7 @@ int cpt_cmd_train(int argc, char **argv) {
     long long max_steps = 0;
     if (cpt_recipe_has(r, "training.max_steps")) max_steps = cpt_recipe_int(r, "training.max_steps");
     else if (cpt_recipe_has(r, "training.max_tokens"))
-        max_steps = (cpt_recipe_int(r, "training.max_tokens") + (long long)A * B * T - 1) / ((long long)A * B * T);
+        max_steps = (cpt_recipe_int(r, "training.max_tokens") + (long long)A * B * T * comm->size - 1) / ((long long)A * B * T * comm->size);
     ctx.n_stages = S > 0 ? S : 1;
     double wbuf[MAXS][MAXK];
     const double *wptr[MAXS];
@@ -489,13 +500,15 @@ int cpt_cmd_train(int argc, char **argv) {
         goto done;
     }
     cpt_mixdata_cfg mc = {K, names, dirs, maxep, ctx.n_stages, wptr, ends, (uint64_t)cpt_recipe_int(r, "data.seed"), T,
-                          (uint64_t)A * B, 0, pad};
+                          (uint64_t)A * B * (uint64_t)comm->size, 0, pad};
     if ((rc = cpt_mixdata_open(&md, &mc, &err))) goto done;
     if ((int)cpt_mixdata_vocab_size(md) > m->cfg.vocab_size) {
         rc = cpt_err_set(&err, CPT_EINVAL, "the data was tokenized with a vocabulary of %u but the model has %d. HINT: prepare the data with the model's tokenizer",
                          cpt_mixdata_vocab_size(md), m->cfg.vocab_size);
         goto done;
     }
+    fprintf(log, "data parallel: %d rank%s (%s), global batch %d x %d x %d = %lld sequences of %d tokens per step\n", comm->size,
+            comm->size == 1 ? "" : "s", comm->name, B, A, comm->size, (long long)B * A * comm->size, T);
     for (int k = 0; k < K; k++) fprintf(log, "source %-12s %12.0f tokens in %s\n", names[k], stok[k], dirs[k]);
     for (int s = 0; s < ctx.n_stages; s++) {
         fprintf(log, "stage %d: steps [%lld, %lld) lr %.3g (%s) mixture", s, ctx.start[s], ctx.start[s + 1], ctx.sched[s].lr,
@@ -592,7 +605,7 @@ int cpt_cmd_train(int argc, char **argv) {
                 rc = cpt_ewc_estimate(&ctx.ewc, m, rows, n, T + 1, &err);
             }
             free(rows);
-            if (!rc) rc = cpt_ewc_save(ctx.ewc, m, cache, &err);
+            if (!rc && rank0) rc = cpt_ewc_save(ctx.ewc, m, cache, &err);
             if (rc) goto done;
         }
     }
@@ -626,11 +639,12 @@ int cpt_cmd_train(int argc, char **argv) {
     tc.keep_last = (int)cpt_recipe_int(r, "checkpoint.keep_last");
     tc.keep_best = cpt_recipe_bool(r, "checkpoint.keep_best");
     tc.recipe_text = dump;
-    tc.log = log;
-    tc.metrics = 1;
+    tc.log = rank0 ? log : NULL;
+    tc.metrics = rank0;
+    tc.comm = comm;
     cpt_train_result res;
     rc = cpt_train_run(&tc, m, resume_dir, &res, &err);
-    if (rc) goto done;
+    if (rc || !rank0) goto done;
     {
         /* The planned peak against the measured one (VmHWM), in the log and in
          * memory_plan.json / report.md. */
@@ -656,6 +670,9 @@ int cpt_cmd_train(int argc, char **argv) {
                          "(trainer overhead: data+eval+checkpoints = %.1f%% of %.1f s)\n",
                     100 * res.t_compute / tot, 100 * res.t_optim / tot, 100 * res.t_data / tot, 100 * res.t_eval / tot,
                     100 * res.t_ckpt / tot, 100 * (res.t_data + res.t_eval + res.t_ckpt) / tot, tot);
+        if (tot > 0 && comm->size > 1)
+            fprintf(log, "data parallel: gradient all-reduce %.1f%% of the run (%.2f s over %lld steps, %d ranks)\n",
+                    100 * res.t_comm / tot, res.t_comm, res.steps, comm->size);
     }
     for (int i = 0; i < n_ev; i++)
         fprintf(log, "  %-12s base ppl %.3f -> %.3f (%+.2f%%)\n", evs[i].name, exp(res.evals[i].base_loss), exp(res.evals[i].loss),
@@ -706,6 +723,12 @@ done:
 out:
     free(dump);
     cpt_recipe_free(r);
+    if (rc && comm->size > 1) { /* one failing rank stops the whole job (the others may wait in a collective) */
+        char msg[CPT_ERR_MSG_MAX + 64];
+        snprintf(msg, sizeof msg, "cpt train: error: %s", err.msg);
+        comm->abort(comm, 1, msg);
+    }
+    cpt_comm_finalize(comm);
     if (rc) return cpt_cli_fail("train", &err);
     return 0;
 }

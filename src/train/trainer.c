@@ -11,6 +11,8 @@
 #include "cpt/metrics.h"
 #include "cpt/progress.h"
 #include "cpt/backend.h"
+#include "cpt/dp.h"
+#include "cpt/mixture.h"
 #include "cpt/train.h"
 
 /* ---------------- a token-array data source ---------------- */
@@ -129,6 +131,8 @@ static char *tstate_json(const tstate *s, const cpt_train_cfg *cfg) {
     json_object_set_new(o, "base_eval_loss", base);
     json_object_set_new(o, "best_step", json_integer(s->best_step));
     json_object_set_new(o, "best_loss", json_real(isfinite(s->best_loss) ? s->best_loss : 0.0));
+    /* the data position s * global batch assumes the same number of ranks at resume */
+    json_object_set_new(o, "data_parallel_ranks", json_integer(cfg->comm ? cfg->comm->size : 1));
     char *txt = json_dumps(o, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
     json_decref(o);
     return txt;
@@ -148,6 +152,16 @@ static int tstate_load(tstate *s, const char *txt, const cpt_train_cfg *cfg, cpt
     json_t *bs = json_object_get(o, "best_step");
     s->best_step = json_is_integer(bs) ? json_integer_value(bs) : -1;
     s->best_loss = s->best_step >= 0 ? json_number_value(json_object_get(o, "best_loss")) : INFINITY;
+    json_t *dpr = json_object_get(o, "data_parallel_ranks");
+    int W = cfg->comm ? cfg->comm->size : 1;
+    if (json_is_integer(dpr) && json_integer_value(dpr) != W) {
+        long long saved = json_integer_value(dpr);
+        json_decref(o);
+        return cpt_err_set(err, CPT_ESTATE,
+                           "checkpoint trainer state: saved by %lld data-parallel ranks, resumed with %d; the global batch and the "
+                           "data position would change. HINT: resume with mpirun -np %lld (universal checkpoints that resume on "
+                           "any number of ranks are not implemented yet)", saved, W, saved);
+    }
     json_t *base = json_object_get(o, "base_eval_loss");
     s->have_base = 1;
     for (int i = 0; i < cfg->n_evals; i++) {
@@ -192,7 +206,7 @@ static int run_evals(const cpt_train_cfg *cfg, cpt_model *m, tstate *s, long lon
         long long n = e->n_seqs < cfg->eval_batches || cfg->eval_batches <= 0 ? e->n_seqs : cfg->eval_batches;
         double loss = 0;
         long long tok = 0;
-        int rc = cpt_eval_loss(m, &e->data, n, cfg->seq_len, cfg->micro_batch, cfg->block_causal, cfg->reset_positions,
+        int rc = cpt_dp_eval_loss(cfg->comm, m, &e->data, n, cfg->seq_len, cfg->micro_batch, cfg->block_causal, cfg->reset_positions,
                                &loss, &tok, err);
         if (rc) {
             *rc_out = cpt_err_wrap(err, "evaluating '%s' at step %lld", e->name, step);
@@ -252,6 +266,8 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
     cpt_metrics *mx = NULL;
     cpt_progress *prog = NULL;
     size_t N = (size_t)B * T;
+    cpt_comm *comm = cfg->comm;
+    int W = comm ? comm->size : 1, rank = comm ? comm->rank : 0;
     st.wl = calloc((size_t)(cfg->skip_window > 0 ? cfg->skip_window : 1), sizeof(double));
     st.wn = calloc((size_t)(cfg->skip_window > 0 ? cfg->skip_window : 1), sizeof(double));
     buf = malloc(batch_ids_bytes(B, T, A));
@@ -300,13 +316,19 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
         double tp0 = cpt_now();
         for (int a = 0; a < A && !rc; a++)
             for (int b = 0; b < B && !rc; b++) {
-                long long g = (step * A + a) * (long long)B + b;
+                long long g = (long long)cpt_mix_rank_index((uint64_t)step, (uint32_t)rank, (uint32_t)W, (uint32_t)(A * B),
+                                                            (uint32_t)(a * B + b));
                 int32_t *base = buf + (size_t)a * N * 4;
                 rc = cfg->train_data.sequence(cfg->train_data.ctx, g, T, base + (size_t)b * T, base + N + (size_t)b * T,
                                               base + 2 * N + (size_t)b * T, base + 3 * N + (size_t)b * T, &srcs[a * B + b], err);
                 for (int t = 0; t < T && !rc; t++) ntot += base[N + (size_t)b * T + t] >= 0;
             }
         if (rc) goto done;
+        {   /* the loss normaliser is the valid targets of the global batch */
+            double nd = (double)ntot;
+            if ((rc = cpt_dp_reduce_stats(comm, &nd, 1, err))) goto done;
+            ntot = (long long)nd;
+        }
         double tp1 = cpt_now();
         res->t_data += tp1 - tp0;
         m->be->zero(grads, sizeof(float) * m->n_params);
@@ -324,6 +346,15 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
         double tp2 = cpt_now();
         res->t_compute += tp2 - tp1;
         m->be->sync(); /* the losses and, below, the penalty and norm are read on the host */
+        /* Data parallelism: gradients, the loss sum and the per-source draws summed over
+         * ranks; the penalty below is then added once, to the reduced gradient. */
+        double red[1 + CPT_CKPT_MAX_SOURCES] = {0};
+        red[0] = loss_sum;
+        for (int i = 0; i < A * B; i++) red[1 + srcs[i]] += 1.0;
+        double tr0 = cpt_now();
+        if ((rc = cpt_dp_reduce_grads(comm, m, grads, red, 1 + cfg->train_data.n_sources, err))) goto done;
+        res->t_comm += cpt_now() - tr0;
+        loss_sum = red[0];
         double loss = ntot ? loss_sum / (double)ntot : 0.0;
         double penalty = cfg->penalty_fn ? cfg->penalty_fn(cfg->penalty_ctx, m, grads) : 0.0;
         double norm = cpt_grad_norm(m, grads);
@@ -354,8 +385,8 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
             window_push(&st, cfg->skip_window, loss, norm);
         }
         res->t_optim += cpt_now() - tp2;
-        for (int i = 0; i < A * B; i++) res->source_tokens[srcs[i]] += T;
-        tokens += (long long)A * B * T;
+        for (int k = 0; k < cfg->train_data.n_sources; k++) res->source_tokens[k] += (long long)red[1 + k] * T;
+        tokens += (long long)A * B * T * W;
         step++;
         res->last_loss = loss;
         double el = cpt_now() - t0, tps = el > 0 ? (double)(tokens - tokens0) / el : 0.0;
@@ -380,7 +411,7 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
                 }
             }
         }
-        int do_ckpt = cfg->run_dir && ((cfg->ckpt_every > 0 && step % cfg->ckpt_every == 0) || step == cfg->max_steps || stop);
+        int do_ckpt = cfg->run_dir && rank == 0 && ((cfg->ckpt_every > 0 && step % cfg->ckpt_every == 0) || step == cfg->max_steps || stop);
         if (do_ckpt) {
             double tc0 = cpt_now();
             cpt_ckpt_state cs = {0};
