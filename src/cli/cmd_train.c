@@ -720,6 +720,7 @@ done:
     cpt_mixdata_close(md);
     cpt_tok_free(tok);
     cpt_model_free(m);
+    if (log != stderr) fclose(log); /* ranks > 0: /dev/null */
 out:
     free(dump);
     cpt_recipe_free(r);
