@@ -30,3 +30,37 @@ def env(threads=1, **extra):
 
 def cmd(np, argv):
     return [mpirun(), "--oversubscribe", "-np", str(np)] + list(argv)
+
+
+class Harness:
+    """What the data-parallel tests share: the cpt binary (CPT_BIN; skip when not built), a temp
+    directory, ok/FAIL lines counted in .fails, `run` (cpt, one process) and `base()`, the small
+    random byte-level Llama both tests train (2 layers, 4 heads over 2 KV heads, tied)."""
+
+    def __init__(self, prefix):
+        import subprocess, tempfile
+        self._sp = subprocess
+        self.bin = os.environ.get("CPT_BIN")
+        if not self.bin or not os.path.exists(self.bin):
+            skip("CPT_BIN not built")
+        mpirun()
+        self.fails = 0
+        self.tmp = tempfile.mkdtemp(prefix=prefix, dir=os.environ.get("CPT_TMP"))
+
+    def check(self, cond, what):
+        print(("ok   " if cond else "FAIL ") + what, flush=True)
+        self.fails += not cond
+
+    def run(self, args, **kw):
+        return self._sp.run([self.bin] + list(args), capture_output=True, text=True, env=env(), **kw)
+
+    def base(self):
+        import json
+        cfg = os.path.join(self.tmp, "config.json")
+        json.dump({"architectures": ["LlamaForCausalLM"], "vocab_size": 264, "hidden_size": 32, "intermediate_size": 64,
+                   "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "tie_word_embeddings": True,
+                   "bos_token_id": 256, "eos_token_id": 257, "rms_norm_eps": 1e-5}, open(cfg, "w"))
+        base = os.path.join(self.tmp, "base")
+        r = self.run(["init", "--config", cfg, "--byte-tokenizer", "--out", base, "--seed", "3", "--std", "0.1"])
+        self.check(r.returncode == 0, "cpt init: " + r.stderr[-200:])
+        return base

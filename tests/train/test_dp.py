@@ -9,33 +9,14 @@ one process with grad_accum A*N (the same global batch, the same samples by cpt_
      checkpoint still loads (resume auto at np=2 continues from it); resuming it with a
      different number of ranks is refused with a HINT (no universal checkpoints yet).
 mpirun missing: skip (a failure under CI=true)."""
-import json, os, random, signal, subprocess, sys, tempfile, time
+import json, os, random, signal, subprocess, sys, time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from skiputil import skip  # noqa: E402
 import mpiutil  # noqa: E402
 
-BIN = os.environ.get("CPT_BIN")
-if not BIN or not os.path.exists(BIN):
-    skip("CPT_BIN not built")
-mpiutil.mpirun()
-fails = 0
-def check(cond, what):
-    global fails
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    fails += not cond
-
-tmp = tempfile.mkdtemp(prefix="dp_", dir=os.environ.get("CPT_TMP"))
-def run(args, **kw):
-    return subprocess.run([BIN] + args, capture_output=True, text=True, env=mpiutil.env(), **kw)
-
-cfg = os.path.join(tmp, "config.json")
-json.dump({"architectures": ["LlamaForCausalLM"], "vocab_size": 264, "hidden_size": 32, "intermediate_size": 64,
-           "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "tie_word_embeddings": True,
-           "bos_token_id": 256, "eos_token_id": 257, "rms_norm_eps": 1e-5}, open(cfg, "w"))
-base = os.path.join(tmp, "base")
-r = run(["init", "--config", cfg, "--byte-tokenizer", "--out", base, "--seed", "3", "--std", "0.1"])
-check(r.returncode == 0, "cpt init: " + r.stderr[-200:])
+h = mpiutil.Harness("dp_")
+BIN, tmp, check, run = h.bin, h.tmp, h.check, h.run
+base = h.base()
 rng = random.Random(7)
 words = ["alpha", "beta", "gamma", "delta", "omega", "sigma", "kappa", "zeta"]
 def doc(n): return " ".join(rng.choice(words) for _ in range(n)) + "."
@@ -134,4 +115,4 @@ if victim:
              "--resume", "auto"])
     check(r.returncode != 0 and "saved by 2 data-parallel ranks" in r.stderr and "HINT" in r.stderr,
           f"resume at np=1 of an np=2 run is refused: {r.stderr.strip()[-300:]}")
-sys.exit(1 if fails else 0)
+sys.exit(1 if h.fails else 0)

@@ -11,33 +11,14 @@ steps equal the single process's within rel 1e-5 (fp32, only the order of the gr
 differs), which they would not if only the ranks holding the spike had skipped. A control run
 without the spike document skips no step, so the skip is the spike's doing.
 mpirun missing: skip (a failure under CI=true)."""
-import json, os, random, subprocess, sys, tempfile
+import json, os, random, subprocess, sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from skiputil import skip  # noqa: E402
 import mpiutil  # noqa: E402
 
-BIN = os.environ.get("CPT_BIN")
-if not BIN or not os.path.exists(BIN):
-    skip("CPT_BIN not built")
-mpiutil.mpirun()
-fails = 0
-def check(cond, what):
-    global fails
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    fails += not cond
-
-tmp = tempfile.mkdtemp(prefix="dpspike_", dir=os.environ.get("CPT_TMP"))
-def run(args, **kw):
-    return subprocess.run([BIN] + args, capture_output=True, text=True, env=mpiutil.env(), **kw)
-
-cfg = os.path.join(tmp, "config.json")
-json.dump({"architectures": ["LlamaForCausalLM"], "vocab_size": 264, "hidden_size": 32, "intermediate_size": 64,
-           "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "tie_word_embeddings": True,
-           "bos_token_id": 256, "eos_token_id": 257, "rms_norm_eps": 1e-5}, open(cfg, "w"))
-base = os.path.join(tmp, "base")
-r = run(["init", "--config", cfg, "--byte-tokenizer", "--out", base, "--seed", "3", "--std", "0.1"])
-check(r.returncode == 0, "cpt init: " + r.stderr[-200:])
+h = mpiutil.Harness("dpspike_")
+BIN, tmp, check, run = h.bin, h.tmp, h.check, h.run
+base = h.base()
 
 rng = random.Random(11)
 words = ["alpha", "beta", "gamma", "delta"]
@@ -94,4 +75,4 @@ if r.returncode == 0 and os.path.exists(os.path.join(ref, "metrics.jsonl")):
     a, b = losses(ref), losses(dp)
     worst = max((abs(x - y) / abs(x) for x, y in zip(a, b)), default=float("inf"))
     check(len(a) == len(b) == 24 and worst <= 1e-5, f"np={N}: 24 losses equal the single process within rel 1e-5 (worst {worst:.2e})")
-sys.exit(1 if fails else 0)
+sys.exit(1 if h.fails else 0)
