@@ -91,7 +91,16 @@ static int dup_stats(const char *s, const txt_span *el, size_t n, size_t *dup_el
     return 0;
 }
 
-/* Split [a, b) on runs of at least `minrun` '\n' (re.split(r"\n{minrun,}")). */
+/* Bytes of the line break at s[i] (i < b): "\r\n" 2, '\n' or a lone '\r' 1, else 0. */
+static size_t nl_len(const char *s, size_t i, size_t b) {
+    if (s[i] == '\n') return 1;
+    if (s[i] == '\r') return i + 1 < b && s[i + 1] == '\n' ? 2 : 1;
+    return 0;
+}
+
+/* Split [a, b) on runs of at least `minrun` line breaks (re.split(r"\n{minrun,}") on the text
+ * with "\r\n" and lone "\r" read as "\n": a file with Windows line endings has the same lines,
+ * paragraphs and duplicate fractions as its "\n" copy, not a duplicate "\r" per blank line). */
 static size_t split_nl(const char *s, size_t a, size_t b, int minrun, txt_span **out) {
     size_t cap = 16, n = 0, start = a;
     txt_span *v = malloc(cap * sizeof *v);
@@ -99,10 +108,10 @@ static size_t split_nl(const char *s, size_t a, size_t b, int minrun, txt_span *
     size_t i = a;
     for (;;) {
         int at_end = i >= b;
-        size_t run = 0;
+        size_t run = 0, breaks = 0, k;
         if (!at_end)
-            while (i + run < b && s[i + run] == '\n') run++;
-        if (at_end || (int)run >= minrun) {
+            while (i + run < b && (k = nl_len(s, i + run, b))) run += k, breaks++;
+        if (at_end || (int)breaks >= minrun) {
             if (n == cap) {
                 txt_span *nv = realloc(v, 2 * cap * sizeof *nv);
                 if (!nv) {

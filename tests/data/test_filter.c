@@ -125,6 +125,34 @@ static void repetition(void) {
     sb_base(&l);
     for (int i = 0; i < 6; i++) sb_add(&l, "\nYes indeed it is.");
     expect("dup lines", cpt_filter_gopher_repetition, &l, CPT_FR_DUP_LINES, off_dup_line_frac);
+
+    /* Windows line endings: the same document with "\r\n" (and with lone "\r") gives the same
+     * decisions as with "\n": the base document (blank lines between paragraphs) is kept, the
+     * duplicated-lines one is still refused for its lines (before the fix both were kept: a
+     * lone "\r" was no break, and with CRLF each blank line became a line "\r"). */
+    for (int crlf = 1; crlf <= 2; crlf++) {
+        const sb *src[2] = {NULL, &l};
+        sb bd = {0};
+        sb_base(&bd);
+        src[0] = &bd;
+        for (int k = 0; k < 2; k++) {
+            sb w = {0};
+            for (size_t i = 0; i < src[k]->n; i++) {
+                if (src[k]->p[i] == '\n') sb_add(&w, crlf == 1 ? "\r\n" : "\r");
+                else {
+                    char one[2] = {src[k]->p[i], 0};
+                    sb_add(&w, one);
+                }
+            }
+            cpt_filter_cfg c;
+            cpt_filter_cfg_default(&c);
+            int want = k ? CPT_FR_DUP_LINES : CPT_FR_KEEP, got = cpt_filter_gopher_repetition(&c, w.p, w.n);
+            CHECKF(got == want, "%s line endings, %s: got %s, want %s", crlf == 1 ? "CRLF" : "CR", k ? "dup lines" : "base",
+                   cpt_filter_rule_name(got), cpt_filter_rule_name(want));
+            free(w.p);
+        }
+        free(bd.p);
+    }
     free(l.p);
 
     /* Lines: base + lines 0-2 again = 13 lines, 3 duplicates (0.23 <= 0.30) holding ~3/13
