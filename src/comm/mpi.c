@@ -35,25 +35,18 @@ static int check_n(const cpt_comm *c, size_t n, const char *what, cpt_err *err) 
     return CPT_OK;
 }
 
-static void sum_f32(void *out, const void *scratch, size_t piece, int size, size_t cnt) {
-    float *o = out;
-    const float *p = scratch;
-    memcpy(o, p, sizeof(float) * cnt);
-    for (int q = 1; q < size; q++) {
-        const float *pq = p + (size_t)q * piece;
-        for (size_t i = 0; i < cnt; i++) o[i] += pq[i];
+/* out[cnt] = scratch piece 0 + piece 1 + ... + piece size-1 (rank order), pieces `piece`
+ * elements apart; T is float or double. */
+#define RANK_ORDER_SUM(name, T)                                                          \
+    static void name(void *out, const void *scratch, size_t piece, int size, size_t cnt) { \
+        T *o = out;                                                                      \
+        const T *p = scratch;                                                            \
+        memcpy(o, p, sizeof(T) * cnt);                                                   \
+        for (int q = 1; q < size; q++)                                                   \
+            for (size_t i = 0; i < cnt; i++) o[i] += p[(size_t)q * piece + i];           \
     }
-}
-
-static void sum_f64(void *out, const void *scratch, size_t piece, int size, size_t cnt) {
-    double *o = out;
-    const double *p = scratch;
-    memcpy(o, p, sizeof(double) * cnt);
-    for (int q = 1; q < size; q++) {
-        const double *pq = p + (size_t)q * piece;
-        for (size_t i = 0; i < cnt; i++) o[i] += pq[i];
-    }
-}
+RANK_ORDER_SUM(sum_f32, float)
+RANK_ORDER_SUM(sum_f64, double)
 
 /* recv[len_r] = rank-order sum of shard r of send[n] over ranks. recv may be send + off_r
  * (the in-place all-reduce): round j reads only offsets >= j of every shard and writes
@@ -104,19 +97,17 @@ static int allgather(cpt_comm *c, void *buf, size_t n, MPI_Datatype dt, cpt_err 
     return CPT_OK;
 }
 
-static int m_ar_f32(cpt_comm *c, float *buf, size_t n, cpt_err *err) {
+/* In-place all-reduce: our shard of the sum lands in place, then the all-gather. */
+static int allreduce(cpt_comm *c, void *buf, size_t n, size_t esz, MPI_Datatype dt,
+                     void (*sum)(void *, const void *, size_t, int, size_t), cpt_err *err) {
     size_t off, len;
     cpt_comm_shard(n, c->size, c->rank, &off, &len);
-    int rc = reduce_scatter(c, buf, buf + off, n, sizeof(float), MPI_FLOAT, sum_f32, err);
-    return rc ? rc : allgather(c, buf, n, MPI_FLOAT, err);
+    int rc = reduce_scatter(c, buf, (char *)buf + off * esz, n, esz, dt, sum, err);
+    return rc ? rc : allgather(c, buf, n, dt, err);
 }
 
-static int m_ar_f64(cpt_comm *c, double *buf, size_t n, cpt_err *err) {
-    size_t off, len;
-    cpt_comm_shard(n, c->size, c->rank, &off, &len);
-    int rc = reduce_scatter(c, buf, buf + off, n, sizeof(double), MPI_DOUBLE, sum_f64, err);
-    return rc ? rc : allgather(c, buf, n, MPI_DOUBLE, err);
-}
+static int m_ar_f32(cpt_comm *c, float *buf, size_t n, cpt_err *err) { return allreduce(c, buf, n, sizeof(float), MPI_FLOAT, sum_f32, err); }
+static int m_ar_f64(cpt_comm *c, double *buf, size_t n, cpt_err *err) { return allreduce(c, buf, n, sizeof(double), MPI_DOUBLE, sum_f64, err); }
 
 static int m_rs_f32(cpt_comm *c, const float *send, float *recv, size_t n, cpt_err *err) {
     return reduce_scatter(c, send, recv, n, sizeof(float), MPI_FLOAT, sum_f32, err);

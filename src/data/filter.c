@@ -98,6 +98,22 @@ static size_t nl_len(const char *s, size_t i, size_t b) {
     return 0;
 }
 
+/* Append a span to the growable array *v (capacity *cap, count *n); on failure frees it, -1. */
+static int span_push(txt_span **v, size_t *cap, size_t *n, size_t off, size_t len, size_t nchars) {
+    if (*n == *cap) {
+        txt_span *nv = realloc(*v, 2 * *cap * sizeof *nv);
+        if (!nv) {
+            free(*v);
+            return -1;
+        }
+        *v = nv;
+        *cap *= 2;
+    }
+    (*v)[*n] = (txt_span){off, len, nchars};
+    (*n)++;
+    return 0;
+}
+
 /* Split [a, b) on runs of at least `minrun` line breaks (re.split(r"\n{minrun,}") on the text
  * with "\r\n" and lone "\r" read as "\n": a file with Windows line endings has the same lines,
  * paragraphs and duplicate fractions as its "\n" copy, not a duplicate "\r" per blank line). */
@@ -112,19 +128,7 @@ static size_t split_nl(const char *s, size_t a, size_t b, int minrun, txt_span *
         if (!at_end)
             while (i + run < b && (k = nl_len(s, i + run, b))) run += k, breaks++;
         if (at_end || (int)breaks >= minrun) {
-            if (n == cap) {
-                txt_span *nv = realloc(v, 2 * cap * sizeof *nv);
-                if (!nv) {
-                    free(v);
-                    return (size_t)-1;
-                }
-                v = nv;
-                cap *= 2;
-            }
-            v[n].off = start;
-            v[n].len = i - start;
-            v[n].nchars = txt_nchars(s + start, i - start);
-            n++;
+            if (span_push(&v, &cap, &n, start, i - start, txt_nchars(s + start, i - start))) return (size_t)-1;
             if (at_end) break;
             i += run;
             start = i;
@@ -261,22 +265,10 @@ static size_t split_lines(const char *s, size_t n, txt_span **out) {
     txt_span *v = malloc(cap * sizeof *v);
     if (!v) return (size_t)-1;
     for (size_t i = 0; i <= n; i++) {
-        int brk = i < n && (s[i] == '\n' || s[i] == '\r');
-        if (!brk && !(i == n && start < n)) continue;
-        if (k == cap) {
-            txt_span *nv = realloc(v, 2 * cap * sizeof *nv);
-            if (!nv) {
-                free(v);
-                return (size_t)-1;
-            }
-            v = nv;
-            cap *= 2;
-        }
-        v[k].off = start;
-        v[k].len = i - start;
-        v[k].nchars = 0;
-        k++;
-        if (i < n && s[i] == '\r' && i + 1 < n && s[i + 1] == '\n') i++;
+        size_t br = i < n ? nl_len(s, i, n) : 0;
+        if (!br && !(i == n && start < n)) continue;
+        if (span_push(&v, &cap, &k, start, i - start, 0)) return (size_t)-1;
+        if (br) i += br - 1;
         start = i + 1;
     }
     *out = v;
