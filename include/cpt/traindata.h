@@ -25,6 +25,10 @@ typedef struct cpt_mixdata_cfg {
     uint64_t global_batch;        /* sequences per optimizer step */
     int keep_whole;               /* 1: short documents are never split across sequences */
     int32_t pad_id;               /* token for padding (keep_whole), must be in the vocabulary */
+    /* [n_sources] per-source document length range in tokens (0 = no bound), may be NULL:
+     * the source packs only those documents (cpt_pack_source_open_len). Sequences are
+     * seq_len tokens each, so a mixture weight is a share of tokens. */
+    const uint64_t *min_doc_tokens, *max_doc_tokens;
 } cpt_mixdata_cfg;
 
 typedef struct cpt_mixdata cpt_mixdata;

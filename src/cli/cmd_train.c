@@ -192,7 +192,8 @@ static uint8_t *freeze_mask(const cpt_model *m, int embeddings, long long first_
     return f;
 }
 
-static long long source_tokens(const char *dir, cpt_err *err, int *rc) {
+/* Tokens of the train shards in dir, counting documents of min..max tokens (0 = no bound). */
+static long long source_tokens(const char *dir, uint64_t mn, uint64_t mx, cpt_err *err, int *rc) {
     char **paths = NULL;
     size_t n = 0;
     long long tot = 0;
@@ -200,7 +201,11 @@ static long long source_tokens(const char *dir, cpt_err *err, int *rc) {
     for (size_t i = 0; i < n && !*rc; i++) {
         cpt_shard *s = NULL;
         *rc = cpt_shard_open(&s, paths[i], err);
-        if (!*rc) tot += (long long)cpt_shard_n_tokens(s);
+        for (uint64_t d = 0, a, len; !*rc && (mn || mx) && d < cpt_shard_n_docs(s); d++) {
+            cpt_shard_doc_range(s, d, &a, &len);
+            tot += len >= mn && (!mx || len <= mx) ? (long long)len : 0;
+        }
+        if (!*rc && !mn && !mx) tot += (long long)cpt_shard_n_tokens(s);
         cpt_shard_close(s);
     }
     cpt_free_list(paths, n);
@@ -444,6 +449,7 @@ int cpt_cmd_train(int argc, char **argv) {
     }
     const char *names[MAXK], *dirs[MAXK];
     double maxep[MAXK], stok[MAXK];
+    uint64_t min_dt[MAXK], max_dt[MAXK];
     char key[256];
     for (int k = 0; k < K; k++) {
         names[k] = cpt_recipe_name(r, "data.sources", (size_t)k);
@@ -451,7 +457,11 @@ int cpt_cmd_train(int argc, char **argv) {
         dirs[k] = cpt_recipe_str(r, key);
         snprintf(key, sizeof key, "data.sources.%s.max_epochs", names[k]);
         maxep[k] = cpt_recipe_has(r, key) ? cpt_recipe_float(r, key) : 0.0;
-        stok[k] = (double)source_tokens(dirs[k], &err, &rc);
+        snprintf(key, sizeof key, "data.sources.%s.min_doc_tokens", names[k]);
+        min_dt[k] = cpt_recipe_has(r, key) ? (uint64_t)cpt_recipe_int(r, key) : 0;
+        snprintf(key, sizeof key, "data.sources.%s.max_doc_tokens", names[k]);
+        max_dt[k] = cpt_recipe_has(r, key) ? (uint64_t)cpt_recipe_int(r, key) : 0;
+        stok[k] = (double)source_tokens(dirs[k], min_dt[k], max_dt[k], &err, &rc);
         if (rc) goto done;
     }
     int T = (int)cpt_recipe_int(r, "training.seq_len"), B = (int)cpt_recipe_int(r, "training.micro_batch");
@@ -500,7 +510,7 @@ int cpt_cmd_train(int argc, char **argv) {
         goto done;
     }
     cpt_mixdata_cfg mc = {K, names, dirs, maxep, ctx.n_stages, wptr, ends, (uint64_t)cpt_recipe_int(r, "data.seed"), T,
-                          (uint64_t)A * B * (uint64_t)comm->size, 0, pad};
+                          (uint64_t)A * B * (uint64_t)comm->size, 0, pad, min_dt, max_dt};
     if ((rc = cpt_mixdata_open(&md, &mc, &err))) goto done;
     if ((int)cpt_mixdata_vocab_size(md) > m->cfg.vocab_size) {
         rc = cpt_err_set(&err, CPT_EINVAL, "the data was tokenized with a vocabulary of %u but the model has %d. HINT: prepare the data with the model's tokenizer",

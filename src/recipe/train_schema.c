@@ -101,6 +101,12 @@ static const cpt_recipe_opt train_opts[] = {
     OPT("data.sources.*.max_epochs", CPT_RT_FLOAT, NULL, 0, 1e6, NULL, CPT_ROPT_MIN_EXCL,
         "Stop drawing from this source after this many passes (unset: wrap around without "
         "limit; Guo et al.: a few epochs over a good subset)"),
+    OPT("data.sources.*.min_doc_tokens", CPT_RT_INT, NULL, 0, 1e15, NULL, 0,
+        "Only documents of at least this many tokens (from the shard index; unset: all): a "
+        "long-document source for long-context stages (ProLong, methods §5.5)"),
+    OPT("data.sources.*.max_doc_tokens", CPT_RT_INT, NULL, 1, 1e15, NULL, 0,
+        "Only documents of at most this many tokens (unset: all); the same path may be declared "
+        "twice, once long and once short, and mixed by data.mixture / stages.#.mixture"),
     OPT("data.mixture.*", CPT_RT_FLOAT, NULL, 0, 1, NULL, CPT_ROPT_SUM1,
         "Share of training sequences drawn from source * (the shares sum to 1; absent sources "
         "get 0)"),

@@ -98,7 +98,10 @@ int cpt_mixdata_open(cpt_mixdata **out, const cpt_mixdata_cfg *c, cpt_err *err) 
         size_t np = 0;
         d->names[k] = strdup(c->names[k]);
         rc = cpt_list_shards(c->dirs[k], "train", &paths, &np, err);
-        if (!rc) rc = cpt_pack_source_open(&d->srcs[k], (const char *const *)paths, np, (uint32_t)d->T, c->keep_whole, err);
+        if (!rc)
+            rc = cpt_pack_source_open_len(&d->srcs[k], (const char *const *)paths, np, (uint32_t)d->T, c->keep_whole,
+                                          c->min_doc_tokens ? c->min_doc_tokens[k] : 0,
+                                          c->max_doc_tokens ? c->max_doc_tokens[k] : 0, err);
         cpt_free_list(paths, np);
         if (rc) {
             cpt_err_wrap(err, "data source '%s'", c->names[k]);

@@ -1,9 +1,13 @@
 /* test_mixture.c: the mixture plan against independent expectations: Feistel bijection,
  * proportions over 100,000 samples, determinism, 1/2/3-rank slicing, O(1) seek, phase
- * changes without loss or repeat, repetition caps, per-source counts, config errors. */
+ * changes without loss or repeat, repetition caps, per-source counts, config errors; and a
+ * length-aware (ProLong) mixture with exact counts: long and short documents of one shard
+ * as two sources, mixed 0.6 / 0.4 in tokens, the long one capped at 2 epochs. */
 #include <stdint.h>
 
+#include "cpt/fileio.h"
 #include "cpt/mixture.h"
+#include "cpt/shard.h"
 #include "testutil.h"
 
 static void perm_bijection(void) {
@@ -348,7 +352,97 @@ static void config_errors(void) {
     }
 }
 
+/* ProLong-style mixing (methods.md §5.5) over one shard of 40 documents: document i has
+ * 300 tokens when i % 4 == 0 (10 long documents, 3000 tokens), else 20 + i (30 short ones
+ * of 21..59 tokens, 1200 tokens); token values encode (document, position). Source "long"
+ * packs documents >= 128 tokens, "short" those <= 127, both at seq_len 64 without
+ * keep_whole (so every sequence is 64 target tokens and a weight is a share of tokens). */
+static void length_mix(void) {
+    const char *t = tu_env("CPT_TMP");
+    char dir[4096], path[4200];
+    snprintf(dir, sizeof dir, "%s/test_mixture", t ? t : "/tmp");
+    cpt_err err = {0};
+    CHECK_OK(cpt_mkdirs(dir, &err), &err);
+    snprintf(path, sizeof path, "%s/docs.shard", dir);
+    cpt_shard_writer *w = NULL;
+    CHECK_OK(cpt_shard_writer_open(&w, path, 100000, &err), &err);
+    if (!w) return;
+    uint64_t short_tokens = 0;
+    for (uint32_t i = 0; i < 40; i++) {
+        uint32_t len = i % 4 == 0 ? 300 : 20 + i, buf[300];
+        for (uint32_t k = 0; k < len; k++) buf[k] = i * 1000 + k;
+        if (len < 128) short_tokens += len;
+        CHECK_OK(cpt_shard_writer_add(w, buf, len, &err), &err);
+    }
+    CHECK_OK(cpt_shard_writer_commit(w, &err), &err);
+    CHECK(short_tokens == 1200);
+    const char *const sh[1] = {path};
+    cpt_pack_source *src[2] = {NULL, NULL};
+    CHECK_OK(cpt_pack_source_open_len(&src[0], sh, 1, 64, 0, 128, 0, &err), &err);
+    CHECK_OK(cpt_pack_source_open_len(&src[1], sh, 1, 64, 0, 0, 127, &err), &err);
+    if (!src[0] || !src[1]) return;
+    CHECK(cpt_pack_source_n_docs(src[0]) == 10 && cpt_pack_source_n_tokens(src[0]) == 3000);
+    CHECK(cpt_pack_source_n_docs(src[1]) == 30 && cpt_pack_source_n_tokens(src[1]) == 1200);
+    CHECK(cpt_pack_source_n_seqs(src[0]) == 46 && cpt_pack_source_n_seqs(src[1]) == 18); /* (T - 1) div 64 */
+
+    /* 0.6 / 0.4 at period 5 is 3 : 2; smooth weighted round-robin lays one period out as
+     * long, short, long, short, long (credits (3,2) -> L; (1,4) -> S; (4,1) -> L;
+     * (2,3) -> S; (5,0) -> L). The long source's cap of 2 epochs is 92 draws: draw 92
+     * (0-based) is in period 92 div 3 = 30 at the long slot 92 mod 3 = 2, i.e. slot 4:
+     * global sample 5 * 30 + 4 = 154. */
+    cpt_mix_source_cfg sc[2] = {{"long", 46, 2.0}, {"short", 18, 0}};
+    double wt[2] = {0.6, 0.4};
+    cpt_mix_phase_cfg ph = {wt, UINT64_MAX};
+    cpt_mix_cfg cfg = {sc, 2, &ph, 1, 11, CPT_MIX_UNIT_SEQS, 64, 0, 5};
+    cpt_mix *m = NULL;
+    CHECK_OK(cpt_mix_open(&m, &cfg, &err), &err);
+    if (!m) return;
+    uint32_t who = 9;
+    CHECK(cpt_mix_capacity(m, &who) == 154 && who == 0);
+    uint64_t cnt[2];
+    cpt_mix_counts(m, 150, cnt);
+    CHECK(cnt[0] == 90 && cnt[1] == 60); /* 5760 and 3840 target tokens: 0.6 / 0.4 */
+    cpt_pack_seq q;
+    q.tokens = malloc(65 * 4), q.seg = malloc(65 * 4), q.pos = malloc(65 * 4), q.mask = malloc(65), q.targets = NULL;
+    uint64_t real[2] = {0, 0};
+    int wrong_len = 0, slot_bad = 0;
+    for (uint64_t i = 0; i < 154; i++) {
+        cpt_mix_draw d;
+        CHECK_OK(cpt_mix_fetch(m, src, i, 0, &q, &d, &err), &err);
+        slot_bad += d.source != (uint32_t)(i % 5 == 1 || i % 5 == 3);
+        for (uint32_t k = 0; k + 1 < 65; k++) { /* the 64 target tokens */
+            uint32_t doc = q.tokens[k + 1] / 1000;
+            int is_long = doc % 4 == 0;
+            wrong_len += is_long != (d.source == 0);
+        }
+        real[d.source] += 64;
+    }
+    CHECKF(slot_bad == 0 && wrong_len == 0, "slots %d, tokens from the wrong length class %d", slot_bad, wrong_len);
+    CHECK(real[0] == 92 * 64 && real[1] == 62 * 64); /* 154 samples: 30 periods, then L S L S */
+    cpt_mix_draw d;
+    cpt_err e2 = {0};
+    CHECK(cpt_mix_locate(m, 154, &d, &e2) == CPT_ESTATE && strstr(e2.msg, "'long'"));
+    /* Each epoch of the long source visits its 46 sequences once: 92 draws, each twice. */
+    unsigned char seen[46] = {0};
+    int over = 0;
+    for (uint64_t i = 0; i < 154; i++) {
+        CHECK_OK(cpt_mix_locate(m, i, &d, &err), &err);
+        if (d.source == 0) over += ++seen[d.seq] > 2;
+    }
+    int all_twice = 1;
+    for (int k = 0; k < 46; k++) all_twice &= seen[k] == 2;
+    CHECK(over == 0 && all_twice);
+    free(q.tokens);
+    free(q.seg);
+    free(q.pos);
+    free(q.mask);
+    cpt_mix_close(m);
+    cpt_pack_source_close(src[0]);
+    cpt_pack_source_close(src[1]);
+}
+
 int main(void) {
+    length_mix();
     perm_bijection();
     proportions();
     determinism();
