@@ -220,7 +220,8 @@ int cpt_mix_open(cpt_mix **out, const cpt_mix_cfg *cfg, cpt_err *err) {
             if (ph->n[k] && m->N[k] == 0) {
                 rc = cpt_err_set(err, CPT_EINVAL,
                                  "mixture phase %zu: source '%s' has weight > 0 but no sequences. "
-                                 "HINT: the source is smaller than one sequence; add data or drop it",
+                                 "HINT: the source is smaller than one sequence (or its min_doc_tokens / "
+                                 "max_doc_tokens range keeps no document); add data, widen the range or drop it",
                                  p, m->names[k]);
                 goto fail;
             }
