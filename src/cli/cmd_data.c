@@ -143,7 +143,7 @@ static int cmd_prepare(int argc, char **argv) {
         no_near = 0, strict = 0, quiet = 0, chat = 0;
     const char *chat_tpl = NULL;
     long long bands = 14, rows = 8, ngram = 5, decon_ngram = 13, val_docs = 0, shard_tokens = 1ll << 30, seed = 1,
-              threads = 0, min_doc_tokens = 0, max_doc_tokens = 0;
+              threads = 0, min_doc_tokens = 0, max_doc_tokens = 0, rep_window = 10000;
     double val_fraction = 0.005;
     cpt_opt opts[] = {
         {"--tokenizer", CPT_OPT_STR, &tok, "PATH", "tokenizer.json or a model directory holding one", 1, 0, 0, NULL, 0},
@@ -159,6 +159,7 @@ static int cmd_prepare(int argc, char **argv) {
         {"--no-filters", CPT_OPT_FLAG, &no_filters, NULL, "no quality filter at all", 0, 0, 0, NULL, 0},
         {"--no-gopher-repetition", CPT_OPT_FLAG, &no_rep, NULL, "skip the Gopher repetition filters", 0, 0, 0, NULL, 0},
         {"--no-gopher-quality", CPT_OPT_FLAG, &no_qual, NULL, "skip the Gopher quality filters", 0, 0, 0, NULL, 0},
+        {"--repetition-window", CPT_OPT_INT, &rep_window, "WORDS", "Gopher repetition rules over windows of this many words in longer documents (0 = the whole document)", 0, 0, 1e12, NULL, 0},
         {"--no-c4", CPT_OPT_FLAG, &no_c4, NULL, "skip the C4 filters (and their line rewriting)", 0, 0, 0, NULL, 0},
         {"--no-dedup", CPT_OPT_FLAG, &no_dedup, NULL, "neither exact nor near deduplication", 0, 0, 0, NULL, 0},
         {"--no-exact-dedup", CPT_OPT_FLAG, &no_exact, NULL, "keep exact duplicates", 0, 0, 0, NULL, 0},
@@ -244,6 +245,7 @@ static int cmd_prepare(int argc, char **argv) {
     cfg.filter.gopher_repetition = !no_rep;
     cfg.filter.gopher_quality = !no_qual;
     cfg.filter.c4 = !no_c4;
+    cfg.filter.rep_window_words = (double)rep_window;
     cfg.exact_dedup = !(no_dedup || no_exact);
     cfg.near_dedup = !(no_dedup || no_near);
     cfg.minhash.bands = (uint32_t)bands;

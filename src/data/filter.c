@@ -52,6 +52,7 @@ void cpt_filter_cfg_default(cpt_filter_cfg *c) {
     c->c4_min_sentences = 5;
     c->c4_citations = c->c4_terminal_punct = c->c4_lorem = c->c4_javascript = c->c4_curly = c->c4_policy = 1;
     c->script_aware = 1;
+    c->rep_window_words = 10000;
 }
 
 /* Scripts written without spaces between words (or, Hangul, with fused particles). */
@@ -224,36 +225,41 @@ static uint64_t ngram_hash(const char *s, const txt_span *w, int n, char sep, si
     return h;
 }
 
-int cpt_filter_gopher_repetition(const cpt_filter_cfg *c, const char *s, size_t n) {
-    double L = (double)txt_nchars(s, n);
+/* Gopher repetition statistics of one span [a, b) of s, added to num/den per rule
+ * (index rule - CPT_FR_DUP_PARAS): the rule's fraction is num / den. 0 or CPT_ENOMEM. */
+enum { N_REP = CPT_FR_DUP_10GRAM - CPT_FR_DUP_PARAS + 1 };
+static int rep_span(const cpt_filter_cfg *c, const char *s, size_t a0, size_t b0, double *num, double *den) {
+    const char *t = s + a0;
+    size_t n = b0 - a0;
+    double L = (double)txt_nchars(t, n);
     size_t a = 0, b = n, de, dc;
     txt_span *el = NULL, *w = NULL;
     uint64_t *hs = NULL;
-    int rule = CPT_FR_KEEP;
-    strip(s, &a, &b);
-    size_t np = split_nl(s, a, b, 2, &el);
-    if (np == (size_t)-1 || dup_stats(s, el, np, &de, &dc)) goto oom;
-    if (c->dup_para_frac >= 0 && (double)de / np > c->dup_para_frac) { rule = CPT_FR_DUP_PARAS; goto done; }
-    if (c->dup_para_char_frac >= 0 && L > 0 && dc / L > c->dup_para_char_frac) { rule = CPT_FR_DUP_PARA_CHARS; goto done; }
+    strip(t, &a, &b);
+    size_t np = split_nl(t, a, b, 2, &el);
+    if (np == (size_t)-1 || dup_stats(t, el, np, &de, &dc)) goto oom;
+    num[0] += (double)de, den[0] += (double)np;
+    num[1] += (double)dc, den[1] += L;
     free(el);
     el = NULL;
-    size_t nl = split_nl(s, 0, n, 1, &el);
-    if (nl == (size_t)-1 || dup_stats(s, el, nl, &de, &dc)) goto oom;
-    if (c->dup_line_frac >= 0 && (double)de / nl > c->dup_line_frac) { rule = CPT_FR_DUP_LINES; goto done; }
-    if (c->dup_line_char_frac >= 0 && L > 0 && dc / L > c->dup_line_char_frac) { rule = CPT_FR_DUP_LINE_CHARS; goto done; }
-    size_t nw = txt_words(s, n, &w);
+    size_t nl = split_nl(t, 0, n, 1, &el);
+    if (nl == (size_t)-1 || dup_stats(t, el, nl, &de, &dc)) goto oom;
+    num[2] += (double)de, den[2] += (double)nl;
+    num[3] += (double)dc, den[3] += L;
+    size_t nw = txt_words(t, n, &w);
     if (nw == (size_t)-1) goto oom;
     hs = malloc((nw + 1) * sizeof *hs);
     if (!hs) goto oom;
     for (int g = 2; g <= 4; g++) {
-        double lim = c->top_ngram_frac[g - 2];
-        if (lim < 0 || nw < (size_t)g || L == 0) continue;
+        int r = 4 + (g - 2);
+        den[r] += L;
+        if (c->top_ngram_frac[g - 2] < 0 || nw < (size_t)g || L == 0) continue;
         txt_counter cnt;
         if (txt_counter_init(&cnt, nw)) goto oom;
         uint32_t best = 0;
         size_t ch;
         for (size_t i = 0; i + g <= nw; i++) {
-            hs[i] = ngram_hash(s, w + i, g, ' ', &ch);
+            hs[i] = ngram_hash(t, w + i, g, ' ', &ch);
             uint32_t k = txt_counter_add(&cnt, hs[i]);
             if (k == 0) {
                 txt_counter_free(&cnt);
@@ -265,20 +271,21 @@ int cpt_filter_gopher_repetition(const cpt_filter_cfg *c, const char *s, size_t 
         size_t top = 0;
         for (size_t i = 0; i + g <= nw; i++)
             if (txt_counter_get(&cnt, hs[i]) == best) {
-                ngram_hash(s, w + i, g, ' ', &top);
+                ngram_hash(t, w + i, g, ' ', &top);
                 break;
             }
         txt_counter_free(&cnt);
-        if (best >= 2 && (double)top * best / L > lim) { rule = CPT_FR_TOP_2GRAM + (g - 2); goto done; }
+        if (best >= 2) num[r] += (double)top * best;
     }
     for (int g = 5; g <= 10; g++) {
-        double lim = c->dup_ngram_frac[g - 5];
-        if (lim < 0 || L == 0) continue;
+        int r = 7 + (g - 5);
+        den[r] += L;
+        if (c->dup_ngram_frac[g - 5] < 0 || L == 0) continue;
         txt_counter seen;
         if (txt_counter_init(&seen, nw)) goto oom;
         size_t rep = 0, ch;
         for (size_t i = 0; i + g <= nw;) {
-            uint32_t k = txt_counter_add(&seen, ngram_hash(s, w + i, g, 0, &ch));
+            uint32_t k = txt_counter_add(&seen, ngram_hash(t, w + i, g, 0, &ch));
             if (k == 0) {
                 txt_counter_free(&seen);
                 goto oom;
@@ -291,18 +298,62 @@ int cpt_filter_gopher_repetition(const cpt_filter_cfg *c, const char *s, size_t 
             }
         }
         txt_counter_free(&seen);
-        if ((double)rep / L > lim) { rule = CPT_FR_DUP_5GRAM + (g - 5); goto done; }
+        num[r] += (double)rep;
     }
-done:
     free(el);
     free(w);
     free(hs);
-    return rule;
+    return 0;
 oom:
     free(el);
     free(w);
     free(hs);
     return CPT_ENOMEM;
+}
+
+/* Whitespace-separated words of [a, b) (the window length measure). */
+static size_t ws_words(const char *s, size_t a, size_t b) {
+    size_t k = 0;
+    int in = 0;
+    for (size_t i = a; i < b; i++) {
+        int sp = is_ws_byte(s[i]);
+        k += !sp && !in;
+        in = !sp;
+    }
+    return k;
+}
+
+int cpt_filter_gopher_repetition(const cpt_filter_cfg *c, const char *s, size_t n) {
+    double num[N_REP] = {0}, den[N_REP] = {0};
+    size_t W = c->rep_window_words > 0 ? (size_t)c->rep_window_words : 0;
+    if (!W || ws_words(s, 0, n) <= W) {
+        if (rep_span(c, s, 0, n, num, den)) return CPT_ENOMEM;
+    } else {
+        /* windows of >= W words, each ending at a line break (the last one at the end) */
+        size_t a = 0, words = 0;
+        int in = 0;
+        for (size_t i = 0; i < n; i++) {
+            int sp = is_ws_byte(s[i]);
+            words += !sp && !in;
+            in = !sp;
+            size_t br = nl_len(s, i, n);
+            if (br && words >= W) {
+                if (rep_span(c, s, a, i + br, num, den)) return CPT_ENOMEM;
+                a = i + br;
+                words = 0;
+                i += br - 1;
+            }
+        }
+        if (a < n && rep_span(c, s, a, n, num, den)) return CPT_ENOMEM;
+    }
+    const double lim[N_REP] = {c->dup_para_frac,     c->dup_para_char_frac, c->dup_line_frac,
+                               c->dup_line_char_frac, c->top_ngram_frac[0], c->top_ngram_frac[1],
+                               c->top_ngram_frac[2],  c->dup_ngram_frac[0], c->dup_ngram_frac[1],
+                               c->dup_ngram_frac[2],  c->dup_ngram_frac[3], c->dup_ngram_frac[4],
+                               c->dup_ngram_frac[5]};
+    for (int r = 0; r < N_REP; r++)
+        if (lim[r] >= 0 && den[r] > 0 && num[r] / den[r] > lim[r]) return CPT_FR_DUP_PARAS + r;
+    return CPT_FR_KEEP;
 }
 
 static size_t count_sub(const char *s, size_t n, const char *pat) {

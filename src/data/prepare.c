@@ -598,7 +598,8 @@ static int kept_nothing(const cpt_prepare_cfg *c, const cpt_prepare_stats *st, c
         if (st->filter.dropped[r] <= best) continue;
         best = st->filter.dropped[r];
         what = cpt_filter_rule_name(r);
-        hint = r <= CPT_FR_DUP_10GRAM ? "--no-gopher-repetition (or --kind code for source files)"
+        hint = r <= CPT_FR_DUP_10GRAM ? "--no-gopher-repetition (long documents: a smaller --repetition-window; "
+                                        "source files: --kind code)"
                : r <= CPT_FR_STOP_WORDS ? "--no-gopher-quality (or --kind code for source files)"
                                         : "--no-c4 (or --kind book: no C4 line rewriting)";
     }
