@@ -200,8 +200,43 @@ int main(void) {
     CHECK(identity(&st));
     size_t wl[] = {2, 3, 4, 6, 7, 8, 10, 11, 12, 14};
     for (size_t i = 0; i < st.n_issues && i < 10; i++) CHECK(st.issues[i].line == wl[i]);
+
+    /* ---- a run that keeps nothing is an error naming the top reason and its option ---- */
+    puts0("nofield.jsonl", "{\"text\": \"a\"}\n{\"text\": \"b\"}\nnot json\n");
+    char *nf[1] = {strdup(tp("nofield.jsonl"))};
+    cfg.inputs = (const char *const *)nf;
+    cfg.text_field = "body";
+    snprintf(out, sizeof out, "%s/out_none", dir);
+    cpt_err e4 = {0};
+    CHECK(cpt_prepare_run(&cfg, &st, &e4) == CPT_EINVAL);
+    CHECKF(strstr(e4.msg, "kept 0 of 3") && strstr(e4.msg, "malformed removed 3") &&
+               strstr(e4.msg, "HINT: --text-field NAME (no string field \"body\")"), "%s", e4.msg);
+    CHECK(st.docs_in == 3 && st.kept == 0 && identity(&st));
+    CHECK(cpt_is_file(tp("out_none/stats.json")));
+    cfg.text_field = NULL;
+    /* ... and a length range that keeps nothing names it */
+    cfg.min_doc_tokens = 1000000;
+    snprintf(out, sizeof out, "%s/out_short", dir);
+    cpt_err e5 = {0};
+    CHECK(cpt_prepare_run(&cfg, &st, &e5) == CPT_EINVAL && strstr(e5.msg, "too_short removed 2") &&
+          strstr(e5.msg, "--min-doc-tokens"));
+    CHECK(st.too_short == 2 && st.kept == 0 && st.malformed == 1 && st.train_docs == 0);
+    cfg.min_doc_tokens = 0;
+
+    /* ---- kinds under kind auto, by path ---- */
+    CHECK(cpt_prepare_file_kind("src/a.py", 0) == CPT_KIND_CODE);
+    CHECK(cpt_prepare_file_kind("b.c.gz", 1) == CPT_KIND_CODE);
+    CHECK(cpt_prepare_file_kind("lib.rs.zst", 0) == CPT_KIND_CODE);
+    CHECK(cpt_prepare_file_kind("c.jsonl", 0) == CPT_KIND_AUTO);
+    CHECK(cpt_prepare_file_kind("c.jsonl.gz", 0) == CPT_KIND_AUTO);
+    CHECK(cpt_prepare_file_kind("novel.txt", 0) == CPT_KIND_BOOK);
+    CHECK(cpt_prepare_file_kind("novel.txt.zst", 0) == CPT_KIND_BOOK);
+    CHECK(cpt_prepare_file_kind("pages.txt", 1) == CPT_KIND_AUTO);
+    CHECK(cpt_prepare_file_kind("notes.c/readme.txt", 0) == CPT_KIND_BOOK);
+    CHECK(cpt_prepare_file_kind("dir/.c", 0) == CPT_KIND_BOOK); /* a hidden name, not a C file */
     for (int i = 0; i < 4; i++) free(ins[i]);
     free(ws[0]);
     free(many[0]);
+    free(nf[0]);
     TEST_END();
 }
