@@ -18,10 +18,14 @@
  *  Gopher repetition: duplicate paragraphs / len > 0.30, duplicate paragraph characters /
  *    text length > 0.20, duplicate lines > 0.30, duplicate line characters > 0.20
  *    (a duplicate is a repeat of an earlier element); the most frequent n-gram
- *    (" ".join) for n = 2, 3, 4: count * length / text length > 0.20, 0.18, 0.16;
+ *    (" ".join) for n = 2, 3, 4: count * length / text length > 0.20, 0.18, 0.16, only
+ *    when it occurs at least twice (an n-gram seen once repeats nothing: without this a
+ *    short document, or CJK text whose "words" are whole clauses, is dropped because
+ *    its first three words are 18% of it);
  *    duplicated n-grams ("".join, scanning left to right and jumping n words after a
  *    repeat) for n = 5..10: repeated characters / text length > 0.15 .. 0.10.
- *  Gopher quality: non-symbol words < 50 or > 100000; mean non-symbol word length < 3 or
+ *  Gopher quality: non-symbol words < 50 (or > max_words: off by default, since a book
+ *    has several hundred thousand words; Gopher's 100000 was a web-page limit); mean non-symbol word length < 3 or
  *    > 10; count("#") / words > 0.1; (count("...") + count("…")) / words > 0.1; lines
  *    starting (after leading blanks) with "•" > 90%; lines ending (before trailing blanks)
  *    with "..." or "…" > 30%; words with an alphabetic character < 80%; fewer than 2
@@ -38,6 +42,25 @@
  *    . ? ! followed by a blank or the line end; a kept line counts at least one). The
  *    kept lines joined by "\n" are the new text.
  *  Not implemented: the C4 bad-words list (LDNOOBW) and the mC4 paragraph filter.
+ *
+ * Script awareness (cfg.script_aware, on by default; cpt_filter_apply only). The rules
+ * above are English-web rules. cpt_filter_script classifies a document by its letters:
+ *  - CPT_SCRIPT_NOSPACE when more than half are Han, kana, Hangul, Thai, Lao, Khmer,
+ *    Myanmar or Tibetan (text written without spaces between words, or, for Hangul, with
+ *    particles fused to words): every word-based rule is off (word counts, mean word
+ *    length, "#" and ellipsis per word, alphabetic words, stop words, the top and
+ *    duplicated n-gram rules), and C4's terminal-punctuation, words-per-line and
+ *    sentence rules are off (lines end in U+3002 and friends). The duplicate line and
+ *    paragraph rules, counted in characters, stay on.
+ *  - CPT_SCRIPT_OTHER when more than half are letters of another non-Latin script
+ *    (Cyrillic, Greek, Arabic, Devanagari, ...): the English stop-word rule and C4's
+ *    terminal-punctuation and sentence rules are off.
+ *  - CPT_SCRIPT_LATIN otherwise (also a document without letters): all rules as above.
+ *
+ * Document kinds (cpt_filter_cfg_for_kind): "web" = the rules above; "book" = Gopher
+ * repetition and quality but no C4 (its line rules delete a book's hard-wrapped and verse
+ * lines: they do not end in terminal punctuation); "code" = no quality rule at all (only
+ * deduplication applies). "auto" is resolved by the caller (cpt/prepare.h).
  */
 #ifndef CPT_FILTER_H
 #define CPT_FILTER_H
@@ -109,15 +132,30 @@ typedef struct cpt_filter_cfg {
     /* C4 (negative disables a count rule; 0 disables a switch) */
     int c4_max_word_len, c4_min_words_per_line, c4_min_sentences;
     int c4_citations, c4_terminal_punct, c4_lorem, c4_javascript, c4_curly, c4_policy;
+    int script_aware; /* 1: cpt_filter_apply turns rules off by script (see above) */
 } cpt_filter_cfg;
 
-/* All three families on with the thresholds above. */
+/* All three families on with the thresholds above (max_words off), script_aware on. */
 void cpt_filter_cfg_default(cpt_filter_cfg *c);
+
+enum { CPT_SCRIPT_LATIN = 0, CPT_SCRIPT_OTHER, CPT_SCRIPT_NOSPACE, CPT_SCRIPT_N };
+/* The script class of a UTF-8 text (see "Script awareness"). */
+int cpt_filter_script(const char *text, size_t n);
+const char *cpt_filter_script_name(int script); /* "latin", "other", "nospace" */
+/* *out = *c with the rules that do not apply to `script` turned off. */
+void cpt_filter_cfg_for_script(const cpt_filter_cfg *c, int script, cpt_filter_cfg *out);
+
+enum { CPT_KIND_AUTO = 0, CPT_KIND_WEB, CPT_KIND_BOOK, CPT_KIND_CODE, CPT_KIND_N };
+const char *cpt_filter_kind_name(int kind); /* "auto", "web", "book", "code" */
+int cpt_filter_kind_parse(const char *name); /* a CPT_KIND_* or -1 */
+/* *out = *c with the families of `kind` (web: unchanged, book: no C4, code: none). */
+void cpt_filter_cfg_for_kind(const cpt_filter_cfg *c, int kind, cpt_filter_cfg *out);
 
 typedef struct cpt_filter_stats {
     uint64_t docs, kept;
     uint64_t dropped[CPT_FR_N_RULES]; /* [CPT_FR_KEEP] unused */
     uint64_t c4_lines_dropped[CPT_C4L_N], c4_citations; /* lines dropped by rule, citations cut */
+    uint64_t by_script[CPT_SCRIPT_N]; /* documents per script class (script_aware only) */
 } cpt_filter_stats;
 
 /* Each family alone on `text` (UTF-8, n bytes; invalid bytes count as one character
@@ -130,7 +168,8 @@ int cpt_filter_gopher_quality(const cpt_filter_cfg *c, const char *text, size_t 
 int cpt_filter_c4(const cpt_filter_cfg *c, const char *text, size_t n, char **out, size_t *out_n,
                   uint64_t *line_counts, uint64_t *citations);
 
-/* The enabled families in order repetition, quality, C4; counts into st (may be NULL).
+/* The enabled families in order repetition, quality, C4, with the rules of the document's
+ * script (when c->script_aware); counts into st (may be NULL).
  * Returns the rule (>= 0) or a negative status; *out as for cpt_filter_c4 (a copy of
  * the text when C4 is off). */
 int cpt_filter_apply(const cpt_filter_cfg *c, const char *text, size_t n, char **out, size_t *out_n,

@@ -171,6 +171,13 @@ typedef struct cpt_pack_seq {
 /* Open shards [n] (all with the same vocab_size) as one source. seq_len >= 1. */
 int cpt_pack_source_open(cpt_pack_source **out, const char *const *shards, size_t n,
                          uint32_t seq_len, int keep_whole, cpt_err *err);
+/* The same over only the documents with min_doc_tokens <= length <= max_doc_tokens
+ * (0 = no bound; the length from the shard index, EOS included): the source's stream is
+ * the concatenation of those documents in order, so n_tokens, n_docs and n_seqs count
+ * them alone (ProLong's long-data sources: min_doc_tokens = the stage's seq_len keeps
+ * only documents that fill whole sequences). min > max (with max > 0) is CPT_EINVAL. */
+int cpt_pack_source_open_len(cpt_pack_source **out, const char *const *shards, size_t n, uint32_t seq_len,
+                             int keep_whole, uint64_t min_doc_tokens, uint64_t max_doc_tokens, cpt_err *err);
 void cpt_pack_source_close(cpt_pack_source *s);
 uint64_t cpt_pack_source_n_seqs(const cpt_pack_source *s);
 uint64_t cpt_pack_source_n_tokens(const cpt_pack_source *s);

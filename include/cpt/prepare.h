@@ -18,8 +18,10 @@
  *   1. malformed: a .jsonl line that is not an object with the string field, text that
  *      is not valid UTF-8, or text that is empty after cleaning -> counted, dropped;
  *   2. optional Unicode NFC normalisation;
- *   3. quality filters (cpt/filter.h; the C4 family also rewrites the text);
- *   4. exact dedup of the cleaned text (cpt/dedup.h);
+ *   3. exact dedup (cpt/dedup.h) of the text as read (NFC + strip): a repeat of an
+ *      earlier document is an exact duplicate, whatever the filters would say of it;
+ *   4. quality filters (cpt/filter.h; the C4 family also rewrites the text), chosen by
+ *      the document's kind (below) and script;
  *   5. decontamination against the evaluation files (13-gram overlap);
  *   6. near dedup: MinHash + LSH over everything that passed 1-5; the earliest document of
  *      each cluster survives.
@@ -40,6 +42,19 @@
  * conversation a near duplicate of the next). Pass 1 encodes each conversation once to
  * check that its mask can be placed, so a kept conversation never fails in pass 2.
  *
+ * Kinds (cfg.kind, `--kind`): web, book or code select the filter families
+ * (cpt_filter_cfg_for_kind). auto (the default) decides per input file and document:
+ * a file with a source-code extension (cpt_prepare_file_kind) is code; a text file read
+ * as one document (not txt_blank, not .jsonl) is a book; any other document is a book
+ * when it has at least CPT_PREPARE_LONG_DOC_BYTES bytes, else web.
+ *
+ * Length filter (min_doc_tokens / max_doc_tokens, 0 = none): in pass 2 a document whose
+ * token count (with BOS/EOS) is outside the range is not written and counted as
+ * too_short / too_long (ProLong's long-data sources: e.g. min_doc_tokens = 65536).
+ *
+ * A run that keeps no document at all is an error (CPT_EINVAL, after stats.json is
+ * written) whose HINT names the reason that removed the most and the option to change.
+ *
  * Validation split: document i (a survivor) goes to validation when
  * h = splitmix64(seed ^ i) is below val_fraction * 2^64, or, when val_docs > 0, when h is
  * among the val_docs smallest values over all survivors. So the split is deterministic and
@@ -49,7 +64,8 @@
  * one holds shard_tokens tokens), val-00000.shard (if any validation document), and
  * stats.json with every count below, the issues, and the identity
  *   docs_in = kept + malformed + filtered (sum over rules) + exact_duplicates
- *             + contaminated + near_duplicates,    kept = train_docs + val_docs.
+ *             + contaminated + near_duplicates + too_short + too_long,
+ *   kept = train_docs + val_docs.
  */
 #ifndef CPT_PREPARE_H
 #define CPT_PREPARE_H
@@ -88,6 +104,8 @@ typedef struct cpt_prepare_cfg {
     uint64_t seed;
     int threads; /* tokenization threads, <= 0 = OpenMP default */
     int txt_blank; /* 1: text files hold documents separated by blank lines */
+    int kind;      /* CPT_KIND_* (cpt/filter.h); CPT_KIND_AUTO by default */
+    uint64_t min_doc_tokens, max_doc_tokens; /* 0 = no limit */
     int strict;    /* 1: malformed JSON / missing field / invalid UTF-8 is an error */
     /* Instruction data (see "Chat mode" above): 1 = every input is a .jsonl of conversations. */
     int chat;
@@ -123,6 +141,8 @@ typedef struct cpt_prepare_issue {
 typedef struct cpt_prepare_stats {
     uint64_t docs_in, kept, malformed, exact_duplicates, contaminated, near_duplicates;
     uint64_t filtered; /* sum of filter.dropped */
+    uint64_t too_short, too_long; /* outside [min_doc_tokens, max_doc_tokens] */
+    uint64_t docs_by_kind[CPT_KIND_N]; /* not malformed documents by resolved kind */
     cpt_filter_stats filter;
     uint64_t train_docs, train_tokens, train_shards;
     uint64_t val_docs, val_tokens, val_shards;
@@ -147,6 +167,15 @@ int cpt_prepare_run(const cpt_prepare_cfg *cfg, cpt_prepare_stats *st, cpt_err *
  * is CPT_ENOTFOUND. */
 int cpt_prepare_expand_inputs(const char *const *args, size_t n, char ***out, size_t *n_out, cpt_err *err);
 void cpt_prepare_free_inputs(char **files, size_t n);
+
+/* Documents of at least this many bytes are books under kind auto. */
+#define CPT_PREPARE_LONG_DOC_BYTES 100000
+/* The kind an input file implies under kind auto: CPT_KIND_CODE for a source-code
+ * extension (.c .h .cc .cpp .hpp .py .js .ts .java .go .rs .rb .sh .cs .kt .swift .scala
+ * .lua .php .pl .r .jl .sql .hs .ml .cu, optionally .gz / .zst), CPT_KIND_BOOK for any other
+ * non-.jsonl file when txt_blank is 0 (one document per file), else CPT_KIND_AUTO (decided
+ * per document by length). */
+int cpt_prepare_file_kind(const char *path, int txt_blank);
 
 #ifdef __cplusplus
 }

@@ -116,9 +116,15 @@ static void summary(const cpt_prepare_stats *st, const char *out_dir) {
     for (int r = 1; r < CPT_FR_N_RULES; r++)
         if (st->filter.dropped[r]) printf("    %-20s %14llu\n", cpt_filter_rule_name(r), (unsigned long long)st->filter.dropped[r]);
     ROW("  exact duplicates", st->exact_duplicates);
+    if (st->too_short) ROW("  too short", st->too_short);
+    if (st->too_long) ROW("  too long", st->too_long);
     ROW("  contaminated", st->contaminated);
     ROW("  near duplicates", st->near_duplicates);
     ROW("  kept", st->kept);
+    for (int k = 1; k < CPT_KIND_N; k++)
+        if (st->docs_by_kind[k]) printf("  kind %-17s %14llu\n", cpt_filter_kind_name(k), (unsigned long long)st->docs_by_kind[k]);
+    if (st->filter.by_script[CPT_SCRIPT_NOSPACE]) ROW("script no-space", st->filter.by_script[CPT_SCRIPT_NOSPACE]);
+    if (st->filter.by_script[CPT_SCRIPT_OTHER]) ROW("script other", st->filter.by_script[CPT_SCRIPT_OTHER]);
     ROW("train documents", st->train_docs);
     ROW("train tokens", st->train_tokens);
     ROW("train shards", st->train_shards);
@@ -131,12 +137,13 @@ static void summary(const cpt_prepare_stats *st, const char *out_dir) {
 }
 
 static int cmd_prepare(int argc, char **argv) {
-    const char *tok = NULL, *input = NULL, *out = NULL, *field = "text", *txt_docs = "file", *decon = NULL;
+    const char *tok = NULL, *input = NULL, *out = NULL, *field = "text", *txt_docs = "file", *decon = NULL,
+               *kind = "auto";
     int nfc = 0, no_nfc = 0, no_filters = 0, no_rep = 0, no_qual = 0, no_c4 = 0, no_dedup = 0, no_exact = 0,
         no_near = 0, strict = 0, quiet = 0, chat = 0;
     const char *chat_tpl = NULL;
     long long bands = 14, rows = 8, ngram = 5, decon_ngram = 13, val_docs = 0, shard_tokens = 1ll << 30, seed = 1,
-              threads = 0;
+              threads = 0, min_doc_tokens = 0, max_doc_tokens = 0;
     double val_fraction = 0.005;
     cpt_opt opts[] = {
         {"--tokenizer", CPT_OPT_STR, &tok, "PATH", "tokenizer.json or a model directory holding one", 1, 0, 0, NULL, 0},
@@ -144,6 +151,9 @@ static int cmd_prepare(int argc, char **argv) {
         {"--out", CPT_OPT_STR, &out, "DIR", "output directory (train-*.shard, val-*.shard, stats.json)", 1, 0, 0, NULL, 0},
         {"--text-field", CPT_OPT_STR, &field, "NAME", "the string field holding a .jsonl document", 0, 0, 0, NULL, 0},
         {"--txt-docs", CPT_OPT_CHOICE, &txt_docs, NULL, "text files: one document per file, or split at blank lines", 0, 0, 0, "file|blank", 0},
+        {"--kind", CPT_OPT_CHOICE, &kind, NULL, "which filters apply: web (Gopher + C4), book (Gopher, no C4 line rewriting), code (none); auto: code by extension, book for a whole text file or a document >= 100000 bytes, else web", 0, 0, 0, "auto|web|book|code", 0},
+        {"--min-doc-tokens", CPT_OPT_INT, &min_doc_tokens, "N", "drop documents of fewer than N tokens (0 = no limit; long-context sources)", 0, 0, 1e15, NULL, 0},
+        {"--max-doc-tokens", CPT_OPT_INT, &max_doc_tokens, "N", "drop documents of more than N tokens (0 = no limit)", 0, 0, 1e15, NULL, 0},
         {"--nfc", CPT_OPT_FLAG, &nfc, NULL, "NFC-normalise the text first (the default)", 0, 0, 0, NULL, 0},
         {"--no-nfc", CPT_OPT_FLAG, &no_nfc, NULL, "keep the text's normalisation form", 0, 0, 0, NULL, 0},
         {"--no-filters", CPT_OPT_FLAG, &no_filters, NULL, "no quality filter at all", 0, 0, 0, NULL, 0},
@@ -172,7 +182,13 @@ static int cmd_prepare(int argc, char **argv) {
                          "Clean, filter, deduplicate, decontaminate and tokenize a corpus into token shards.",
                          "Inputs: *.jsonl (one object per line) and text files, each optionally .gz or .zst.\n"
                          "Every dropped document is counted in DIR/stats.json; the first malformed ones are\n"
-                         "listed there and on stderr by file and line.\n"
+                         "listed there and on stderr by file and line. A run that keeps nothing fails and\n"
+                         "names the rule that removed the most documents and the option that turns it off.\n"
+                         "Order: exact dedup (of the text as read), quality filters (by --kind and by script:\n"
+                         "CJK, kana, Hangul and Thai text skips the word rules, non-Latin text the English\n"
+                         "stop-word and C4 punctuation rules), decontamination, near dedup, token length.\n"
+                         "Gopher's 100000-word upper limit is off (books are longer). A source with its own\n"
+                         "filter settings is its own prepare run (a recipe source is one output DIR).\n"
                          "--chat: each .jsonl line is {\"messages\": [{\"role\", \"content\"}, ...]} or\n"
                          "{\"prompt\", \"response\"}, rendered with the chat template; only assistant content and\n"
                          "its end-of-turn token carry loss. NFC and quality filters do not apply to chat data;\n"
@@ -242,6 +258,15 @@ static int cmd_prepare(int argc, char **argv) {
     cfg.seed = (uint64_t)seed;
     cfg.threads = (int)threads;
     cfg.txt_blank = !strcmp(txt_docs, "blank");
+    cfg.kind = cpt_filter_kind_parse(kind);
+    cfg.min_doc_tokens = (uint64_t)min_doc_tokens;
+    cfg.max_doc_tokens = (uint64_t)max_doc_tokens;
+    if (max_doc_tokens && min_doc_tokens > max_doc_tokens) {
+        fprintf(stderr, "cpt data prepare: --min-doc-tokens %lld is above --max-doc-tokens %lld\nHINT: swap them\n",
+                min_doc_tokens, max_doc_tokens);
+        rc = 2;
+        goto out;
+    }
     cfg.strict = strict;
     cfg.chat = chat;
     cfg.chat_template = chat_tpl;

@@ -38,7 +38,7 @@ void cpt_filter_cfg_default(cpt_filter_cfg *c) {
     c->top_ngram_frac[2] = 0.16;
     for (int i = 0; i < 6; i++) c->dup_ngram_frac[i] = 0.15 - 0.01 * i;
     c->min_words = 50;
-    c->max_words = 100000;
+    c->max_words = -1; /* Gopher's 100000 is a web-page limit; a book has more */
     c->min_mean_word_len = 3;
     c->max_mean_word_len = 10;
     c->max_hash_ratio = 0.1;
@@ -51,6 +51,74 @@ void cpt_filter_cfg_default(cpt_filter_cfg *c) {
     c->c4_min_words_per_line = 3;
     c->c4_min_sentences = 5;
     c->c4_citations = c->c4_terminal_punct = c->c4_lorem = c->c4_javascript = c->c4_curly = c->c4_policy = 1;
+    c->script_aware = 1;
+}
+
+/* Scripts written without spaces between words (or, Hangul, with fused particles). */
+static int nospace_cp(uint32_t cp) {
+    return (cp >= 0x0E00 && cp <= 0x0FFF) ||   /* Thai, Lao, Tibetan */
+           (cp >= 0x1000 && cp <= 0x109F) ||   /* Myanmar */
+           (cp >= 0x1100 && cp <= 0x11FF) ||   /* Hangul jamo */
+           (cp >= 0x1780 && cp <= 0x17FF) ||   /* Khmer */
+           (cp >= 0x2E80 && cp <= 0x2FDF) ||   /* CJK radicals */
+           (cp >= 0x3040 && cp <= 0x31FF) ||   /* kana, bopomofo, Hangul compatibility jamo */
+           (cp >= 0x3400 && cp <= 0x4DBF) ||   /* CJK extension A */
+           (cp >= 0x4E00 && cp <= 0x9FFF) ||   /* CJK unified ideographs */
+           (cp >= 0xAC00 && cp <= 0xD7AF) ||   /* Hangul syllables */
+           (cp >= 0xF900 && cp <= 0xFAFF) ||   /* CJK compatibility ideographs */
+           (cp >= 0xFF66 && cp <= 0xFF9F) ||   /* half-width katakana */
+           (cp >= 0x20000 && cp <= 0x3134F);   /* CJK extensions B-G */
+}
+static int latin_cp(uint32_t cp) {
+    return (cp < 0x80 && isalpha((int)cp)) || (cp >= 0xC0 && cp <= 0x24F && cp != 0xD7 && cp != 0xF7) ||
+           (cp >= 0x1E00 && cp <= 0x1EFF) || (cp >= 0xFF21 && cp <= 0xFF5A);
+}
+
+int cpt_filter_script(const char *s, size_t n) {
+    uint64_t latin = 0, nospace = 0, other = 0;
+    for (size_t i = 0; i < n;) {
+        uint32_t cp = txt_next(s, n, &i);
+        if (nospace_cp(cp)) nospace++;
+        else if (latin_cp(cp)) latin++;
+        else if (cp >= 0x80 && txt_is_alpha(cp)) other++;
+    }
+    uint64_t all = latin + nospace + other;
+    if (2 * nospace > all) return CPT_SCRIPT_NOSPACE;
+    if (2 * other > all) return CPT_SCRIPT_OTHER;
+    return CPT_SCRIPT_LATIN;
+}
+
+const char *cpt_filter_script_name(int sc) {
+    static const char *const names[CPT_SCRIPT_N] = {"latin", "other", "nospace"};
+    return sc >= 0 && sc < CPT_SCRIPT_N ? names[sc] : "?";
+}
+
+void cpt_filter_cfg_for_script(const cpt_filter_cfg *c, int script, cpt_filter_cfg *o) {
+    *o = *c;
+    if (script == CPT_SCRIPT_LATIN) return;
+    o->min_stop_words = -1; /* an English list */
+    o->c4_terminal_punct = 0;
+    o->c4_min_sentences = -1;
+    if (script != CPT_SCRIPT_NOSPACE) return;
+    o->min_words = o->max_words = o->min_mean_word_len = o->max_mean_word_len = -1;
+    o->max_hash_ratio = o->max_ellipsis_ratio = o->min_alpha_words = -1;
+    for (int k = 0; k < 3; k++) o->top_ngram_frac[k] = -1;
+    for (int k = 0; k < 6; k++) o->dup_ngram_frac[k] = -1;
+    o->c4_min_words_per_line = o->c4_max_word_len = -1; /* whitespace words */
+}
+
+static const char *const kind_names[CPT_KIND_N] = {"auto", "web", "book", "code"};
+const char *cpt_filter_kind_name(int k) { return k >= 0 && k < CPT_KIND_N ? kind_names[k] : "?"; }
+int cpt_filter_kind_parse(const char *name) {
+    for (int k = 0; name && k < CPT_KIND_N; k++)
+        if (!strcmp(name, kind_names[k])) return k;
+    return -1;
+}
+
+void cpt_filter_cfg_for_kind(const cpt_filter_cfg *c, int kind, cpt_filter_cfg *o) {
+    *o = *c;
+    if (kind == CPT_KIND_BOOK) o->c4 = 0;
+    if (kind == CPT_KIND_CODE) o->gopher_repetition = o->gopher_quality = o->c4 = 0;
 }
 
 static int is_ws_byte(char ch) { return ch == ' ' || (ch >= '\t' && ch <= '\r'); }
@@ -201,7 +269,7 @@ int cpt_filter_gopher_repetition(const cpt_filter_cfg *c, const char *s, size_t 
                 break;
             }
         txt_counter_free(&cnt);
-        if ((double)top * best / L > lim) { rule = CPT_FR_TOP_2GRAM + (g - 2); goto done; }
+        if (best >= 2 && (double)top * best / L > lim) { rule = CPT_FR_TOP_2GRAM + (g - 2); goto done; }
     }
     for (int g = 5; g <= 10; g++) {
         double lim = c->dup_ngram_frac[g - 5];
@@ -463,11 +531,19 @@ int cpt_filter_c4(const cpt_filter_cfg *c, const char *s, size_t n, char **out, 
     return CPT_FR_KEEP;
 }
 
-int cpt_filter_apply(const cpt_filter_cfg *c, const char *s, size_t n, char **out, size_t *out_n,
+int cpt_filter_apply(const cpt_filter_cfg *c0, const char *s, size_t n, char **out, size_t *out_n,
                      cpt_filter_stats *st, cpt_err *err) {
     *out = NULL;
     *out_n = 0;
     int r = CPT_FR_KEEP;
+    cpt_filter_cfg cs;
+    const cpt_filter_cfg *c = c0;
+    if (c0->script_aware && (c0->gopher_repetition || c0->gopher_quality || c0->c4)) {
+        int sc = cpt_filter_script(s, n);
+        if (st) st->by_script[sc]++;
+        cpt_filter_cfg_for_script(c0, sc, &cs);
+        c = &cs;
+    }
     if (c->gopher_repetition) r = cpt_filter_gopher_repetition(c, s, n);
     if (r == CPT_FR_KEEP && c->gopher_quality) r = cpt_filter_gopher_quality(c, s, n);
     if (r == CPT_FR_KEEP) {

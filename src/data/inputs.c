@@ -125,3 +125,18 @@ void cpt_prepare_free_inputs(char **files, size_t n) {
     for (size_t i = 0; i < n; i++) free(files[i]);
     free(files);
 }
+
+int cpt_prepare_file_kind(const char *path, int txt_blank) {
+    static const char *const code[] = {".c", ".h", ".cc", ".cpp", ".hpp", ".py", ".js", ".ts", ".java",
+                                       ".go", ".rs", ".rb", ".sh", ".cs", ".kt", ".swift", ".scala", ".lua",
+                                       ".php", ".pl", ".r", ".jl", ".sql", ".hs", ".ml", ".cu"};
+    size_t n = strlen(path);
+    if (ends_with(path, ".gz")) n -= 3;
+    else if (ends_with(path, ".zst")) n -= 4;
+    for (size_t i = 0; i < sizeof code / sizeof *code; i++) {
+        size_t m = strlen(code[i]);
+        if (n > m && !strncmp(path + n - m, code[i], m) && path[n - m - 1] != '/') return CPT_KIND_CODE;
+    }
+    if (n >= 6 && !strncmp(path + n - 6, ".jsonl", 6)) return CPT_KIND_AUTO;
+    return txt_blank ? CPT_KIND_AUTO : CPT_KIND_BOOK;
+}

@@ -5,10 +5,21 @@
 #include "cpt/mixture.h"
 #include "cpt/shard.h"
 
+/* A run of consecutive documents of one shard that all pass the length filter: the
+ * source's token stream is the concatenation of its runs (one run per non-empty shard
+ * without a filter). */
+typedef struct pack_run {
+    size_t sh;
+    uint64_t doc0, n_docs; /* documents [doc0, doc0 + n_docs) of shard sh */
+    uint64_t tok_a, len;   /* their tokens: shard-local [tok_a, tok_a + len) */
+} pack_run;
+
 struct cpt_pack_source {
     cpt_shard **sh;    /* [n_sh] */
-    uint64_t *tok0;    /* [n_sh + 1] first global token of each shard */
     size_t n_sh;
+    pack_run *runs;    /* [n_runs] */
+    uint64_t *run0;    /* [n_runs + 1] first stream token of each run */
+    size_t n_runs;
     uint32_t L;        /* seq_len + 1 */
     uint32_t seq_len;
     int keep_whole;
@@ -20,7 +31,8 @@ void cpt_pack_source_close(cpt_pack_source *s) {
     if (!s) return;
     for (size_t i = 0; i < s->n_sh; i++) cpt_shard_close(s->sh[i]);
     free(s->sh);
-    free(s->tok0);
+    free(s->runs);
+    free(s->run0);
     free(s->starts);
     free(s);
 }
@@ -52,11 +64,11 @@ static int plan_keep_whole(cpt_pack_source *s, cpt_err *err) {
         }                                                                                      \
         st[n++] = (v);                                                                         \
     } while (0)
-    for (size_t h = 0; h < s->n_sh; h++) {
-        uint64_t nd = cpt_shard_n_docs(s->sh[h]);
-        for (uint64_t d = 0; d < nd; d++) {
+    for (size_t ri = 0; ri < s->n_runs; ri++) {
+        const pack_run *r = &s->runs[ri];
+        for (uint64_t d = r->doc0; d < r->doc0 + r->n_docs; d++) {
             uint64_t a, len;
-            cpt_shard_doc_range(s->sh[h], d, &a, &len);
+            cpt_shard_doc_range(s->sh[r->sh], d, &a, &len);
             if (len == 0) continue;
             if (open && len <= L && fill + len > L) open = 0; /* short doc does not fit: pad out */
             uint64_t left = len;
@@ -80,20 +92,75 @@ static int plan_keep_whole(cpt_pack_source *s, cpt_err *err) {
     return CPT_OK;
 }
 
+/* Runs of documents with min_len <= length <= max_len (0 = no bound), in shard order. */
+static int build_runs(cpt_pack_source *s, uint64_t min_len, uint64_t max_len, cpt_err *err) {
+    size_t cap = s->n_sh + 1, n = 0;
+    pack_run *v = malloc(cap * sizeof *v);
+    if (!v) return cpt_err_set(err, CPT_ENOMEM, "packing: out of memory");
+    int filter = min_len > 0 || max_len > 0;
+    for (size_t h = 0; h < s->n_sh; h++) {
+        uint64_t nd = cpt_shard_n_docs(s->sh[h]);
+        int open = 0;
+        for (uint64_t d = 0; d < nd; d++) {
+            uint64_t a, len;
+            cpt_shard_doc_range(s->sh[h], d, &a, &len);
+            int keep = !filter || (len >= min_len && (!max_len || len <= max_len));
+            if (!keep) {
+                open = 0;
+                continue;
+            }
+            s->n_docs++;
+            if (open) {
+                v[n - 1].n_docs++;
+                v[n - 1].len += len;
+                continue;
+            }
+            if (n == cap) {
+                pack_run *nv = realloc(v, 2 * cap * sizeof *nv);
+                if (!nv) {
+                    free(v);
+                    return cpt_err_set(err, CPT_ENOMEM, "packing: out of memory");
+                }
+                v = nv;
+                cap *= 2;
+            }
+            v[n++] = (pack_run){h, d, 1, a, len};
+            open = 1;
+        }
+    }
+    s->run0 = malloc((n + 1) * sizeof *s->run0);
+    if (!s->run0) {
+        free(v);
+        return cpt_err_set(err, CPT_ENOMEM, "packing: out of memory");
+    }
+    s->run0[0] = 0;
+    for (size_t i = 0; i < n; i++) s->run0[i + 1] = s->run0[i] + v[i].len;
+    s->runs = v;
+    s->n_runs = n;
+    s->n_tokens = s->run0[n];
+    return CPT_OK;
+}
+
 int cpt_pack_source_open(cpt_pack_source **out, const char *const *shards, size_t n,
                          uint32_t seq_len, int keep_whole, cpt_err *err) {
+    return cpt_pack_source_open_len(out, shards, n, seq_len, keep_whole, 0, 0, err);
+}
+
+int cpt_pack_source_open_len(cpt_pack_source **out, const char *const *shards, size_t n, uint32_t seq_len,
+                             int keep_whole, uint64_t min_doc_tokens, uint64_t max_doc_tokens, cpt_err *err) {
     *out = NULL;
+    if (max_doc_tokens && min_doc_tokens > max_doc_tokens)
+        return cpt_err_set(err, CPT_EINVAL,
+                           "packing: min_doc_tokens %llu is above max_doc_tokens %llu. HINT: swap them",
+                           (unsigned long long)min_doc_tokens, (unsigned long long)max_doc_tokens);
     if (seq_len == 0 || seq_len == UINT32_MAX)
         return cpt_err_set(err, CPT_EINVAL, "packing: seq_len %u. HINT: use a positive sequence length", seq_len);
     if (n == 0) return cpt_err_set(err, CPT_EINVAL, "packing: a source needs at least one shard. HINT: list its shards");
     cpt_pack_source *s = calloc(1, sizeof *s);
     if (!s) return cpt_err_set(err, CPT_ENOMEM, "packing: out of memory");
     s->sh = calloc(n, sizeof *s->sh);
-    s->tok0 = calloc(n + 1, sizeof *s->tok0);
     int rc = CPT_OK;
-    if (!s->sh || !s->tok0) {
-        free(s->sh);
-        free(s->tok0);
+    if (!s->sh) {
         free(s);
         return cpt_err_set(err, CPT_ENOMEM, "packing: out of memory");
     }
@@ -111,10 +178,8 @@ int cpt_pack_source_open(cpt_pack_source **out, const char *const *shards, size_
                              cpt_shard_vocab_size(s->sh[0]));
             goto fail;
         }
-        s->tok0[i + 1] = s->tok0[i] + cpt_shard_n_tokens(s->sh[i]);
-        s->n_docs += cpt_shard_n_docs(s->sh[i]);
     }
-    s->n_tokens = s->tok0[n];
+    if ((rc = build_runs(s, min_doc_tokens, max_doc_tokens, err)) != 0) goto fail;
     if (keep_whole) {
         if ((rc = plan_keep_whole(s, err)) != 0) goto fail;
     } else {
@@ -138,26 +203,30 @@ void cpt_pack_source_get(const cpt_pack_source *s, uint64_t seq, uint32_t pad_id
         len = s->L;
     }
     CPT_ASSERT(len <= s->L && a + len <= s->n_tokens);
-    /* Locate the shard holding token a (largest h with tok0[h] <= a and a non-empty shard). */
-    size_t lo = 0, hi = s->n_sh;
+    /* Locate the run holding token a (largest ri with run0[ri] <= a and a non-empty run). */
+    size_t lo = 0, hi = s->n_runs;
     while (hi - lo > 1) {
         size_t mid = (lo + hi) / 2;
-        if (s->tok0[mid] <= a)
+        if (s->run0[mid] <= a)
             lo = mid;
         else
             hi = mid;
     }
-    size_t h = lo;
-    while (s->tok0[h + 1] <= a) h++; /* skip empty shards */
+    size_t ri = lo;
+    while (s->run0[ri + 1] <= a) ri++; /* skip empty runs */
     uint32_t t = 0, seg = 0;
-    uint64_t local = a - s->tok0[h];
+    const pack_run *r = &s->runs[ri];
+    size_t h = r->sh;
+    uint64_t local = r->tok_a + (a - s->run0[ri]);
     uint64_t d = cpt_shard_doc_of_token(s->sh[h], local);
+    if (d < r->doc0) d = r->doc0; /* zero-length documents before the run share its offset */
     while (t < len) {
         uint64_t ds, dl;
-        if (d >= cpt_shard_n_docs(s->sh[h])) { /* next non-empty shard */
-            h++;
-            d = 0;
-            local = 0;
+        if (d >= r->doc0 + r->n_docs) { /* next run */
+            r = &s->runs[++ri];
+            h = r->sh;
+            d = r->doc0;
+            local = r->tok_a;
             continue;
         }
         cpt_shard_doc_range(s->sh[h], d, &ds, &dl);

@@ -54,7 +54,7 @@ static size_t first_bad_utf8(const char *s, size_t n) {
 
 /* Steps 1-3 of the header. Returns ST_KEEP with *out (malloc'ed), or a drop status; for
  * ST_MALFORMED *why is a CPT_PREP_* reason. `malformed` is the reader's DRD_* code. */
-static int clean(const cpt_prepare_cfg *c, const char *text, size_t n, int malformed, char **out,
+static int clean(const cpt_prepare_cfg *c, int kind, const char *text, size_t n, int malformed, char **out,
                  size_t *out_n, cpt_filter_stats *fst, cpt_err *err, int *rc, int *why) {
     *out = NULL;
     *rc = CPT_OK;
@@ -89,7 +89,9 @@ static int clean(const cpt_prepare_cfg *c, const char *text, size_t n, int malfo
     size_t rn = 0;
     int st = ST_KEEP;
     if (c->filters) {
-        int r = cpt_filter_apply(&c->filter, t, nn, &res, &rn, fst, err);
+        cpt_filter_cfg fk;
+        cpt_filter_cfg_for_kind(&c->filter, kind, &fk);
+        int r = cpt_filter_apply(&fk, t, nn, &res, &rn, fst, err);
         if (r < 0) *rc = r;
         else if (r != CPT_FR_KEEP) st = ST_FILTERED;
     } else {
@@ -202,6 +204,13 @@ static int ends_with(const char *s, const char *suf) {
     return n >= m && !strcmp(s + n - m, suf);
 }
 
+/* The kind of a document of n bytes from a file of kind fk (cpt_prepare_file_kind). */
+static int doc_kind(const cpt_prepare_cfg *c, int fk, size_t n) {
+    if (c->kind != CPT_KIND_AUTO) return c->kind;
+    if (fk != CPT_KIND_AUTO) return fk;
+    return n >= CPT_PREPARE_LONG_DOC_BYTES ? CPT_KIND_BOOK : CPT_KIND_WEB;
+}
+
 static uint64_t split_hash(uint64_t seed, uint64_t i) { return cpt_mix64(seed ^ cpt_mix64(i + 0x5eedull)); }
 
 static int cmp_u64(const void *a, const void *b) {
@@ -256,6 +265,7 @@ enum { BATCH = 256 };
 typedef struct batch {
     char *raw[BATCH]; /* input text (cleaned again here: cleaning is deterministic) */
     size_t raw_len[BATCH], line[BATCH], file[BATCH];
+    int kind[BATCH];
     char *text[BATCH];
     size_t len[BATCH];
     int val[BATCH];
@@ -272,7 +282,8 @@ static int flush(const cpt_prepare_cfg *c, batch *b, const cpt_tok *tok, int thr
     long n = (long)b->n;
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 8)
     for (long i = 0; i < n; i++)
-        cst[i] = clean(c, b->raw[i], b->raw_len[i], 0, &b->text[i], &b->len[i], NULL, NULL, &crc[i], &why[i]);
+        cst[i] = clean(c, b->kind[i], b->raw[i], b->raw_len[i], 0, &b->text[i], &b->len[i], NULL, NULL, &crc[i],
+                       &why[i]);
     int rc = CPT_OK;
     for (size_t i = 0; i < b->n && !rc; i++)
         if (crc[i] || cst[i] != ST_KEEP)
@@ -304,7 +315,9 @@ static int flush(const cpt_prepare_cfg *c, batch *b, const cpt_tok *tok, int thr
         for (size_t k = 0; k < n; k++) u[k] = (uint32_t)ids[i][k];
         if (eos >= 0 && (n == 0 || ids[i][n - 1] != eos)) u[n++] = (uint32_t)eos;
         st->replaced_chars += rep[i];
-        rc = split_add(b->val[i] ? va : tr, u, NULL, n, err);
+        if (c->min_doc_tokens && n < c->min_doc_tokens) st->too_short++;
+        else if (c->max_doc_tokens && n > c->max_doc_tokens) st->too_long++;
+        else rc = split_add(b->val[i] ? va : tr, u, NULL, n, err);
     }
     if (encoded)
         for (size_t i = 0; i < b->n; i++) free(ids[i]);
@@ -374,6 +387,15 @@ static int write_stats(const char *dir, const char *const *inputs, const cpt_pre
     json_object_set_new(o, "filtered_by_rule", f);
     json_object_set_new(o, "c4_lines", l);
     SET("exact_duplicates", st->exact_duplicates);
+    SET("too_short", st->too_short);
+    SET("too_long", st->too_long);
+    json_t *bk = json_object(), *bs = json_object();
+    for (int k = 1; k < CPT_KIND_N; k++)
+        json_object_set_new(bk, cpt_filter_kind_name(k), json_integer((json_int_t)st->docs_by_kind[k]));
+    for (int k = 0; k < CPT_SCRIPT_N; k++)
+        json_object_set_new(bs, cpt_filter_script_name(k), json_integer((json_int_t)st->filter.by_script[k]));
+    json_object_set_new(o, "docs_by_kind", bk);
+    json_object_set_new(o, "docs_by_script", bs);
     SET("contaminated", st->contaminated);
     SET("near_duplicates", st->near_duplicates);
     SET("train_docs", st->train_docs);
@@ -397,7 +419,7 @@ static int write_stats(const char *dir, const char *const *inputs, const cpt_pre
     SET("bytes_in", st->bytes_in);
 #undef SET
     json_object_set_new(o, "identity", json_string("docs_in = kept + malformed + filtered + exact_duplicates + "
-                                                   "contaminated + near_duplicates"));
+                                                   "contaminated + near_duplicates + too_short + too_long"));
     json_object_set_new(o, "seconds", json_real(st->seconds));
     char *s = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(o);
@@ -415,6 +437,7 @@ static void fstats_add(cpt_filter_stats *a, const cpt_filter_stats *b) {
     for (int k = 0; k < CPT_FR_N_RULES; k++) a->dropped[k] += b->dropped[k];
     for (int k = 0; k < CPT_C4L_N; k++) a->c4_lines_dropped[k] += b->c4_lines_dropped[k];
     a->c4_citations += b->c4_citations;
+    for (int k = 0; k < CPT_SCRIPT_N; k++) a->by_script[k] += b->by_script[k];
 }
 
 /* Pass 1 works on batches: cleaning, decontamination lookups and MinHash signatures run
@@ -424,7 +447,7 @@ enum { P1 = 512 };
 typedef struct p1doc {
     char *raw;
     size_t len, line, file;
-    int mal, s, hit, rc, why;
+    int mal, s, hit, rc, why, kind, dup;
     char *cl;
     size_t cn, ns;
     char *ct; /* chat mode: message contents for decontamination and MinHash */
@@ -446,6 +469,7 @@ typedef struct p1ctx {
     uint8_t **status;
     size_t *scap;
     const cpt_chat *chat; /* chat mode, else NULL */
+    const int *file_kind; /* [n_inputs] cpt_prepare_file_kind */
 } p1ctx;
 
 /* Count a malformed document under its reason, list it among the first issues, and fail
@@ -501,10 +525,20 @@ static int p1_flush(p1ctx *x, cpt_prepare_stats *st, cpt_err *err) {
         if (x->chat) {
             d->s = chat_clean(x->chat, d->raw, d->len, &d->cl, &d->cn, &d->ct, &d->ctn, e, &d->rc, &d->why);
             if (!d->rc && d->s == ST_MALFORMED) e->code = 0; /* e holds the reason's detail, not an error */
+            if (!d->rc && d->s == ST_KEEP && c->exact_dedup) d->rc = cpt_dedup_exact_key(d->cl, d->cn, d->key, e);
         } else {
-            d->s = clean(c, d->raw, d->len, d->mal, &d->cl, &d->cn, &d->fs, e, &d->rc, &d->why);
+            /* The exact-dedup key of the text before the filters (NFC + strip), so a repeated
+             * document is a duplicate whatever the filters say of it. */
+            d->kind = doc_kind(c, x->file_kind[d->file], d->len);
+            d->dup = 0;
+            if (c->exact_dedup && !d->mal && first_bad_utf8(d->raw, d->len) == d->len) {
+                d->rc = cpt_dedup_exact_key(d->raw, d->len, d->key, e);
+                d->dup = !d->rc; /* a key to look up */
+            }
+            d->s = ST_MALFORMED;
+            if (!d->rc)
+                d->s = clean(c, d->kind, d->raw, d->len, d->mal, &d->cl, &d->cn, &d->fs, e, &d->rc, &d->why);
         }
-        if (!d->rc && d->s == ST_KEEP && c->exact_dedup) d->rc = cpt_dedup_exact_key(d->cl, d->cn, d->key, e);
         const char *dt = d->ct ? d->ct : d->cl; /* what decontamination and MinHash see */
         size_t dn = d->ct ? d->ctn : d->cn;
         if (!d->rc && d->s == ST_KEEP && c->n_eval) d->rc = cpt_decon_check(x->dc, dt, dn, &d->hit, e);
@@ -517,15 +551,16 @@ static int p1_flush(p1ctx *x, cpt_prepare_stats *st, cpt_err *err) {
         if (!rc && d->rc) {
             rc = cpt_err_set(err, d->rc, "%s:%zu: %s", c->inputs[d->file], d->line, x->errs[i].msg);
         }
-        if (!rc && d->s == ST_MALFORMED) rc = note_malformed(c, d, x->errs[i].msg, st, err);
+        int s = d->s;
+        if (!rc && c->exact_dedup && (x->chat ? s == ST_KEEP : d->dup && s != ST_MALFORMED)) {
+            int dup = 0;
+            rc = dedup_exact_add_key(x->ex, d->key, &dup, err);
+            if (dup) s = ST_EXACT; /* not counted under the filter rule it may also trip */
+        }
+        if (!rc && s == ST_MALFORMED) rc = note_malformed(c, d, x->errs[i].msg, st, err);
         if (!rc) {
-            fstats_add(&st->filter, &d->fs);
-            int s = d->s;
-            if (s == ST_KEEP && c->exact_dedup) {
-                int dup = 0;
-                rc = dedup_exact_add_key(x->ex, d->key, &dup, err);
-                if (dup) s = ST_EXACT;
-            }
+            if (s != ST_EXACT) fstats_add(&st->filter, &d->fs);
+            if (s != ST_MALFORMED && !x->chat) st->docs_by_kind[d->kind]++;
             if (!rc && s == ST_KEEP && d->hit) s = ST_CONTAM;
             if (!rc && s == ST_KEEP) {
                 s = ST_LSH;
@@ -553,6 +588,46 @@ static int p1_flush(p1ctx *x, cpt_prepare_stats *st, cpt_err *err) {
     return rc;
 }
 
+/* A run that keeps nothing: name the reason that removed the most documents and the
+ * option that turns it off. */
+static int kept_nothing(const cpt_prepare_cfg *c, const cpt_prepare_stats *st, cpt_err *err) {
+    uint64_t best = 0;
+    const char *what = "?", *hint = "?";
+    char buf[160];
+    for (int r = 1; r < CPT_FR_N_RULES; r++) {
+        if (st->filter.dropped[r] <= best) continue;
+        best = st->filter.dropped[r];
+        what = cpt_filter_rule_name(r);
+        hint = r <= CPT_FR_DUP_10GRAM ? "--no-gopher-repetition (or --kind code for source files)"
+               : r <= CPT_FR_STOP_WORDS ? "--no-gopher-quality (or --kind code for source files)"
+                                        : "--no-c4 (or --kind book: no C4 line rewriting)";
+    }
+    struct {
+        uint64_t n;
+        const char *what, *hint;
+    } other[] = {
+        {st->exact_duplicates, "exact_duplicates", "--no-exact-dedup (every document repeats an earlier one)"},
+        {st->near_duplicates, "near_duplicates", "--no-near-dedup"},
+        {st->contaminated, "contaminated", "fewer --decontaminate files (every document overlaps one)"},
+        {st->too_short, "too_short", "a lower --min-doc-tokens"},
+        {st->too_long, "too_long", "a higher --max-doc-tokens"},
+        {st->malformed, "malformed", "check the format; for .jsonl, --text-field names the text field"},
+    };
+    for (size_t k = 0; k < sizeof other / sizeof *other; k++)
+        if (other[k].n > best) {
+            best = other[k].n;
+            what = other[k].what;
+            hint = other[k].hint;
+        }
+    if (st->malformed == best && st->malformed_by[CPT_PREP_NO_FIELD] * 2 > st->malformed) {
+        snprintf(buf, sizeof buf, "--text-field NAME (no string field \"%s\")", c->text_field ? c->text_field : "text");
+        hint = buf;
+    }
+    return cpt_err_set(err, CPT_EINVAL,
+                       "prepare: kept 0 of %llu documents: %s removed %llu (counts in %s/stats.json). HINT: %s",
+                       (unsigned long long)st->docs_in, what, (unsigned long long)best, c->out_dir, hint);
+}
+
 int cpt_prepare_run(const cpt_prepare_cfg *c, cpt_prepare_stats *st, cpt_err *err) {
     memset(st, 0, sizeof *st);
     double t0 = cpt_now();
@@ -572,7 +647,13 @@ int cpt_prepare_run(const cpt_prepare_cfg *c, cpt_prepare_stats *st, cpt_err *er
     uint8_t *status = NULL;
     uint64_t *hs = NULL;
     uint64_t *first = calloc(c->n_inputs + 1, sizeof *first); /* first[fi]: index of file fi's first document */
-    if (!first) return cpt_err_set(err, CPT_ENOMEM, "prepare: out of memory");
+    int *file_kind = calloc(c->n_inputs + 1, sizeof *file_kind);
+    if (!first || !file_kind) {
+        free(first);
+        free(file_kind);
+        return cpt_err_set(err, CPT_ENOMEM, "prepare: out of memory");
+    }
+    for (size_t fi = 0; fi < c->n_inputs; fi++) file_kind[fi] = cpt_prepare_file_kind(c->inputs[fi], c->txt_blank);
     size_t scap = 0;
     drd *r = NULL;
     batch b = {0};
@@ -619,7 +700,7 @@ int cpt_prepare_run(const cpt_prepare_cfg *c, cpt_prepare_stats *st, cpt_err *er
 
     /* ---- pass 1: decide every document's fate ---- */
     p1ctx x = {c, calloc(P1, sizeof(p1doc)), 0, malloc(P1 * cpt_minhash_len(mh) * sizeof(uint32_t)),
-               malloc(P1 * sizeof(cpt_err)), mh, dc, ex, lsh, &status, &scap, chat};
+               malloc(P1 * sizeof(cpt_err)), mh, dc, ex, lsh, &status, &scap, chat, file_kind};
     if (!x.d || !x.sigs || !x.errs) {
         rc = cpt_err_set(err, CPT_ENOMEM, "prepare: out of memory");
         goto p1_done;
@@ -686,6 +767,12 @@ p1_done:
         default: st->near_duplicates++; break;
         }
     }
+    if (st->kept == 0 && st->docs_in > 0) {
+        st->seconds = cpt_now() - t0;
+        write_stats(c->out_dir, c->inputs, st, NULL);
+        rc = kept_nothing(c, st, err);
+        goto done;
+    }
     if (c->val_docs > 0) {
         if (c->val_docs >= st->kept) {
             rc = cpt_err_set(err, CPT_EINVAL,
@@ -745,6 +832,7 @@ p1_done:
             b.raw_len[b.n] = len;
             b.line[b.n] = line;
             b.file[b.n] = fi;
+            b.kind[b.n] = doc_kind(c, file_kind[fi], len);
             b.val[b.n] = c->val_docs > 0 ? h <= thr : h < thr;
             if (++b.n == BATCH) {
                 rc = chat ? chat_flush(c, &b, chat, &tr, &va, err) : flush(c, &b, tok, c->threads, &tr, &va, st, err);
@@ -770,8 +858,10 @@ p1_done:
     st->val_docs = va.docs;
     st->val_tokens = va.tokens;
     st->val_shards = va.shards;
+    st->kept -= st->too_short + st->too_long;
     st->seconds = cpt_now() - t0;
     rc = write_stats(c->out_dir, c->inputs, st, err);
+    if (!rc && st->kept == 0) rc = kept_nothing(c, st, err);
 done:
     for (size_t i = 0; i < b.n; i++) free(b.raw[i]);
     cpt_shard_writer_abort(tr.w);
@@ -780,6 +870,7 @@ done:
     free(status);
     free(hs);
     free(first);
+    free(file_kind);
     cpt_decon_close(dc);
     cpt_lsh_close(lsh);
     cpt_minhash_close(mh);

@@ -1,6 +1,7 @@
 /* test_pack.c: packing against a flat-stream oracle built here: windows with document
  * boundaries (seg/pos/mask), keep_whole invariants (nothing lost or repeated, short docs
- * whole, padding only when the next short doc does not fit), and cpt_mix_fetch. */
+ * whole, padding only when the next short doc does not fit), and cpt_mix_fetch; the same
+ * over document-length filters (the oracle stream then holds only the documents in range). */
 #include <stdint.h>
 
 #include "cpt/fileio.h"
@@ -15,6 +16,33 @@ static uint64_t T;          /* stream length */
 static uint64_t doc_len[4000];
 static uint64_t n_docs;
 static char paths[3][4200];
+/* The oracle stream the checks compare with: the whole stream, or only the documents
+ * that pass a length filter (set_filter). */
+static uint32_t f_tok[MAXT], f_doc[MAXT];
+static const uint32_t *o_tok = s_tok, *o_doc = s_doc;
+static uint64_t oT, o_docs;
+static uint64_t f_min, f_max;
+
+static void set_filter(uint64_t mn, uint64_t mx) {
+    f_min = mn;
+    f_max = mx;
+    if (!mn && !mx) {
+        o_tok = s_tok, o_doc = s_doc, oT = T, o_docs = n_docs;
+        return;
+    }
+    uint64_t at = 0, t = 0;
+    o_docs = 0;
+    for (uint64_t d = 0; d < n_docs; d++) {
+        int keep = doc_len[d] >= mn && (!mx || doc_len[d] <= mx);
+        for (uint64_t i = 0; i < doc_len[d]; i++, t++)
+            if (keep) {
+                f_tok[at] = s_tok[t];
+                f_doc[at++] = s_doc[t];
+            }
+        o_docs += keep;
+    }
+    o_tok = f_tok, o_doc = f_doc, oT = at;
+}
 
 static uint64_t rs = 99;
 static uint32_t rnd(void) {
@@ -65,11 +93,11 @@ static int check_bounds(const cpt_pack_seq *q, uint64_t a, uint32_t n, uint32_t 
     int bad = 0;
     uint32_t seg = 0, pos = 0;
     for (uint32_t t = 0; t < n; t++) {
-        if (t > 0 && s_doc[a + t] != s_doc[a + t - 1]) {
+        if (t > 0 && o_doc[a + t] != o_doc[a + t - 1]) {
             seg++;
             pos = 0;
         }
-        bad += q->tokens[t] != s_tok[a + t];
+        bad += q->tokens[t] != o_tok[a + t];
         bad += q->seg[t] != seg || q->pos[t] != pos || q->mask[t] != 1;
         pos++;
     }
@@ -83,10 +111,12 @@ static void windows(uint32_t S) {
     const char *const p[3] = {paths[0], paths[1], paths[2]};
     cpt_err err = {0};
     cpt_pack_source *src = NULL;
-    CHECK_OK(cpt_pack_source_open(&src, p, 3, S, 0, &err), &err);
+    CHECK_OK(cpt_pack_source_open_len(&src, p, 3, S, 0, f_min, f_max, &err), &err);
     if (!src) return;
-    CHECK(cpt_pack_source_n_tokens(src) == T && cpt_pack_source_n_docs(src) == n_docs);
-    uint64_t N = (T - 1) / S;
+    CHECKF(cpt_pack_source_n_tokens(src) == oT && cpt_pack_source_n_docs(src) == o_docs,
+           "tokens %llu docs %llu, want %llu %llu", (unsigned long long)cpt_pack_source_n_tokens(src),
+           (unsigned long long)cpt_pack_source_n_docs(src), (unsigned long long)oT, (unsigned long long)o_docs);
+    uint64_t N = (oT - 1) / S;
     CHECK(cpt_pack_source_n_seqs(src) == N);
     cpt_pack_seq q;
     alloc_seq(&q, S + 1);
@@ -105,7 +135,7 @@ static void keep_whole(uint32_t S) {
     cpt_err err = {0};
     cpt_pack_source *src = NULL;
     uint32_t L = S + 1;
-    CHECK_OK(cpt_pack_source_open(&src, p, 3, S, 1, &err), &err);
+    CHECK_OK(cpt_pack_source_open_len(&src, p, 3, S, 1, f_min, f_max, &err), &err);
     if (!src) return;
     uint64_t N = cpt_pack_source_n_seqs(src), at = 0;
     cpt_pack_seq q;
@@ -116,26 +146,26 @@ static void keep_whole(uint32_t S) {
         bad += check_bounds(&q, at, q.n_real, L, 0); /* (a) in order, nothing lost or repeated */
         /* (b) a doc of <= L tokens appears whole: its piece here has its full length. */
         for (uint32_t t = 0; t < q.n_real; t++) {
-            uint32_t d = s_doc[at + t];
-            int first = t == 0 || s_doc[at + t - 1] != d;
+            uint32_t d = o_doc[at + t];
+            int first = t == 0 || o_doc[at + t - 1] != d;
             if (!first) continue;
             uint32_t piece = 0;
-            while (t + piece < q.n_real && s_doc[at + t + piece] == d) piece++;
+            while (t + piece < q.n_real && o_doc[at + t + piece] == d) piece++;
             if (doc_len[d] <= L && piece != doc_len[d]) split_short++;
         }
         /* (c) padding only when the next document is short and would not fit. */
         if (q.n_real < L && j + 1 < N) {
             padded++;
-            uint64_t nd = doc_len[s_doc[at + q.n_real]];
+            uint64_t nd = doc_len[o_doc[at + q.n_real]];
             if (!(nd <= L && q.n_real + nd > L)) bad_pad++;
         }
         at += q.n_real;
     }
-    CHECKF(at == T, "keep_whole %u: sequences hold %llu tokens, stream has %llu", S, (unsigned long long)at,
-           (unsigned long long)T);
+    CHECKF(at == oT, "keep_whole %u: sequences hold %llu tokens, stream has %llu", S, (unsigned long long)at,
+           (unsigned long long)oT);
     CHECKF(bad == 0 && split_short == 0 && bad_pad == 0, "keep_whole %u: bad %d split %d pad %d", S, bad,
            split_short, bad_pad);
-    CHECKF(padded > 0, "keep_whole %u: the fixture never exercised padding", S);
+    CHECKF(padded > 0 || f_min > L, "keep_whole %u: the fixture never exercised padding", S); /* > L: none */
     free_seq(&q);
     cpt_pack_source_close(src);
 }
@@ -206,11 +236,38 @@ int main(void) {
     CHECK_OK(cpt_mkdirs(dir, &err), &err);
     make_shards(dir);
     CHECK(T > 5000 && T < MAXT);
+    set_filter(0, 0);
     windows(1);
     windows(64);
     windows(257);
     keep_whole(64);
     keep_whole(200);
     fetch();
+    /* Length filters: only documents with min <= length <= max, in order. The fixture's
+     * documents are 0..119 tokens, a few 300..699: min 300 keeps only the long ones (each a
+     * run of its own), max 60 only short ones (zero-length documents too). */
+    uint64_t n_long = 0, t_long = 0;
+    for (uint64_t d = 0; d < n_docs; d++)
+        if (doc_len[d] >= 300) n_long++, t_long += doc_len[d];
+    set_filter(300, 0);
+    CHECK(o_docs == n_long && oT == t_long && n_long >= 3);
+    windows(1);
+    windows(64);
+    keep_whole(64);
+    set_filter(0, 60);
+    windows(64);
+    keep_whole(64);
+    set_filter(40, 110);
+    windows(17);
+    keep_whole(200);
+    {
+        const char *const p[3] = {paths[0], paths[1], paths[2]};
+        cpt_pack_source *src = NULL;
+        cpt_err e = {0};
+        CHECK(cpt_pack_source_open_len(&src, p, 3, 64, 0, 100, 50, &e) == CPT_EINVAL && strstr(e.msg, "min_doc_tokens"));
+        CHECK(cpt_pack_source_open_len(&src, p, 3, 64, 0, 100000, 0, &e) == CPT_OK && src &&
+              cpt_pack_source_n_seqs(src) == 0 && cpt_pack_source_n_docs(src) == 0);
+        cpt_pack_source_close(src);
+    }
     TEST_END();
 }
