@@ -10,6 +10,7 @@
 int cpt_cmd_train(int argc, char **argv);
 int cpt_cmd_export(int argc, char **argv);
 int cpt_cmd_score(int argc, char **argv);
+int cpt_cmd_eval(int argc, char **argv);
 int cpt_cmd_generate(int argc, char **argv);
 int cpt_cmd_convert(int argc, char **argv);
 int cpt_cmd_init(int argc, char **argv);

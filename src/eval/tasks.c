@@ -12,9 +12,11 @@ void cpt_mc_task_free(cpt_mc_task *t) {
         free(t->items[i].context);
         for (int c = 0; c < t->items[i].n_choices; c++) free(t->items[i].choices[c]);
         free(t->items[i].choices);
+        free(t->items[i].suffix);
     }
     free(t->items);
-    t->items = NULL, t->n = 0;
+    free(t->description);
+    t->items = NULL, t->n = 0, t->description = NULL;
 }
 
 #define HINT_MC "HINT: each line must be {\"query\": \"...\", \"choices\": [\"...\", ...], \"gold\": N}"
@@ -53,6 +55,8 @@ static int parse_item(cpt_mc_item *it, const char *line, size_t len, const char 
 
 int cpt_mc_load_jsonl(cpt_mc_task *t, const char *path, size_t limit, cpt_err *err) {
     memset(t, 0, sizeof *t);
+    t->kind = CPT_TASK_MC, t->has_norm = 1;
+    strcpy(t->delim, " ");
     FILE *f = fopen(path, "rb");
     if (!f) return cpt_err_set(err, CPT_EIO, "%s: cannot open. HINT: check the task path or --data-dir", path);
     char *line = NULL;

@@ -1,0 +1,171 @@
+/* cmd_eval.c: `cpt eval`: benchmark tasks scored the lm-evaluation-harness way
+ * (multiple choice by continuation log-likelihood, LAMBADA cloze), a Markdown table on
+ * stdout, the per-task metrics as JSON (--out) and every item's log-likelihoods (--items). */
+#include <jansson.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "cli/opts.h"
+#include "cpt/eval.h"
+#include "cpt/model.h"
+#include "cpt/tokenizer.h"
+
+static int is_dir(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* --data-dir, else $CPT_EVAL_DATA, else ../shared/data/eval beside the checkout the binary
+ * was built in (build/cpt -> CHECKOUT/../shared), else ../shared/data/eval from here. */
+static const char *default_data_dir(char *buf, size_t cap) {
+    const char *env = getenv("CPT_EVAL_DATA");
+    if (env && *env) return env;
+    char exe[PATH_MAX];
+    ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (k > 0) {
+        exe[k] = 0;
+        for (int up = 0; up < 4; up++) {
+            char *s = strrchr(exe, '/');
+            if (!s || s == exe) break;
+            *s = 0;
+            if ((size_t)snprintf(buf, cap, "%s/../shared/data/eval", exe) < cap && is_dir(buf)) return buf;
+        }
+    }
+    return "../shared/data/eval";
+}
+
+static json_t *num_or_null(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+static void task_label(const char *name, char *out, size_t cap) {
+    const char *b = strrchr(name, '/');
+    b = b ? b + 1 : name;
+    snprintf(out, cap, "%s", b);
+    size_t n = strlen(out);
+    if (n > 6 && !strcmp(out + n - 6, ".jsonl")) out[n - 6] = 0;
+}
+
+static void fmt_metric(char *buf, size_t cap, double v, double se) {
+    if (isfinite(v)) snprintf(buf, cap, "%.4f | %.4f", v, se);
+    else snprintf(buf, cap, "- | -");
+}
+
+int cpt_cmd_eval(int argc, char **argv) {
+    const char *model_dir = NULL, *tasks = NULL, *out_path = NULL, *items_path = NULL, *data_dir = NULL,
+               *tok_path = NULL;
+    long long limit = 0, fewshot = 0, batch = 4, seed = 1234;
+    int letters = 0;
+    cpt_opt opts[] = {
+        {"--model", CPT_OPT_STR, &model_dir, "DIR", "Hugging Face model directory (config.json + safetensors + tokenizer)", 1, 0, 0, NULL, 0},
+        {"--tasks", CPT_OPT_STR, &tasks, "LIST", "comma-separated built-in task names and/or paths of {\"query\",\"choices\",\"gold\"} .jsonl files", 1, 0, 0, NULL, 0},
+        {"--limit", CPT_OPT_INT, &limit, "N", "score the first N items of each task (0: all)", 0, 0, 1e9, NULL, 0},
+        {"--fewshot", CPT_OPT_INT, &fewshot, "K", "K solved examples before each item, drawn from the task's other items", 0, 0, 64, NULL, 0},
+        {"--seed", CPT_OPT_INT, &seed, "S", "seed of the few-shot sampler", 0, 0, 9e15, NULL, 0},
+        {"--batch", CPT_OPT_INT, &batch, "N", "rows (context, continuation pairs) per forward", 0, 1, 4096, NULL, 0},
+        {"--letters", CPT_OPT_FLAG, &letters, NULL, "MMLU-style letter answers for .jsonl tasks (choices listed as \"A. ...\", continuations \"A\", \"B\", ...)", 0, 0, 0, NULL, 0},
+        {"--data-dir", CPT_OPT_STR, &data_dir, "DIR", "where the built-in tasks' files are (default: $CPT_EVAL_DATA, else ../shared/data/eval beside the checkout)", 0, 0, 0, NULL, 0},
+        {"--tokenizer", CPT_OPT_STR, &tok_path, "PATH", "tokenizer (default: the model directory)", 0, 0, 0, NULL, 0},
+        {"--out", CPT_OPT_STR, &out_path, "FILE.json", "write the per-task metrics as JSON", 0, 0, 0, NULL, 0},
+        {"--items", CPT_OPT_STR, &items_path, "FILE.jsonl", "write every item's choice log-likelihoods, predictions and few-shot indices", 0, 0, 0, NULL, 0},
+    };
+    cpt_cmd_spec spec = {"eval",
+                         "Score benchmark tasks the lm-evaluation-harness way: each choice's continuation\n"
+                         "log-likelihood given the context; acc (argmax of the sum), acc_norm (sum / length of the\n"
+                         "choice in characters), their standard errors (sample std / sqrt(n)); LAMBADA: last-word\n"
+                         "accuracy (greedy) and perplexity.",
+                         "Built-in tasks: hellaswag, arc_easy, arc_challenge, piqa, winogrande, boolq, copa, openbookqa,\n"
+                         "lambada_openai, mmlu_cs (files under --data-dir). Prints a Markdown table and items/s.",
+                         opts, CPT_NOPTS(opts), NULL, NULL};
+    int prc = cpt_opts_parse(&spec, argc, argv);
+    if (prc) return prc == 1 ? 0 : 2;
+    char ddbuf[PATH_MAX + 32];
+    if (!data_dir) data_dir = default_data_dir(ddbuf, sizeof ddbuf);
+    cpt_err err = {0};
+    cpt_model *m = NULL;
+    cpt_tok *tok = NULL;
+    int rc = cpt_model_load_hf(&m, model_dir, &err);
+    if (!rc) rc = cpt_tok_load(&tok, tok_path ? tok_path : model_dir, &err);
+    FILE *items_f = NULL;
+    if (!rc && items_path && !(items_f = fopen(items_path, "wb")))
+        rc = cpt_err_set(&err, CPT_EIO, "%s: cannot open for writing. HINT: check the --items path", items_path);
+    json_t *res = json_object(), *jt = json_object();
+    json_object_set_new(res, "model", json_string(model_dir));
+    json_object_set_new(res, "fewshot", json_integer(fewshot));
+    json_object_set_new(res, "limit", json_integer(limit));
+    json_object_set_new(res, "tasks", jt);
+    char *list = strdup(tasks);
+    if (!list && !rc) rc = cpt_err_set(&err, CPT_ENOMEM, "out of memory");
+    if (!rc) {
+        printf("| task | n | acc | stderr | acc_norm | stderr | ppl | items/s |\n");
+        printf("|---|---|---|---|---|---|---|---|\n");
+    }
+    char *save = NULL;
+    for (char *name = list ? strtok_r(list, ",", &save) : NULL; name && !rc; name = strtok_r(NULL, ",", &save)) {
+        if (!*name) continue;
+        cpt_mc_task t;
+        rc = cpt_eval_task_load(&t, name, data_dir, letters, &err);
+        if (rc) break;
+        cpt_eval_opts o = {(size_t)limit, (int)fewshot, (uint64_t)seed, (int)batch};
+        cpt_eval_result r;
+        rc = cpt_eval_task_run(m, tok, &t, &o, &r, &err);
+        if (rc) {
+            cpt_err_wrap(&err, "task %s", name);
+            cpt_mc_task_free(&t);
+            break;
+        }
+        char label[256], a[64], an[64], ppl[32];
+        task_label(name, label, sizeof label);
+        double ips = r.seconds > 0 ? (double)r.n / r.seconds : 0;
+        fmt_metric(a, sizeof a, r.acc, r.acc_stderr);
+        fmt_metric(an, sizeof an, r.acc_norm, r.acc_norm_stderr);
+        if (isfinite(r.ppl)) snprintf(ppl, sizeof ppl, "%.3f", r.ppl);
+        else snprintf(ppl, sizeof ppl, "-");
+        printf("| %s | %zu | %s | %s | %s | %.1f |\n", label, r.n, a, an, ppl, ips);
+        fflush(stdout);
+        json_t *o1 = json_object();
+        json_object_set_new(o1, "acc", num_or_null(r.acc));
+        json_object_set_new(o1, "acc_stderr", num_or_null(r.acc_stderr));
+        json_object_set_new(o1, "acc_norm", num_or_null(r.acc_norm));
+        json_object_set_new(o1, "acc_norm_stderr", num_or_null(r.acc_norm_stderr));
+        if (t.kind == CPT_TASK_CLOZE) json_object_set_new(o1, "perplexity", num_or_null(r.ppl));
+        json_object_set_new(o1, "n", json_integer((json_int_t)r.n));
+        json_object_set_new(o1, "seconds", json_real(r.seconds));
+        json_object_set_new(o1, "items_per_s", json_real(ips));
+        json_object_set_new(jt, label, o1);
+        for (size_t i = 0; items_f && i < r.n; i++) {
+            json_t *li = json_object(), *ll = json_array(), *gr = json_array(), *sh = json_array();
+            for (size_t q = r.ll_off[i]; q < r.ll_off[i + 1]; q++) {
+                json_array_append_new(ll, json_real(r.ll[q]));
+                json_array_append_new(gr, json_boolean(r.greedy[q]));
+            }
+            for (int k = 0; k < r.fewshot; k++) json_array_append_new(sh, json_integer(r.shots[i * (size_t)r.fewshot + (size_t)k]));
+            json_object_set_new(li, "task", json_string(label));
+            json_object_set_new(li, "item", json_integer((json_int_t)i));
+            json_object_set_new(li, "gold", json_integer(t.items[i].gold));
+            json_object_set_new(li, "ll", ll);
+            json_object_set_new(li, "greedy", gr);
+            json_object_set_new(li, "pred", json_integer(r.pred[i]));
+            json_object_set_new(li, "pred_norm", json_integer(r.pred_norm[i]));
+            json_object_set_new(li, "shots", sh);
+            char *s = json_dumps(li, JSON_COMPACT | JSON_REAL_PRECISION(17));
+            if (s) fprintf(items_f, "%s\n", s);
+            free(s);
+            json_decref(li);
+        }
+        cpt_eval_result_free(&r);
+        cpt_mc_task_free(&t);
+    }
+    free(list);
+    if (items_f && fclose(items_f) && !rc) rc = cpt_err_set(&err, CPT_EIO, "%s: write failed", items_path);
+    if (!rc && out_path && json_dump_file(res, out_path, JSON_INDENT(2) | JSON_REAL_PRECISION(10)))
+        rc = cpt_err_set(&err, CPT_EIO, "%s: cannot write. HINT: check the --out path", out_path);
+    json_decref(res);
+    cpt_tok_free(tok);
+    cpt_model_free(m);
+    return rc ? cpt_cli_fail("eval", &err) : 0;
+}
