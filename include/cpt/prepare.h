@@ -77,6 +77,11 @@
 extern "C" {
 #endif
 
+#define CPT_PREPARE_N_LENGTHS 6
+/* The docs_by_length bucket of a document of n tokens, and its label ("<512", ...). */
+int cpt_prepare_length_bucket(uint64_t n);
+const char *cpt_prepare_length_name(int bucket);
+
 /* Progress of a run, reported after every batch from the calling thread. */
 typedef struct cpt_prepare_progress {
     int pass;                        /* 1: cleaning and dedup, 2: tokenizing and writing */
@@ -143,6 +148,9 @@ typedef struct cpt_prepare_stats {
     uint64_t filtered; /* sum of filter.dropped */
     uint64_t too_short, too_long; /* outside [min_doc_tokens, max_doc_tokens] */
     uint64_t docs_by_kind[CPT_KIND_N]; /* not malformed documents by resolved kind */
+    /* written documents (train + val) by token count: < 512, < 2K, < 8K, < 32K, < 128K, more
+     * (cpt_prepare_length_bucket); a guide for min_doc_tokens of a long-context source */
+    uint64_t docs_by_length[CPT_PREPARE_N_LENGTHS];
     cpt_filter_stats filter;
     uint64_t train_docs, train_tokens, train_shards;
     uint64_t val_docs, val_tokens, val_shards;

@@ -131,6 +131,10 @@ static void summary(const cpt_prepare_stats *st, const char *out_dir) {
     ROW("val documents", st->val_docs);
     ROW("val tokens", st->val_tokens);
     ROW("val shards", st->val_shards);
+    printf("  %-22s", "documents by tokens");
+    for (int k = 0; k < CPT_PREPARE_N_LENGTHS; k++)
+        printf(" %s: %llu", cpt_prepare_length_name(k), (unsigned long long)st->docs_by_length[k]);
+    putchar('\n');
 #undef ROW
     printf("  %-22s %14.2f s  (%.2f MB/s, %.0f tokens/s)\n", "time", st->seconds, (double)st->bytes_in / 1e6 / dt,
            (double)(st->train_tokens + st->val_tokens) / dt);

@@ -34,6 +34,18 @@ void cpt_prepare_cfg_default(cpt_prepare_cfg *c) {
     c->seed = 1;
 }
 
+int cpt_prepare_length_bucket(uint64_t n) {
+    int b = 0;
+    for (uint64_t lim = 512; b < CPT_PREPARE_N_LENGTHS - 1 && n >= lim; lim *= 4) b++;
+    return b;
+}
+
+const char *cpt_prepare_length_name(int b) {
+    static const char *const names[CPT_PREPARE_N_LENGTHS] = {"<512", "512-2K", "2K-8K", "8K-32K", "32K-128K",
+                                                             ">=128K"};
+    return b >= 0 && b < CPT_PREPARE_N_LENGTHS ? names[b] : "?";
+}
+
 const char *cpt_prepare_reason_name(int reason) {
     static const char *const names[CPT_PREP_N_REASONS] = {"bad_json",         "no_field",      "invalid_utf8",
                                                            "empty",            "bad_conversation",
@@ -317,7 +329,10 @@ static int flush(const cpt_prepare_cfg *c, batch *b, const cpt_tok *tok, int thr
         st->replaced_chars += rep[i];
         if (c->min_doc_tokens && n < c->min_doc_tokens) st->too_short++;
         else if (c->max_doc_tokens && n > c->max_doc_tokens) st->too_long++;
-        else rc = split_add(b->val[i] ? va : tr, u, NULL, n, err);
+        else {
+            st->docs_by_length[cpt_prepare_length_bucket(n)]++;
+            rc = split_add(b->val[i] ? va : tr, u, NULL, n, err);
+        }
     }
     if (encoded)
         for (size_t i = 0; i < b->n; i++) free(ids[i]);
@@ -395,6 +410,10 @@ static int write_stats(const char *dir, const char *const *inputs, const cpt_pre
     for (int k = 0; k < CPT_SCRIPT_N; k++)
         json_object_set_new(bs, cpt_filter_script_name(k), json_integer((json_int_t)st->filter.by_script[k]));
     json_object_set_new(o, "docs_by_kind", bk);
+    json_t *bl = json_object();
+    for (int k = 0; k < CPT_PREPARE_N_LENGTHS; k++)
+        json_object_set_new(bl, cpt_prepare_length_name(k), json_integer((json_int_t)st->docs_by_length[k]));
+    json_object_set_new(o, "docs_by_tokens", bl);
     json_object_set_new(o, "docs_by_script", bs);
     SET("contaminated", st->contaminated);
     SET("near_duplicates", st->near_duplicates);

@@ -130,6 +130,12 @@ def main():
     ou.log("kept %s documents, %s tokens; Shakespeare %d tokens" % (st.get("kept"), st.get("train_tokens"),
                                                                    len(want[0])))
     ck.check("exact duplicates" in p.stdout and "kind book" in p.stdout, "summary: %r" % p.stdout[-600:])
+    buckets = [0] * 6  # < 512, < 2K, < 8K, < 32K, < 128K, more (tokens of each written document)
+    for w in want:
+        buckets[sum(len(w) >= 512 * 4 ** k for k in range(5))] += 1
+    ck.check(list(st.get("docs_by_tokens", {}).get(k) for k in ("<512", "512-2K", "2K-8K", "8K-32K", "32K-128K",
+                                                               ">=128K")) == buckets,
+             "docs_by_tokens %s, want %s" % (st.get("docs_by_tokens"), buckets))
 
     # Repetition judged over the whole 944 kB text (Gopher as written) drops the stories; the
     # keep-nothing error names the rule and the options.
