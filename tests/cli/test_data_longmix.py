@@ -7,7 +7,8 @@ tokenizer, so a document is its bytes + BOS + EOS = 2002 or 102 tokens) is decla
 Expected, counted by hand from the corpus written here (not by cpt): the log lists 20 * 2002 =
 40040 tokens for long and 40 * 102 = 4080 for short; 4 steps of 5 sequences of 64 tokens train
 exactly 12 * 64 = 768 target tokens of long and 8 * 64 = 512 of short (trainer_state.json and
-report.md), i.e. the ratio is counted in tokens. A range that keeps no document, a negative
+report.md), i.e. the ratio is counted in tokens; with two stages (short only, then the mix) the
+counts are those of each stage's pattern. A range that keeps no document, a negative
 bound and min > max are refused with the key or the cause named.
 """
 import json
@@ -79,6 +80,22 @@ check(st.get("source_tokens") == {"long": 768, "short": 512}, "source tokens %s 
       % st.get("source_tokens"))
 rep = open(os.path.join(out, "report.md")).read() if os.path.isfile(os.path.join(out, "report.md")) else ""
 check("| long | 768 | 60.0% |" in rep and "| short | 512 | 40.0% |" in rep, "report.md per-source table")
+
+# Per stage: short documents only for 2 steps, then the long mix for 2 steps (stages.#.mixture over
+# the two length views). The second stage's pattern restarts at its first sample (long, short,
+# long, short, long): 6 long and 4 short sequences -> long 384, short 640 + 256 = 896 tokens.
+staged = os.path.join(tmp, "staged.yaml")
+open(staged, "w").write(open(recipe).read().replace("  mixture: {long: 0.6, short: 0.4}\n", "") + """
+stages:
+  - {name: short-only, steps: 2, mixture: {short: 1.0}}
+  - {name: long-mix, steps: 2, mixture: {long: 0.6, short: 0.4}}
+""")
+r = run(["train", staged, "out_dir=" + out + "_staged", "training.max_steps=4"])
+check(r.returncode == 0, "staged train: %s" % r.stderr[-500:])
+st_path = os.path.join(out + "_staged", "checkpoints", "step-00000004", "trainer_state.json")
+st = json.load(open(st_path)) if os.path.isfile(st_path) else {}
+check(st.get("source_tokens") == {"long": 384, "short": 896}, "staged source tokens %s (want long 384, short 896)"
+      % st.get("source_tokens"))
 
 r = run(["train", recipe, "out_dir=" + out + "_none", "data.sources.long.min_doc_tokens=5000"])
 check(r.returncode != 0 and "'long'" in r.stderr and "min_doc_tokens" in r.stderr,
