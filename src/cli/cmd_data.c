@@ -155,7 +155,7 @@ static int cmd_prepare(int argc, char **argv) {
         {"--out", CPT_OPT_STR, &out, "DIR", "output directory (train-*.shard, val-*.shard, stats.json)", 1, 0, 0, NULL, 0},
         {"--text-field", CPT_OPT_STR, &field, "NAME", "the string field holding a .jsonl document", 0, 0, 0, NULL, 0},
         {"--txt-docs", CPT_OPT_CHOICE, &txt_docs, NULL, "text files: one document per file, or split at blank lines", 0, 0, 0, "file|blank", 0},
-        {"--kind", CPT_OPT_CHOICE, &kind, NULL, "which filters apply: web (Gopher + C4), book (Gopher, no C4 line rewriting), code (none); auto: code by extension, book for a whole text file or a document >= 100000 bytes, else web", 0, 0, 0, "auto|web|book|code", 0},
+        {"--kind", CPT_OPT_CHOICE, &kind, NULL, "which filters apply: web (Gopher + C4), book (Gopher, no C4 line rewriting), code (dedup only); auto: code by extension, book for a whole text file or a document >= 100000 bytes, else web", 0, 0, 0, "auto|web|book|code", 0},
         {"--min-doc-tokens", CPT_OPT_INT, &min_doc_tokens, "N", "drop documents of fewer than N tokens (0 = no limit; long-context sources)", 0, 0, 1e15, NULL, 0},
         {"--max-doc-tokens", CPT_OPT_INT, &max_doc_tokens, "N", "drop documents of more than N tokens (0 = no limit)", 0, 0, 1e15, NULL, 0},
         {"--nfc", CPT_OPT_FLAG, &nfc, NULL, "NFC-normalise the text first (the default)", 0, 0, 0, NULL, 0},
@@ -192,8 +192,9 @@ static int cmd_prepare(int argc, char **argv) {
                          "Order: exact dedup (of the text as read), quality filters (by --kind and by script:\n"
                          "CJK, kana, Hangul and Thai text skips the word rules, non-Latin text the English\n"
                          "stop-word and C4 punctuation rules), decontamination, near dedup, token length.\n"
-                         "Gopher's 100000-word upper limit is off (books are longer). A source with its own\n"
-                         "filter settings is its own prepare run (a recipe source is one output DIR).\n"
+                         "Gopher's 100000-word upper limit is off (books are longer), and its repetition\n"
+                         "rules see a long document in windows of --repetition-window words. A source with\n"
+                         "its own filter settings is its own prepare run (a recipe source is one output DIR).\n"
                          "--chat: each .jsonl line is {\"messages\": [{\"role\", \"content\"}, ...]} or\n"
                          "{\"prompt\", \"response\"}, rendered with the chat template; only assistant content and\n"
                          "its end-of-turn token carry loss. NFC and quality filters do not apply to chat data;\n"
