@@ -136,6 +136,8 @@ typedef struct cpt_model {
     /* 1: positions past cpt_config_context_len are allowed (the user extends the context
      * on purpose, e.g. continued pretraining at a longer length); 0: they are an error. */
     int allow_long_context;
+    /* LoRA adapter applied in cpt_model_step's linears (cpt/lora.h); NULL = none. */
+    struct cpt_lora *lora;
 } cpt_model;
 
 /* Build an empty model (parameters zeroed) for a validated config. */

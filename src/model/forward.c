@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cpt/backend.h"
+#include "cpt/lora.h"
 #include "cpt/model.h"
 #include "model/model-impl.h"
 
@@ -49,13 +50,19 @@ struct cpt_acts {
     /* Per-layer strides: sX for the residual stream, sAtt/sP for the attention output
      * and lse, the rest for everything else a layer saves. */
     size_t sX, sD, sQ, sK, sH, sKV, sP, sAtt, sI, sN;
+    /* LoRA (when the model had an adapter at creation): lora_t [L][CPT_LORA_NT][N, r]
+     * s * x A^T of every adapted linear (kept for the backward; one layer's worth in
+     * inference), lora_y [N, max out] the adapter's output, lora_dt [N, r] its backward. */
+    int lora_r;
+    float *lora_t, *lora_y, *lora_dt;
+    size_t sLt;
 };
 
 /* The arena plan, shared by cpt_acts_create and cpt_acts_plan_bytes so the planned
  * bytes are exactly what gets allocated. Fills a's strides, and its block pointers
  * when base is not NULL; returns the total floats, or 0 on size overflow. */
 static size_t acts_plan(cpt_acts *a, const cpt_backend *be, const cpt_config *c, int B, int T, int training,
-                        int recompute, float *base) {
+                        int recompute, int lora_r, float *base) {
     size_t N = (size_t)B * T, D = (size_t)c->hidden_size, I = (size_t)c->intermediate_size;
     size_t qd = (size_t)c->n_heads * c->head_dim, kd = (size_t)c->n_kv_heads * c->head_dim;
     size_t HT = (size_t)B * c->n_heads * T;
@@ -122,6 +129,14 @@ static size_t acts_plan(cpt_acts *a, const cpt_backend *be, const cpt_config *c,
         BLK(a->du, N * I);
         BLK(a->dh, N * I);
     }
+    if (lora_r > 0) {
+        size_t Ll = training ? (size_t)c->n_layers : 1, wo = D > qd ? D : qd;
+        wo = wo > I ? wo : I;
+        BLK(a->lora_t, Ll * CPT_LORA_NT * N * (size_t)lora_r);
+        BLK(a->lora_y, N * wo);
+        if (training) BLK(a->lora_dt, N * (size_t)lora_r);
+    }
+    a->lora_r = lora_r;
 #undef BLK
     size_t off = 0;
     for (int i = 0; i < np; i++) {
@@ -133,6 +148,7 @@ static size_t acts_plan(cpt_acts *a, const cpt_backend *be, const cpt_config *c,
     a->sD = sr * N * D, a->sQ = sr * N * qd, a->sK = sr * N * kd, a->sI = sr * N * I, a->sN = sr * N;
     a->sH = sr * N * c->n_heads, a->sKV = sr * N * c->n_kv_heads;
     a->sAtt = sa * N * qd, a->sP = sa * HT;
+    a->sLt = N * (size_t)(lora_r > 0 ? lora_r : 0);
     return off;
 }
 
@@ -141,7 +157,7 @@ int cpt_acts_plan_bytes(const cpt_config *c, int B, int T, int training, int rec
     if (B <= 0 || T <= 0 || recompute < 0 || recompute > CPT_RECOMPUTE_SELECTIVE) return CPT_EINVAL;
     cpt_acts a;
     memset(&a, 0, sizeof a);
-    size_t total = acts_plan(&a, cpt_backend_default(), c, B, T, training, recompute, NULL);
+    size_t total = acts_plan(&a, cpt_backend_default(), c, B, T, training, recompute, 0, NULL);
     if (!total || !cpt_mul_size(total, sizeof(float), bytes)) return CPT_ENOMEM;
     return CPT_OK;
 }
@@ -156,7 +172,8 @@ int cpt_acts_create_ex(cpt_acts **out, const cpt_model *m, int B, int T, int tra
     cpt_acts *a = calloc(1, sizeof *a);
     if (!a) return cpt_err_set(err, CPT_ENOMEM, "out of memory");
     a->be = m->be;
-    size_t total = acts_plan(a, m->be, c, B, T, training, recompute, NULL);
+    int lora_r = m->lora ? m->lora->cfg.rank : 0;
+    size_t total = acts_plan(a, m->be, c, B, T, training, recompute, lora_r, NULL);
     size_t bytes = 0;
     if (!total || !cpt_mul_size(total, sizeof(float), &bytes) || !(a->arena = m->be->alloc(bytes))) {
         free(a);
@@ -166,7 +183,7 @@ int cpt_acts_create_ex(cpt_acts **out, const cpt_model *m, int B, int T, int tra
     }
     a->bytes = bytes;
     /* The backend's allocator zeroes it (first-touched by the threads that use it, on cpu). */
-    acts_plan(a, m->be, c, B, T, training, recompute, a->arena);
+    acts_plan(a, m->be, c, B, T, training, recompute, lora_r, a->arena);
     a->pos0 = (int32_t *)a->pos0f;
     size_t N = (size_t)B * T;
     int32_t *host = malloc(sizeof(int32_t) * N);
@@ -194,6 +211,38 @@ void cpt_acts_free(cpt_acts *a) {
 
 size_t cpt_acts_bytes(const cpt_acts *a) { return a->bytes; }
 
+/* LoRA on linear t of layer l (cpt/lora.h): y += s * (x A^T) B^T, keeping s * x A^T
+ * in the arena for the backward. No-op when the model has no adapter on it. */
+static void lora_fwd(const cpt_model *m, cpt_acts *a, int l, int t, float *y, const float *x, int N) {
+    const cpt_lora *lo = m->lora;
+    if (!lo || lo->ta[l * CPT_LORA_NT + t] < 0) return;
+    const cpt_backend *be = m->be;
+    const cpt_model *pm = lo->pm;
+    int ti = lo->ta[l * CPT_LORA_NT + t], r = lo->cfg.rank, K = lo->in[t], O = lo->out[t];
+    float *st = a->lora_t + ((size_t)(a->training ? l : 0) * CPT_LORA_NT + t) * a->sLt;
+    be->linear_fwd(st, x, pm->params + pm->tensors[ti].off, NULL, N, K, r);
+    be->scale(st, (size_t)N * r, lo->scale);
+    be->linear_fwd(a->lora_y, st, pm->params + pm->tensors[ti + 1].off, NULL, N, r, O);
+    be->add_inplace(y, a->lora_y, (size_t)N * O);
+}
+
+/* Its backward, given dy of the linear's output: dB += dy^T (s x A^T),
+ * dt = s * dy B, dA += dt^T x, dx += dt A (dx already holds the base linear's part). */
+static void lora_bwd(const cpt_model *m, cpt_acts *a, int l, int t, float *dx, const float *dy, const float *x,
+                     int N) {
+    const cpt_lora *lo = m->lora;
+    if (!lo || lo->ta[l * CPT_LORA_NT + t] < 0) return;
+    const cpt_backend *be = m->be;
+    const cpt_model *pm = lo->pm;
+    int ti = lo->ta[l * CPT_LORA_NT + t], r = lo->cfg.rank, K = lo->in[t], O = lo->out[t];
+    const float *st = a->lora_t + ((size_t)l * CPT_LORA_NT + t) * a->sLt;
+    const cpt_tensor *TA = &pm->tensors[ti], *TB = &pm->tensors[ti + 1];
+    float *gA = lo->grads ? lo->grads + TA->off : NULL, *gB = lo->grads ? lo->grads + TB->off : NULL;
+    be->linear_bwd(a->lora_dt, gB, NULL, dy, st, pm->params + TB->off, N, r, O, 0);
+    be->scale(a->lora_dt, (size_t)N * r, lo->scale);
+    be->linear_bwd(dx, gA, NULL, a->lora_dt, x, pm->params + TA->off, N, K, r, 1);
+}
+
 /* Layer l's forward. recompute == 0: the pass itself (writes x[l+1]). recompute == 1:
  * rebuild in the backward what layer l's backward reads, from the kept x[l], with the
  * same kernels in the same order (so bitwise the same values): it stops after swiglu
@@ -216,20 +265,26 @@ static int layer_fwd(const cpt_model *m, cpt_acts *a, const cpt_batch *b, const 
     if (c->qk_norm) {
         float *qr = a->qraw + l * a->sQ, *kr = a->kraw + l * a->sK;
         be->linear_fwd(qr, a1, L->wq, L->bq, N, D, qd);
+        lora_fwd(m, a, l, CPT_LORA_Q, qr, a1, N);
         be->linear_fwd(kr, a1, L->wk, L->bk, N, D, kd);
+        lora_fwd(m, a, l, CPT_LORA_K, kr, a1, N);
         be->rmsnorm_fwd(q, a->qrstd + l * a->sH, qr, L->q_norm, N * H, hd, eps);
         be->rmsnorm_fwd(k, a->krstd + l * a->sKV, kr, L->k_norm, N * KV, hd, eps);
     } else {
         be->linear_fwd(q, a1, L->wq, L->bq, N, D, qd);
+        lora_fwd(m, a, l, CPT_LORA_Q, q, a1, N);
         be->linear_fwd(k, a1, L->wk, L->bk, N, D, kd);
+        lora_fwd(m, a, l, CPT_LORA_K, k, a1, N);
     }
     be->linear_fwd(v, a1, L->wv, L->bv, N, D, kd);
+    lora_fwd(m, a, l, CPT_LORA_V, v, a1, N);
     be->rope_fwd(q, m->rope_cos, m->rope_sin, pos, N, H, hd, rot);
     be->rope_fwd(k, m->rope_cos, m->rope_sin, pos, N, KV, hd, rot);
     if (!(recompute && a->recompute == CPT_RECOMPUTE_SELECTIVE) &&
         be->attn_fwd(att, lse, q, k, v, b->seg, b->seg, B, T, T, 0, H, KV, hd, scale, a->attn_ws, a->attn_ws_bytes))
         return -1;
     be->linear_fwd(a->tmp, att, L->wo, L->bo, N, qd, D);
+    lora_fwd(m, a, l, CPT_LORA_O, a->tmp, att, N);
     if (a->training) {
         memcpy(xmid, x, sizeof(float) * (size_t)N * D);
         be->add_inplace(xmid, a->tmp, (size_t)N * D);
@@ -239,10 +294,13 @@ static int layer_fwd(const cpt_model *m, cpt_acts *a, const cpt_batch *b, const 
     }
     be->rmsnorm_fwd(a2, a->rstd2 + l * a->sN, xmid, L->mlp_norm, N, D, eps);
     be->linear_fwd(g, a2, L->wg, L->bg, N, D, I);
+    lora_fwd(m, a, l, CPT_LORA_GATE, g, a2, N);
     be->linear_fwd(u, a2, L->wu, L->bu, N, D, I);
+    lora_fwd(m, a, l, CPT_LORA_UP, u, a2, N);
     be->swiglu_fwd(h, g, u, (size_t)N * I);
     if (recompute) return 0;
     be->linear_fwd(a->tmp, h, L->wd, L->bd, N, I, D);
+    lora_fwd(m, a, l, CPT_LORA_DOWN, a->tmp, h, N);
     if (a->training) {
         memcpy(xn, xmid, sizeof(float) * (size_t)N * D);
         be->add_inplace(xn, a->tmp, (size_t)N * D);
@@ -260,7 +318,12 @@ int cpt_model_step(cpt_model *m, cpt_acts *a, const cpt_batch *b, float *grads, 
     int B = b->B, T = b->T, N = B * T, D = c->hidden_size, V = c->vocab_size, I = c->intermediate_size;
     int H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, qd = H * hd, kd = KV * hd, rot = cpt_config_rot_dim(c);
     float eps = (float)c->rms_eps, scale = 1.0f / sqrtf((float)hd);
-    int train = grads != NULL;
+    const cpt_lora *lo = m->lora;
+    int lora_train = lo && lo->grads;
+    int train = grads != NULL || lora_train;
+    if (lo && a->lora_r != lo->cfg.rank)
+        return cpt_err_set(err, CPT_ESTATE, "the activations were created %s a LoRA adapter of rank %d. HINT: create them after attaching the adapter",
+                           a->lora_r ? "for" : "without", a->lora_r ? a->lora_r : lo->cfg.rank);
     if (B > a->B || T > a->T || B * T > a->B * a->T || (B != a->B && T != a->T))
         return cpt_err_set(err, CPT_EINVAL, "batch %dx%d does not fit the activation arena %dx%d", B, T, a->B, a->T);
     if (B != a->B || T != a->T)
@@ -293,7 +356,18 @@ int cpt_model_step(cpt_model *m, cpt_acts *a, const cpt_batch *b, float *grads, 
     if (rc) return rc;
     const cpt_view *W = &m->w;
     cpt_view G = {0};
-    if (train && (rc = cpt_model_view_masked(m, grads, frozen, &G, err))) return rc;
+    if (grads && (rc = cpt_model_view_masked(m, grads, frozen, &G, err))) return rc;
+    if (train && !grads && !(G.layers = calloc((size_t)c->n_layers, sizeof(cpt_layer_view))))
+        return cpt_err_set(err, CPT_ENOMEM, "out of memory");
+    if (lora_train) {
+        /* The base tensors the adapter replaces get no gradient; its copies get theirs. */
+        if (lo->embed_t >= 0) {
+            G.embed = lo->grads + lo->pm->tensors[lo->embed_t].off;
+            /* tied: the LM head is the frozen original embedding (PEFT's wrapper copies only embed_tokens) */
+            if (c->tie_embeddings) G.lm_head = NULL;
+        }
+        if (lo->lm_head_t >= 0) G.lm_head = lo->grads + lo->pm->tensors[lo->lm_head_t].off;
+    }
 
     /* ---------------- forward ---------------- */
     be->embed_fwd(a->x, W->embed, b->ids, N, D);
@@ -335,12 +409,16 @@ int cpt_model_step(cpt_model *m, cpt_acts *a, const cpt_batch *b, float *grads, 
         float *g = a->g + l * a->sI, *u = a->u + l * a->sI, *h = a->h + l * a->sI;
         /* MLP: x_{l+1} = xmid + down(silu(gate(a2)) * up(a2)) */
         be->linear_bwd(a->dh, GL->wd, GL->bd, a->dx, h, L->wd, N, I, D, 0);
+        lora_bwd(m, a, l, CPT_LORA_DOWN, a->dh, a->dx, h, N);
         be->swiglu_bwd(a->dg, a->du, a->dh, g, u, (size_t)N * I);
         be->linear_bwd(a->tmp, GL->wg, GL->bg, a->dg, a2, L->wg, N, D, I, 0);
+        lora_bwd(m, a, l, CPT_LORA_GATE, a->tmp, a->dg, a2, N);
         be->linear_bwd(a->tmp, GL->wu, GL->bu, a->du, a2, L->wu, N, D, I, 1);
+        lora_bwd(m, a, l, CPT_LORA_UP, a->tmp, a->du, a2, N);
         be->rmsnorm_bwd(a->dx, GL->mlp_norm, a->tmp, xmid, L->mlp_norm, a->rstd2 + l * a->sN, N, D, 1);
         /* Attention: xmid = x + o_proj(attn(rope(q), rope(k), v)) */
         be->linear_bwd(a->datt, GL->wo, GL->bo, a->dx, att, L->wo, N, qd, D, 0);
+        lora_bwd(m, a, l, CPT_LORA_O, a->datt, a->dx, att, N);
         if (be->attn_bwd(a->dq, a->dk, a->dv, a->datt, att, lse, q, k, v, b->seg, b->seg, B, T, T, 0, H, KV, hd, scale,
                          a->attn_ws, a->attn_ws_bytes)) {
             cpt_view_free(&G);
@@ -355,8 +433,11 @@ int cpt_model_step(cpt_model *m, cpt_acts *a, const cpt_batch *b, float *grads, 
             dq = a->dqn, dk = a->dkn;
         }
         be->linear_bwd(a->tmp, GL->wq, GL->bq, dq, a1, L->wq, N, D, qd, 0);
+        lora_bwd(m, a, l, CPT_LORA_Q, a->tmp, dq, a1, N);
         be->linear_bwd(a->tmp, GL->wk, GL->bk, dk, a1, L->wk, N, D, kd, 1);
+        lora_bwd(m, a, l, CPT_LORA_K, a->tmp, dk, a1, N);
         be->linear_bwd(a->tmp, GL->wv, GL->bv, a->dv, a1, L->wv, N, D, kd, 1);
+        lora_bwd(m, a, l, CPT_LORA_V, a->tmp, a->dv, a1, N);
         be->rmsnorm_bwd(a->dx, GL->attn_norm, a->tmp, x, L->attn_norm, a->rstd1 + l * a->sN, N, D, 1);
     }
     if (G.embed) be->embed_bwd(G.embed, a->dx, b->ids, N, D, V);
