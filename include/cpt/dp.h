@@ -27,6 +27,13 @@ int cpt_dp_reduce_grads(cpt_comm *c, const cpt_model *m, float *grads, double *s
 int cpt_dp_eval_loss(cpt_comm *c, cpt_model *m, const cpt_data_iface *d, long long n, int T, int B, int block_causal,
                      int reset_positions, double *loss, long long *tokens, cpt_err *err);
 
+/* May a checkpoint saved by `saved_ranks` ranks with global batch `saved_global`
+ * (sequences per step; 0: not recorded, older checkpoints) resume with W ranks of
+ * micro_batch B and grad_accum A? The data position is step x global batch, so any
+ * number of ranks is fine when B A W equals the saved global batch; otherwise
+ * CPT_ESTATE with a HINT naming the grad_accum that keeps it. */
+int cpt_dp_check_resume(long long saved_ranks, long long saved_global, int W, int B, int A, cpt_err *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -71,6 +71,8 @@ typedef struct cpt_memplan_in {
     int recompute;        /* CPT_RECOMPUTE_* */
     int l2_base;          /* 1: regularization.l2_base > 0 */
     int ewc;              /* 1: regularization.ewc.lambda > 0 */
+    int zero_ranks;       /* ZeRO-1 over this many ranks: the AdamW term is one shard's
+                             (0 or 1: whole); a resume then also reads a transient full state */
     int n_evals;          /* validation sets */
     size_t resume_bytes;  /* largest checkpoint file of the resume (0: fresh run) */
     size_t process_bytes; /* measured: see cpt_memplan_process_bytes */

@@ -88,6 +88,7 @@ typedef struct cpt_train_cfg {
      * of cpt_mix_rank_index; only rank 0 writes checkpoints (log/metrics: the caller
      * passes them to rank 0 only). */
     struct cpt_comm *comm;
+    int zero; /* 1: ZeRO-1, the AdamW moments sharded over the ranks (cpt/zero.h) */
 } cpt_train_cfg;
 
 typedef struct cpt_eval_result {

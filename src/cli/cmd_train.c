@@ -261,9 +261,10 @@ static size_t resume_map_bytes(const char *dir) {
  * training.memory_check is false. *md receives the report section. */
 static int memory_plan(const cpt_recipe *r, const cpt_model *m, int T, int B, int A, int n_ev, const char *resume_dir,
                        int plan_only, const char *run_dir, FILE *log, cpt_memplan *plan, char **md, size_t *avail_out,
-                       char *src, size_t src_n, cpt_err *err) {
+                       char *src, size_t src_n, int zero_ranks, cpt_err *err) {
     cpt_memplan_in in;
     memset(&in, 0, sizeof in);
+    in.zero_ranks = zero_ranks;
     in.micro_batch = B, in.seq_len = T, in.grad_accum = A;
     const char *rm = cpt_recipe_str(r, "training.recompute");
     in.recompute = rm && !strcmp(rm, "full") ? CPT_RECOMPUTE_FULL : rm && !strcmp(rm, "selective") ? CPT_RECOMPUTE_SELECTIVE : CPT_RECOMPUTE_NONE;
@@ -519,6 +520,13 @@ int cpt_cmd_train(int argc, char **argv) {
     }
     fprintf(log, "data parallel: %d rank%s (%s), global batch %d x %d x %d = %lld sequences of %d tokens per step\n", comm->size,
             comm->size == 1 ? "" : "s", comm->name, B, A, comm->size, (long long)B * A * comm->size, T);
+    {
+        int zero = (int)cpt_recipe_int(r, "training.zero"), W = zero ? comm->size : 1;
+        char per[32] = "";
+        if (zero) snprintf(per, sizeof per, " / %d rank%s", W, W == 1 ? "" : "s");
+        fprintf(log, "optimizer state (AdamW m, v): 2 x %zu x 4 B%s = %.1f MiB per rank (ZeRO-%d)\n", m->n_params, per,
+                (double)cpt_adamw_state_bytes_sharded(m, W) / 1048576.0, zero);
+    }
     for (int k = 0; k < K; k++) fprintf(log, "source %-12s %12.0f tokens in %s\n", names[k], stok[k], dirs[k]);
     for (int s = 0; s < ctx.n_stages; s++) {
         fprintf(log, "stage %d: steps [%lld, %lld) lr %.3g (%s) mixture", s, ctx.start[s], ctx.start[s + 1], ctx.sched[s].lr,
@@ -560,7 +568,7 @@ int cpt_cmd_train(int argc, char **argv) {
     }
     /* ---- memory plan: before anything big is allocated ---- */
     if ((rc = memory_plan(r, m, T, B, A, n_ev, resume_dir, plan_only, run_dir, log, &plan, &plan_md, &plan_avail, plan_src,
-                          sizeof plan_src, &err)) ||
+                          sizeof plan_src, cpt_recipe_int(r, "training.zero") ? comm->size : 1, &err)) ||
         plan_only)
         goto done;
     /* ---- anchor penalties ---- */
@@ -652,6 +660,7 @@ int cpt_cmd_train(int argc, char **argv) {
     tc.log = rank0 ? log : NULL;
     tc.metrics = rank0;
     tc.comm = comm;
+    tc.zero = (int)cpt_recipe_int(r, "training.zero");
     cpt_train_result res;
     rc = cpt_train_run(&tc, m, resume_dir, &res, &err);
     if (rc || !rank0) goto done;

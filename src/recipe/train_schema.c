@@ -128,6 +128,9 @@ static const cpt_recipe_opt train_opts[] = {
         "Sequences per forward/backward pass"),
     OPT("training.grad_accum", CPT_RT_INT, "1", 1, 65536, NULL, 0,
         "Micro-batches accumulated per optimizer step"),
+    OPT("training.zero", CPT_RT_INT, "0", 0, 1, NULL, 0,
+        "ZeRO stage: 1 shards the AdamW moments over the data-parallel ranks (per-rank "
+        "optimizer memory / N; checkpoints stay consolidated), 0 keeps them whole on every rank"),
     OPT("training.max_steps", CPT_RT_INT, NULL, 1, BIG, NULL, 0,
         "Optimizer steps (set this or training.max_tokens; with stages: their sum)"),
     OPT("training.max_tokens", CPT_RT_INT, NULL, 1, 1e15, NULL, 0,

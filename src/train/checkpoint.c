@@ -141,6 +141,9 @@ static void list_ckpts(const char *cdir, char ***out, int *n) {
 int cpt_ckpt_save(const char *run_dir, const cpt_model *m, const cpt_adamw *opt, const cpt_ckpt_state *st,
                   int keep_last, const char *const *keep, char **out_dir, cpt_err *err) {
     char cdir[4096], tmp[4400], fin[4400], path[4600];
+    if (opt && (opt->off != 0 || opt->n != m->n_params))
+        return cpt_err_set(err, CPT_EINVAL, "checkpoint of %s: the optimizer state is a shard [%zu, %zu) of %zu parameters. HINT: "
+                           "gather the ZeRO-1 shards first (cpt_zero_gather_state)", run_dir, opt->off, opt->off + opt->n, m->n_params);
     snprintf(cdir, sizeof cdir, "%s/checkpoints", run_dir);
     int rc = cpt_mkdirs(cdir, err);
     if (rc) return rc;
@@ -216,6 +219,9 @@ static int read_into(const cpt_st_file *f, const cpt_tensor *t, const char *pref
 int cpt_ckpt_load(const char *dir, cpt_model *m, cpt_adamw *opt, cpt_ckpt_state *st, cpt_err *err) {
     char path[4400];
     memset(st, 0, sizeof *st);
+    if (opt && (opt->off != 0 || opt->n != m->n_params))
+        return cpt_err_set(err, CPT_EINVAL, "checkpoint of %s: the optimizer state is a shard [%zu, %zu) of %zu parameters. HINT: "
+                           "load into a full-size state and take the slice (cpt_zero_load_state)", dir, opt->off, opt->off + opt->n, m->n_params);
     snprintf(path, sizeof path, "%s/trainer_state.json", dir);
     json_error_t je;
     json_t *o = json_load_file(path, JSON_REJECT_DUPLICATES, &je);

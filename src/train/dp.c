@@ -45,3 +45,30 @@ int cpt_dp_eval_loss(cpt_comm *c, cpt_model *m, const cpt_data_iface *d, long lo
     if (tokens) *tokens = (long long)v[1];
     return CPT_OK;
 }
+
+int cpt_dp_check_resume(long long saved_ranks, long long saved_global, int W, int B, int A, cpt_err *err) {
+    long long G = (long long)B * A * W;
+    if (saved_global > 0) {
+        if (saved_global == G) return CPT_OK;
+        long long per = (long long)B * W;
+        if (saved_global % per == 0)
+            return cpt_err_set(err, CPT_ESTATE,
+                               "checkpoint trainer state: global batch %lld sequences per step (saved by %lld ranks), now %d x %d x %d "
+                               "= %lld; the data position (step x global batch) would change. HINT: set training.grad_accum: %lld "
+                               "to keep the global batch with %d rank%s of micro_batch %d",
+                               saved_global, saved_ranks, B, A, W, G, saved_global / per, W, W == 1 ? "" : "s", B);
+        return cpt_err_set(err, CPT_ESTATE,
+                           "checkpoint trainer state: global batch %lld sequences per step (saved by %lld ranks), now %d x %d x %d = "
+                           "%lld; no grad_accum gives %lld with %d rank%s of micro_batch %d. HINT: choose micro_batch x grad_accum "
+                           "x ranks = %lld (e.g. mpirun -np %lld)",
+                           saved_global, saved_ranks, B, A, W, G, saved_global, W, W == 1 ? "" : "s", B, saved_global,
+                           saved_ranks > 0 ? saved_ranks : 1);
+    }
+    /* an older checkpoint without the global batch: only the same number of ranks */
+    if (saved_ranks > 0 && saved_ranks != W)
+        return cpt_err_set(err, CPT_ESTATE,
+                           "checkpoint trainer state: saved by %lld data-parallel ranks without its global batch, resumed with %d. "
+                           "HINT: resume with mpirun -np %lld",
+                           saved_ranks, W, saved_ranks);
+    return CPT_OK;
+}

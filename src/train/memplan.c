@@ -58,7 +58,7 @@ int cpt_memplan_make(const cpt_model *m, const cpt_memplan_in *in, cpt_memplan *
     size_t *t = p->term;
     t[CPT_MEM_WEIGHTS] = cpt_model_buffer_bytes(m);
     t[CPT_MEM_GRADS] = cpt_model_buffer_bytes(m);
-    t[CPT_MEM_ADAMW] = cpt_adamw_state_bytes(m);
+    t[CPT_MEM_ADAMW] = in->zero_ranks > 1 ? cpt_adamw_state_bytes_sharded(m, in->zero_ranks) : cpt_adamw_state_bytes(m);
     t[CPT_MEM_L2_BASE] = in->l2_base ? cpt_model_buffer_bytes(m) : 0;
     t[CPT_MEM_EWC] = in->ewc ? cpt_ewc_state_bytes(m) : 0;
     int rc = cpt_acts_plan_bytes(&m->cfg, B, T, 1, in->recompute, &t[CPT_MEM_ACTS]);
@@ -74,6 +74,8 @@ int cpt_memplan_make(const cpt_model *m, const cpt_memplan_in *in, cpt_memplan *
     t[CPT_MEM_ROPE] = 2 * cpt_model_rope_bytes(&m->cfg, T);
     t[CPT_MEM_DATA] = cpt_train_batch_bytes(B, T, A);
     t[CPT_MEM_RESUME] = in->resume_bytes;
+    if (in->zero_ranks > 1 && in->resume_bytes && !cpt_add_size(t[CPT_MEM_RESUME], cpt_adamw_state_bytes(m), &t[CPT_MEM_RESUME]))
+        t[CPT_MEM_RESUME] = SIZE_MAX; /* cpt_zero_load_state reads the whole state, keeps its slice */
     t[CPT_MEM_EWC_ESTIMATE] = in->ewc_estimate_bytes;
     t[CPT_MEM_PROCESS] = in->process_bytes;
     /* Sums saturate at SIZE_MAX: a plan that large is refused, never wrapped. */

@@ -14,6 +14,7 @@
 #include "cpt/dp.h"
 #include "cpt/mixture.h"
 #include "cpt/train.h"
+#include "cpt/zero.h"
 
 /* ---------------- a token-array data source ---------------- */
 
@@ -131,8 +132,11 @@ static char *tstate_json(const tstate *s, const cpt_train_cfg *cfg) {
     json_object_set_new(o, "base_eval_loss", base);
     json_object_set_new(o, "best_step", json_integer(s->best_step));
     json_object_set_new(o, "best_loss", json_real(isfinite(s->best_loss) ? s->best_loss : 0.0));
-    /* the data position s * global batch assumes the same number of ranks at resume */
-    json_object_set_new(o, "data_parallel_ranks", json_integer(cfg->comm ? cfg->comm->size : 1));
+    /* the data position is step * global batch: a resume needs the same global batch
+     * (any number of ranks, cpt_dp_check_resume) */
+    int W = cfg->comm ? cfg->comm->size : 1;
+    json_object_set_new(o, "data_parallel_ranks", json_integer(W));
+    json_object_set_new(o, "global_batch", json_integer((long long)cfg->micro_batch * cfg->grad_accum * W));
     char *txt = json_dumps(o, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
     json_decref(o);
     return txt;
@@ -152,15 +156,12 @@ static int tstate_load(tstate *s, const char *txt, const cpt_train_cfg *cfg, cpt
     json_t *bs = json_object_get(o, "best_step");
     s->best_step = json_is_integer(bs) ? json_integer_value(bs) : -1;
     s->best_loss = s->best_step >= 0 ? json_number_value(json_object_get(o, "best_loss")) : INFINITY;
-    json_t *dpr = json_object_get(o, "data_parallel_ranks");
-    int W = cfg->comm ? cfg->comm->size : 1;
-    if (json_is_integer(dpr) && json_integer_value(dpr) != W) {
-        long long saved = json_integer_value(dpr);
+    json_t *dpr = json_object_get(o, "data_parallel_ranks"), *gb = json_object_get(o, "global_batch");
+    int rc = cpt_dp_check_resume(json_is_integer(dpr) ? json_integer_value(dpr) : 0, json_is_integer(gb) ? json_integer_value(gb) : 0,
+                                 cfg->comm ? cfg->comm->size : 1, cfg->micro_batch, cfg->grad_accum, err);
+    if (rc) {
         json_decref(o);
-        return cpt_err_set(err, CPT_ESTATE,
-                           "checkpoint trainer state: saved by %lld data-parallel ranks, resumed with %d; the global batch and the "
-                           "data position would change. HINT: resume with mpirun -np %lld (universal checkpoints that resume on "
-                           "any number of ranks are not implemented yet)", saved, W, saved);
+        return rc;
     }
     json_t *base = json_object_get(o, "base_eval_loss");
     s->have_base = 1;
@@ -255,6 +256,7 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
         return cpt_err_set(err, CPT_EINVAL, "training: micro_batch, seq_len > 1 and grad_accum must be positive");
     int rc = CPT_OK;
     cpt_adamw *opt = NULL;
+    cpt_zero *zr = NULL; /* ZeRO-1: opt holds this rank's shard */
     cpt_acts *acts = NULL;
     float *grads = NULL, *lr_mult = NULL;
     int32_t *buf = NULL;
@@ -278,7 +280,7 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
         rc = cpt_err_set(err, CPT_ENOMEM, "out of memory");
         goto done;
     }
-    if ((rc = cpt_adamw_create(&opt, m, err))) goto done;
+    if ((rc = cfg->zero ? cpt_zero_create(&zr, comm, m, &opt, err) : cpt_adamw_create(&opt, m, err))) goto done;
     if ((rc = cpt_acts_create_ex(&acts, m, B, T, 1, cfg->recompute, err))) goto done;
     if (cfg->log) fprintf(cfg->log, "activations: %.1f MiB for micro-batch %d x %d (recompute %s)\n", (double)cpt_acts_bytes(acts) / 1048576.0, B, T, cfg->recompute == CPT_RECOMPUTE_FULL ? "full" : cfg->recompute == CPT_RECOMPUTE_SELECTIVE ? "selective" : "none");
     for (int i = 0; i < m->n_tensors; i++) {
@@ -287,7 +289,7 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
         lr_mult[i] = emb ? (float)cfg->embed_lr_mult : 1.0f;
     }
     if (resume_dir) {
-        if ((rc = cpt_ckpt_load(resume_dir, m, opt, &ck, err))) goto done;
+        if ((rc = zr ? cpt_zero_load_state(resume_dir, m, opt, &ck, err) : cpt_ckpt_load(resume_dir, m, opt, &ck, err))) goto done;
         if ((rc = tstate_load(&st, ck.trainer_json, cfg, err))) goto done;
         step = ck.step;
         tokens = ck.tokens;
@@ -352,12 +354,16 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
         red[0] = loss_sum;
         for (int i = 0; i < A * B; i++) red[1 + srcs[i]] += 1.0;
         double tr0 = cpt_now();
-        if ((rc = cpt_dp_reduce_grads(comm, m, grads, red, 1 + cfg->train_data.n_sources, err))) goto done;
+        rc = zr ? cpt_zero_reduce_grads(zr, m, grads, red, 1 + cfg->train_data.n_sources, err)
+                : cpt_dp_reduce_grads(comm, m, grads, red, 1 + cfg->train_data.n_sources, err);
+        if (rc) goto done;
         res->t_comm += cpt_now() - tr0;
         loss_sum = red[0];
         double loss = ntot ? loss_sum / (double)ntot : 0.0;
         double penalty = cfg->penalty_fn ? cfg->penalty_fn(cfg->penalty_ctx, m, grads) : 0.0;
-        double norm = cpt_grad_norm(m, grads);
+        double norm = 0;
+        if (!zr) norm = cpt_grad_norm(m, grads);
+        else if ((rc = cpt_zero_grad_norm(zr, m, grads, &norm, err))) goto done;
         double lr = cfg->lr_fn ? cfg->lr_fn(cfg->sched, step) : cfg->optim.lr;
         const char *why = NULL;
         if (!isfinite(loss) || !isfinite(norm)) why = "non-finite loss or gradient norm";
@@ -379,6 +385,9 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
                          isfinite(loss) ? loss : -1.0, isfinite(norm) ? norm : -1.0);
                 if ((rc = cpt_metrics_event(mx, step, ev, err))) goto done;
             }
+        } else if (zr) {
+            if ((rc = cpt_zero_update(zr, opt, m, grads, &cfg->optim, lr, lr_mult, frozen, cfg->clip, norm, err))) goto done;
+            window_push(&st, cfg->skip_window, loss, norm);
         } else {
             cpt_grad_clip(m, grads, cfg->clip);
             cpt_adamw_step(opt, m, grads, &cfg->optim, lr, lr_mult, frozen);
@@ -411,8 +420,10 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
                 }
             }
         }
-        int do_ckpt = cfg->run_dir && rank == 0 && ((cfg->ckpt_every > 0 && step % cfg->ckpt_every == 0) || step == cfg->max_steps || stop);
-        if (do_ckpt) {
+        int do_ckpt = cfg->run_dir && ((cfg->ckpt_every > 0 && step % cfg->ckpt_every == 0) || step == cfg->max_steps || stop);
+        cpt_adamw *full = NULL; /* ZeRO-1: the shards gathered on rank 0 for the save */
+        if (do_ckpt && zr && (rc = cpt_zero_gather_state(zr, m, opt, &full, err))) goto done;
+        if (do_ckpt && rank == 0) {
             double tc0 = cpt_now();
             cpt_ckpt_state cs = {0};
             cs.step = step;
@@ -432,8 +443,9 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
             char best_name[64];
             snprintf(best_name, sizeof best_name, "step-%08lld", st.best_step);
             const char *keep[] = {best_name, NULL};
-            rc = cpt_ckpt_save(cfg->run_dir, m, opt, &cs, cfg->keep_last, st.best_step >= 0 ? keep : NULL, NULL, err);
+            rc = cpt_ckpt_save(cfg->run_dir, m, full ? full : opt, &cs, cfg->keep_last, st.best_step >= 0 ? keep : NULL, NULL, err);
             free(cs.trainer_json);
+            cpt_adamw_free(full);
             res->t_ckpt += cpt_now() - tc0;
             if (rc) goto done;
         }
@@ -455,5 +467,6 @@ done:
     if (grads) m->be->free(grads);
     cpt_acts_free(acts);
     cpt_adamw_free(opt);
+    cpt_zero_free(zr);
     return rc;
 }

@@ -7,7 +7,7 @@ one process with grad_accum A*N (the same global batch, the same samples by cpt_
      per-source token counts are identical, and only rank 0 wrote metrics/checkpoints;
   2. SIGKILL of one rank mid-run: the job exits non-zero within 30 s and the latest
      checkpoint still loads (resume auto at np=2 continues from it); resuming it with a
-     different number of ranks is refused with a HINT (no universal checkpoints yet).
+     different global batch is refused with a HINT naming the grad_accum that keeps it.
 mpirun missing: skip (a failure under CI=true)."""
 import json, os, random, signal, subprocess, sys, time
 
@@ -109,10 +109,10 @@ if victim:
                                        f"training.grad_accum={GA}", "--resume", "auto"]),
                        capture_output=True, text=True, env=mpiutil.env(), timeout=600)
     check(r.returncode == 0 and "resumed from" in r.stderr, f"latest checkpoint {latest} loads at np=2: {r.stderr[-300:]}")
-    # A different number of ranks would shift the data position: refused with a hint
-    # (until universal checkpoints).
-    r = run(["train", recipe, f"out_dir={kd}", f"training.max_steps={int(latest[5:]) + 2}", f"training.grad_accum={GA * 2}",
+    # A different global batch would shift the data position: refused with the grad_accum
+    # that keeps it (another number of ranks with the same global batch resumes: test_zero.py).
+    r = run(["train", recipe, f"out_dir={kd}", f"training.max_steps={int(latest[5:]) + 2}", f"training.grad_accum={GA}",
              "--resume", "auto"])
-    check(r.returncode != 0 and "saved by 2 data-parallel ranks" in r.stderr and "HINT" in r.stderr,
-          f"resume at np=1 of an np=2 run is refused: {r.stderr.strip()[-300:]}")
+    check(r.returncode != 0 and "saved by 2 ranks" in r.stderr and f"HINT: set training.grad_accum: {GA * 2}" in r.stderr,
+          f"resume at np=1 of an np=2 run with half the global batch is refused: {r.stderr.strip()[-300:]}")
 sys.exit(1 if h.fails else 0)

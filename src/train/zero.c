@@ -1,0 +1,128 @@
+/* zero.c: ZeRO stage 1 (cpt/zero.h). Buffers are host memory (the CPU backends), as
+ * in dp.c. */
+#include "cpt/zero.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpt/backend.h"
+
+int cpt_zero_create(cpt_zero **out, cpt_comm *c, const cpt_model *m, cpt_adamw **opt, cpt_err *err) {
+    *out = NULL;
+    *opt = NULL;
+    if (!c) c = cpt_comm_single();
+    cpt_zero *z = calloc(1, sizeof *z);
+    if (!z) return cpt_err_set(err, CPT_ENOMEM, "out of memory");
+    z->comm = c;
+    z->be = m->be;
+    cpt_comm_shard(m->n_params, c->size, c->rank, &z->off, &z->len);
+    z->gshard = m->be->alloc(sizeof(float) * (z->len ? z->len : 1));
+    if (!z->gshard) {
+        size_t len = z->len;
+        free(z);
+        return cpt_err_set(err, CPT_ENOMEM, "ZeRO-1: out of memory for the gradient shard (%zu floats)", len);
+    }
+    int rc = cpt_adamw_create_range(opt, m, z->off, z->len, err);
+    if (rc) {
+        cpt_zero_free(z);
+        return cpt_err_wrap(err, "ZeRO-1: the AdamW state of shard %d of %d", c->rank, c->size);
+    }
+    *out = z;
+    return CPT_OK;
+}
+
+void cpt_zero_free(cpt_zero *z) {
+    if (!z) return;
+    if (z->gshard) z->be->free(z->gshard);
+    free(z);
+}
+
+int cpt_zero_reduce_grads(cpt_zero *z, const cpt_model *m, float *grads, double *stats, int n_stats, cpt_err *err) {
+    cpt_comm *c = z->comm;
+    int rc = c->reduce_scatter_sum_f32(c, grads, z->gshard, m->n_params, err);
+    if (rc) return cpt_err_wrap(err, "ZeRO-1: reduce-scatter of %zu gradients", m->n_params);
+    if (z->len) memcpy(grads + z->off, z->gshard, sizeof(float) * z->len);
+    if (c->size > 1 && n_stats > 0 && (rc = c->allreduce_sum_f64(c, stats, (size_t)n_stats, err)))
+        return cpt_err_wrap(err, "ZeRO-1: reducing step statistics");
+    return CPT_OK;
+}
+
+int cpt_zero_grad_norm(cpt_zero *z, const cpt_model *m, const float *grads, double *norm, cpt_err *err) {
+    double s = cpt_grad_sumsq_range(m, grads, z->off, z->len);
+    cpt_comm *c = z->comm;
+    int rc = c->size > 1 ? c->allreduce_sum_f64(c, &s, 1, err) : CPT_OK;
+    if (rc) return cpt_err_wrap(err, "ZeRO-1: all-reduce of the gradient sum of squares");
+    *norm = sqrt(s);
+    return CPT_OK;
+}
+
+int cpt_zero_update(cpt_zero *z, cpt_adamw *opt, cpt_model *m, float *grads, const cpt_adamw_cfg *cfg, double lr,
+                    const float *lr_mult, const uint8_t *frozen, double clip, double norm, cpt_err *err) {
+    cpt_grad_scale_range(m, grads, z->off, z->len, cpt_grad_clip_coef(norm, clip));
+    cpt_adamw_step(opt, m, grads, cfg, lr, lr_mult, frozen);
+    cpt_comm *c = z->comm;
+    int rc = c->allgather_f32(c, m->params, m->n_params, err);
+    return rc ? cpt_err_wrap(err, "ZeRO-1: all-gather of %zu parameters", m->n_params) : CPT_OK;
+}
+
+/* Rank 0 receives shard r of a state buffer into full + off_r; rank r sends its own.
+ * Pieces of at most 1 GiB (sendrecv counts are int). */
+static int gather_buf(cpt_comm *c, const cpt_model *m, const float *mine, float *full, cpt_err *err) {
+    const size_t chunk = ((size_t)1 << 30) / sizeof(float);
+    size_t off, len;
+    if (c->rank == 0) {
+        cpt_comm_shard(m->n_params, c->size, 0, &off, &len);
+        if (len) memcpy(full + off, mine, sizeof(float) * len);
+        for (int r = 1; r < c->size; r++) {
+            cpt_comm_shard(m->n_params, c->size, r, &off, &len);
+            for (size_t o = 0; o < len; o += chunk) {
+                size_t k = len - o < chunk ? len - o : chunk;
+                int rc = c->sendrecv(c, NULL, 0, r, full + off + o, sizeof(float) * k, r, err);
+                if (rc) return rc;
+            }
+        }
+        return CPT_OK;
+    }
+    cpt_comm_shard(m->n_params, c->size, c->rank, &off, &len);
+    for (size_t o = 0; o < len; o += chunk) {
+        size_t k = len - o < chunk ? len - o : chunk;
+        int rc = c->sendrecv(c, mine + o, sizeof(float) * k, 0, NULL, 0, 0, err);
+        if (rc) return rc;
+    }
+    return CPT_OK;
+}
+
+int cpt_zero_gather_state(cpt_zero *z, const cpt_model *m, const cpt_adamw *shard, cpt_adamw **full, cpt_err *err) {
+    *full = NULL;
+    cpt_comm *c = z->comm;
+    cpt_adamw *f = NULL;
+    int rc = CPT_OK;
+    if (c->rank == 0 && (rc = cpt_adamw_create(&f, m, err)))
+        return cpt_err_wrap(err, "ZeRO-1: the full optimizer state for the checkpoint (rank 0)");
+    if (!rc) rc = gather_buf(c, m, shard->m, f ? f->m : NULL, err);
+    if (!rc) rc = gather_buf(c, m, shard->v, f ? f->v : NULL, err);
+    if (rc) {
+        cpt_adamw_free(f);
+        return cpt_err_wrap(err, "ZeRO-1: gathering the optimizer shards on rank 0");
+    }
+    if (f) f->step = shard->step;
+    *full = f;
+    return CPT_OK;
+}
+
+int cpt_zero_load_state(const char *dir, cpt_model *m, cpt_adamw *shard, cpt_ckpt_state *st, cpt_err *err) {
+    cpt_adamw *f = NULL;
+    int rc = cpt_adamw_create(&f, m, err);
+    if (rc) return cpt_err_wrap(err, "ZeRO-1: the transient full optimizer state to resume from %s", dir);
+    rc = cpt_ckpt_load(dir, m, f, st, err);
+    if (!rc) {
+        if (shard->n) {
+            memcpy(shard->m, f->m + shard->off, sizeof(float) * shard->n);
+            memcpy(shard->v, f->v + shard->off, sizeof(float) * shard->n);
+        }
+        shard->step = f->step;
+    }
+    cpt_adamw_free(f);
+    return rc;
+}
