@@ -23,7 +23,7 @@ static int is_dir(const char *p) {
 
 /* --data-dir, else $CPT_EVAL_DATA, else ../shared/data/eval beside the checkout the binary
  * was built in (build/cpt -> CHECKOUT/../shared), else ../shared/data/eval from here. */
-static const char *default_data_dir(char *buf, size_t cap) {
+const char *cpt_eval_default_data_dir(char *buf, size_t cap) {
     const char *env = getenv("CPT_EVAL_DATA");
     if (env && *env) return env;
     char exe[PATH_MAX];
@@ -84,7 +84,7 @@ int cpt_cmd_eval(int argc, char **argv) {
     int prc = cpt_opts_parse(&spec, argc, argv);
     if (prc) return prc == 1 ? 0 : 2;
     char ddbuf[PATH_MAX + 32];
-    if (!data_dir) data_dir = default_data_dir(ddbuf, sizeof ddbuf);
+    if (!data_dir) data_dir = cpt_eval_default_data_dir(ddbuf, sizeof ddbuf);
     cpt_err err = {0};
     cpt_model *m = NULL;
     cpt_tok *tok = NULL;
