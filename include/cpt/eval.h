@@ -109,6 +109,25 @@ void cpt_eval_mean_stderr(const double *x, size_t n, double *mean, double *stder
  * from a splitmix64 stream seeded by (seed, i), so they do not depend on --limit. */
 int cpt_eval_fewshot_pick(size_t n, size_t i, int k, uint64_t seed, int *out);
 
+
+/* ---- comparing two models (cpt compare) ---- */
+
+/* Paired difference of per-item scores b - a (tuned - base): mean and its standard error,
+ * sample std of the differences / sqrt(n) (0 when n < 2). */
+void cpt_eval_paired_delta(const double *a, const double *b, size_t n, double *delta, double *stderr_out);
+
+typedef struct cpt_compare_row {
+    const char *task;
+    size_t n;
+    double base, tuned, delta, delta_se; /* acc (or acc_norm where the task has it) */
+    const char *metric;                  /* "acc" or "acc_norm" */
+    int forgot;                          /* delta < -budget */
+} cpt_compare_row;
+
+/* An SVG bar chart of the deltas with +-1.96 standard-error whiskers and the forgetting
+ * budget as a dashed line at -budget; returns a malloc'ed NUL-terminated document. */
+char *cpt_eval_compare_svg(const cpt_compare_row *rows, int n, double budget);
+
 #ifdef __cplusplus
 }
 #endif

@@ -23,7 +23,7 @@ static int is_dir(const char *p) {
 
 /* --data-dir, else $CPT_EVAL_DATA, else ../shared/data/eval beside the checkout the binary
  * was built in (build/cpt -> CHECKOUT/../shared), else ../shared/data/eval from here. */
-static const char *default_data_dir(char *buf, size_t cap) {
+const char *cpt_eval_default_data_dir(char *buf, size_t cap) {
     const char *env = getenv("CPT_EVAL_DATA");
     if (env && *env) return env;
     char exe[PATH_MAX];
@@ -84,11 +84,24 @@ int cpt_cmd_eval(int argc, char **argv) {
     int prc = cpt_opts_parse(&spec, argc, argv);
     if (prc) return prc == 1 ? 0 : 2;
     char ddbuf[PATH_MAX + 32];
-    if (!data_dir) data_dir = default_data_dir(ddbuf, sizeof ddbuf);
+    if (!data_dir) data_dir = cpt_eval_default_data_dir(ddbuf, sizeof ddbuf);
     cpt_err err = {0};
     cpt_model *m = NULL;
     cpt_tok *tok = NULL;
-    int rc = cpt_model_load_hf(&m, model_dir, &err);
+    /* every task loads (and is checked) before the model does */
+    enum { MAX_TASKS = 64 };
+    cpt_mc_task tl[MAX_TASKS];
+    char *names[MAX_TASKS];
+    int nt = 0, rc = CPT_OK;
+    char *list = strdup(tasks), *save = NULL;
+    if (!list) rc = cpt_err_set(&err, CPT_ENOMEM, "out of memory");
+    for (char *nm = list ? strtok_r(list, ",", &save) : NULL; nm && !rc; nm = strtok_r(NULL, ",", &save)) {
+        if (!*nm) continue;
+        if (nt == MAX_TASKS) rc = cpt_err_set(&err, CPT_EINVAL, "more than %d tasks. HINT: run fewer at once", MAX_TASKS);
+        else if (!(rc = cpt_eval_task_load(&tl[nt], nm, data_dir, letters, &err))) names[nt++] = nm;
+    }
+    if (!rc && nt == 0) rc = cpt_err_set(&err, CPT_EINVAL, "--tasks names no task. HINT: e.g. --tasks hellaswag,arc_easy");
+    if (!rc) rc = cpt_model_load_hf(&m, model_dir, &err);
     if (!rc) rc = cpt_tok_load(&tok, tok_path ? tok_path : model_dir, &err);
     FILE *items_f = NULL;
     if (!rc && items_path && !(items_f = fopen(items_path, "wb")))
@@ -98,24 +111,18 @@ int cpt_cmd_eval(int argc, char **argv) {
     json_object_set_new(res, "fewshot", json_integer(fewshot));
     json_object_set_new(res, "limit", json_integer(limit));
     json_object_set_new(res, "tasks", jt);
-    char *list = strdup(tasks);
-    if (!list && !rc) rc = cpt_err_set(&err, CPT_ENOMEM, "out of memory");
     if (!rc) {
         printf("| task | n | acc | stderr | acc_norm | stderr | ppl | items/s |\n");
         printf("|---|---|---|---|---|---|---|---|\n");
     }
-    char *save = NULL;
-    for (char *name = list ? strtok_r(list, ",", &save) : NULL; name && !rc; name = strtok_r(NULL, ",", &save)) {
-        if (!*name) continue;
-        cpt_mc_task t;
-        rc = cpt_eval_task_load(&t, name, data_dir, letters, &err);
-        if (rc) break;
+    for (int ti = 0; ti < nt && !rc; ti++) {
+        const char *name = names[ti];
+        cpt_mc_task t = tl[ti];
         cpt_eval_opts o = {(size_t)limit, (int)fewshot, (uint64_t)seed, (int)batch};
         cpt_eval_result r;
         rc = cpt_eval_task_run(m, tok, &t, &o, &r, &err);
         if (rc) {
             cpt_err_wrap(&err, "task %s", name);
-            cpt_mc_task_free(&t);
             break;
         }
         char label[256], a[64], an[64], ppl[32];
@@ -158,8 +165,8 @@ int cpt_cmd_eval(int argc, char **argv) {
             json_decref(li);
         }
         cpt_eval_result_free(&r);
-        cpt_mc_task_free(&t);
     }
+    for (int ti = 0; ti < nt; ti++) cpt_mc_task_free(&tl[ti]);
     free(list);
     if (items_f && fclose(items_f) && !rc) rc = cpt_err_set(&err, CPT_EIO, "%s: write failed", items_path);
     if (!rc && out_path && json_dump_file(res, out_path, JSON_INDENT(2) | JSON_REAL_PRECISION(10)))
