@@ -31,6 +31,7 @@ typedef struct cpt_zero {
     size_t off, len; /* this rank's shard of the parameter buffer */
     float *gshard;   /* [len] reduce-scatter target (allocated once) */
     const struct cpt_backend *be;
+    double t_comm; /* seconds in the step's collectives (reduce-scatter, norm, all-gather) */
 } cpt_zero;
 
 /* The shard of c's rank, its reduce-scatter buffer, and the AdamW state of that shard

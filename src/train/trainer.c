@@ -357,7 +357,7 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
         rc = zr ? cpt_zero_reduce_grads(zr, m, grads, red, 1 + cfg->train_data.n_sources, err)
                 : cpt_dp_reduce_grads(comm, m, grads, red, 1 + cfg->train_data.n_sources, err);
         if (rc) goto done;
-        res->t_comm += cpt_now() - tr0;
+        res->t_comm += zr ? 0.0 : cpt_now() - tr0; /* ZeRO-1: its own clock, all its collectives */
         loss_sum = red[0];
         double loss = ntot ? loss_sum / (double)ntot : 0.0;
         double penalty = cfg->penalty_fn ? cfg->penalty_fn(cfg->penalty_ctx, m, grads) : 0.0;
@@ -450,6 +450,7 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
             if (rc) goto done;
         }
     }
+    if (zr) res->t_comm += zr->t_comm;
     res->steps = step;
     res->tokens = tokens;
     res->best_step = st.best_step;

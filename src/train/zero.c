@@ -40,19 +40,23 @@ void cpt_zero_free(cpt_zero *z) {
 
 int cpt_zero_reduce_grads(cpt_zero *z, const cpt_model *m, float *grads, double *stats, int n_stats, cpt_err *err) {
     cpt_comm *c = z->comm;
+    double t0 = cpt_now();
     int rc = c->reduce_scatter_sum_f32(c, grads, z->gshard, m->n_params, err);
     if (rc) return cpt_err_wrap(err, "ZeRO-1: reduce-scatter of %zu gradients", m->n_params);
     if (z->len) memcpy(grads + z->off, z->gshard, sizeof(float) * z->len);
     if (c->size > 1 && n_stats > 0 && (rc = c->allreduce_sum_f64(c, stats, (size_t)n_stats, err)))
         return cpt_err_wrap(err, "ZeRO-1: reducing step statistics");
+    z->t_comm += cpt_now() - t0;
     return CPT_OK;
 }
 
 int cpt_zero_grad_norm(cpt_zero *z, const cpt_model *m, const float *grads, double *norm, cpt_err *err) {
     double s = cpt_grad_sumsq_range(m, grads, z->off, z->len);
     cpt_comm *c = z->comm;
+    double t0 = cpt_now();
     int rc = c->size > 1 ? c->allreduce_sum_f64(c, &s, 1, err) : CPT_OK;
     if (rc) return cpt_err_wrap(err, "ZeRO-1: all-reduce of the gradient sum of squares");
+    z->t_comm += cpt_now() - t0;
     *norm = sqrt(s);
     return CPT_OK;
 }
@@ -62,8 +66,11 @@ int cpt_zero_update(cpt_zero *z, cpt_adamw *opt, cpt_model *m, float *grads, con
     cpt_grad_scale_range(m, grads, z->off, z->len, cpt_grad_clip_coef(norm, clip));
     cpt_adamw_step(opt, m, grads, cfg, lr, lr_mult, frozen);
     cpt_comm *c = z->comm;
+    double t0 = cpt_now();
     int rc = c->allgather_f32(c, m->params, m->n_params, err);
-    return rc ? cpt_err_wrap(err, "ZeRO-1: all-gather of %zu parameters", m->n_params) : CPT_OK;
+    if (rc) return cpt_err_wrap(err, "ZeRO-1: all-gather of %zu parameters", m->n_params);
+    z->t_comm += cpt_now() - t0;
+    return CPT_OK;
 }
 
 /* Rank 0 receives shard r of a state buffer into full + off_r; rank r sends its own.
