@@ -422,7 +422,7 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
         }
         int do_ckpt = cfg->run_dir && ((cfg->ckpt_every > 0 && step % cfg->ckpt_every == 0) || step == cfg->max_steps || stop);
         cpt_adamw *full = NULL; /* ZeRO-1: the shards gathered on rank 0 for the save */
-        if (do_ckpt && zr && (rc = cpt_zero_gather_state(zr, m, opt, &full, err))) goto done;
+        if (do_ckpt && zr && (rc = cpt_zero_gather_state(zr, m, opt, grads, &full, err))) goto done;
         if (do_ckpt && rank == 0) {
             double tc0 = cpt_now();
             cpt_ckpt_state cs = {0};
@@ -445,7 +445,7 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
             const char *keep[] = {best_name, NULL};
             rc = cpt_ckpt_save(cfg->run_dir, m, full ? full : opt, &cs, cfg->keep_last, st.best_step >= 0 ? keep : NULL, NULL, err);
             free(cs.trainer_json);
-            cpt_adamw_free(full);
+            cpt_zero_state_free(full);
             res->t_ckpt += cpt_now() - tc0;
             if (rc) goto done;
         }
