@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # dp_bench.sh: data-parallel throughput on the SmolLM2-135M shape (random weights, byte data):
-# 1 process x 2 threads vs mpirun -np 1 x 1 thread vs mpirun -np 2 x 1 thread, the same global
-# batch (4 sequences of 256 tokens per step), side by side in one run. Prints tokens/s per step
-# (from metrics.jsonl, before the final checkpoint) and the all-reduce share from the run log.
+# 1 process x 2 threads vs mpirun -np 1 x 1 thread vs mpirun -np 2 x 1 thread with zero 0 and
+# with ZeRO-1 (training.zero=1), the same global batch (4 sequences of 256 tokens per step),
+# side by side in one run. Prints tokens/s per step (from metrics.jsonl, before the final
+# checkpoint), the communication share, the per-rank optimizer state and the measured peak
+# memory (VmHWM) of rank 0 from the run logs.
 # Usage: bench/dp_bench.sh [BUILD_DIR] [STEPS]
 set -euo pipefail
 BIN=$(cd "${1:-build}" && pwd)/cpt; STEPS=${2:-3}
@@ -31,4 +33,7 @@ print('%-28s tokens/s per step %s  losses %s' % ('$2', [round(m['tokens_per_s'])
 OMP_NUM_THREADS=2 "$BIN" train "$W/r.yaml" out_dir="$W/t2" training.grad_accum=4 2>"$W/t2.log"; tps "$W/t2" "1 process x 2 threads"
 mpirun --oversubscribe -np 1 -x OMP_NUM_THREADS=1 "$BIN" train "$W/r.yaml" out_dir="$W/n1" training.grad_accum=4 2>"$W/n1.log"; tps "$W/n1" "mpirun -np 1 x 1 thread"
 mpirun --oversubscribe -np 2 -x OMP_NUM_THREADS=1 "$BIN" train "$W/r.yaml" out_dir="$W/n2" training.grad_accum=2 2>"$W/n2.log"; tps "$W/n2" "mpirun -np 2 x 1 thread"
-grep "gradient all-reduce" "$W/n2.log" || true
+mpirun --oversubscribe -np 2 -x OMP_NUM_THREADS=1 "$BIN" train "$W/r.yaml" out_dir="$W/z2" training.grad_accum=2 training.zero=1 2>"$W/z2.log"; tps "$W/z2" "mpirun -np 2 x 1 thread ZeRO-1"
+for k in t2 n2 z2; do
+  echo "== $k"; grep -E "optimizer state|all-reduce|AdamW|measured|peak" "$W/$k.log" | sed 's/\r//' || true
+done

@@ -42,7 +42,8 @@ struct cpt_comm {
     int (*allreduce_sum_f32)(cpt_comm *c, float *buf, size_t n, cpt_err *err);
     int (*allreduce_sum_f64)(cpt_comm *c, double *buf, size_t n, cpt_err *err);
     /* send[n] on every rank; recv[len] receives this rank's shard (cpt_comm_shard(n)) of
-     * the sum over ranks (rank order). recv must not overlap send. */
+     * the sum over ranks (rank order). recv must not overlap send, except recv = send + off
+     * (this rank's shard, in place: ZeRO-1 and the all-reduce use that). */
     int (*reduce_scatter_sum_f32)(cpt_comm *c, const float *send, float *recv, size_t n, cpt_err *err);
     /* In place: each rank's shard of buf[n] (cpt_comm_shard) is valid on entry; on return
      * every rank holds all of buf. */

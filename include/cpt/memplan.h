@@ -22,7 +22,9 @@
  *   eval             inference activations + batch buffer of one cpt_eval_loss call
  *                    (allocated during each evaluation, on top of training's; 0 without
  *                    validation sets)
- *   resume           when resuming: the largest checkpoint file, whose mapped pages are
+ *   resume           (ZeRO-1: at least the second moments rank 0 gathers at each save,
+ *                    plus, when resuming, the whole state read before each rank keeps its slice)
+ *                    when resuming: the largest checkpoint file, whose mapped pages are
  *                    resident while it is read (0 on a fresh run)
  *   ewc_estimate     EWC on: when the Fisher is estimated (no cache file yet), what the
  *                    estimation allocates besides the EWC state (a gradient buffer, its

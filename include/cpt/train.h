@@ -107,7 +107,8 @@ typedef struct cpt_train_result {
     /* wall time of this session by phase (seconds): data loading, forward+backward,
      * penalty+clip+optimizer, evaluation, checkpoint writing */
     double t_data, t_compute, t_optim, t_eval, t_ckpt;
-    double t_comm;        /* of t_optim: the data-parallel gradient/statistics reduction */
+    double t_comm;        /* of t_optim: the data-parallel gradient/statistics reduction (ZeRO-1:
+                             also the norm all-reduce and the parameter all-gather) */
     int n_skips;          /* skipped steps of this session (first 100 kept) */
     long long skip_steps[100];
     const char *skip_reasons[100]; /* static strings */

@@ -29,18 +29,18 @@ extern "C" {
 typedef struct cpt_zero {
     cpt_comm *comm;
     size_t off, len; /* this rank's shard of the parameter buffer */
-    float *gshard;   /* [len] reduce-scatter target (allocated once) */
     const struct cpt_backend *be;
+    double t_comm; /* seconds in the step's collectives (reduce-scatter, norm, all-gather) */
 } cpt_zero;
 
-/* The shard of c's rank, its reduce-scatter buffer, and the AdamW state of that shard
+/* The shard of c's rank and the AdamW state of that shard
  * (*opt, freed by the caller with cpt_adamw_free). c NULL: the single process. */
 int cpt_zero_create(cpt_zero **out, cpt_comm *c, const cpt_model *m, cpt_adamw **opt, cpt_err *err);
 void cpt_zero_free(cpt_zero *z);
 
-/* Reduce-scatter grads[n_params] and sum stats[n_stats] over ranks: on return
+/* Reduce-scatter grads[n_params] in place and sum stats[n_stats] over ranks: on return
  * grads[off, off + len) holds the reduced gradient of this rank's shard (the rest of
- * grads still holds this rank's own gradient, which the step does not use). */
+ * grads holds partial sums, which the step does not use). */
 int cpt_zero_reduce_grads(cpt_zero *z, const cpt_model *m, float *grads, double *stats, int n_stats, cpt_err *err);
 
 /* The global gradient norm: sqrt of the all-reduced shard sums of squares. */
@@ -51,9 +51,14 @@ int cpt_zero_grad_norm(cpt_zero *z, const cpt_model *m, const float *grads, doub
 int cpt_zero_update(cpt_zero *z, cpt_adamw *opt, cpt_model *m, float *grads, const cpt_adamw_cfg *cfg, double lr,
                     const float *lr_mult, const uint8_t *frozen, double clip, double norm, cpt_err *err);
 
-/* Collective: rank 0 receives the whole optimizer state in *full (a new full-size state,
- * freed by the caller), the other ranks send their shard and get *full = NULL. */
-int cpt_zero_gather_state(cpt_zero *z, const cpt_model *m, const cpt_adamw *shard, cpt_adamw **full, cpt_err *err);
+/* Collective: rank 0 receives the whole optimizer state in *full, the other ranks send
+ * their shard and get *full = NULL. The first moments land in `scratch` (n_params floats
+ * the caller does not need meanwhile: the trainer passes its gradient buffer, idle at a
+ * save), so the transient is one buffer, the second moments. Release with
+ * cpt_zero_state_free (frees v and the struct, never scratch). */
+int cpt_zero_gather_state(cpt_zero *z, const cpt_model *m, const cpt_adamw *shard, float *scratch, cpt_adamw **full,
+                          cpt_err *err);
+void cpt_zero_state_free(cpt_adamw *full);
 
 /* cpt_ckpt_load for a shard: reads the consolidated state into a transient full-size
  * state and keeps the slice of `shard`. */

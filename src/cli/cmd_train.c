@@ -690,7 +690,8 @@ int cpt_cmd_train(int argc, char **argv) {
                     100 * res.t_compute / tot, 100 * res.t_optim / tot, 100 * res.t_data / tot, 100 * res.t_eval / tot,
                     100 * res.t_ckpt / tot, 100 * (res.t_data + res.t_eval + res.t_ckpt) / tot, tot);
         if (tot > 0 && comm->size > 1)
-            fprintf(log, "data parallel: gradient all-reduce %.1f%% of the run (%.2f s over %lld steps, %d ranks)\n",
+            fprintf(log, "data parallel: %s %.1f%% of the run (%.2f s over %lld steps, %d ranks)\n",
+                    cpt_recipe_int(r, "training.zero") ? "ZeRO-1 reduce-scatter + norm + all-gather" : "gradient all-reduce",
                     100 * res.t_comm / tot, res.t_comm, res.steps, comm->size);
     }
     for (int i = 0; i < n_ev; i++)

@@ -9,7 +9,7 @@
 static int s_ar_f32(cpt_comm *c, float *buf, size_t n, cpt_err *err) { return CPT_OK; }
 static int s_ar_f64(cpt_comm *c, double *buf, size_t n, cpt_err *err) { return CPT_OK; }
 static int s_rs_f32(cpt_comm *c, const float *send, float *recv, size_t n, cpt_err *err) {
-    if (n) memcpy(recv, send, sizeof(float) * n);
+    if (n && recv != send) memcpy(recv, send, sizeof(float) * n);
     return CPT_OK;
 }
 static int s_ag_f32(cpt_comm *c, float *buf, size_t n, cpt_err *err) { return CPT_OK; }

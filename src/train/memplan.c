@@ -27,7 +27,7 @@ static const char *const labels[CPT_MEM_N_TERMS] = {
     "RoPE tables",
     "data loader buffers",
     "eval activations (transient)",
-    "resume: checkpoint read (transient)",
+    "resume / ZeRO-1 save (transient)",
     "EWC Fisher load / estimation (transient)",
     "process (measured)",
 };
@@ -76,6 +76,9 @@ int cpt_memplan_make(const cpt_model *m, const cpt_memplan_in *in, cpt_memplan *
     t[CPT_MEM_RESUME] = in->resume_bytes;
     if (in->zero_ranks > 1 && in->resume_bytes && !cpt_add_size(t[CPT_MEM_RESUME], cpt_adamw_state_bytes(m), &t[CPT_MEM_RESUME]))
         t[CPT_MEM_RESUME] = SIZE_MAX; /* cpt_zero_load_state reads the whole state, keeps its slice */
+    /* ZeRO-1: rank 0 gathers the whole state for every save, m into the idle gradient
+     * buffer, v into a transient */
+    if (in->zero_ranks > 1 && t[CPT_MEM_RESUME] < cpt_model_buffer_bytes(m)) t[CPT_MEM_RESUME] = cpt_model_buffer_bytes(m);
     t[CPT_MEM_EWC_ESTIMATE] = in->ewc_estimate_bytes;
     t[CPT_MEM_PROCESS] = in->process_bytes;
     /* Sums saturate at SIZE_MAX: a plan that large is refused, never wrapped. */

@@ -357,7 +357,7 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
         rc = zr ? cpt_zero_reduce_grads(zr, m, grads, red, 1 + cfg->train_data.n_sources, err)
                 : cpt_dp_reduce_grads(comm, m, grads, red, 1 + cfg->train_data.n_sources, err);
         if (rc) goto done;
-        res->t_comm += cpt_now() - tr0;
+        res->t_comm += zr ? 0.0 : cpt_now() - tr0; /* ZeRO-1: its own clock, all its collectives */
         loss_sum = red[0];
         double loss = ntot ? loss_sum / (double)ntot : 0.0;
         double penalty = cfg->penalty_fn ? cfg->penalty_fn(cfg->penalty_ctx, m, grads) : 0.0;
@@ -422,7 +422,7 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
         }
         int do_ckpt = cfg->run_dir && ((cfg->ckpt_every > 0 && step % cfg->ckpt_every == 0) || step == cfg->max_steps || stop);
         cpt_adamw *full = NULL; /* ZeRO-1: the shards gathered on rank 0 for the save */
-        if (do_ckpt && zr && (rc = cpt_zero_gather_state(zr, m, opt, &full, err))) goto done;
+        if (do_ckpt && zr && (rc = cpt_zero_gather_state(zr, m, opt, grads, &full, err))) goto done;
         if (do_ckpt && rank == 0) {
             double tc0 = cpt_now();
             cpt_ckpt_state cs = {0};
@@ -445,11 +445,12 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
             const char *keep[] = {best_name, NULL};
             rc = cpt_ckpt_save(cfg->run_dir, m, full ? full : opt, &cs, cfg->keep_last, st.best_step >= 0 ? keep : NULL, NULL, err);
             free(cs.trainer_json);
-            cpt_adamw_free(full);
+            cpt_zero_state_free(full);
             res->t_ckpt += cpt_now() - tc0;
             if (rc) goto done;
         }
     }
+    if (zr) res->t_comm += zr->t_comm;
     res->steps = step;
     res->tokens = tokens;
     res->best_step = st.best_step;

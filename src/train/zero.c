@@ -17,12 +17,6 @@ int cpt_zero_create(cpt_zero **out, cpt_comm *c, const cpt_model *m, cpt_adamw *
     z->comm = c;
     z->be = m->be;
     cpt_comm_shard(m->n_params, c->size, c->rank, &z->off, &z->len);
-    z->gshard = m->be->alloc(sizeof(float) * (z->len ? z->len : 1));
-    if (!z->gshard) {
-        size_t len = z->len;
-        free(z);
-        return cpt_err_set(err, CPT_ENOMEM, "ZeRO-1: out of memory for the gradient shard (%zu floats)", len);
-    }
     int rc = cpt_adamw_create_range(opt, m, z->off, z->len, err);
     if (rc) {
         cpt_zero_free(z);
@@ -33,26 +27,27 @@ int cpt_zero_create(cpt_zero **out, cpt_comm *c, const cpt_model *m, cpt_adamw *
 }
 
 void cpt_zero_free(cpt_zero *z) {
-    if (!z) return;
-    if (z->gshard) z->be->free(z->gshard);
     free(z);
 }
 
 int cpt_zero_reduce_grads(cpt_zero *z, const cpt_model *m, float *grads, double *stats, int n_stats, cpt_err *err) {
     cpt_comm *c = z->comm;
-    int rc = c->reduce_scatter_sum_f32(c, grads, z->gshard, m->n_params, err);
+    double t0 = cpt_now();
+    int rc = c->reduce_scatter_sum_f32(c, grads, grads + z->off, m->n_params, err);
     if (rc) return cpt_err_wrap(err, "ZeRO-1: reduce-scatter of %zu gradients", m->n_params);
-    if (z->len) memcpy(grads + z->off, z->gshard, sizeof(float) * z->len);
     if (c->size > 1 && n_stats > 0 && (rc = c->allreduce_sum_f64(c, stats, (size_t)n_stats, err)))
         return cpt_err_wrap(err, "ZeRO-1: reducing step statistics");
+    z->t_comm += cpt_now() - t0;
     return CPT_OK;
 }
 
 int cpt_zero_grad_norm(cpt_zero *z, const cpt_model *m, const float *grads, double *norm, cpt_err *err) {
     double s = cpt_grad_sumsq_range(m, grads, z->off, z->len);
     cpt_comm *c = z->comm;
+    double t0 = cpt_now();
     int rc = c->size > 1 ? c->allreduce_sum_f64(c, &s, 1, err) : CPT_OK;
     if (rc) return cpt_err_wrap(err, "ZeRO-1: all-reduce of the gradient sum of squares");
+    z->t_comm += cpt_now() - t0;
     *norm = sqrt(s);
     return CPT_OK;
 }
@@ -62,8 +57,11 @@ int cpt_zero_update(cpt_zero *z, cpt_adamw *opt, cpt_model *m, float *grads, con
     cpt_grad_scale_range(m, grads, z->off, z->len, cpt_grad_clip_coef(norm, clip));
     cpt_adamw_step(opt, m, grads, cfg, lr, lr_mult, frozen);
     cpt_comm *c = z->comm;
+    double t0 = cpt_now();
     int rc = c->allgather_f32(c, m->params, m->n_params, err);
-    return rc ? cpt_err_wrap(err, "ZeRO-1: all-gather of %zu parameters", m->n_params) : CPT_OK;
+    if (rc) return cpt_err_wrap(err, "ZeRO-1: all-gather of %zu parameters", m->n_params);
+    z->t_comm += cpt_now() - t0;
+    return CPT_OK;
 }
 
 /* Rank 0 receives shard r of a state buffer into full + off_r; rank r sends its own.
@@ -93,20 +91,35 @@ static int gather_buf(cpt_comm *c, const cpt_model *m, const float *mine, float 
     return CPT_OK;
 }
 
-int cpt_zero_gather_state(cpt_zero *z, const cpt_model *m, const cpt_adamw *shard, cpt_adamw **full, cpt_err *err) {
+void cpt_zero_state_free(cpt_adamw *full) {
+    if (!full) return;
+    if (full->v) full->be->free(full->v);
+    free(full);
+}
+
+int cpt_zero_gather_state(cpt_zero *z, const cpt_model *m, const cpt_adamw *shard, float *scratch, cpt_adamw **full,
+                          cpt_err *err) {
     *full = NULL;
     cpt_comm *c = z->comm;
     cpt_adamw *f = NULL;
-    int rc = CPT_OK;
-    if (c->rank == 0 && (rc = cpt_adamw_create(&f, m, err)))
-        return cpt_err_wrap(err, "ZeRO-1: the full optimizer state for the checkpoint (rank 0)");
-    if (!rc) rc = gather_buf(c, m, shard->m, f ? f->m : NULL, err);
+    if (c->rank == 0) {
+        f = calloc(1, sizeof *f);
+        if (f) f->be = m->be, f->v = m->be->alloc(cpt_model_buffer_bytes(m));
+        if (!f || !f->v) {
+            cpt_zero_state_free(f);
+            /* the others wait in the gather: the caller aborts the job */
+            return cpt_err_set(err, CPT_ENOMEM, "ZeRO-1: out of memory for the second moments (%zu floats) rank 0 gathers for the checkpoint",
+                               m->n_params);
+        }
+        f->off = 0, f->n = m->n_params, f->m = scratch, f->step = shard->step;
+        m->be->zero(f->v, cpt_model_buffer_bytes(m));
+    }
+    int rc = gather_buf(c, m, shard->m, f ? f->m : NULL, err);
     if (!rc) rc = gather_buf(c, m, shard->v, f ? f->v : NULL, err);
     if (rc) {
-        cpt_adamw_free(f);
+        cpt_zero_state_free(f);
         return cpt_err_wrap(err, "ZeRO-1: gathering the optimizer shards on rank 0");
     }
-    if (f) f->step = shard->step;
     *full = f;
     return CPT_OK;
 }

@@ -99,7 +99,7 @@ stability: {{skip_zscore: 0}}
 """)
 COMPUTED = ["weights (fp32)", "gradients", "AdamW moments (m, v)", "L2-SP base weights", "EWC Fisher + base weights",
             "activations + scratch", "RoPE tables", "data loader buffers", "eval activations (transient)",
-            "resume: checkpoint read (transient)", "EWC Fisher load / estimation (transient)"]
+            "resume / ZeRO-1 save (transient)", "EWC Fisher load / estimation (transient)"]
 
 # 1 + 2. plan vs measured peak, and --plan vs the run, for recompute none and full
 EWC = ["training.seq_len=512", "regularization.l2_base=0.01", "regularization.ewc.lambda=10", "regularization.ewc.source=web",
