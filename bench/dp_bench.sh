@@ -35,5 +35,5 @@ mpirun --oversubscribe -np 1 -x OMP_NUM_THREADS=1 "$BIN" train "$W/r.yaml" out_d
 mpirun --oversubscribe -np 2 -x OMP_NUM_THREADS=1 "$BIN" train "$W/r.yaml" out_dir="$W/n2" training.grad_accum=2 2>"$W/n2.log"; tps "$W/n2" "mpirun -np 2 x 1 thread"
 mpirun --oversubscribe -np 2 -x OMP_NUM_THREADS=1 "$BIN" train "$W/r.yaml" out_dir="$W/z2" training.grad_accum=2 training.zero=1 2>"$W/z2.log"; tps "$W/z2" "mpirun -np 2 x 1 thread ZeRO-1"
 for k in t2 n2 z2; do
-  echo "== $k"; grep -E "optimizer state|all-reduce|AdamW|measured|peak" "$W/$k.log" | sed 's/\r//' || true
+  echo "== $k"; grep -E "optimizer state|data parallel: |AdamW|measured|peak" "$W/$k.log" | sed 's/\r//' || true
 done

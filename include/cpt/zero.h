@@ -38,13 +38,16 @@ typedef struct cpt_zero {
 int cpt_zero_create(cpt_zero **out, cpt_comm *c, const cpt_model *m, cpt_adamw **opt, cpt_err *err);
 void cpt_zero_free(cpt_zero *z);
 
-/* Reduce-scatter grads[n_params] in place and sum stats[n_stats] over ranks: on return
- * grads[off, off + len) holds the reduced gradient of this rank's shard (the rest of
- * grads holds partial sums, which the step does not use). */
-int cpt_zero_reduce_grads(cpt_zero *z, const cpt_model *m, float *grads, double *stats, int n_stats, cpt_err *err);
+/* Reduce-scatter grads[n_params] in place: on return grads[off, off + len) holds the
+ * reduced gradient of this rank's shard (the rest of grads holds partial sums, which the
+ * step does not use). */
+int cpt_zero_reduce_grads(cpt_zero *z, const cpt_model *m, float *grads, cpt_err *err);
 
-/* The global gradient norm: sqrt of the all-reduced shard sums of squares. */
-int cpt_zero_grad_norm(cpt_zero *z, const cpt_model *m, const float *grads, double *norm, cpt_err *err);
+/* The global gradient norm, sqrt of the all-reduced shard sums of squares, and the step's
+ * stats[n_stats] (loss sum, per-source counts; at most 1 + CPT_CKPT_MAX_SOURCES) summed over ranks in the same
+ * float64 all-reduce: one collective for both. */
+int cpt_zero_grad_norm(cpt_zero *z, const cpt_model *m, const float *grads, double *stats, int n_stats, double *norm,
+                       cpt_err *err);
 
 /* Clip the shard by the global `norm` (clip_grad_norm_ with max_norm `clip`, <= 0 off),
  * one AdamW step on the shard (opt from cpt_zero_create), all-gather the parameters. */

@@ -354,16 +354,16 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
         red[0] = loss_sum;
         for (int i = 0; i < A * B; i++) red[1 + srcs[i]] += 1.0;
         double tr0 = cpt_now();
-        rc = zr ? cpt_zero_reduce_grads(zr, m, grads, red, 1 + cfg->train_data.n_sources, err)
-                : cpt_dp_reduce_grads(comm, m, grads, red, 1 + cfg->train_data.n_sources, err);
+        /* ZeRO-1: the stats travel with the norm's all-reduce (one collective fewer) */
+        rc = zr ? cpt_zero_reduce_grads(zr, m, grads, err) : cpt_dp_reduce_grads(comm, m, grads, red, 1 + cfg->train_data.n_sources, err);
         if (rc) goto done;
         res->t_comm += zr ? 0.0 : cpt_now() - tr0; /* ZeRO-1: its own clock, all its collectives */
-        loss_sum = red[0];
-        double loss = ntot ? loss_sum / (double)ntot : 0.0;
         double penalty = cfg->penalty_fn ? cfg->penalty_fn(cfg->penalty_ctx, m, grads) : 0.0;
         double norm = 0;
         if (!zr) norm = cpt_grad_norm(m, grads);
-        else if ((rc = cpt_zero_grad_norm(zr, m, grads, &norm, err))) goto done;
+        else if ((rc = cpt_zero_grad_norm(zr, m, grads, red, 1 + cfg->train_data.n_sources, &norm, err))) goto done;
+        loss_sum = red[0];
+        double loss = ntot ? loss_sum / (double)ntot : 0.0;
         double lr = cfg->lr_fn ? cfg->lr_fn(cfg->sched, step) : cfg->optim.lr;
         const char *why = NULL;
         if (!isfinite(loss) || !isfinite(norm)) why = "non-finite loss or gradient norm";

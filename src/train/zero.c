@@ -30,25 +30,29 @@ void cpt_zero_free(cpt_zero *z) {
     free(z);
 }
 
-int cpt_zero_reduce_grads(cpt_zero *z, const cpt_model *m, float *grads, double *stats, int n_stats, cpt_err *err) {
+int cpt_zero_reduce_grads(cpt_zero *z, const cpt_model *m, float *grads, cpt_err *err) {
     cpt_comm *c = z->comm;
     double t0 = cpt_now();
     int rc = c->reduce_scatter_sum_f32(c, grads, grads + z->off, m->n_params, err);
     if (rc) return cpt_err_wrap(err, "ZeRO-1: reduce-scatter of %zu gradients", m->n_params);
-    if (c->size > 1 && n_stats > 0 && (rc = c->allreduce_sum_f64(c, stats, (size_t)n_stats, err)))
-        return cpt_err_wrap(err, "ZeRO-1: reducing step statistics");
     z->t_comm += cpt_now() - t0;
     return CPT_OK;
 }
 
-int cpt_zero_grad_norm(cpt_zero *z, const cpt_model *m, const float *grads, double *norm, cpt_err *err) {
-    double s = cpt_grad_sumsq_range(m, grads, z->off, z->len);
+int cpt_zero_grad_norm(cpt_zero *z, const cpt_model *m, const float *grads, double *stats, int n_stats, double *norm,
+                       cpt_err *err) {
+    enum { MAXS = 1 + CPT_CKPT_MAX_SOURCES };
+    if (n_stats < 0 || n_stats > MAXS) return cpt_err_set(err, CPT_EINVAL, "ZeRO-1: %d step statistics (at most %d)", n_stats, MAXS);
+    double v[1 + MAXS];
+    v[0] = cpt_grad_sumsq_range(m, grads, z->off, z->len);
+    if (n_stats) memcpy(v + 1, stats, sizeof(double) * (size_t)n_stats);
     cpt_comm *c = z->comm;
     double t0 = cpt_now();
-    int rc = c->size > 1 ? c->allreduce_sum_f64(c, &s, 1, err) : CPT_OK;
-    if (rc) return cpt_err_wrap(err, "ZeRO-1: all-reduce of the gradient sum of squares");
+    int rc = c->size > 1 ? c->allreduce_sum_f64(c, v, 1 + (size_t)n_stats, err) : CPT_OK;
+    if (rc) return cpt_err_wrap(err, "ZeRO-1: all-reduce of the gradient sum of squares and the step statistics");
     z->t_comm += cpt_now() - t0;
-    *norm = sqrt(s);
+    if (n_stats) memcpy(stats, v + 1, sizeof(double) * (size_t)n_stats);
+    *norm = sqrt(v[0]);
     return CPT_OK;
 }
 

@@ -220,6 +220,33 @@ int main(void) {
     CHECK(cpt_eval_task_load(&bt, "no_such_task", dd, 0, &e) == CPT_ENOTFOUND);
     CHECK(strstr(e.msg, "hellaswag") && strstr(e.msg, "HINT"));
 
+    /* Winogrande and LAMBADA lines: fields as loaded, and a bad line named by file:line */
+    char lf[700];
+    snprintf(lf, sizeof lf, "%s/llm-foundry", dd);
+    mkdir(lf, 0755);
+    snprintf(lf, sizeof lf, "%s/llm-foundry/winogrande.jsonl", dd);
+    CHECK(write_file(lf, "{\"context_options\": [\"A so A\", \"A so B\"], \"continuation\": \"won.\", \"gold\": 1}\n"
+                         "{\"context_options\": [\"x\", \"y\"], \"continuation\": 3, \"gold\": 0}\n") == 0);
+    e = (cpt_err){0};
+    CHECK(cpt_eval_task_load(&bt, "winogrande", dd, 0, &e) == CPT_EFORMAT);
+    snprintf(want, sizeof want, "%s:2:", lf);
+    CHECKF(strstr(e.msg, want) && strstr(e.msg, "HINT"), "message '%s'", e.msg);
+    CHECK(write_file(lf, "{\"context_options\": [\"A so A\", \"A so B\"], \"continuation\": \"won.\", \"gold\": 1}\n") == 0);
+    CHECK_OK(cpt_eval_task_load(&bt, "winogrande", dd, 0, &e), &e);
+    CHECK(bt.n == 1 && bt.kind == CPT_TASK_PARTIAL && !bt.has_norm && !strcmp(bt.items[0].suffix, "won.") &&
+          !strcmp(bt.items[0].choices[1], "A so B"));
+    cpt_mc_task_free(&bt);
+    snprintf(lf, sizeof lf, "%s/llm-foundry/lambada_openai.jsonl", dd);
+    CHECK(write_file(lf, "{\"context\": \"He said\", \"continuation\": \"hello\"}\n{\"context\": \"x\"}\n") == 0);
+    e = (cpt_err){0};
+    CHECK(cpt_eval_task_load(&bt, "lambada_openai", dd, 0, &e) == CPT_EFORMAT);
+    snprintf(want, sizeof want, "%s:2:", lf);
+    CHECKF(strstr(e.msg, want) && strstr(e.msg, "HINT"), "message '%s'", e.msg);
+    CHECK(write_file(lf, "{\"context\": \"He said\", \"continuation\": \"hello\"}\n") == 0);
+    CHECK_OK(cpt_eval_task_load(&bt, "lambada_openai", dd, 0, &e), &e);
+    CHECK(bt.n == 1 && bt.kind == CPT_TASK_CLOZE && !strcmp(bt.delim, "") && !strcmp(bt.items[0].choices[0], " hello"));
+    cpt_mc_task_free(&bt);
+
     cpt_tok_free(tok);
     cpt_model_free(m);
     TEST_END();
