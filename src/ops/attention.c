@@ -29,6 +29,7 @@
 
 #include "cpt/common.h"
 #include "cpt/ops.h"
+#include "vexp.h"
 
 enum { BQ = 64, BK = 64 };
 
@@ -120,13 +121,20 @@ int cpt_attn_fwd(float *out, float *lse, const float *q, const float *k, const f
                 scores(S, qb, qs, kb + (size_t)j0 * ks, ks, nq, nk, hd, scale, kind, sq, sk, i0, j0, q_pos0);
                 for (int i = 0; i < nq; i++) {
                     float *r = S + (size_t)i * BK, mx = m[i];
+#pragma omp simd reduction(max : mx)
                     for (int j = 0; j < nk; j++) mx = r[j] > mx ? r[j] : mx;
                     if (mx == -INFINITY) { /* nothing visible yet in this row */
                         for (int j = 0; j < nk; j++) r[j] = 0.0f;
                         continue;
                     }
-                    float alpha = expf(m[i] - mx), sum = 0.0f; /* m = -inf -> 0 */
-                    for (int j = 0; j < nk; j++) sum += (r[j] = expf(r[j] - mx));
+                    /* The simd sum's order is fixed by the code, not by the thread count. */
+                    float alpha = cpt_expf(m[i] - mx), sum = 0.0f; /* m = -inf -> 0 */
+#pragma omp simd reduction(+ : sum)
+                    for (int j = 0; j < nk; j++) {
+                        float e = cpt_expf(r[j] - mx);
+                        r[j] = e;
+                        sum += e;
+                    }
                     l[i] = alpha * l[i] + sum, m[i] = mx;
                     if (alpha != 1.0f) {
                         float *o = ob + (size_t)i * qs;
@@ -159,13 +167,15 @@ static void probs_and_ds(float *S, float *dS, float *Drow, const float *lb, cons
     for (int i = 0; i < nq; i++) {
         const float *a = dob + (size_t)i * qs, *o = ob + (size_t)i * qs;
         float D = 0.0f;
+#pragma omp simd reduction(+ : D)
         for (int d = 0; d < hd; d++) D += a[d] * o[d];
         Drow[i] = D;
         float *r = S + (size_t)i * BK, L = lb[i];
         if (L == -INFINITY) {
             for (int j = 0; j < nk; j++) r[j] = 0.0f;
         } else {
-            for (int j = 0; j < nk; j++) r[j] = expf(r[j] - L); /* -inf -> 0 */
+#pragma omp simd
+            for (int j = 0; j < nk; j++) r[j] = cpt_expf(r[j] - L); /* -inf -> 0 */
         }
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, 1.0f, dob, (int)qs, vb, (int)ks, 0.0f, dS, BK);

@@ -3,11 +3,12 @@
 #include <math.h>
 
 #include "cpt/ops.h"
+#include "vexp.h"
 
 void cpt_swiglu_fwd(float *h, const float *g, const float *u, size_t n) {
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) {
-        float s = 1.0f / (1.0f + expf(-g[i]));
+        float s = 1.0f / (1.0f + cpt_expf(-g[i]));
         h[i] = g[i] * s * u[i];
     }
 }
@@ -15,7 +16,7 @@ void cpt_swiglu_fwd(float *h, const float *g, const float *u, size_t n) {
 void cpt_swiglu_bwd(float *dg, float *du, const float *dh, const float *g, const float *u, size_t n) {
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) {
-        float s = 1.0f / (1.0f + expf(-g[i]));
+        float s = 1.0f / (1.0f + cpt_expf(-g[i]));
         float silu = g[i] * s;
         dg[i] = dh[i] * u[i] * s * (1.0f + g[i] * (1.0f - s));
         du[i] = dh[i] * silu;

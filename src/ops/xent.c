@@ -8,6 +8,7 @@
 
 #include "cpt/common.h"
 #include "cpt/ops.h"
+#include "vexp.h"
 
 /* Rows per chunk: ~16 MB of logits, at least one row, at most N. */
 static int xent_chunk_rows(int N, int V) {
@@ -62,14 +63,16 @@ double cpt_xent_fwd_bwd(float *dhf, float *dW, float *logits_out, float *losses_
                 continue;
             }
             float mx = zr[0];
+#pragma omp simd reduction(max : mx)
             for (int j = 1; j < V; j++) mx = zr[j] > mx ? zr[j] : mx;
             float zt = zr[t];
             double s = 0.0;
             if (backward && !logits_out) {
                 /* One exp pass: keep e_j = exp(z_j - max) in place, then scale it into
                  * the gradient (softmax - onehot) * grad_scale. */
+#pragma omp simd reduction(+ : s)
                 for (int j = 0; j < V; j++) {
-                    float e = expf(zr[j] - mx);
+                    float e = cpt_expf(zr[j] - mx);
                     zr[j] = e;
                     s += (double)e;
                 }
@@ -77,7 +80,8 @@ double cpt_xent_fwd_bwd(float *dhf, float *dW, float *logits_out, float *losses_
                 for (int j = 0; j < V; j++) zr[j] *= gs;
                 zr[t] -= grad_scale;
             } else {
-                for (int j = 0; j < V; j++) s += (double)expf(zr[j] - mx);
+#pragma omp simd reduction(+ : s)
+                for (int j = 0; j < V; j++) s += (double)cpt_expf(zr[j] - mx);
             }
             double loss = (double)mx + log(s) - (double)zt;
             rl[r] = loss;
@@ -101,10 +105,12 @@ double cpt_xent_fwd_bwd(float *dhf, float *dW, float *logits_out, float *losses_
                     int t = targets ? targets[r0 + r] : -1;
                     if (t < 0) { memset(dr, 0, sizeof(float) * (size_t)V); continue; }
                     float mx = zr[0];
+#pragma omp simd reduction(max : mx)
                     for (int j = 1; j < V; j++) mx = zr[j] > mx ? zr[j] : mx;
                     double s = 0.0;
+#pragma omp simd reduction(+ : s)
                     for (int j = 0; j < V; j++) {
-                        dr[j] = expf(zr[j] - mx);
+                        dr[j] = cpt_expf(zr[j] - mx);
                         s += (double)dr[j];
                     }
                     float gs = (float)((double)grad_scale / s);
