@@ -20,6 +20,9 @@ typedef struct cpt_backend {
      * or reuses a host buffer it handed to copy_to_device. */
     void (*copy_to_device)(void *dst, const void *src, size_t bytes);
     void (*copy_to_host)(void *dst, const void *src, size_t bytes);
+    /* Backend memory -> backend memory (both pointers from alloc), bit for bit; queued like
+     * the other copies (a CUDA backend: cudaMemcpyAsync device-to-device). */
+    void (*copy)(void *dst, const void *src, size_t bytes);
     void (*zero)(void *p, size_t bytes);
     void (*sync)(void);
     int (*supports)(const char *op);

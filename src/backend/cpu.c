@@ -48,6 +48,7 @@ static const cpt_backend cpu_backend = {
     .free = cpt_free_aligned,
     .copy_to_device = cpu_copy,
     .copy_to_host = cpu_copy,
+    .copy = cpu_copy,
     .zero = cpu_zero,
     .sync = cpu_sync,
     .supports = cpu_supports,

@@ -321,6 +321,7 @@ static const cpt_backend ref_backend = {
     .free = cpt_free_aligned,
     .copy_to_device = ref_copy,
     .copy_to_host = ref_copy,
+    .copy = ref_copy,
     .zero = ref_zero,
     .sync = ref_sync,
     .supports = ref_supports,

@@ -286,7 +286,7 @@ static int layer_fwd(const cpt_model *m, cpt_acts *a, const cpt_batch *b, const 
     be->linear_fwd(a->tmp, att, L->wo, L->bo, N, qd, D);
     lora_fwd(m, a, l, CPT_LORA_O, a->tmp, att, N);
     if (a->training) {
-        memcpy(xmid, x, sizeof(float) * (size_t)N * D);
+        be->copy(xmid, x, sizeof(float) * (size_t)N * D);
         be->add_inplace(xmid, a->tmp, (size_t)N * D);
     } else {
         be->add_inplace(x, a->tmp, (size_t)N * D);
@@ -302,7 +302,7 @@ static int layer_fwd(const cpt_model *m, cpt_acts *a, const cpt_batch *b, const 
     be->linear_fwd(a->tmp, h, L->wd, L->bd, N, I, D);
     lora_fwd(m, a, l, CPT_LORA_DOWN, a->tmp, h, N);
     if (a->training) {
-        memcpy(xn, xmid, sizeof(float) * (size_t)N * D);
+        be->copy(xn, xmid, sizeof(float) * (size_t)N * D);
         be->add_inplace(xn, a->tmp, (size_t)N * D);
     } else {
         be->add_inplace(x, a->tmp, (size_t)N * D);

@@ -136,9 +136,8 @@ int cpt_ewc_estimate(cpt_ewc **out, cpt_model *m, const int32_t *tokens, int n_s
     if (!rc) rc = ewc_alloc(&e, m, err);
     if (!rc) rc = cpt_acts_create(&a, m, 1, T, 1, err);
     if (rc) goto done;
-    /* Host-memory backends (cpu, ref): a plain copy, bit for bit (cpt_ewc_check_base
-     * compares bitwise). A device backend needs a device-to-device copy entry here. */
-    memcpy(e->theta_star, m->params, sizeof(float) * m->n_params);
+    /* Bit for bit (cpt_ewc_check_base compares bitwise); both are backend memory. */
+    m->be->copy(e->theta_star, m->params, sizeof(float) * m->n_params);
     const long long n = (long long)m->n_params;
     for (int s = 0; s < n_seqs && !rc; s++) {
         rc = row_batch(tokens + (size_t)s * seq_len, seq_len, s, m->cfg.vocab_size, ids, tgt, err);

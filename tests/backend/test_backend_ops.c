@@ -411,7 +411,7 @@ static void t_vec(size_t n) {
 
 /* ------------------------------------------------------------------ memory entries */
 static void t_memory(void) {
-    COVER(alloc), COVER(free), COVER(copy_to_device), COVER(copy_to_host), COVER(zero), COVER(sync), COVER(supports);
+    COVER(alloc), COVER(free), COVER(copy_to_device), COVER(copy_to_host), COVER(copy), COVER(zero), COVER(sync), COVER(supports);
     const size_t n = 4099;
     float *h = hrand(n, 1), *back = OU_ALLOC(float, n);
     float *d = BE->alloc(sizeof(float) * n);
@@ -428,6 +428,18 @@ static void t_memory(void) {
     BE->copy_to_host(back, d, sizeof(float) * n);
     BE->sync();
     if (memcmp(h, back, sizeof(float) * n)) bad("memory", "copy round trip", INFINITY, 0);
+    float *d2 = BE->alloc(sizeof(float) * n);
+    if (d2) { /* device -> device, bit for bit, NaN payloads included */
+        h[7] = NAN;
+        BE->copy_to_device(d, h, sizeof(float) * n);
+        BE->copy(d2, d, sizeof(float) * n);
+        BE->copy_to_host(back, d2, sizeof(float) * n);
+        BE->sync();
+        if (memcmp(h, back, sizeof(float) * n)) bad("memory", "device-to-device copy", INFINITY, 0);
+        BE->free(d2);
+    } else {
+        bad("memory", "alloc returned NULL", INFINITY, 0);
+    }
     BE->zero(d, sizeof(float) * n);
     BE->copy_to_host(back, d, sizeof(float) * n);
     BE->sync();
@@ -498,6 +510,7 @@ static void *mu_alloc(size_t b) {
 }
 static void mu_c2h(void *d, const void *s, size_t b) { CPU->copy_to_host(d, s, b >= 4 ? b - 4 : b); }
 static void mu_c2d(void *d, const void *s, size_t b) { CPU->copy_to_device(d, s, b >= 4 ? b - 4 : b); }
+static void mu_copy(void *d, const void *s, size_t b) { CPU->copy(d, s, b >= 4 ? b - 4 : b); }
 static void mu_zero(void *p, size_t b) { CPU->zero(p, b >= 4 ? b - 4 : b); }
 static int mu_supports(const char *op) { return strcmp(op, "rope_bwd") != 0; }
 static void mu_lin_f(float *y, const float *x, const float *W, const float *b, int N, int K, int O) {
@@ -576,6 +589,7 @@ static void run_mutants(void) {
     MUT(alloc, mu_alloc);
     MUT(copy_to_device, mu_c2d);
     MUT(copy_to_host, mu_c2h);
+    MUT(copy, mu_copy);
     MUT(zero, mu_zero);
     MUT(supports, mu_supports);
     MUT(linear_fwd, mu_lin_f);
