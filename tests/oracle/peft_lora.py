@@ -18,6 +18,15 @@
       "logits"): max |diff| / max |ref| < 1e-4. Then merge_and_unload() and compares
       every weight with the merged model cpt wrote (OUT/cpt_merged, cpt_model_save_hf):
       max |diff| < 1e-5 absolute (fp32 rounding of W + s B A; |W| < 1).
+  peft_lora.py adamw FIXTURE_DIR OUT R ALPHA TARGETS MODULES_TO_SAVE RSLORA
+      As make (random lora_B, perturbed copies), saves the starting adapter to
+      OUT/adamw_init, then takes S = 10 steps of torch.optim.AdamW(lr 1e-3, betas
+      (0.9, 0.95), eps 1e-8, weight_decay 0.1: every adapter tensor is a matrix, so all
+      decay, as in cpt's trainer) over the trainable parameters, each on its own random
+      batch (B 2, T 13, ~20% labels -100), loss = mean CE over valid shifted labels,
+      clip_grad_norm_(max_norm 7) before each step (some steps clip). Writes
+      OUT/adamw_ref.safetensors: input_ids / labels I64 [S, B, T], losses F32 [S],
+      grad_norms F32 [S] (before clipping), final.<name> for every adapter tensor.
 Exit 0 pass, 1 fail, 77 when peft is not installed.
 """
 import os
@@ -48,7 +57,7 @@ def cpt_name(n):
     return n.replace("modules_to_save.default.", "").replace(".default", "")
 
 
-def make(fx, out, r, alpha, targets, mts, rslora):
+def wrap(fx, r, alpha, targets, mts, rslora):
     torch.manual_seed(4242)
     base = load_base(fx)
     cfg = LoraConfig(r=int(r), lora_alpha=float(alpha), target_modules=targets.split(","),
@@ -63,6 +72,11 @@ def make(fx, out, r, alpha, targets, mts, rslora):
                 p.copy_(0.3 * torch.randn_like(p))
             elif "modules_to_save" in n:
                 p.add_(0.05 * torch.randn_like(p))
+    return pm
+
+
+def make(fx, out, r, alpha, targets, mts, rslora):
+    pm = wrap(fx, r, alpha, targets, mts, rslora)
     pm.save_pretrained(os.path.join(out, "peft_adapter"))
     ref = load_file(os.path.join(fx, "ref.safetensors"))
     ids, labels = ref["input_ids"], ref["labels"]
@@ -77,6 +91,36 @@ def make(fx, out, r, alpha, targets, mts, rslora):
             res["grad." + cpt_name(n)] = p.grad.contiguous()
     save_file(res, os.path.join(out, "peft_ref.safetensors"))
     print("peft %s: %d trainable tensors, loss sum %.4f" % (peft.__version__, len(res) - 1, loss.item()))
+    return 0
+
+
+def adamw(fx, out, r, alpha, targets, mts, rslora):
+    pm = wrap(fx, r, alpha, targets, mts, rslora)
+    pm.save_pretrained(os.path.join(out, "adamw_init"))
+    S, B, T, V = 10, 2, 13, pm.config.vocab_size
+    gen = torch.Generator().manual_seed(31337)
+    params = [(n, p) for n, p in pm.named_parameters() if p.requires_grad]
+    opt = torch.optim.AdamW([p for _, p in params], lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
+    ids = torch.randint(0, V, (S, B, T), generator=gen)
+    labels = ids.clone()
+    labels[torch.rand(S, B, T, generator=gen) < 0.2] = -100
+    labels[:, :, 1] = ids[:, :, 1]  # at least one valid shifted label per row
+    losses, norms = [], []
+    for s in range(S):
+        opt.zero_grad()
+        logits = pm(input_ids=ids[s]).logits
+        lab = labels[s][:, 1:].reshape(-1)
+        loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, V), lab, ignore_index=-100,
+                                                 reduction="sum") / (lab != -100).sum()
+        loss.backward()
+        norms.append(torch.nn.utils.clip_grad_norm_([p for _, p in params], max_norm=7.0).item())
+        losses.append(loss.item())
+        opt.step()
+    res = {"input_ids": ids, "labels": labels, "losses": torch.tensor(losses), "grad_norms": torch.tensor(norms)}
+    for n, p in params:
+        res["final." + cpt_name(n)] = p.detach().contiguous()
+    save_file(res, os.path.join(out, "adamw_ref.safetensors"))
+    print("peft adamw: losses %.4f -> %.4f, grad norms %.3f .. %.3f" % (losses[0], losses[-1], min(norms), max(norms)))
     return 0
 
 
@@ -118,4 +162,6 @@ def check(fx, out):
 if __name__ == "__main__":
     if sys.argv[1] == "make":
         sys.exit(make(*sys.argv[2:9]))
+    if sys.argv[1] == "adamw":
+        sys.exit(adamw(*sys.argv[2:9]))
     sys.exit(check(sys.argv[2], sys.argv[3]))
