@@ -1,7 +1,8 @@
 /* cmd_export.c: `cpt export CKPT --out DIR`: a training checkpoint (or any model
  * directory) as a Hugging Face directory with config, weights (F32 or BF16) and the
  * tokenizer files of the run, which transformers loads; or `--gguf OUT.gguf [--type T]`:
- * the same as one llama.cpp GGUF file (cpt/gguf_export.h). */
+ * the same as one llama.cpp GGUF file (cpt/gguf_export.h). With --merge (or --adapter DIR)
+ * a PEFT LoRA adapter is merged into the weights first, as PEFT's merge_and_unload. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,11 +12,14 @@
 #include "cpt/checkpoint.h"
 #include "cpt/fileio.h"
 #include "cpt/gguf_export.h"
+#include "cpt/lora.h"
 #include "cpt/recipe.h"
 #include "cpt/safetensors.h"
 
 int cpt_cmd_export(int argc, char **argv) {
     const char *ckpt = NULL, *out = NULL, *dtype = "bf16", *tok = NULL, *gguf = NULL, *gtype = "f16";
+    const char *adapter = NULL;
+    int merge = 0;
     long long shard_mb = 5000;
     cpt_opt opts[] = {
         {"--out", CPT_OPT_STR, &out, "DIR", "output Hugging Face model directory (or use --gguf)", 0, 0, 0, NULL, 0},
@@ -23,6 +27,8 @@ int cpt_cmd_export(int argc, char **argv) {
         {"--type", CPT_OPT_CHOICE, &gtype, "TYPE", "GGUF tensor type of 2-D weights (norms stay f32; q8_0 falls back to f16 for rows not a multiple of 32, as llama.cpp does)", 0, 0, 0, "f32|f16|bf16|q8_0", 0},
         {"--dtype", CPT_OPT_CHOICE, &dtype, "DTYPE", "tensor dtype of the export", 0, 0, 0, "f32|bf16", 0},
         {"--tokenizer", CPT_OPT_STR, &tok, "DIR", "copy tokenizer files from here (default: the run's tokenizer, from the checkpoint's recipe)", 0, 0, 0, NULL, 0},
+        {"--merge", CPT_OPT_FLAG, &merge, NULL, "merge the LoRA adapter (CKPT/adapter, or --adapter) into the weights first (W += s B A, as PEFT's merge_and_unload)", 0, 0, 0, NULL, 0},
+        {"--adapter", CPT_OPT_STR, &adapter, "DIR", "PEFT adapter directory (adapter_config.json + adapter_model.safetensors) to merge into CKPT; implies --merge", 0, 0, 0, NULL, 0},
         {"--max-shard-mb", CPT_OPT_INT, &shard_mb, "MB", "shard the safetensors above this size (0: never)", 0, 0, 1e9, NULL, 0},
     };
     cpt_cmd_spec spec = {"export", "Export a checkpoint (runs/NAME/checkpoints/step-N) as a Hugging Face model directory (--out)\nor as one llama.cpp GGUF file (--gguf; byte-level BPE or SentencePiece tokenizers).",
@@ -41,6 +47,11 @@ int cpt_cmd_export(int argc, char **argv) {
     cpt_model *m = NULL;
     cpt_recipe *r = NULL;
     int rc = cpt_model_load_hf(&m, ckpt, &err);
+    char adir[4200];
+    if (!adapter && merge) {
+        snprintf(adir, sizeof adir, "%s/adapter", ckpt);
+        adapter = adir;
+    }
     /* The run's tokenizer: from the effective recipe saved in the checkpoint. */
     if (!rc && !tok) {
         char p[4200];
@@ -58,6 +69,15 @@ int cpt_cmd_export(int argc, char **argv) {
             }
             cpt_ckpt_state_free(&st);
         }
+    }
+    /* After the checkpoint read above (it loads the checkpoint's weights into m). */
+    if (!rc && adapter) {
+        cpt_lora *lo = NULL;
+        if (!(rc = cpt_lora_load_peft(&lo, m, adapter, &err)) &&
+            !(rc = cpt_lora_merge(lo, &err)))
+            fprintf(stderr, "cpt export: merged the LoRA adapter %s (r %d, %zu parameters)\n", adapter, lo->cfg.rank,
+                    cpt_lora_n_trainable(lo));
+        cpt_lora_free(lo);
     }
     if (!rc && gguf) {
         rc = cpt_model_save_gguf(m, tok && cpt_is_dir(tok) ? tok : NULL, gguf, (uint32_t)cpt_gguf_export_type(gtype), &err);
