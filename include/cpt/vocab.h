@@ -62,7 +62,8 @@ typedef struct cpt_vocab_result {
 
 /* Extend the model in o->model_dir into o->out_dir (config.json, model.safetensors in fp32,
  * tokenizer.json, tokenizer_config.json; special_tokens_map.json and generation_config.json
- * copied). Errors name the file (and line) with a HINT: a token already in the vocabulary
+ * copied; vocab_extend.json records first_new_id / n_new for training.train_only:
+ * new_embeddings). Errors name the file (and line) with a HINT: a token already in the vocabulary
  * (the old tokenizer encodes it to one id), an empty token, a duplicate, an unreadable or
  * empty corpus, a tokenizer that is not byte-level BPE for --train-bpe, fewer mergeable
  * pairs than asked. */

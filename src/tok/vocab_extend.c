@@ -641,6 +641,13 @@ int cpt_vocab_extend(const cpt_vocab_opts *o, cpt_vocab_result *res, cpt_err *er
     if ((rc = write_tokenizer(&x, o->model_dir, o->out_dir, err))) goto done;
     if ((rc = copy_if_present(o->model_dir, o->out_dir, "special_tokens_map.json", err))) goto done;
     if ((rc = copy_if_present(o->model_dir, o->out_dir, "generation_config.json", err))) goto done;
+    { /* the new-token range, for training.train_only: new_embeddings (cpt/rowfreeze.h) */
+        char rec[160], *rpath = cpt_path_join(o->out_dir, "vocab_extend.json");
+        int k = snprintf(rec, sizeof rec, "{\"first_new_id\": %d, \"n_new\": %d, \"old_vocab_size\": %d}\n", x.old_n, (int)x.n, V);
+        rc = rpath ? cpt_write_file_atomic(rpath, rec, (size_t)k, err) : oom(err);
+        free(rpath);
+        if (rc) goto done;
+    }
     res->old_tok_size = x.old_n;
     res->new_tok_size = x.old_n + (int)x.n;
     res->old_vocab_size = V;
