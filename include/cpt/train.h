@@ -64,6 +64,10 @@ typedef struct cpt_train_cfg {
     const uint8_t *frozen;
     const uint8_t *(*frozen_fn)(void *ctx, long long step);
     void *frozen_ctx;
+    /* row freezing (cpt/rowfreeze.h; NULL = none): rows_fn(ctx, m, grads, step, 0) after the
+     * gradient reduction, rows_fn(ctx, m, NULL, step, 1) after the optimizer step */
+    int (*rows_fn)(void *ctx, cpt_model *m, float *grads, long long step, int after, cpt_err *err);
+    void *rows_ctx;
     /* stability: skip a step whose loss or grad norm has a z-score above this against the
      * last `window` accepted steps (<= 0: off); non-finite values are always skipped */
     double skip_zscore;

@@ -21,6 +21,7 @@ int cpt_cmd_init(int argc, char **argv);
 int cpt_cmd_tokenize(int argc, char **argv);
 int cpt_cmd_detokenize(int argc, char **argv);
 int cpt_cmd_data(int argc, char **argv);
+int cpt_cmd_vocab(int argc, char **argv);
 
 /* Parse whitespace-separated token ids from text (label names the source in errors).
  * Returns a malloc'ed array; ids must be integers in [0, 2^31). */

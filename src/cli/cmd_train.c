@@ -20,6 +20,7 @@
 #include "cpt/safetensors.h"
 #include "cpt/schedule.h"
 #include "cpt/shard.h"
+#include "cpt/rowfreeze.h"
 #include "cpt/tokenizer.h"
 #include "cpt/traindata.h"
 
@@ -31,6 +32,8 @@ typedef struct {
     long long start[MAXS + 1]; /* stage s covers steps [start[s], start[s+1]) */
     cpt_schedule sched[MAXS];
     uint8_t *frozen[MAXS];     /* per-stage masks (NULL: nothing frozen) */
+    int train_rows[MAXS];      /* 1: the stage trains only the new embedding rows */
+    cpt_rowfreeze *rows;
     /* penalties */
     float *theta0;
     double l2;
@@ -120,6 +123,16 @@ static double penalty(void *p, const cpt_model *m, float *grads) {
     if (c->theta0 && c->l2 > 0) v += cpt_reg_l2sp(m, c->theta0, grads, c->l2, NULL);
     if (c->ewc && c->ewc_lambda > 0) v += cpt_ewc_penalty(c->ewc, m, grads, c->ewc_lambda, NULL);
     return v;
+}
+
+static int rows_step(void *p, cpt_model *m, float *grads, long long step, int after, cpt_err *err) {
+    run_ctx *c = p;
+    if (!c->rows || !c->train_rows[stage_of(c, step)]) return 0;
+    if (after) {
+        cpt_rowfreeze_restore(c->rows, m);
+        return 0;
+    }
+    return cpt_rowfreeze_grads(c->rows, m, grads, err);
 }
 
 /* Key helpers: a stage key if the stage sets it, else the top-level one. */
@@ -503,7 +516,28 @@ int cpt_cmd_train(int argc, char **argv) {
             rc = cpt_err_set(&err, CPT_EINVAL, "freeze.first_layers = %lld exceeds the model's %d layers", fl, m->cfg.n_layers);
             goto done;
         }
-        ctx.frozen[s] = freeze_mask(m, fe, fl);
+        const char *only = st >= 0 && stage_has(r, s, "train_only") ? cpt_recipe_str(r, skey(key, sizeof key, s, "train_only"))
+                                                                      : cpt_recipe_str(r, "training.train_only");
+        if (strcmp(only, "all")) { /* train_only: embeddings / new_embeddings (cpt/rowfreeze.h) */
+            if (fe) {
+                rc = cpt_err_set(&err, CPT_EINVAL, "train_only = %s with freeze.embeddings = true trains nothing. HINT: drop one of the two", only);
+                goto done;
+            }
+            ctx.train_rows[s] = !strcmp(only, "new_embeddings");
+            if (ctx.train_rows[s] && !ctx.rows) {
+                int lo = 0, hi = 0;
+                if ((rc = cpt_rowfreeze_range_from_dir(model_dir, &lo, &hi, &err)) ||
+                    (rc = cpt_rowfreeze_create(&ctx.rows, m, lo, hi, &err)))
+                    goto done;
+            }
+            ctx.frozen[s] = cpt_rowfreeze_mask_embeddings_only(m);
+            if (!ctx.frozen[s]) {
+                rc = cpt_err_set(&err, CPT_ENOMEM, "out of memory");
+                goto done;
+            }
+        } else {
+            ctx.frozen[s] = freeze_mask(m, fe, fl);
+        }
     }
     max_steps = ctx.start[ctx.n_stages];
     if (max_steps <= 0) {
@@ -643,6 +677,14 @@ int cpt_cmd_train(int argc, char **argv) {
                                cpt_recipe_float(r, "optim.eps"), cpt_recipe_float(r, "optim.weight_decay")};
     tc.clip = cpt_recipe_float(r, "optim.clip");
     tc.embed_lr_mult = cpt_recipe_float(r, "optim.embed_lr_mult");
+    if (cpt_recipe_has(r, "optim.embed_lr")) {
+        if (tc.embed_lr_mult != 1.0) {
+            rc = cpt_err_set(&err, CPT_EINVAL, "optim.embed_lr and optim.embed_lr_mult (%g) are both set. HINT: keep one", tc.embed_lr_mult);
+            goto done;
+        }
+        tc.embed_lr_mult = cpt_recipe_float(r, "optim.embed_lr") / cpt_recipe_float(r, "optim.lr");
+    }
+    tc.rows_fn = ctx.rows ? rows_step : NULL, tc.rows_ctx = &ctx;
     tc.lr_fn = lr_at, tc.sched = &ctx;
     tc.penalty_fn = (ctx.l2 > 0 || ctx.ewc_lambda > 0) ? penalty : NULL, tc.penalty_ctx = &ctx;
     tc.frozen_fn = frozen_at, tc.frozen_ctx = &ctx;
@@ -734,6 +776,7 @@ done:
     free(resume_dir);
     free(plan_md);
     for (int s = 0; s < MAXS; s++) free(ctx.frozen[s]);
+    cpt_rowfreeze_free(ctx.rows);
     cpt_free_aligned(ctx.theta0);
     cpt_ewc_free(ctx.ewc);
     for (int i = 0; i < 16; i++) cpt_shardseq_close(vs[i]);

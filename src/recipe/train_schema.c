@@ -143,6 +143,10 @@ static const cpt_recipe_opt train_opts[] = {
     OPT("training.recompute", CPT_RT_ENUM, "none", 0, 0, "none|full|selective", 0,
         "Activation recomputation: full keeps only each layer's input and re-runs its forward "
         "in the backward; selective also keeps attention output + lse (bitwise same results)"),
+    OPT("training.train_only", CPT_RT_ENUM, "all", 0, 0, "all|embeddings|new_embeddings", 0,
+        "Train only embed_tokens + lm_head (embeddings), or only their rows of the tokens "
+        "`cpt vocab extend` added (new_embeddings, from the model's vocab_extend.json); all: "
+        "everything not frozen"),
     OPT("training.memory_check", CPT_RT_BOOL, "true", 0, 0, NULL, 0,
         "Refuse to start when the memory plan (printed before the first step, memory_plan.json) "
         "exceeds the memory the process may use (cgroup limit, else MemAvailable); false: warn "
@@ -157,6 +161,9 @@ static const cpt_recipe_opt train_opts[] = {
         "AdamW decoupled weight decay (none on norms and biases, methods §3.3)"),
     OPT("optim.embed_lr_mult", CPT_RT_FLOAT, "1.0", 0, 100, NULL, 0,
         "LR multiplier for the embeddings and the LM head"),
+    OPT("optim.embed_lr", CPT_RT_FLOAT, NULL, 0, 1, NULL, CPT_ROPT_MIN_EXCL,
+        "Peak LR of the embeddings and the LM head (unset: optim.lr times optim.embed_lr_mult); "
+        "it follows the schedule (as the multiplier embed_lr / optim.lr)"),
     OPT("optim.clip", CPT_RT_FLOAT, "1.0", 0, 1e6, NULL, 0,
         "Clip the global gradient norm to this; 0 = off"),
 
@@ -173,6 +180,9 @@ static const cpt_recipe_opt train_opts[] = {
     OPT("stages.#.lr", CPT_RT_FLOAT, NULL, 0, 1, NULL, CPT_ROPT_MIN_EXCL,
         "Peak LR of stage # (unset: optim.lr)"),
     SCHED_KEYS(STAGE_SCHED)
+    OPT("stages.#.train_only", CPT_RT_ENUM, NULL, 0, 0, "all|embeddings|new_embeddings", 0,
+        "What stage # trains (unset: training.train_only), e.g. new_embeddings in a first stage "
+        "before full CPT"),
     OPT("stages.#.freeze.embeddings", CPT_RT_BOOL, NULL, 0, 0, NULL, 0,
         "Freeze embeddings in stage # (unset: regularization.freeze.embeddings)"),
     OPT("stages.#.freeze.first_layers", CPT_RT_INT, NULL, 0, 1024, NULL, 0,

@@ -382,6 +382,9 @@ void tok_work_put(const cpt_tok *t, struct tok_work *w);
 
 int tok_load_json(cpt_tok *t, const char *file, cpt_err *err);
 int tok_load_config(cpt_tok *t, const char *file, cpt_err *err);
+/* Steps 1-4 of encode (added tokens, normalizer, pre-tokenizer) on w->clean, which the
+ * caller filled with sanitized text; *res is owned by w (valid until its next use). */
+int tok_pretokenize_work(const cpt_tok *t, tok_work *w, tok_list **res, cpt_err *err);
 int tok_encode_work(const cpt_tok *t, tok_work *w, const char *text, size_t len,
                     int add_special, tok_ids *out, size_t *n_replaced, cpt_err *err);
 

@@ -220,25 +220,12 @@ void tok_work_put(const cpt_tok *ct, tok_work *w) {
 
 static int has_pass(const cpt_tok *t, int pass) { return t->added_first[pass][256] > 0; }
 
-int tok_encode_work(const cpt_tok *t, tok_work *w, const char *text, size_t len, int add_special,
-                    tok_ids *out, size_t *n_replaced, cpt_err *err) {
-    long r = tok_utf8_sanitize_into(text ? text : "", len, &w->clean);
-    if (r < 0) return cpt_err_set(err, CPT_ENOMEM, "tokenizer: out of memory for a %zu-byte text", len);
-    if (n_replaced) *n_replaced = (size_t)r;
-    if (t->spm) { /* SentencePiece: normalize + BPE on the whole text, in the template */
-        size_t nt = add_special ? t->n_tmpl : 0;
-        for (size_t k = 0; k < (nt ? nt : 1); k++) {
-            if (nt && t->tmpl[k] >= 0) {
-                if (tok_ids_push(out, t->tmpl[k])) goto oom;
-                continue;
-            }
-            int rc = tok_spm_encode(t, w, w->clean.p ? w->clean.p : "", w->clean.n, out, err);
-            if (rc) return rc;
-        }
-        return 0;
-    }
+/* Steps 1-4 of the pipeline on w->clean (already sanitized): the pre-tokens the BPE model
+ * sees (id < 0) and the added tokens already matched (id >= 0), in a list owned by w. */
+int tok_pretokenize_work(const cpt_tok *t, tok_work *w, tok_list **res, cpt_err *err) {
     tok_list *a = &w->l[0], *b = &w->l[1];
     int rc;
+    size_t len = w->clean.n;
     tok_list_clear(a);
     if (w->clean.n && tok_list_push(a, w->clean.p, w->clean.n, -1, 1)) goto oom;
     /* 1. added tokens that match the raw text */
@@ -270,6 +257,32 @@ int tok_encode_work(const cpt_tok *t, tok_work *w, const char *text, size_t len,
         if ((rc = tok_pretok_apply(t->pretok, w, a, b, err))) return rc;
         tok_list *x = a; a = b; b = x;
     }
+    *res = a;
+    return 0;
+oom:
+    return cpt_err_set(err, CPT_ENOMEM, "tokenizer: out of memory encoding a %zu-byte text", len);
+}
+
+int tok_encode_work(const cpt_tok *t, tok_work *w, const char *text, size_t len, int add_special,
+                    tok_ids *out, size_t *n_replaced, cpt_err *err) {
+    long r = tok_utf8_sanitize_into(text ? text : "", len, &w->clean);
+    if (r < 0) return cpt_err_set(err, CPT_ENOMEM, "tokenizer: out of memory for a %zu-byte text", len);
+    if (n_replaced) *n_replaced = (size_t)r;
+    if (t->spm) { /* SentencePiece: normalize + BPE on the whole text, in the template */
+        size_t nt = add_special ? t->n_tmpl : 0;
+        for (size_t k = 0; k < (nt ? nt : 1); k++) {
+            if (nt && t->tmpl[k] >= 0) {
+                if (tok_ids_push(out, t->tmpl[k])) goto oom;
+                continue;
+            }
+            int rc = tok_spm_encode(t, w, w->clean.p ? w->clean.p : "", w->clean.n, out, err);
+            if (rc) return rc;
+        }
+        return 0;
+    }
+    tok_list *a = NULL;
+    int rc = tok_pretokenize_work(t, w, &a, err);
+    if (rc) return rc;
     /* 5. model, inside the post-processor template */
     size_t nt = add_special ? t->n_tmpl : 0;
     for (size_t k = 0; k < (nt ? nt : 1); k++) {

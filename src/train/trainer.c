@@ -359,6 +359,7 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
         if (rc) goto done;
         res->t_comm += zr ? 0.0 : cpt_now() - tr0; /* ZeRO-1: its own clock, all its collectives */
         double penalty = cfg->penalty_fn ? cfg->penalty_fn(cfg->penalty_ctx, m, grads) : 0.0;
+        if (cfg->rows_fn && (rc = cfg->rows_fn(cfg->rows_ctx, m, grads, step, 0, err))) goto done;
         double norm = 0;
         if (!zr) norm = cpt_grad_norm(m, grads);
         else if ((rc = cpt_zero_grad_norm(zr, m, grads, red, 1 + cfg->train_data.n_sources, &norm, err))) goto done;
@@ -393,6 +394,7 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
             cpt_adamw_step(opt, m, grads, &cfg->optim, lr, lr_mult, frozen);
             window_push(&st, cfg->skip_window, loss, norm);
         }
+        if (!why && cfg->rows_fn && (rc = cfg->rows_fn(cfg->rows_ctx, m, NULL, step, 1, err))) goto done;
         res->t_optim += cpt_now() - tp2;
         for (int k = 0; k < cfg->train_data.n_sources; k++) res->source_tokens[k] += (long long)red[1 + k] * T;
         tokens += (long long)A * B * T * W;
