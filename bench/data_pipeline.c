@@ -53,7 +53,7 @@ int main(int argc, char **argv) {
     cpt_mix_source_cfg sc = {"train", ns, 0};
     double w = 1;
     cpt_mix_phase_cfg ph = {&w, UINT64_MAX};
-    cpt_mix_cfg mc = {&sc, 1, &ph, 1, 1, CPT_MIX_UNIT_SEQS, 512, 0, 0};
+    cpt_mix_cfg mc = {&sc, 1, &ph, 1, 1, CPT_MIX_UNIT_SEQS, 512, 0, 0, 0};
     cpt_mix *m = NULL;
     if (ns == 0 || cpt_mix_open(&m, &mc, &err)) {
         fprintf(stderr, "mix: %s\n", ns ? err.msg : "no sequences");

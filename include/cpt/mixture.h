@@ -89,6 +89,9 @@ typedef struct cpt_mix_cfg {
     uint32_t seq_len;      /* needed for CPT_MIX_UNIT_TOKENS */
     uint64_t global_batch; /* sequences per step, needed for CPT_MIX_UNIT_STEPS */
     uint32_t period;       /* weight resolution B; 0 means CPT_MIX_DEFAULT_PERIOD; <= 1<<20 */
+    int sequential;        /* 1: no permutation, sequence id = c mod N_k: each source is read
+                              in stream order (progressive-length stages: a source's position
+                              is then a token offset, valid for any seq_len) */
 } cpt_mix_cfg;
 
 typedef struct cpt_mix_draw {
@@ -179,6 +182,11 @@ int cpt_pack_source_open(cpt_pack_source **out, const char *const *shards, size_
 int cpt_pack_source_open_len(cpt_pack_source **out, const char *const *shards, size_t n, uint32_t seq_len,
                              int keep_whole, uint64_t min_doc_tokens, uint64_t max_doc_tokens, cpt_err *err);
 void cpt_pack_source_close(cpt_pack_source *s);
+/* keep_whole = 0 only: the source's sequences start at stream token tok0 (sequence j is
+ * tokens [tok0 + j*seq_len, tok0 + j*seq_len + L)), so n_seqs = (n_tokens - tok0 - 1) div
+ * seq_len. A stage of a different seq_len continues where the previous one stopped.
+ * CPT_EINVAL when keep_whole or when fewer than L tokens are left after tok0. */
+int cpt_pack_source_set_start(cpt_pack_source *s, uint64_t tok0, cpt_err *err);
 uint64_t cpt_pack_source_n_seqs(const cpt_pack_source *s);
 uint64_t cpt_pack_source_n_tokens(const cpt_pack_source *s);
 uint64_t cpt_pack_source_n_docs(const cpt_pack_source *s);

@@ -41,6 +41,15 @@ typedef struct cpt_eval_set {
     double budget; /* allowed relative rise of perplexity vs the base model (0.05 = 5%); <= 0: none */
 } cpt_eval_set;
 
+/* One stage of a progressive-length run: from step `start` on (until the next stage),
+ * micro-batches of micro_batch x seq_len, grad_accum of them per step, from `data`,
+ * whose global sample 0 is the stage's first sample (step - start) * global batch. */
+typedef struct cpt_train_stage {
+    long long start;
+    int seq_len, micro_batch, grad_accum;
+    cpt_data_iface data;
+} cpt_train_stage;
+
 typedef struct cpt_train_cfg {
     const char *run_dir;
     int seq_len, micro_batch, grad_accum;
@@ -93,6 +102,12 @@ typedef struct cpt_train_cfg {
      * passes them to rank 0 only). */
     struct cpt_comm *comm;
     int zero; /* 1: ZeRO-1, the AdamW moments sharded over the ranks (cpt/zero.h) */
+    /* Progressive length: n_stages > 0 stages (sorted, stages[0].start = 0) replace
+     * seq_len / micro_batch / grad_accum / train_data of the training steps (evaluation
+     * keeps seq_len and micro_batch); activations and batch buffers are reallocated at
+     * each boundary. train_data still names the sources (the stages' data have the same). */
+    int n_stages;
+    const cpt_train_stage *stages;
 } cpt_train_cfg;
 
 typedef struct cpt_eval_result {

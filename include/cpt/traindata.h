@@ -29,12 +29,25 @@ typedef struct cpt_mixdata_cfg {
      * the source packs only those documents (cpt_pack_source_open_len). Sequences are
      * seq_len tokens each, so a mixture weight is a share of tokens. */
     const uint64_t *min_doc_tokens, *max_doc_tokens;
+    /* Progressive-length stages (keep_whole = 0): [n_sources] first stream token of each
+     * source (may be NULL: 0), and sequential = 1 to read every source in stream order
+     * (cpt_mix_cfg.sequential). Then a source's data position is a token offset that a
+     * stage of another seq_len continues exactly (cpt_mixdata_position). */
+    const uint64_t *start_tokens;
+    int sequential;
 } cpt_mixdata_cfg;
 
 typedef struct cpt_mixdata cpt_mixdata;
 int cpt_mixdata_open(cpt_mixdata **out, const cpt_mixdata_cfg *cfg, cpt_err *err);
 void cpt_mixdata_close(cpt_mixdata *d);
 cpt_data_iface cpt_mixdata_iface(cpt_mixdata *d);
+/* After the first n_samples global samples: out[k] = the stream token at which source k
+ * continues (start + (draws mod N_k) * seq_len; exact for sequential order). */
+void cpt_mixdata_position(const cpt_mixdata *d, uint64_t n_samples, uint64_t *out);
+/* Source k's first stream token (cfg.start_tokens, or 0 when it wrapped to a new pass). */
+uint64_t cpt_mixdata_start(const cpt_mixdata *d, int k);
+/* Draws of each source among the first n_samples global samples. */
+void cpt_mixdata_counts(const cpt_mixdata *d, uint64_t n_samples, uint64_t *out);
 /* Vocabulary size recorded in the shards (to check against the model). */
 uint32_t cpt_mixdata_vocab_size(const cpt_mixdata *d);
 

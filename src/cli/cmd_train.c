@@ -437,7 +437,8 @@ int cpt_cmd_train(int argc, char **argv) {
 
     cpt_model *m = NULL;
     cpt_tok *tok = NULL;
-    cpt_mixdata *md = NULL;
+    cpt_mixdata *md = NULL, *smd[MAXS] = {0};
+    cpt_train_stage stages[MAXS];
     cpt_shardseq *vs[16] = {0};
     cpt_eval_set evs[16];
     char *resume_dir = NULL, *plan_md = NULL;
@@ -480,12 +481,33 @@ int cpt_cmd_train(int argc, char **argv) {
     }
     int T = (int)cpt_recipe_int(r, "training.seq_len"), B = (int)cpt_recipe_int(r, "training.micro_batch");
     int A = (int)cpt_recipe_int(r, "training.grad_accum");
-    if ((rc = apply_rope(r, m, T, &err))) goto done;
     int S = (int)cpt_recipe_list_len(r, "stages");
     if (S > MAXS) {
         rc = cpt_err_set(&err, CPT_EINVAL, "stages: at most %d stages", MAXS);
         goto done;
     }
+    /* Per-stage geometry (progressive length): seq_len, micro_batch, grad_accum. */
+    int sT[MAXS], sB[MAXS], sA[MAXS], progressive = 0, maxT = T, plan_s = 0;
+    for (int s = 0; s < (S > 0 ? S : 1); s++) {
+        sT[s] = S > 0 && stage_has(r, s, "seq_len") ? (int)cpt_recipe_int(r, skey(key, sizeof key, s, "seq_len")) : T;
+        sB[s] = S > 0 && stage_has(r, s, "micro_batch") ? (int)cpt_recipe_int(r, skey(key, sizeof key, s, "micro_batch")) : B;
+        sA[s] = S > 0 && stage_has(r, s, "grad_accum") ? (int)cpt_recipe_int(r, skey(key, sizeof key, s, "grad_accum")) : A;
+        if (S > 0 && !stage_has(r, s, "grad_accum") && cpt_recipe_has(r, "training.tokens_per_step")) {
+            long long tps = cpt_recipe_int(r, "training.tokens_per_step"), per = (long long)sB[s] * sT[s] * comm->size;
+            if (tps % per) {
+                rc = cpt_err_set(&err, CPT_EINVAL,
+                                 "training.tokens_per_step %lld is not a multiple of stage %d's micro_batch x seq_len x ranks = %d x %d x %d = %lld. "
+                                 "HINT: set stages.%d.grad_accum, or a tokens_per_step that %lld divides (e.g. %lld)",
+                                 tps, s, sB[s], sT[s], comm->size, per, s, per, (tps / per + 1) * per);
+                goto done;
+            }
+            sA[s] = (int)(tps / per);
+        }
+        if (sT[s] != T || sB[s] != B || sA[s] != A) progressive = 1;
+        if (sT[s] > maxT) maxT = sT[s];
+        if ((long long)sB[s] * sT[s] > (long long)sB[plan_s] * sT[plan_s]) plan_s = s;
+    }
+    if ((rc = apply_rope(r, m, maxT, &err))) goto done;
     long long max_steps = 0;
     if (cpt_recipe_has(r, "training.max_steps")) max_steps = cpt_recipe_int(r, "training.max_steps");
     else if (cpt_recipe_has(r, "training.max_tokens"))
@@ -498,10 +520,6 @@ int cpt_cmd_train(int argc, char **argv) {
     for (int s = 0; s < ctx.n_stages; s++) {
         int st = S > 0 ? s : -1;
         long long steps = st >= 0 ? cpt_recipe_int(r, skey(key, sizeof key, s, "steps")) : max_steps;
-        if (st >= 0 && stage_has(r, s, "seq_len") && cpt_recipe_int(r, skey(key, sizeof key, s, "seq_len")) != T) {
-            rc = cpt_err_set(&err, CPT_EUNSUPPORTED, "stages.%d.seq_len: changing the sequence length between stages (progressive length) is not implemented yet. HINT: use training.seq_len for all stages", s);
-            goto done;
-        }
         ctx.start[s + 1] = ctx.start[s] + steps;
         if ((rc = cpt_recipe_mixture(r, st, stok, wbuf[s], &err))) goto done;
         wptr[s] = wbuf[s];
@@ -545,8 +563,30 @@ int cpt_cmd_train(int argc, char **argv) {
         goto done;
     }
     cpt_mixdata_cfg mc = {K, names, dirs, maxep, ctx.n_stages, wptr, ends, (uint64_t)cpt_recipe_int(r, "data.seed"), T,
-                          (uint64_t)A * B * (uint64_t)comm->size, 0, pad, min_dt, max_dt};
-    if ((rc = cpt_mixdata_open(&md, &mc, &err))) goto done;
+                          (uint64_t)A * B * (uint64_t)comm->size, 0, pad, min_dt, max_dt, NULL, 0};
+    if (!progressive && (rc = cpt_mixdata_open(&md, &mc, &err))) goto done;
+    if (progressive) {
+        /* Progressive length: one sequential mixture per stage; stage s starts each source
+         * at the stream token where stage s-1 left it, so the data position is counted in
+         * tokens and a length change neither skips nor repeats data (cpt/traindata.h). */
+        uint64_t pos[MAXK] = {0};
+        for (int s = 0; s < ctx.n_stages; s++) {
+            uint64_t G = (uint64_t)sA[s] * (uint64_t)sB[s] * (uint64_t)comm->size, end = (uint64_t)(ctx.start[s + 1] - ctx.start[s]);
+            cpt_mixdata_cfg c1 = {K, names, dirs, maxep, 1, &wptr[s], &end, (uint64_t)cpt_recipe_int(r, "data.seed"), sT[s],
+                                  G, 0, pad, min_dt, max_dt, pos, 1};
+            if ((rc = cpt_mixdata_open(&smd[s], &c1, &err))) {
+                cpt_err_wrap(&err, "stage %d (seq_len %d)", s, sT[s]);
+                goto done;
+            }
+            fprintf(log, "stage %d: %d x %d x %d sequences of %d tokens per step (%lld tokens); data from stream token", s, sB[s], sA[s],
+                    comm->size, sT[s], (long long)G * sT[s]);
+            for (int k = 0; k < K; k++) fprintf(log, " %s=%llu", names[k], (unsigned long long)cpt_mixdata_start(smd[s], k));
+            fprintf(log, "\n");
+            cpt_mixdata_position(smd[s], end * G, pos);
+            stages[s] = (cpt_train_stage){ctx.start[s], sT[s], sB[s], sA[s], cpt_mixdata_iface(smd[s])};
+        }
+        md = smd[0];
+    }
     if ((int)cpt_mixdata_vocab_size(md) > m->cfg.vocab_size) {
         rc = cpt_err_set(&err, CPT_EINVAL, "the data was tokenized with a vocabulary of %u but the model has %d. HINT: prepare the data with the model's tokenizer",
                          cpt_mixdata_vocab_size(md), m->cfg.vocab_size);
@@ -601,7 +641,7 @@ int cpt_cmd_train(int argc, char **argv) {
         resume_dir = strdup(resume);
     }
     /* ---- memory plan: before anything big is allocated ---- */
-    if ((rc = memory_plan(r, m, T, B, A, n_ev, resume_dir, plan_only, run_dir, log, &plan, &plan_md, &plan_avail, plan_src,
+    if ((rc = memory_plan(r, m, sT[plan_s], sB[plan_s], sA[plan_s], n_ev, resume_dir, plan_only, run_dir, log, &plan, &plan_md, &plan_avail, plan_src,
                           sizeof plan_src, cpt_recipe_int(r, "training.zero") ? comm->size : 1, &err)) ||
         plan_only)
         goto done;
@@ -703,6 +743,7 @@ int cpt_cmd_train(int argc, char **argv) {
     tc.metrics = rank0;
     tc.comm = comm;
     tc.zero = (int)cpt_recipe_int(r, "training.zero");
+    if (progressive) tc.n_stages = ctx.n_stages, tc.stages = stages;
     cpt_train_result res;
     rc = cpt_train_run(&tc, m, resume_dir, &res, &err);
     if (rc || !rank0) goto done;
@@ -780,6 +821,8 @@ done:
     cpt_free_aligned(ctx.theta0);
     cpt_ewc_free(ctx.ewc);
     for (int i = 0; i < 16; i++) cpt_shardseq_close(vs[i]);
+    if (smd[0]) md = NULL; /* progressive: md is smd[0] */
+    for (int s = 0; s < MAXS; s++) cpt_mixdata_close(smd[s]);
     cpt_mixdata_close(md);
     cpt_tok_free(tok);
     cpt_model_free(m);

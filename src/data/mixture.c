@@ -17,6 +17,7 @@ struct cpt_mix {
     size_t K, P;
     uint32_t B;
     uint64_t seed;
+    int sequential;      /* 1: sequence id = place in the epoch (no permutation) */
     char **names;        /* [K] */
     uint64_t *N;         /* [K] sequences per epoch */
     uint64_t *cap;       /* [K] max draws, UINT64_MAX = unlimited */
@@ -168,6 +169,7 @@ int cpt_mix_open(cpt_mix **out, const cpt_mix_cfg *cfg, cpt_err *err) {
     m->P = P;
     m->B = B;
     m->seed = cfg->seed;
+    m->sequential = cfg->sequential;
     m->names = calloc(K, sizeof *m->names);
     m->N = calloc(K, sizeof *m->N);
     m->cap = calloc(K, sizeof *m->cap);
@@ -322,7 +324,7 @@ int cpt_mix_locate(const cpt_mix *m, uint64_t i, cpt_mix_draw *out, cpt_err *err
     out->phase = (uint32_t)p;
     out->ordinal = c;
     out->epoch = c / m->N[k];
-    out->seq = cpt_mix_permute(epoch_key(m->seed, k, out->epoch), m->N[k], c % m->N[k]);
+    out->seq = m->sequential ? c % m->N[k] : cpt_mix_permute(epoch_key(m->seed, k, out->epoch), m->N[k], c % m->N[k]);
     return CPT_OK;
 }
 

@@ -24,6 +24,7 @@ struct cpt_pack_source {
     uint32_t seq_len;
     int keep_whole;
     uint64_t n_tokens, n_docs, n_seqs;
+    uint64_t tok0;     /* keep_whole = 0: first stream token of sequence 0 */
     uint64_t *starts;  /* keep_whole: [n_seqs + 1] first global token of each sequence */
 };
 
@@ -192,6 +193,19 @@ fail:
     return rc;
 }
 
+int cpt_pack_source_set_start(cpt_pack_source *s, uint64_t tok0, cpt_err *err) {
+    if (s->keep_whole)
+        return cpt_err_set(err, CPT_EINVAL, "packing: a start offset needs keep_whole = 0 (sequences cut at every seq_len)");
+    if (tok0 >= s->n_tokens || s->n_tokens - tok0 <= s->seq_len)
+        return cpt_err_set(err, CPT_EINVAL,
+                           "packing: start token %llu leaves fewer than %u tokens of the source's %llu. HINT: the earlier "
+                           "stages used up the source; add data or shorten them",
+                           (unsigned long long)tok0, s->L, (unsigned long long)s->n_tokens);
+    s->tok0 = tok0;
+    s->n_seqs = (s->n_tokens - tok0 - 1) / s->seq_len;
+    return CPT_OK;
+}
+
 void cpt_pack_source_get(const cpt_pack_source *s, uint64_t seq, uint32_t pad_id, cpt_pack_seq *out) {
     CPT_ASSERT(seq < s->n_seqs);
     uint64_t a, len;
@@ -199,7 +213,7 @@ void cpt_pack_source_get(const cpt_pack_source *s, uint64_t seq, uint32_t pad_id
         a = s->starts[seq];
         len = s->starts[seq + 1] - a;
     } else {
-        a = seq * (uint64_t)s->seq_len;
+        a = s->tok0 + seq * (uint64_t)s->seq_len;
         len = s->L;
     }
     CPT_ASSERT(len <= s->L && a + len <= s->n_tokens);

@@ -133,6 +133,10 @@ static const cpt_recipe_opt train_opts[] = {
         "optimizer memory / N; checkpoints stay consolidated), 0 keeps them whole on every rank"),
     OPT("training.max_steps", CPT_RT_INT, NULL, 1, BIG, NULL, 0,
         "Optimizer steps (set this or training.max_tokens; with stages: their sum)"),
+    OPT("training.tokens_per_step", CPT_RT_INT, NULL, 16, 1e12, NULL, 0,
+        "Tokens per optimizer step for stages that change seq_len or micro_batch: a stage without "
+        "stages.#.grad_accum gets grad_accum = tokens_per_step / (micro_batch x seq_len x ranks), which must "
+        "divide exactly (unset: every stage keeps its grad_accum)"),
     OPT("training.max_tokens", CPT_RT_INT, NULL, 1, 1e15, NULL, 0,
         "Token budget; steps = ceil(max_tokens / (seq_len * micro_batch * grad_accum))"),
     OPT("training.block_causal", CPT_RT_BOOL, "true", 0, 0, NULL, 0,
@@ -176,7 +180,13 @@ static const cpt_recipe_opt train_opts[] = {
     OPT("stages.#.mixture.*", CPT_RT_FLOAT, NULL, 0, 1, NULL, CPT_ROPT_SUM1,
         "Mixture of stage # (replaces data.mixture / data.replay for this stage; sums to 1)"),
     OPT("stages.#.seq_len", CPT_RT_INT, NULL, 16, 1048576, NULL, 0,
-        "Sequence length of stage # (unset: training.seq_len)"),
+        "Sequence length of stage # (unset: training.seq_len). Stages of different lengths (progressive "
+        "length) read each source in stream order and count its position in tokens, so a length change "
+        "neither skips nor repeats data; validation keeps training.seq_len"),
+    OPT("stages.#.micro_batch", CPT_RT_INT, NULL, 1, 65536, NULL, 0,
+        "Micro-batch of stage # (unset: training.micro_batch)"),
+    OPT("stages.#.grad_accum", CPT_RT_INT, NULL, 1, 65536, NULL, 0,
+        "Gradient accumulation of stage # (unset: from training.tokens_per_step, else training.grad_accum)"),
     OPT("stages.#.lr", CPT_RT_FLOAT, NULL, 0, 1, NULL, CPT_ROPT_MIN_EXCL,
         "Peak LR of stage # (unset: optim.lr)"),
     SCHED_KEYS(STAGE_SCHED)

@@ -71,6 +71,7 @@ struct cpt_mixdata {
     cpt_mix *mix;
     cpt_pack_source **srcs;
     int n, T;
+    uint64_t *start; /* [n] first stream token of each source */
     char **names;
     int32_t pad;
     seqbuf buf;
@@ -85,10 +86,11 @@ int cpt_mixdata_open(cpt_mixdata **out, const cpt_mixdata_cfg *c, cpt_err *err) 
     d->n = c->n_sources, d->T = c->seq_len, d->pad = c->pad_id;
     d->srcs = calloc((size_t)d->n, sizeof *d->srcs);
     d->names = calloc((size_t)d->n, sizeof *d->names);
+    d->start = calloc((size_t)d->n, sizeof *d->start);
     cpt_mix_source_cfg *sc = calloc((size_t)d->n, sizeof *sc);
     cpt_mix_phase_cfg *pc = calloc((size_t)c->n_phases, sizeof *pc);
     int rc = CPT_OK;
-    if (!d->srcs || !d->names || !sc || !pc || !seqbuf_init(&d->buf, d->T)) {
+    if (!d->srcs || !d->names || !d->start || !sc || !pc || !seqbuf_init(&d->buf, d->T)) {
         rc = cpt_err_set(err, CPT_ENOMEM, "out of memory");
         goto fail;
     }
@@ -103,6 +105,12 @@ int cpt_mixdata_open(cpt_mixdata **out, const cpt_mixdata_cfg *c, cpt_err *err) 
                                           c->min_doc_tokens ? c->min_doc_tokens[k] : 0,
                                           c->max_doc_tokens ? c->max_doc_tokens[k] : 0, err);
         cpt_free_list(paths, np);
+        /* A source with less than one sequence left after its start begins a new pass. */
+        if (!rc && c->start_tokens && c->start_tokens[k] &&
+            c->start_tokens[k] + (uint64_t)d->T < cpt_pack_source_n_tokens(d->srcs[k])) {
+            d->start[k] = c->start_tokens[k];
+            rc = cpt_pack_source_set_start(d->srcs[k], d->start[k], err);
+        }
         if (rc) {
             cpt_err_wrap(err, "data source '%s'", c->names[k]);
             break;
@@ -120,7 +128,8 @@ int cpt_mixdata_open(cpt_mixdata **out, const cpt_mixdata_cfg *c, cpt_err *err) 
     }
     if (rc) goto fail;
     for (int p = 0; p < c->n_phases; p++) pc[p].weights = c->weights[p], pc[p].end = c->ends[p];
-    cpt_mix_cfg mc = {sc, (size_t)d->n, pc, (size_t)c->n_phases, c->seed, CPT_MIX_UNIT_STEPS, (uint32_t)d->T, c->global_batch, 0};
+    cpt_mix_cfg mc = {sc, (size_t)d->n, pc, (size_t)c->n_phases, c->seed, CPT_MIX_UNIT_STEPS, (uint32_t)d->T, c->global_batch, 0,
+                      c->sequential};
     if ((rc = cpt_mix_open(&d->mix, &mc, err))) goto fail;
     free(sc);
     free(pc);
@@ -141,9 +150,22 @@ void cpt_mixdata_close(cpt_mixdata *d) {
     }
     free(d->srcs);
     free(d->names);
+    free(d->start);
     cpt_mix_close(d->mix);
     seqbuf_free(&d->buf);
     free(d);
+}
+
+uint64_t cpt_mixdata_start(const cpt_mixdata *d, int k) { return d->start[k]; }
+
+void cpt_mixdata_counts(const cpt_mixdata *d, uint64_t n_samples, uint64_t *out) { cpt_mix_counts(d->mix, n_samples, out); }
+
+void cpt_mixdata_position(const cpt_mixdata *d, uint64_t n_samples, uint64_t *out) {
+    cpt_mix_counts(d->mix, n_samples, out);
+    for (int k = 0; k < d->n; k++) {
+        uint64_t N = cpt_mix_source_seqs(d->mix, (size_t)k);
+        out[k] = d->start[k] + (N ? out[k] % N : 0) * (uint64_t)d->T;
+    }
 }
 
 uint32_t cpt_mixdata_vocab_size(const cpt_mixdata *d) { return cpt_pack_source_vocab_size(d->srcs[0]); }

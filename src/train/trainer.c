@@ -119,7 +119,7 @@ typedef struct {
     long long last_eval_step;
 } tstate;
 
-static char *tstate_json(const tstate *s, const cpt_train_cfg *cfg) {
+static char *tstate_json(const tstate *s, const cpt_train_cfg *cfg, int B, int A, int T) {
     json_t *o = json_object(), *wl = json_array(), *wn = json_array(), *base = json_object();
     for (int i = 0; i < s->nw; i++) {
         json_array_append_new(wl, json_real(s->wl[i]));
@@ -136,13 +136,14 @@ static char *tstate_json(const tstate *s, const cpt_train_cfg *cfg) {
      * (any number of ranks, cpt_dp_check_resume) */
     int W = cfg->comm ? cfg->comm->size : 1;
     json_object_set_new(o, "data_parallel_ranks", json_integer(W));
-    json_object_set_new(o, "global_batch", json_integer((long long)cfg->micro_batch * cfg->grad_accum * W));
+    json_object_set_new(o, "global_batch", json_integer((long long)B * A * W));
+    json_object_set_new(o, "seq_len", json_integer(T)); /* of the stage the next step belongs to */
     char *txt = json_dumps(o, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
     json_decref(o);
     return txt;
 }
 
-static int tstate_load(tstate *s, const char *txt, const cpt_train_cfg *cfg, cpt_err *err) {
+static int tstate_load(tstate *s, const char *txt, const cpt_train_cfg *cfg, int B, int A, int T, cpt_err *err) {
     json_error_t je;
     json_t *o = json_loads(txt ? txt : "{}", 0, &je);
     if (!o) return cpt_err_set(err, CPT_EFORMAT, "checkpoint trainer state: %s", je.text);
@@ -158,7 +159,13 @@ static int tstate_load(tstate *s, const char *txt, const cpt_train_cfg *cfg, cpt
     s->best_loss = s->best_step >= 0 ? json_number_value(json_object_get(o, "best_loss")) : INFINITY;
     json_t *dpr = json_object_get(o, "data_parallel_ranks"), *gb = json_object_get(o, "global_batch");
     int rc = cpt_dp_check_resume(json_is_integer(dpr) ? json_integer_value(dpr) : 0, json_is_integer(gb) ? json_integer_value(gb) : 0,
-                                 cfg->comm ? cfg->comm->size : 1, cfg->micro_batch, cfg->grad_accum, err);
+                                 cfg->comm ? cfg->comm->size : 1, B, A, err);
+    json_t *sl = json_object_get(o, "seq_len");
+    if (!rc && json_is_integer(sl) && json_integer_value(sl) != T)
+        rc = cpt_err_set(err, CPT_ESTATE,
+                         "checkpoint trainer state: the next step was to use sequences of %lld tokens, the recipe now gives %d. "
+                         "HINT: keep the stage's seq_len (stages.N.seq_len / training.seq_len) when resuming",
+                         (long long)json_integer_value(sl), T);
     if (rc) {
         json_decref(o);
         return rc;
@@ -247,13 +254,41 @@ static int run_evals(const cpt_train_cfg *cfg, cpt_model *m, tstate *s, long lon
     return exceeded;
 }
 
+/* The stage step belongs to (-1: no stages). */
+static int stage_at(const cpt_train_cfg *cfg, long long step) {
+    if (cfg->n_stages <= 0) return -1;
+    int s = 0;
+    while (s + 1 < cfg->n_stages && step >= cfg->stages[s + 1].start) s++;
+    return s;
+}
+
+/* The geometry and data of the step's stage. */
+static void stage_geom(const cpt_train_cfg *cfg, long long step, int *B, int *A, int *T, long long *start, const cpt_data_iface **d) {
+    int s = stage_at(cfg, step);
+    if (s < 0) {
+        *B = cfg->micro_batch, *A = cfg->grad_accum, *T = cfg->seq_len, *start = 0, *d = &cfg->train_data;
+        return;
+    }
+    const cpt_train_stage *g = &cfg->stages[s];
+    *B = g->micro_batch, *A = g->grad_accum, *T = g->seq_len, *start = g->start, *d = &g->data;
+}
+
 int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir, cpt_train_result *res, cpt_err *err) {
     memset(res, 0, sizeof *res);
     if (cfg->n_evals > 16) return cpt_err_set(err, CPT_EINVAL, "at most 16 validation sets");
     if (cfg->train_data.n_sources > CPT_CKPT_MAX_SOURCES) return cpt_err_set(err, CPT_EINVAL, "too many data sources");
-    int B = cfg->micro_batch, T = cfg->seq_len, A = cfg->grad_accum;
-    if (B <= 0 || T <= 1 || A <= 0 || cfg->max_steps < 0)
-        return cpt_err_set(err, CPT_EINVAL, "training: micro_batch, seq_len > 1 and grad_accum must be positive");
+    int B, T, A;
+    long long s_start;
+    const cpt_data_iface *td;
+    for (int i = 0; i < (cfg->n_stages > 0 ? cfg->n_stages : 1); i++) {
+        const cpt_train_stage *g = cfg->n_stages > 0 ? &cfg->stages[i] : NULL;
+        B = g ? g->micro_batch : cfg->micro_batch, T = g ? g->seq_len : cfg->seq_len, A = g ? g->grad_accum : cfg->grad_accum;
+        if (B <= 0 || T <= 1 || A <= 0 || cfg->max_steps < 0 || (g && (i ? g->start < cfg->stages[i - 1].start : g->start != 0)))
+            return cpt_err_set(err, CPT_EINVAL, "training%s: micro_batch, seq_len > 1 and grad_accum must be positive, stages in order",
+                               g ? " stage" : "");
+    }
+    stage_geom(cfg, 0, &B, &A, &T, &s_start, &td);
+    int cur_stage = stage_at(cfg, 0);
     int rc = CPT_OK;
     cpt_adamw *opt = NULL;
     cpt_zero *zr = NULL; /* ZeRO-1: opt holds this rank's shard */
@@ -282,6 +317,7 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
     }
     if ((rc = cfg->zero ? cpt_zero_create(&zr, comm, m, &opt, err) : cpt_adamw_create(&opt, m, err))) goto done;
     if ((rc = cpt_acts_create_ex(&acts, m, B, T, 1, cfg->recompute, err))) goto done;
+    if (cfg->log && cur_stage >= 0) fprintf(cfg->log, "stage 0: sequences of %d tokens, micro-batch %d x %d\n", T, B, A);
     if (cfg->log) fprintf(cfg->log, "activations: %.1f MiB for micro-batch %d x %d (recompute %s)\n", (double)cpt_acts_bytes(acts) / 1048576.0, B, T, cfg->recompute == CPT_RECOMPUTE_FULL ? "full" : cfg->recompute == CPT_RECOMPUTE_SELECTIVE ? "selective" : "none");
     for (int i = 0; i < m->n_tensors; i++) {
         const char *nm = m->tensors[i].name;
@@ -290,7 +326,13 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
     }
     if (resume_dir) {
         if ((rc = zr ? cpt_zero_load_state(resume_dir, m, opt, &ck, err) : cpt_ckpt_load(resume_dir, m, opt, &ck, err))) goto done;
-        if ((rc = tstate_load(&st, ck.trainer_json, cfg, err))) goto done;
+        {
+            int rB, rA, rT;
+            long long rs;
+            const cpt_data_iface *rd;
+            stage_geom(cfg, ck.step, &rB, &rA, &rT, &rs, &rd);
+            if ((rc = tstate_load(&st, ck.trainer_json, cfg, rB, rA, rT, err))) goto done;
+        }
         step = ck.step;
         tokens = ck.tokens;
         for (int i = 0; i < ck.n_sources; i++)
@@ -312,16 +354,37 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
     prog = cfg->log ? cpt_progress_new(cfg->log, "train", (double)cfg->max_steps, "step") : NULL;
     int stop = 0;
     while (step < cfg->max_steps && !stop) {
+        if (stage_at(cfg, step) != cur_stage) {
+            /* Progressive length: a new stage's micro-batch geometry (the memory plan was
+             * made for the largest stage) */
+            cur_stage = stage_at(cfg, step);
+            stage_geom(cfg, step, &B, &A, &T, &s_start, &td);
+            N = (size_t)B * T;
+            cpt_acts_free(acts);
+            acts = NULL;
+            free(buf);
+            free(srcs);
+            buf = malloc(batch_ids_bytes(B, T, A));
+            srcs = malloc(batch_src_bytes(B, A));
+            if (!buf || !srcs) {
+                rc = cpt_err_set(err, CPT_ENOMEM, "out of memory for stage %d's batches (%d x %d x %d)", cur_stage, B, T, A);
+                goto done;
+            }
+            if ((rc = cpt_acts_create_ex(&acts, m, B, T, 1, cfg->recompute, err))) goto done;
+            if (cfg->log)
+                fprintf(cfg->log, "%sstage %d from step %lld: sequences of %d tokens, micro-batch %d x %d, activations %.1f MiB\n",
+                        isatty(fileno(cfg->log)) ? "\r\033[K" : "", cur_stage, step, T, B, A, (double)cpt_acts_bytes(acts) / 1048576.0);
+        }
         /* Gather the whole step's data first: the loss normaliser is the number of
          * valid targets over all micro-batches (HF's num_items_in_batch). */
         long long ntot = 0;
         double tp0 = cpt_now();
         for (int a = 0; a < A && !rc; a++)
             for (int b = 0; b < B && !rc; b++) {
-                long long g = (long long)cpt_mix_rank_index((uint64_t)step, (uint32_t)rank, (uint32_t)W, (uint32_t)(A * B),
+                long long g = (long long)cpt_mix_rank_index((uint64_t)(step - s_start), (uint32_t)rank, (uint32_t)W, (uint32_t)(A * B),
                                                             (uint32_t)(a * B + b));
                 int32_t *base = buf + (size_t)a * N * 4;
-                rc = cfg->train_data.sequence(cfg->train_data.ctx, g, T, base + (size_t)b * T, base + N + (size_t)b * T,
+                rc = td->sequence(td->ctx, g, T, base + (size_t)b * T, base + N + (size_t)b * T,
                                               base + 2 * N + (size_t)b * T, base + 3 * N + (size_t)b * T, &srcs[a * B + b], err);
                 for (int t = 0; t < T && !rc; t++) ntot += base[N + (size_t)b * T + t] >= 0;
             }
@@ -440,7 +503,13 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
                 st.best_loss = st.last_eval_mean;
                 st.best_step = step;
             }
-            cs.trainer_json = tstate_json(&st, cfg);
+            {
+                int nB, nA, nT;
+                long long ns;
+                const cpt_data_iface *nd;
+                stage_geom(cfg, step, &nB, &nA, &nT, &ns, &nd);
+                cs.trainer_json = tstate_json(&st, cfg, nB, nA, nT);
+            }
             cs.recipe_text = (char *)cfg->recipe_text;
             char best_name[64];
             snprintf(best_name, sizeof best_name, "step-%08lld", st.best_step);

@@ -41,7 +41,7 @@ static void perm_bijection(void) {
 static cpt_mix *open3(const double *w, uint64_t end, uint64_t seed, uint32_t period) {
     static cpt_mix_source_cfg src[3] = {{"general", 5000, 0}, {"domain", 3000, 0}, {"instruct", 700, 0}};
     cpt_mix_phase_cfg ph = {w, end};
-    cpt_mix_cfg cfg = {src, 3, &ph, 1, seed, CPT_MIX_UNIT_SEQS, 0, 0, period};
+    cpt_mix_cfg cfg = {src, 3, &ph, 1, seed, CPT_MIX_UNIT_SEQS, 0, 0, period, 0};
     cpt_err err = {0};
     cpt_mix *m = NULL;
     CHECK_OK(cpt_mix_open(&m, &cfg, &err), &err);
@@ -214,7 +214,7 @@ static void phases(void) {
     cpt_mix_source_cfg src[3] = {{"general", 40000, 1}, {"domain", 9000, 2}, {"replay", 5000, 0}};
     double w0[3] = {0.9, 0.1, 0}, w1[3] = {0.5, 0.3, 0.2}, w2[3] = {0, 0, 1};
     cpt_mix_phase_cfg ph[3] = {{w0, 30}, {w1, 50}, {w2, UINT64_MAX}};
-    cpt_mix_cfg cfg = {src, 3, ph, 3, 77, CPT_MIX_UNIT_STEPS, 0, 1000, 0};
+    cpt_mix_cfg cfg = {src, 3, ph, 3, 77, CPT_MIX_UNIT_STEPS, 0, 1000, 0, 0};
     cpt_err err = {0};
     cpt_mix *m = NULL;
     CHECK_OK(cpt_mix_open(&m, &cfg, &err), &err);
@@ -282,7 +282,7 @@ static void caps(void) {
     cpt_mix_source_cfg src[2] = {{"big", 1000000, 0}, {"small", 100, 2.5}};
     double w[2] = {0.9, 0.1};
     cpt_mix_phase_cfg ph = {w, UINT64_MAX};
-    cpt_mix_cfg cfg = {src, 2, &ph, 1, 1, CPT_MIX_UNIT_SEQS, 0, 0, 0};
+    cpt_mix_cfg cfg = {src, 2, &ph, 1, 1, CPT_MIX_UNIT_SEQS, 0, 0, 0, 0};
     cpt_err err = {0};
     cpt_mix *m = NULL;
     CHECK_OK(cpt_mix_open(&m, &cfg, &err), &err);
@@ -316,7 +316,7 @@ static void config_errors(void) {
     cpt_mix_source_cfg src[2] = {{"a", 10, 0}, {"b", 0, 0}};
     double w[2] = {1, 1}, wneg[2] = {1, -1}, wzero[2] = {0, 0}, wtiny[2] = {1, 1e-9};
     cpt_mix_phase_cfg ph[2] = {{w, 10}, {w, 5}};
-    cpt_mix_cfg cfg = {src, 2, ph, 1, 1, CPT_MIX_UNIT_SEQS, 0, 0, 0};
+    cpt_mix_cfg cfg = {src, 2, ph, 1, 1, CPT_MIX_UNIT_SEQS, 0, 0, 0, 0};
     cpt_mix *m = NULL;
     struct {
         const double *w;
@@ -343,7 +343,7 @@ static void config_errors(void) {
     /* Token boundaries round up to whole sequences. */
     src[1].n_seqs = 10;
     cpt_mix_phase_cfg pt = {w, 1000};
-    cpt_mix_cfg ct = {src, 2, &pt, 1, 1, CPT_MIX_UNIT_TOKENS, 64, 0, 0};
+    cpt_mix_cfg ct = {src, 2, &pt, 1, 1, CPT_MIX_UNIT_TOKENS, 64, 0, 0, 0};
     cpt_err err = {0};
     CHECK_OK(cpt_mix_open(&m, &ct, &err), &err);
     if (m) {
@@ -393,7 +393,7 @@ static void length_mix(void) {
     cpt_mix_source_cfg sc[2] = {{"long", 46, 2.0}, {"short", 18, 0}};
     double wt[2] = {0.6, 0.4};
     cpt_mix_phase_cfg ph = {wt, UINT64_MAX};
-    cpt_mix_cfg cfg = {sc, 2, &ph, 1, 11, CPT_MIX_UNIT_SEQS, 64, 0, 5};
+    cpt_mix_cfg cfg = {sc, 2, &ph, 1, 11, CPT_MIX_UNIT_SEQS, 64, 0, 5, 0};
     cpt_mix *m = NULL;
     CHECK_OK(cpt_mix_open(&m, &cfg, &err), &err);
     if (!m) return;

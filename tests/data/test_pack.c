@@ -180,7 +180,7 @@ static void fetch(void) {
     cpt_mix_source_cfg sc[2] = {{"a", cpt_pack_source_n_seqs(src[0]), 0}, {"b", cpt_pack_source_n_seqs(src[1]), 0}};
     double w[2] = {0.75, 0.25};
     cpt_mix_phase_cfg ph = {w, UINT64_MAX};
-    cpt_mix_cfg cfg = {sc, 2, &ph, 1, 3, CPT_MIX_UNIT_SEQS, 32, 0, 0};
+    cpt_mix_cfg cfg = {sc, 2, &ph, 1, 3, CPT_MIX_UNIT_SEQS, 32, 0, 0, 0};
     cpt_mix *m = NULL;
     CHECK_OK(cpt_mix_open(&m, &cfg, &err), &err);
     if (!m) return;

@@ -73,7 +73,7 @@ int main(void) {
     double w0[] = {0.75, 0.25};
     const double *weights[] = {w0};
     uint64_t ends[] = {UINT64_MAX};
-    cpt_mixdata_cfg mc = {2, names, dirs, NULL, 1, weights, ends, 7, 32, 4, 0, 0, NULL, NULL};
+    cpt_mixdata_cfg mc = {2, names, dirs, NULL, 1, weights, ends, 7, 32, 4, 0, 0, NULL, NULL, NULL, 0};
     cpt_mixdata *md = NULL;
     CHECK_OK(cpt_mixdata_open(&md, &mc, &e), &e);
     if (!md) TEST_END();
