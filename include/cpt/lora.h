@@ -78,7 +78,11 @@ int cpt_lora_merge(cpt_lora *lo, cpt_err *err);
 int cpt_lora_save_peft(const cpt_lora *lo, const char *dir, const char *base_model_name_or_path, cpt_err *err);
 /* Read a PEFT adapter directory (adapter_config.json + adapter_model.safetensors)
  * and attach it to m: rank, alpha, rsLoRA, targets and modules_to_save from the
- * config, tensors by PEFT's names (every one must be present with its shape). */
+ * config, tensors by PEFT's names (every one must be present with its shape, and no
+ * other tensor may be; F32/BF16/F16 read as fp32). lora_dropout is not applied (it acts
+ * only in training) and the loaded cfg has dropout 0. What cpt cannot apply is refused
+ * with the field named: DoRA, fan_in_fan_out, bias other than "none", rank_pattern /
+ * alpha_pattern, layers_to_transform, regex target_modules, other modules_to_save. */
 int cpt_lora_load_peft(cpt_lora **out, cpt_model *m, const char *dir, cpt_err *err);
 /* Read the adapter tensors of a PEFT directory into an existing adapter with the same
  * layout (resume). */
