@@ -28,7 +28,9 @@
  *    sample is mu + L z with L the Cholesky factor of 1e-5 * Sigma (a diagonal jitter of
  *    1e-12 * trace/D is added when Sigma is singular) and z standard normal from a
  *    splitmix64 / Box-Muller stream seeded by `seed`.
- * Rows between the old model size and the old tokenizer size (none in usual models) get mu.
+ * mu and Sigma are over the old tokens' rows [0, min(vocab_size, old tokenizer size)). A model
+ * padded past its tokenizer (Qwen) gets its new tokens in padding rows; other padding rows
+ * are kept. Rows between the old model size and the old tokenizer size get mu.
  */
 #ifndef CPT_VOCAB_H
 #define CPT_VOCAB_H

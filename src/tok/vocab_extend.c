@@ -500,14 +500,18 @@ static double std_normal(uint64_t *s) { /* Box-Muller from two splitmix64 unifor
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
 
-/* Fill rows [old_rows, new_rows) of E [new_rows, D] (old rows already copied). */
+/* Initialise the rows of the new tokens in E [new_rows, D] (the old model's rows already
+ * copied; a model padded past its tokenizer, as Qwen's, gets its new tokens in padding
+ * rows) and give rows past the old model that no token uses mu. Statistics (mu, Sigma)
+ * are over the rows of the old tokens: [0, min(old_rows, old tokenizer size)). */
 static int init_rows(const ext *x, float *E, int old_rows, int new_rows, int D, int init, uint64_t seed,
                      cpt_err *err) {
     double *mu = calloc((size_t)D, sizeof *mu), *cov = NULL;
     if (!mu) return oom(err);
-    for (int r = 0; r < old_rows; r++)
+    int n_stat = old_rows < x->old_n ? old_rows : x->old_n;
+    for (int r = 0; r < n_stat; r++)
         for (int j = 0; j < D; j++) mu[j] += E[(size_t)r * D + j];
-    for (int j = 0; j < D; j++) mu[j] /= old_rows;
+    for (int j = 0; j < D; j++) mu[j] /= n_stat;
     int rc = 0;
     if (init == CPT_VOCAB_INIT_HEWITT) {
         cov = calloc((size_t)D * D, sizeof *cov);
@@ -517,7 +521,7 @@ static int init_rows(const ext *x, float *E, int old_rows, int new_rows, int D, 
             rc = oom(err);
             goto done;
         }
-        for (int r = 0; r < old_rows; r++) {
+        for (int r = 0; r < n_stat; r++) {
             for (int j = 0; j < D; j++) c[j] = E[(size_t)r * D + j] - mu[j];
             for (int i = 0; i < D; i++)
                 for (int j = 0; j <= i; j++) cov[(size_t)i * D + j] += c[i] * c[j];
@@ -525,7 +529,7 @@ static int init_rows(const ext *x, float *E, int old_rows, int new_rows, int D, 
         free(c);
         double tr = 0;
         for (int i = 0; i < D; i++) {
-            for (int j = 0; j <= i; j++) cov[(size_t)i * D + j] *= 1e-5 / old_rows;
+            for (int j = 0; j <= i; j++) cov[(size_t)i * D + j] *= 1e-5 / n_stat;
             tr += cov[(size_t)i * D + i];
         }
         double *keep = malloc((size_t)D * D * sizeof *keep);
@@ -548,11 +552,12 @@ static int init_rows(const ext *x, float *E, int old_rows, int new_rows, int D, 
         rc = oom(err);
         goto done;
     }
-    for (int r = old_rows; r < new_rows && !rc; r++) {
+    for (int r = n_stat; r < new_rows && !rc; r++) {
         float *row = E + (size_t)r * D;
         int k = r - x->old_n;
-        if (k < 0 || (size_t)k >= x->n) { /* a row no token needs: the mean */
-            for (int j = 0; j < D; j++) row[j] = (float)mu[j];
+        if (k < 0 || (size_t)k >= x->n) { /* no new token: padding kept, rows past it the mean */
+            if (r >= old_rows)
+                for (int j = 0; j < D; j++) row[j] = (float)mu[j];
             continue;
         }
         if (init == CPT_VOCAB_INIT_HEWITT) {
