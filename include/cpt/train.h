@@ -48,6 +48,9 @@ typedef struct cpt_train_stage {
     long long start;
     int seq_len, micro_batch, grad_accum;
     cpt_data_iface data;
+    /* config.json overrides applied to the model when the stage starts, on top of the
+     * earlier stages' (per-stage RoPE: rope_theta, rope_scaling); NULL: none */
+    const char *config_override;
 } cpt_train_stage;
 
 typedef struct cpt_train_cfg {

@@ -41,63 +41,80 @@ typedef struct {
     double ewc_lambda;
 } run_ctx;
 
-/* The recipe's rope.* keys as config.json overrides: RoPE for the run, written into every
- * checkpoint's and the export's config.json (methods.md 1.4: a new rope_theta; 1.2-1.6:
- * a rope_scaling block). */
-static int apply_rope(const cpt_recipe *r, cpt_model *m, int T, cpt_err *err) {
+/* The recipe's RoPE keys under `pre` ("rope" or "stages.N.rope") as config.json
+ * overrides in ov (""  when none is set): RoPE for the run (or from a stage on), written
+ * into every checkpoint's and the export's config.json (methods.md 1.4: a new rope_theta;
+ * 1.2-1.6: a rope_scaling block). */
+static int rope_json(const cpt_recipe *r, const char *pre, char *ov, size_t cap, cpt_err *err) {
     static const char *num[] = {"factor", "low_freq_factor", "high_freq_factor", "beta_fast", "beta_slow",
                                 "mscale", "mscale_all_dim", "attention_factor"};
-    char ov[2048], key[128];
+    char key[160];
     size_t n = 0;
-    n += (size_t)snprintf(ov + n, sizeof ov - n, "{");
-    if (cpt_recipe_has(r, "rope.theta"))
-        n += (size_t)snprintf(ov + n, sizeof ov - n, "\"rope_theta\": %.17g, ", cpt_recipe_float(r, "rope.theta"));
-    if (cpt_recipe_has(r, "rope.max_position_embeddings"))
-        n += (size_t)snprintf(ov + n, sizeof ov - n, "\"max_position_embeddings\": %lld, ", cpt_recipe_int(r, "rope.max_position_embeddings"));
-    int has_type = cpt_recipe_has(r, "rope.scaling.type");
+    n += (size_t)snprintf(ov + n, cap - n, "{");
+    snprintf(key, sizeof key, "%s.theta", pre);
+    if (cpt_recipe_has(r, key)) n += (size_t)snprintf(ov + n, cap - n, "\"rope_theta\": %.17g, ", cpt_recipe_float(r, key));
+    snprintf(key, sizeof key, "%s.max_position_embeddings", pre);
+    if (cpt_recipe_has(r, key)) n += (size_t)snprintf(ov + n, cap - n, "\"max_position_embeddings\": %lld, ", cpt_recipe_int(r, key));
+    snprintf(key, sizeof key, "%s.scaling.type", pre);
+    int has_type = cpt_recipe_has(r, key);
+    const char *ty = has_type ? cpt_recipe_str(r, key) : NULL;
     const char *extra[sizeof num / sizeof num[0] + 1];
     size_t nx = 0;
     for (size_t i = 0; i < sizeof num / sizeof num[0]; i++) {
-        snprintf(key, sizeof key, "rope.scaling.%s", num[i]);
+        snprintf(key, sizeof key, "%s.scaling.%s", pre, num[i]);
         if (cpt_recipe_has(r, key)) extra[nx++] = num[i];
     }
-    int has_omp = cpt_recipe_has(r, "rope.scaling.original_max_position_embeddings");
+    snprintf(key, sizeof key, "%s.scaling.original_max_position_embeddings", pre);
+    int has_omp = cpt_recipe_has(r, key);
+    long long omp = has_omp ? cpt_recipe_int(r, key) : 0;
     if ((nx || has_omp) && !has_type)
-        return cpt_err_set(err, CPT_EINVAL, "rope.scaling.%s is set without rope.scaling.type. HINT: add rope.scaling.type (linear, dynamic, yarn or llama3)",
-                           nx ? extra[0] : "original_max_position_embeddings");
+        return cpt_err_set(err, CPT_EINVAL, "%s.scaling.%s is set without %s.scaling.type. HINT: add %s.scaling.type (linear, dynamic, yarn or llama3)",
+                           pre, nx ? extra[0] : "original_max_position_embeddings", pre, pre);
     if (has_type) {
-        const char *ty = cpt_recipe_str(r, "rope.scaling.type");
         if (!strcmp(ty, "default") && (nx || has_omp))
-            return cpt_err_set(err, CPT_EINVAL, "rope.scaling.type default takes no other rope.scaling keys");
-        if (!strcmp(ty, "default")) n += (size_t)snprintf(ov + n, sizeof ov - n, "\"rope_scaling\": null, ");
+            return cpt_err_set(err, CPT_EINVAL, "%s.scaling.type default takes no other %s.scaling keys", pre, pre);
+        if (!strcmp(ty, "default")) n += (size_t)snprintf(ov + n, cap - n, "\"rope_scaling\": null, ");
         else {
-            n += (size_t)snprintf(ov + n, sizeof ov - n, "\"rope_scaling\": {\"rope_type\": \"%s\"", ty);
+            n += (size_t)snprintf(ov + n, cap - n, "\"rope_scaling\": {\"rope_type\": \"%s\"", ty);
             for (size_t i = 0; i < nx; i++) {
-                snprintf(key, sizeof key, "rope.scaling.%s", extra[i]);
-                n += (size_t)snprintf(ov + n, sizeof ov - n, ", \"%s\": %.17g", extra[i], cpt_recipe_float(r, key));
+                snprintf(key, sizeof key, "%s.scaling.%s", pre, extra[i]);
+                n += (size_t)snprintf(ov + n, cap - n, ", \"%s\": %.17g", extra[i], cpt_recipe_float(r, key));
             }
-            if (has_omp)
-                n += (size_t)snprintf(ov + n, sizeof ov - n, ", \"original_max_position_embeddings\": %lld",
-                                      cpt_recipe_int(r, "rope.scaling.original_max_position_embeddings"));
-            n += (size_t)snprintf(ov + n, sizeof ov - n, "}, ");
+            if (has_omp) n += (size_t)snprintf(ov + n, cap - n, ", \"original_max_position_embeddings\": %lld", omp);
+            n += (size_t)snprintf(ov + n, cap - n, "}, ");
         }
     }
     if (n > 1) {
         n -= 2; /* the last ", " */
-        snprintf(ov + n, sizeof ov - n, "}");
-        int rc = cpt_config_override(&m->cfg, ov, "recipe rope.*", err);
-        if (rc) return rc;
+        snprintf(ov + n, cap - n, "}");
+    } else
+        ov[0] = 0;
+    return CPT_OK;
+}
+
+/* The context check of a stage's sequence length against a config. */
+static int check_context(const cpt_config *c, int allow, int T, const char *what, cpt_err *err) {
+    long long ctx = cpt_config_context_len(c);
+    if (T > ctx && !allow)
+        return cpt_err_set(err, CPT_EINVAL,
+                           "%s %d is longer than the model's context of %lld (max_position_embeddings %d). "
+                           "HINT: extend RoPE with rope.theta or rope.scaling (e.g. rope.scaling.type=yarn rope.scaling.factor=%lld) "
+                           "and rope.max_position_embeddings=%d (per stage: stages.N.rope.*), or set rope.allow_long_context=true",
+                           what, T, ctx, c->max_pos, (T + ctx - 1) / ctx, T);
+    return CPT_OK;
+}
+
+/* The top-level rope.* keys applied to the model. */
+static int apply_rope(const cpt_recipe *r, cpt_model *m, int T, cpt_err *err) {
+    char ov[2048];
+    int rc = rope_json(r, "rope", ov, sizeof ov, err);
+    if (rc) return rc;
+    if (ov[0]) {
+        if ((rc = cpt_config_override(&m->cfg, ov, "recipe rope.*", err))) return rc;
         m->rope_built = 0, m->rope_cached = 0;
     }
     m->allow_long_context = cpt_recipe_bool(r, "rope.allow_long_context");
-    long long ctx = cpt_config_context_len(&m->cfg);
-    if (T > ctx && !m->allow_long_context)
-        return cpt_err_set(err, CPT_EINVAL,
-                           "training.seq_len %d is longer than the model's context of %lld (max_position_embeddings %d). "
-                           "HINT: extend RoPE with rope.theta or rope.scaling (e.g. rope.scaling.type=yarn rope.scaling.factor=%lld) "
-                           "and rope.max_position_embeddings=%d, or set rope.allow_long_context=true",
-                           T, ctx, m->cfg.max_pos, (T + ctx - 1) / ctx, T);
-    return CPT_OK;
+    return check_context(&m->cfg, m->allow_long_context, T, "training.seq_len", err);
 }
 
 static int stage_of(const run_ctx *c, long long step) {
@@ -335,10 +352,15 @@ static int memory_plan(const cpt_recipe *r, const cpt_model *m, int T, int B, in
 }
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: cpt train RECIPE.yaml [key=value ...] [--resume auto|PATH] [--print-config] [--plan]\n\n"
+    fprintf(f, "usage: cpt train RECIPE.yaml [key=value ...] [--resume auto|PATH [--resume-allow-changes]] [--print-config] [--plan]\n\n"
                "Continued pretraining from a YAML recipe. Overrides use dotted keys, e.g. optim.lr=5e-5.\n"
                "  --resume auto    continue the latest complete checkpoint of the run (start fresh if none)\n"
                "  --resume PATH    continue from that checkpoint directory\n"
+               "  --resume-allow-changes\n"
+               "                   resume even if the recipe changes a value that orders the data (seq_len,\n"
+               "                   micro_batch, grad_accum, tokens_per_step, data.seed, sources and their\n"
+               "                   min/max_doc_tokens, mixtures, stage lengths); without it such a resume is\n"
+               "                   refused with the list of changes\n"
                "  --print-config   validate, print the effective config and exit\n"
                "  --plan           (or --dry-run) load the model and data, print the memory plan on stdout and\n"
                "                   exit without training: 0 when it fits (or training.memory_check is false),\n"
@@ -354,7 +376,7 @@ static void usage(FILE *f) {
 
 int cpt_cmd_train(int argc, char **argv) {
     const char *recipe_path = NULL, *resume = NULL;
-    int print_only = 0, plan_only = 0;
+    int print_only = 0, plan_only = 0, allow_changes = 0;
     const char **over = calloc((size_t)argc + 1, sizeof(char *));
     size_t n_over = 0;
     if (!over) return 1;
@@ -373,6 +395,8 @@ int cpt_cmd_train(int argc, char **argv) {
             resume = argv[++i];
         } else if (!strncmp(a, "--resume=", 9)) {
             resume = a + 9;
+        } else if (!strcmp(a, "--resume-allow-changes")) {
+            allow_changes = 1;
         } else if (!strcmp(a, "--print-config")) {
             print_only = 1;
         } else if (!strcmp(a, "--plan") || !strcmp(a, "--dry-run")) {
@@ -507,7 +531,34 @@ int cpt_cmd_train(int argc, char **argv) {
         if (sT[s] > maxT) maxT = sT[s];
         if ((long long)sB[s] * sT[s] > (long long)sB[plan_s] * sT[plan_s]) plan_s = s;
     }
-    if ((rc = apply_rope(r, m, maxT, &err))) goto done;
+    if ((rc = apply_rope(r, m, sT[0], &err))) goto done;
+    /* Per-stage RoPE (stages.N.rope.*), cumulative from that stage on; each stage's
+     * seq_len is checked against the context its RoPE gives. */
+    static char stage_rope[MAXS][2048];
+    {
+        char *txt = cpt_config_to_json(&m->cfg, "float32");
+        cpt_config cc;
+        if (!txt || (rc = cpt_config_parse(&cc, txt, strlen(txt), "model config", &err))) {
+            free(txt);
+            if (!rc) rc = cpt_err_set(&err, CPT_ENOMEM, "out of memory");
+            goto done;
+        }
+        free(txt);
+        for (int s = 0; s < (S > 0 ? S : 1) && !rc; s++) {
+            char pre[64], what[64];
+            snprintf(pre, sizeof pre, "stages.%d.rope", s);
+            stage_rope[s][0] = 0;
+            if (S > 0 && (rc = rope_json(r, pre, stage_rope[s], sizeof stage_rope[s], &err))) break;
+            if (stage_rope[s][0]) {
+                progressive = 1;
+                if ((rc = cpt_config_override(&cc, stage_rope[s], pre, &err))) break;
+            }
+            snprintf(what, sizeof what, S > 0 ? "stages.%d.seq_len" : "training.seq_len", s);
+            rc = check_context(&cc, m->allow_long_context, sT[s], what, &err);
+        }
+        cpt_config_free(&cc);
+        if (rc) goto done;
+    }
     long long max_steps = 0;
     if (cpt_recipe_has(r, "training.max_steps")) max_steps = cpt_recipe_int(r, "training.max_steps");
     else if (cpt_recipe_has(r, "training.max_tokens"))
@@ -583,7 +634,9 @@ int cpt_cmd_train(int argc, char **argv) {
             for (int k = 0; k < K; k++) fprintf(log, " %s=%llu", names[k], (unsigned long long)cpt_mixdata_start(smd[s], k));
             fprintf(log, "\n");
             cpt_mixdata_position(smd[s], end * G, pos);
-            stages[s] = (cpt_train_stage){ctx.start[s], sT[s], sB[s], sA[s], cpt_mixdata_iface(smd[s])};
+            stages[s] = (cpt_train_stage){ctx.start[s], sT[s], sB[s], sA[s], cpt_mixdata_iface(smd[s]),
+                                          stage_rope[s][0] ? stage_rope[s] : NULL};
+            if (stage_rope[s][0]) fprintf(log, "stage %d: RoPE from this stage on: %s\n", s, stage_rope[s]);
         }
         md = smd[0];
     }
@@ -640,6 +693,7 @@ int cpt_cmd_train(int argc, char **argv) {
     } else if (resume && strcmp(resume, "none") != 0) {
         resume_dir = strdup(resume);
     }
+    if (resume_dir && (rc = cpt_train_check_resume_recipe(r, resume_dir, allow_changes, log, &err))) goto done;
     /* ---- memory plan: before anything big is allocated ---- */
     if ((rc = memory_plan(r, m, sT[plan_s], sB[plan_s], sA[plan_s], n_ev, resume_dir, plan_only, run_dir, log, &plan, &plan_md, &plan_avail, plan_src,
                           sizeof plan_src, cpt_recipe_int(r, "training.zero") ? comm->size : 1, &err)) ||

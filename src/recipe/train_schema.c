@@ -19,6 +19,36 @@
 
 /* Schedule keys: once at the top level with defaults, once per stage without
  * (a stage inherits every schedule key it does not set). */
+/* The RoPE keys, top level (rope.*) and per stage (stages.#.rope.*). */
+#define ROPE_KEYS(P, H) \
+    OPT(P "theta", CPT_RT_FLOAT, NULL, 1, 1e30, NULL, 0, \
+        "New rope_theta (the NTK-aware / ABF base change for a longer context, e.g. 10000 -> " \
+        "500000 or 1e6; Llama 2 Long: 5e5, Code Llama: 1e6)" H), \
+    OPT(P "scaling.type", CPT_RT_ENUM, NULL, 0, 0, "default|linear|dynamic|yarn|llama3", 0, \
+        "Replace the model's rope_scaling with this type (default = none; longrope needs " \
+        "per-model factor lists and is only read from config.json)" H), \
+    OPT(P "scaling.factor", CPT_RT_FLOAT, NULL, 1, 1e6, NULL, 0, \
+        "rope_scaling factor (linear, dynamic, yarn, llama3)" H), \
+    OPT(P "scaling.original_max_position_embeddings", CPT_RT_INT, NULL, 1, 1e12, NULL, 0, \
+        "Pre-extension context (llama3: required; yarn: then factor = " \
+        "max_position_embeddings / this, as transformers 4.51 reads it)" H), \
+    OPT(P "scaling.low_freq_factor", CPT_RT_FLOAT, NULL, 0, 1e6, NULL, CPT_ROPT_MIN_EXCL, \
+        "llama3: low_freq_factor (Llama 3.1: 1)" H), \
+    OPT(P "scaling.high_freq_factor", CPT_RT_FLOAT, NULL, 0, 1e6, NULL, CPT_ROPT_MIN_EXCL, \
+        "llama3: high_freq_factor (Llama 3.1: 4)" H), \
+    OPT(P "scaling.beta_fast", CPT_RT_FLOAT, NULL, 0, 1e6, NULL, CPT_ROPT_MIN_EXCL, \
+        "yarn: beta_fast (unset: 32)" H), \
+    OPT(P "scaling.beta_slow", CPT_RT_FLOAT, NULL, 0, 1e6, NULL, CPT_ROPT_MIN_EXCL, \
+        "yarn: beta_slow (unset: 1)" H), \
+    OPT(P "scaling.mscale", CPT_RT_FLOAT, NULL, 0, 1e6, NULL, CPT_ROPT_MIN_EXCL, \
+        "yarn: mscale (with mscale_all_dim: attention factor = mscale ratio)" H), \
+    OPT(P "scaling.mscale_all_dim", CPT_RT_FLOAT, NULL, 0, 1e6, NULL, CPT_ROPT_MIN_EXCL, \
+        "yarn: mscale_all_dim" H), \
+    OPT(P "scaling.attention_factor", CPT_RT_FLOAT, NULL, 0, 1e6, NULL, CPT_ROPT_MIN_EXCL, \
+        "yarn: attention factor on cos and sin (unset: 0.1 ln(factor) + 1)" H), \
+    OPT(P "max_position_embeddings", CPT_RT_INT, NULL, 1, 1073741824, NULL, 0, \
+        "New max_position_embeddings (the extended context)" H)
+
 #define SCHED_KEYS(X)                                                                          \
     X("type", CPT_RT_ENUM, "cosine", 0, 0, "constant|linear|cosine|wsd|infinite", 0,             \
       "LR schedule shape (methods §4): cosine = warmup then cosine to min_lr_ratio; wsd = "      \
@@ -65,33 +95,7 @@ static const cpt_recipe_opt train_opts[] = {
 
     /* RoPE for the run (methods.md 1.2-1.6); applied to the model and written into every
      * checkpoint's and the export's config.json. Unset: the model's own. */
-    OPT("rope.theta", CPT_RT_FLOAT, NULL, 1, 1e30, NULL, 0,
-        "New rope_theta (the NTK-aware / ABF base change for a longer context, e.g. 10000 -> "
-        "500000 or 1e6; Llama 2 Long: 5e5, Code Llama: 1e6)"),
-    OPT("rope.scaling.type", CPT_RT_ENUM, NULL, 0, 0, "default|linear|dynamic|yarn|llama3", 0,
-        "Replace the model's rope_scaling with this type (default = none; longrope needs "
-        "per-model factor lists and is only read from config.json)"),
-    OPT("rope.scaling.factor", CPT_RT_FLOAT, NULL, 1, 1e6, NULL, 0,
-        "rope_scaling factor (linear, dynamic, yarn, llama3)"),
-    OPT("rope.scaling.original_max_position_embeddings", CPT_RT_INT, NULL, 1, 1e12, NULL, 0,
-        "Pre-extension context (llama3: required; yarn: then factor = "
-        "max_position_embeddings / this, as transformers 4.51 reads it)"),
-    OPT("rope.scaling.low_freq_factor", CPT_RT_FLOAT, NULL, 0, 1e6, NULL, CPT_ROPT_MIN_EXCL,
-        "llama3: low_freq_factor (Llama 3.1: 1)"),
-    OPT("rope.scaling.high_freq_factor", CPT_RT_FLOAT, NULL, 0, 1e6, NULL, CPT_ROPT_MIN_EXCL,
-        "llama3: high_freq_factor (Llama 3.1: 4)"),
-    OPT("rope.scaling.beta_fast", CPT_RT_FLOAT, NULL, 0, 1e6, NULL, CPT_ROPT_MIN_EXCL,
-        "yarn: beta_fast (unset: 32)"),
-    OPT("rope.scaling.beta_slow", CPT_RT_FLOAT, NULL, 0, 1e6, NULL, CPT_ROPT_MIN_EXCL,
-        "yarn: beta_slow (unset: 1)"),
-    OPT("rope.scaling.mscale", CPT_RT_FLOAT, NULL, 0, 1e6, NULL, CPT_ROPT_MIN_EXCL,
-        "yarn: mscale (with mscale_all_dim: attention factor = mscale ratio)"),
-    OPT("rope.scaling.mscale_all_dim", CPT_RT_FLOAT, NULL, 0, 1e6, NULL, CPT_ROPT_MIN_EXCL,
-        "yarn: mscale_all_dim"),
-    OPT("rope.scaling.attention_factor", CPT_RT_FLOAT, NULL, 0, 1e6, NULL, CPT_ROPT_MIN_EXCL,
-        "yarn: attention factor on cos and sin (unset: 0.1 ln(factor) + 1)"),
-    OPT("rope.max_position_embeddings", CPT_RT_INT, NULL, 1, 1073741824, NULL, 0,
-        "New max_position_embeddings (the extended context)"),
+    ROPE_KEYS("rope.", ""),
     OPT("rope.allow_long_context", CPT_RT_BOOL, "false", 0, 0, NULL, 0,
         "Allow sequences longer than the model's context (max_position_embeddings, scaled) "
         "without changing RoPE"),
@@ -189,6 +193,8 @@ static const cpt_recipe_opt train_opts[] = {
         "Gradient accumulation of stage # (unset: from training.tokens_per_step, else training.grad_accum)"),
     OPT("stages.#.lr", CPT_RT_FLOAT, NULL, 0, 1, NULL, CPT_ROPT_MIN_EXCL,
         "Peak LR of stage # (unset: optim.lr)"),
+    ROPE_KEYS("stages.#.rope.", " from stage # on (applied on top of the RoPE of the earlier stages; written into the "
+                                "checkpoints' and the export's config.json)"),
     SCHED_KEYS(STAGE_SCHED)
     OPT("stages.#.train_only", CPT_RT_ENUM, NULL, 0, 0, "all|embeddings|new_embeddings", 0,
         "What stage # trains (unset: training.train_only), e.g. new_embeddings in a first stage "

@@ -341,6 +341,13 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
         res->skipped = st.skipped;
         if (cfg->log) fprintf(cfg->log, "resumed from %s at step %lld (%lld tokens)\n", resume_dir, step, tokens);
     }
+    /* Per-stage config overrides (RoPE) of the stages up to the first step's, in order. */
+    int cfg_stage = -1;
+    while (cfg_stage < stage_at(cfg, step)) {
+        const char *ov = cfg->stages[++cfg_stage].config_override;
+        if (ov && (rc = cpt_config_override(&m->cfg, ov, "stage config", err))) goto done;
+        if (ov) m->rope_built = 0, m->rope_cached = 0;
+    }
     if (cfg->metrics && cfg->run_dir &&
         (rc = cpt_metrics_open(&mx, cfg->run_dir, resume_dir ? step : CPT_METRICS_FRESH, err)))
         goto done;
@@ -359,6 +366,14 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
              * made for the largest stage) */
             cur_stage = stage_at(cfg, step);
             stage_geom(cfg, step, &B, &A, &T, &s_start, &td);
+            while (cfg_stage < cur_stage) {
+                const char *ov = cfg->stages[++cfg_stage].config_override;
+                if (ov && (rc = cpt_config_override(&m->cfg, ov, "stage config", err))) goto done;
+                if (ov) {
+                    m->rope_built = 0, m->rope_cached = 0;
+                    if (cfg->log) fprintf(cfg->log, "%sstage %d: model config %s\n", isatty(fileno(cfg->log)) ? "\r\033[K" : "", cfg_stage, ov);
+                }
+            }
             N = (size_t)B * T;
             cpt_acts_free(acts);
             acts = NULL;

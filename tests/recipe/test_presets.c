@@ -108,6 +108,35 @@ static void check_values(const char *name, cpt_recipe *r, const char *shared) {
         CHECK(cpt_recipe_int(r, "schedule.warmup_steps") * 10 == cpt_recipe_int(r, "training.max_steps"));
         CHECK(strstr(cpt_recipe_str(r, "out_dir"), "smollm2-demo/cpt") != NULL);
         CHECK(cpt_recipe_has(r, "data.validation.domain") && cpt_recipe_has(r, "data.validation.general"));
+    } else if (!strcmp(name, "long-context.yaml")) {
+        /* 4K -> 8K -> 16K; the same tokens per step in every stage; ProLong's 60/40
+         * long/short mix; rope_theta raised (never lowered) with the length, the context
+         * covering each stage; LR 5e-6..5e-5; long documents of at least the final length */
+        static const long long T[] = {4096, 8192, 16384};
+        CHECK(cpt_recipe_list_len(r, "stages") == 3);
+        long long tps = cpt_recipe_int(r, "training.tokens_per_step"), sum = 0;
+        double theta = 10000;
+        char k[128];
+        for (int s = 0; s < 3; s++) {
+            snprintf(k, sizeof k, "stages.%d.seq_len", s);
+            CHECK(cpt_recipe_int(r, k) == T[s] && tps % T[s] == 0);
+            snprintf(k, sizeof k, "stages.%d.mixture.long", s);
+            CHECK(in(cpt_recipe_float(r, k), 0.5, 0.7));
+            snprintf(k, sizeof k, "stages.%d.rope.theta", s);
+            if (cpt_recipe_has(r, k)) {
+                CHECK(cpt_recipe_float(r, k) > theta);
+                theta = cpt_recipe_float(r, k);
+                snprintf(k, sizeof k, "stages.%d.rope.max_position_embeddings", s);
+                CHECK(cpt_recipe_has(r, k) && cpt_recipe_int(r, k) >= T[s]);
+            }
+            snprintf(k, sizeof k, "stages.%d.steps", s);
+            sum += cpt_recipe_int(r, k);
+        }
+        CHECK(theta >= 5e5);
+        CHECK(sum == cpt_recipe_int(r, "training.max_steps"));
+        CHECK(in(cpt_recipe_float(r, "optim.lr"), 5e-6, 5e-5));
+        CHECK(cpt_recipe_int(r, "data.sources.long.min_doc_tokens") >= 16384);
+        CHECK(cpt_recipe_bool(r, "training.block_causal"));
     } else {
         CHECKF(0, "recipes/%s: a preset without value checks in test_presets.c", name);
     }
@@ -121,7 +150,7 @@ int main(void) {
     if (!shared || !cpt_is_dir(model)) TEST_SKIP("no ../shared/data/models/stories260K-hf");
     snprintf(g_data, sizeof g_data, "%s/preset_data", tmp);
     static const char *dirs[] = {"domain",     "replay",      "instruct",     "qa",    "docs",
-                                 "domain-val", "general-val", "instruct-val", "qa-val"};
+                                 "domain-val", "general-val", "instruct-val", "qa-val", "long", "short", "long-val"};
     cpt_err e = {0};
     for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) {
         char *p = cpt_path_join(g_data, dirs[i]);

@@ -8,7 +8,12 @@
      of the checkpoints grows by exactly steps * tokens_per_step, across the changes;
   3. SIGKILL during stage 2 (seq_len 256) and `--resume auto` ends bit-identical to the
      uninterrupted run (final weights and every train loss compared exactly);
-  4. resuming with a changed stage seq_len is refused with a message naming it.
+  4. resuming with a changed stage seq_len is refused with a message naming it;
+  5. per-stage RoPE (the third stage: rope_theta 20000 + YaRN x2) is applied from that
+     stage on (the resumed run of 3. crosses into it and stays bit-identical) and written
+     into the export's config.json, which transformers loads with the loss cpt computes
+     (cpt score on the same ids, past the base context of 512).
+Stages are counted from 1 in the messages below (stage 2 = stages.1, seq_len 256).
 """
 import json, os, re, shutil, signal, subprocess, sys, tempfile, time
 
@@ -34,7 +39,7 @@ r = run(["data", "prepare", "--tokenizer", model, "--input", os.path.join(data, 
 check(r.returncode == 0, "cpt data prepare: " + r.stderr[-300:])
 
 TPS = 2048  # tokens per step in every stage
-steps = [6, 6, 4]
+steps = [4, 4, 3]
 lens = [128, 256, 512]
 recipe = os.path.join(tmp, "r.yaml")
 open(recipe, "w").write(f"""
@@ -52,11 +57,17 @@ schedule: {{type: constant, warmup_steps: 2}}
 stages:
   - {{steps: {steps[0]}, seq_len: {lens[0]}}}
   - {{steps: {steps[1]}, seq_len: {lens[1]}, micro_batch: 2}}
-  - {{steps: {steps[2]}, seq_len: {lens[2]}, micro_batch: 1}}
+  - steps: {steps[2]}
+    seq_len: {lens[2]}
+    micro_batch: 1
+    rope:
+      theta: 20000.0
+      max_position_embeddings: 1024
+      scaling: {{type: yarn, factor: 2.0, original_max_position_embeddings: 512}}
 eval: {{every: 0, sequences: 4}}
 checkpoint: {{every: 1, keep_last: 100}}
 stability: {{skip_zscore: 0}}
-export: {{at_end: false}}
+export: {{at_end: true, dtype: f32}}
 threads: 2
 """)
 total = sum(steps)
@@ -79,7 +90,7 @@ def state(run_dir, step):
     return json.load(open(os.path.join(run_dir, "checkpoints", f"step-{step:08d}", "trainer_state.json")))
 tok = [state(runA, s)["tokens"] for s in range(1, total + 1)]
 check(tok == [TPS * s for s in range(1, total + 1)], "token counter continuous across the length changes")
-st = state(runA, 8)
+st = state(runA, 6)
 check(json.dumps(st).count('"seq_len": 256') >= 1, "a checkpoint in stage 2 records seq_len 256")
 
 runB = os.path.join(tmp, "B")
@@ -87,16 +98,20 @@ p = subprocess.Popen([BIN, "train", recipe, f"out_dir={runB}"], stdout=subproces
 deadline = time.time() + 120
 while time.time() < deadline:
     ck = os.path.join(runB, "checkpoints")
-    if os.path.isdir(ck) and any(x.startswith("step-") and int(x[5:]) >= 8 for x in os.listdir(ck)):
+    if os.path.isdir(ck) and any(x.startswith("step-") and int(x[5:]) >= 6 for x in os.listdir(ck)):
         break
     time.sleep(0.002)
 p.send_signal(signal.SIGKILL); p.wait()
 done_before = sorted(x for x in os.listdir(os.path.join(runB, "checkpoints")) if x.startswith("step-"))
 last = int(done_before[-1][5:]) if done_before else -1
-check(p.returncode == -signal.SIGKILL and 6 < last < 12, f"killed during stage 2 (last checkpoint {done_before[-1:]})")
+check(p.returncode == -signal.SIGKILL and steps[0] < last < steps[0] + steps[1], f"killed during stage 2 (last checkpoint {done_before[-1:]})")
 
 bad = run(["train", recipe, f"out_dir={runB}", "--resume", "auto", "stages.1.seq_len=512"])
-check(bad.returncode != 0 and "sequences of 256 tokens" in bad.stderr, "resume with a changed stage seq_len refused: " + bad.stderr.strip()[-200:])
+check(bad.returncode != 0 and "stages.1.seq_len 256 -> 512" in bad.stderr and "--resume-allow-changes" in bad.stderr,
+      "resume with a changed stage seq_len refused, naming it: " + bad.stderr.strip()[-300:])
+bad = run(["train", recipe, f"out_dir={runB}", "--resume", "auto", "data.seed=99", "training.micro_batch=2"])
+check(bad.returncode != 0 and "data.seed" in bad.stderr and "training.micro_batch 4 -> 2" in bad.stderr,
+      "resume with a changed seed and micro_batch refused, listing both: " + bad.stderr.strip()[-300:])
 
 r = run(["train", recipe, f"out_dir={runB}", "--resume", "auto"])
 check(r.returncode == 0 and "resumed from" in r.stderr, "resume auto in stage 2: " + r.stderr[-400:])
@@ -107,6 +122,25 @@ check(a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a), "final weig
 la = [m["loss"] for m in map(json.loads, open(os.path.join(runA, "metrics.jsonl"))) if m["kind"] == "train"]
 lb = [m["loss"] for m in map(json.loads, open(os.path.join(runB, "metrics.jsonl"))) if m["kind"] == "train"]
 check(len(la) == total and la == lb, "train losses identical step by step")
+# 5. the export's config carries stage 2's RoPE, and transformers agrees with cpt on it
+exp = os.path.join(runA, "export")
+cj = json.load(open(os.path.join(exp, "config.json")))
+rs = cj.get("rope_scaling") or {}
+check(cj.get("rope_theta") == 20000.0 and cj.get("max_position_embeddings") == 1024 and rs.get("rope_type", rs.get("type")) == "yarn"
+      and rs.get("factor") == 2.0, f"export config.json has the third stage's RoPE: theta {cj.get('rope_theta')}, scaling {rs}")
+sc = json.load(open(os.path.join(runA, "checkpoints", f"step-{steps[0] + 1:08d}", "config.json")))
+check(sc.get("rope_theta") == 10000.0, "a checkpoint in stage 2 keeps the base RoPE (theta 10000)")
+import torch
+from transformers import AutoModelForCausalLM
+hf = AutoModelForCausalLM.from_pretrained(exp, torch_dtype=torch.float32)
+ids = [1] + [(i * 37 + 11) % 500 + 3 for i in range(700)]  # 701 tokens: past the base 512 context
+idf = os.path.join(tmp, "ids.txt")
+open(idf, "w").write(" ".join(map(str, ids)))
+sr = run(["score", "--model", exp, "--ids", idf])
+cl = json.loads(sr.stdout)["loss"] if sr.returncode == 0 else float("nan")
+with torch.no_grad():
+    hl = hf(torch.tensor([ids]), labels=torch.tensor([ids])).loss.item()
+check(abs(cl - hl) <= 1e-5 * abs(hl), f"cpt score {cl:.7f} == transformers {hl:.7f} on the export (rel 1e-5): " + sr.stderr[-200:])
 shutil.rmtree(tmp, ignore_errors=True)
 print(f"test_train_stages: {fails} failed")
 sys.exit(1 if fails else 0)
