@@ -24,11 +24,12 @@ int cpt_cmd_data(int argc, char **argv);
 int cpt_cmd_vocab(int argc, char **argv);
 
 /* cpt train --resume (src/cli/train_resume.c): compare the recipe stored in the checkpoint
- * ckpt_dir with `now` on every value that decides the data stream (seq_len, micro_batch,
- * grad_accum, tokens_per_step, seed, sources and their length filters, mixtures, stages);
+ * ckpt_dir with `now` on every value that decides the data stream (seq_len, the global batch
+ * micro_batch x grad_accum x ranks (ranks: now; the saved count is in trainer_state.json),
+ * tokens_per_step, seed, sources and their length filters, mixtures, stages);
  * a change is CPT_ESTATE listing each "key old -> new", or with allow a warning on log. */
 struct cpt_recipe;
-int cpt_train_check_resume_recipe(const struct cpt_recipe *now, const char *ckpt_dir, int allow, FILE *log, cpt_err *err);
+int cpt_train_check_resume_recipe(const struct cpt_recipe *now, const char *ckpt_dir, int ranks, int allow, FILE *log, cpt_err *err);
 
 /* Parse whitespace-separated token ids from text (label names the source in errors).
  * Returns a malloc'ed array; ids must be integers in [0, 2^31). */

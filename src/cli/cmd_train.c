@@ -693,7 +693,7 @@ int cpt_cmd_train(int argc, char **argv) {
     } else if (resume && strcmp(resume, "none") != 0) {
         resume_dir = strdup(resume);
     }
-    if (resume_dir && (rc = cpt_train_check_resume_recipe(r, resume_dir, allow_changes, log, &err))) goto done;
+    if (resume_dir && (rc = cpt_train_check_resume_recipe(r, resume_dir, comm->size, allow_changes, log, &err))) goto done;
     /* ---- memory plan: before anything big is allocated ---- */
     if ((rc = memory_plan(r, m, sT[plan_s], sB[plan_s], sA[plan_s], n_ev, resume_dir, plan_only, run_dir, log, &plan, &plan_md, &plan_avail, plan_src,
                           sizeof plan_src, cpt_recipe_int(r, "training.zero") ? comm->size : 1, &err)) ||
