@@ -229,6 +229,12 @@ int cpt_model_step(cpt_model *m, cpt_acts *a, const cpt_batch *b, float *grads, 
                    const uint8_t *frozen, double *loss_sum, long long *n_valid, float *logits_out,
                    cpt_err *err);
 
+/* Forward only (inference or training activations, no gradient): losses[B*T] receives
+ * each position's cross-entropy (0 where the target is -1); loss_sum / n_valid as
+ * cpt_model_step (either may be NULL). For loss by position (cpt eval-long). */
+int cpt_model_token_losses(cpt_model *m, cpt_acts *a, const cpt_batch *b, float *losses, double *loss_sum,
+                           long long *n_valid, cpt_err *err);
+
 /* ---- incremental decoding with a KV cache ---- */
 typedef struct cpt_kvcache cpt_kvcache;
 int cpt_kvcache_create(cpt_kvcache **out, const cpt_model *m, int max_len, cpt_err *err);
@@ -236,6 +242,12 @@ void cpt_kvcache_free(cpt_kvcache *c);
 /* Feed one token at position c->len; writes logits [V]. */
 int cpt_model_decode(cpt_model *m, cpt_kvcache *c, int32_t token, float *logits, cpt_err *err);
 int cpt_kvcache_len(const cpt_kvcache *c);
+/* Fill an empty KV cache with a prompt of n tokens in one forward (the same kernels as
+ * training, so a long prompt costs a batched forward instead of n decode steps); writes
+ * the logits [V] of the prompt's last token. a: inference activations for (1, n). Decode
+ * then continues at position n. */
+int cpt_model_prefill(cpt_model *m, cpt_acts *a, cpt_kvcache *c, const int32_t *ids, int n, float *logits,
+                      cpt_err *err);
 
 #ifdef __cplusplus
 }

@@ -12,6 +12,7 @@ int cpt_cmd_export(int argc, char **argv);
 int cpt_cmd_score(int argc, char **argv);
 int cpt_cmd_eval(int argc, char **argv);
 int cpt_cmd_compare(int argc, char **argv);
+int cpt_cmd_eval_long(int argc, char **argv);
 /* cpt eval / compare's --data-dir default: $CPT_EVAL_DATA, else ../shared/data/eval beside
  * the checkout the binary was built in, else ../shared/data/eval from the working directory. */
 const char *cpt_eval_default_data_dir(char *buf, size_t cap);

@@ -17,6 +17,7 @@ static const struct {
     {"export", cpt_cmd_export, "export a training checkpoint as a Hugging Face model directory"},
     {"score", cpt_cmd_score, "loss and perplexity of a token sequence under a model"},
     {"eval", cpt_cmd_eval, "benchmark tasks scored the lm-evaluation-harness way (acc, acc_norm, stderr)"},
+    {"eval-long", cpt_cmd_eval_long, "long-context evaluation: passkey / needle accuracy by length and depth, loss by position"},
     {"compare", cpt_cmd_compare, "a tuned model against its base on benchmark tasks: deltas, stderr, forgetting verdict"},
     {"generate", cpt_cmd_generate, "generate tokens with a KV cache (greedy or sampled)"},
     {"convert", cpt_cmd_convert, "convert llama2.c or HF checkpoints to a HF directory"},

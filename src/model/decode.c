@@ -10,16 +10,9 @@
 
 #include "cpt/backend.h"
 #include "cpt/model.h"
+#include "model/model-impl.h"
 
-struct cpt_kvcache {
-    const cpt_backend *be;      /* the model's backend at creation: owns every buffer below */
-    int max_len, len, L, kd, V;
-    int32_t *tok;               /* [2] the token and its position, in backend memory */
-    float *logits;              /* [V] */
-    size_t ws_bytes;            /* attention tile scratch */
-    float *k, *v;                     /* [L][max_len, kd] */
-    float *x, *xn, *q, *att, *tmp, *g, *u, *h, *scores, *rstd, *ws, *qr, *kr, *qrs, *krs;
-};
+/* struct cpt_kvcache is in model/model-impl.h (cpt_model_prefill fills it). */
 
 int cpt_kvcache_create(cpt_kvcache **out, const cpt_model *m, int max_len, cpt_err *err) {
     const cpt_config *c = &m->cfg;

@@ -56,6 +56,10 @@ struct cpt_acts {
     int lora_r;
     float *lora_t, *lora_y, *lora_dt;
     size_t sLt;
+    /* cpt_model_prefill: each layer's post-RoPE keys and values also go to
+     * kv_k/kv_v + l * kv_stride (a KV cache); NULL otherwise. */
+    float *kv_k, *kv_v;
+    size_t kv_stride;
 };
 
 /* The arena plan, shared by cpt_acts_create and cpt_acts_plan_bytes so the planned
@@ -280,6 +284,10 @@ static int layer_fwd(const cpt_model *m, cpt_acts *a, const cpt_batch *b, const 
     lora_fwd(m, a, l, CPT_LORA_V, v, a1, N);
     be->rope_fwd(q, m->rope_cos, m->rope_sin, pos, N, H, hd, rot);
     be->rope_fwd(k, m->rope_cos, m->rope_sin, pos, N, KV, hd, rot);
+    if (a->kv_k) {
+        be->copy(a->kv_k + l * a->kv_stride, k, sizeof(float) * (size_t)N * kd);
+        be->copy(a->kv_v + l * a->kv_stride, v, sizeof(float) * (size_t)N * kd);
+    }
     if (!(recompute && a->recompute == CPT_RECOMPUTE_SELECTIVE) &&
         be->attn_fwd(att, lse, q, k, v, b->seg, b->seg, B, T, T, 0, H, KV, hd, scale, a->attn_ws, a->attn_ws_bytes))
         return -1;
@@ -310,9 +318,11 @@ static int layer_fwd(const cpt_model *m, cpt_acts *a, const cpt_batch *b, const 
     return 0;
 }
 
-int cpt_model_step(cpt_model *m, cpt_acts *a, const cpt_batch *b, float *grads, float grad_scale,
-                   const uint8_t *frozen, double *loss_sum, long long *n_valid, float *logits_out,
-                   cpt_err *err) {
+/* cpt_model_step, plus: losses_out (host, [N]) the per-position losses; last_logits (backend
+ * memory, [V]) instead of the loss: the logits of the batch's last row only (prefill). */
+static int model_run(cpt_model *m, cpt_acts *a, const cpt_batch *b, float *grads, float grad_scale,
+                     const uint8_t *frozen, double *loss_sum, long long *n_valid, float *logits_out,
+                     float *losses_out, float *last_logits, cpt_err *err) {
     const cpt_backend *be = m->be;
     const cpt_config *c = &m->cfg;
     int B = b->B, T = b->T, N = B * T, D = c->hidden_size, V = c->vocab_size, I = c->intermediate_size;
@@ -380,9 +390,24 @@ int cpt_model_step(cpt_model *m, cpt_acts *a, const cpt_batch *b, float *grads, 
     be->rmsnorm_fwd(a->hf, a->rstdf, xL, W->final_norm, N, D, eps);
 
     /* ---------------- LM head + loss (+ its backward) ---------------- */
+    if (last_logits) {
+        be->linear_fwd(last_logits, a->hf + (size_t)(N - 1) * D, W->lm_head, NULL, 1, D, V);
+        cpt_view_free(&G);
+        return CPT_OK;
+    }
     long long nv = 0;
-    double ls = be->xent_fwd_bwd(train ? a->dhf : NULL, train ? G.lm_head : NULL, logits_out, NULL, a->hf,
+    float *dloss = losses_out ? be->alloc(sizeof(float) * (size_t)N) : NULL;
+    if (losses_out && !dloss) {
+        cpt_view_free(&G);
+        return cpt_err_set(err, CPT_ENOMEM, "out of memory for %d per-position losses", N);
+    }
+    double ls = be->xent_fwd_bwd(train ? a->dhf : NULL, train ? G.lm_head : NULL, logits_out, dloss, a->hf,
                                  W->lm_head, b->targets, N, D, V, grad_scale, &nv, a->xent_ws, a->xent_ws_bytes);
+    if (dloss) {
+        be->copy_to_host(losses_out, dloss, sizeof(float) * (size_t)N);
+        be->sync();
+        be->free(dloss);
+    }
     if (nv < 0) {
         cpt_view_free(&G);
         return cpt_err_set(err, CPT_ESTATE, "cross-entropy workspace too small: it needs %lld bytes, the arena has %zu",
@@ -442,5 +467,40 @@ int cpt_model_step(cpt_model *m, cpt_acts *a, const cpt_batch *b, float *grads, 
     }
     if (G.embed) be->embed_bwd(G.embed, a->dx, b->ids, N, D, V);
     cpt_view_free(&G);
+    return CPT_OK;
+}
+
+int cpt_model_step(cpt_model *m, cpt_acts *a, const cpt_batch *b, float *grads, float grad_scale,
+                   const uint8_t *frozen, double *loss_sum, long long *n_valid, float *logits_out,
+                   cpt_err *err) {
+    return model_run(m, a, b, grads, grad_scale, frozen, loss_sum, n_valid, logits_out, NULL, NULL, err);
+}
+
+int cpt_model_token_losses(cpt_model *m, cpt_acts *a, const cpt_batch *b, float *losses, double *loss_sum,
+                           long long *n_valid, cpt_err *err) {
+    if (!losses) return cpt_err_set(err, CPT_EINVAL, "cpt_model_token_losses: losses is NULL");
+    return model_run(m, a, b, NULL, 1.0f, NULL, loss_sum, n_valid, NULL, losses, NULL, err);
+}
+
+int cpt_model_prefill(cpt_model *m, cpt_acts *a, cpt_kvcache *kc, const int32_t *ids, int n, float *logits,
+                      cpt_err *err) {
+    if (n <= 0) return cpt_err_set(err, CPT_EINVAL, "prefill needs at least one token");
+    if (kc->len != 0) return cpt_err_set(err, CPT_ESTATE, "prefill needs an empty KV cache (it holds %d tokens)", kc->len);
+    if (n > kc->max_len) return cpt_err_set(err, CPT_EINVAL, "prefill of %d tokens does not fit the KV cache of %d", n, kc->max_len);
+    if (kc->be != m->be) return cpt_err_set(err, CPT_ESTATE, "the model changed backend after its KV cache was made");
+    if (a->training || a->B != 1 || a->T != n)
+        return cpt_err_set(err, CPT_EINVAL, "prefill of %d tokens needs inference activations for 1 x %d (these are %s %d x %d)", n, n,
+                           a->training ? "training" : "inference", a->B, a->T);
+    if (m->cfg.sliding_window > 0 && n > m->cfg.sliding_window)
+        return cpt_err_set(err, CPT_EUNSUPPORTED, "a prompt of %d tokens is past the sliding window (%lld tokens), which is not implemented", n,
+                           m->cfg.sliding_window);
+    cpt_batch b = {1, n, ids, NULL, NULL, NULL};
+    a->kv_k = kc->k, a->kv_v = kc->v, a->kv_stride = (size_t)kc->max_len * kc->kd;
+    int rc = model_run(m, a, &b, NULL, 1.0f, NULL, NULL, NULL, NULL, NULL, kc->logits, err);
+    a->kv_k = a->kv_v = NULL;
+    if (rc) return rc;
+    m->be->copy_to_host(logits, kc->logits, sizeof(float) * (size_t)kc->V);
+    m->be->sync();
+    kc->len = n;
     return CPT_OK;
 }
