@@ -39,7 +39,7 @@ def main():
     listed = set()
     for row in rows:
         first_cell = row.split(" | ")[0]
-        for m in re.finditer(r"`cpt (data )?([a-z]+)", first_cell):
+        for m in re.finditer(r"`cpt (data )?([a-z][a-z-]*)", first_cell):
             listed.add(("data " if m.group(1) else "") + m.group(2))
 
     top = help_names(["--help"])
