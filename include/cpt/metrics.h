@@ -182,6 +182,7 @@ typedef struct cpt_report_data {
     int n_ckpts;
     const char *curves_svg;   /* relative link, NULL = "curves.svg" */
     const char *memory_plan;  /* markdown body of a "Memory plan" section; NULL = none */
+    const char *extra_md;     /* further sections (e.g. "## Long context"), after the memory plan; NULL = none */
 } cpt_report_data;
 
 /* Write <run_dir>/report.md atomically: summary (model, steps, tokens, wall time,

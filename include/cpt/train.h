@@ -53,6 +53,8 @@ typedef struct cpt_train_stage {
     const char *config_override;
 } cpt_train_stage;
 
+struct cpt_metrics;
+
 typedef struct cpt_train_cfg {
     const char *run_dir;
     int seq_len, micro_batch, grad_accum;
@@ -91,6 +93,13 @@ typedef struct cpt_train_cfg {
     long long eval_every; /* 0: only at the start and the end */
     int eval_batches;     /* sequences per eval set (capped at n_seqs); recipe eval.sequences */
     int stop_on_budget;   /* 1: stop when a forgetting budget is exceeded, 0: warn */
+    /* A further evaluation (cmd_train's eval.long: passkey, needle, loss by position), on
+     * rank 0 only, with the weights (and RoPE) of that step: at step 0 of a fresh run, every
+     * eval_extra_every steps (0: none between), and at the last step. It logs its own
+     * metrics through mx (NULL when metrics are off). NULL: none. */
+    int (*eval_extra_fn)(void *ctx, cpt_model *m, long long step, struct cpt_metrics *mx, FILE *log, cpt_err *err);
+    void *eval_extra_ctx;
+    long long eval_extra_every;
     /* checkpoints */
     long long ckpt_every; /* 0: only at the end */
     int keep_last;

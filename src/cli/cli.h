@@ -36,6 +36,24 @@ int cpt_train_check_resume_recipe(const struct cpt_recipe *now, const char *ckpt
  * Returns a malloc'ed array; ids must be integers in [0, 2^31). */
 int cpt_parse_ids(const char *text, const char *label, int32_t **ids, size_t *n, cpt_err *err);
 
+/* The recipe's eval.long block (src/cli/train_evallong.c): NULL *out when eval.long.lengths
+ * is unset; run is a cpt_train_cfg eval_extra_fn; markdown the report.md section (malloc'ed,
+ * NULL before any run). */
+typedef struct cpt_train_evallong cpt_train_evallong;
+struct cpt_tok;
+struct cpt_model;
+struct cpt_metrics;
+int cpt_train_evallong_setup(const struct cpt_recipe *r, const struct cpt_tok *tok, const char *run_dir, cpt_train_evallong **out,
+                             long long *every, cpt_err *err);
+int cpt_train_evallong_run(void *ctx, struct cpt_model *m, long long step, struct cpt_metrics *mx, FILE *log, cpt_err *err);
+char *cpt_train_evallong_markdown(const cpt_train_evallong *e);
+void cpt_train_evallong_free(cpt_train_evallong *e);
+
+/* "a,b,c" -> numbers (at most cap), each in [lo, hi] and integral when asked; opt names the
+ * option or recipe key in errors (with an example as HINT). */
+int cpt_parse_num_list(const char *s, const char *opt, double lo, double hi, int integral, double *out, int cap, int *n,
+                       cpt_err *err);
+
 /* Print "cpt <cmd>: error: <msg>" and return the exit code for a library status
  * (2 for invalid arguments and missing files named on the command line, 1 otherwise). */
 int cpt_cli_fail(const char *cmd, const cpt_err *err);

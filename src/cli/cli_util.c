@@ -1,5 +1,6 @@
 /* cli_util.c: token-id parsing and error printing shared by the commands. */
 #include <ctype.h>
+#include <math.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,4 +51,23 @@ int cpt_parse_ids(const char *text, const char *label, int32_t **ids, size_t *n,
 int cpt_cli_fail(const char *cmd, const cpt_err *err) {
     fprintf(stderr, "cpt %s: error: %s\n", cmd, err->msg[0] ? err->msg : cpt_status_str(err->code));
     return (err->code == CPT_EINVAL || err->code == CPT_ENOTFOUND) ? 2 : 1;
+}
+
+/* "a,b,c" -> numbers; each checked against [lo, hi] (integers when integral). */
+int cpt_parse_num_list(const char *s, const char *opt, double lo, double hi, int integral, double *out, int cap, int *n,
+                      cpt_err *err) {
+    *n = 0;
+    const char *p = s;
+    while (*p) {
+        char *end = NULL;
+        double v = strtod(p, &end);
+        if (end == p || (*end && *end != ',') || !isfinite(v) || v < lo || v > hi || (integral && v != floor(v)))
+            return cpt_err_set(err, CPT_EINVAL, "%s: \"%s\" is not a list of %s in [%g, %g]. HINT: e.g. %s", opt, s,
+                               integral ? "integers" : "numbers", lo, hi, integral ? "1024,2048,4096" : "0,0.25,0.5,0.75,1");
+        if (*n >= cap) return cpt_err_set(err, CPT_EINVAL, "%s: at most %d values", opt, cap);
+        out[(*n)++] = v;
+        p = *end ? end + 1 : end;
+    }
+    if (!*n) return cpt_err_set(err, CPT_EINVAL, "%s: empty list", opt);
+    return CPT_OK;
 }

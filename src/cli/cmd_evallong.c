@@ -16,25 +16,6 @@
 
 #define MAXL 64
 
-/* "a,b,c" -> numbers; each checked against [lo, hi] (integers when integral). */
-static int parse_list(const char *s, const char *opt, double lo, double hi, int integral, double *out, int cap, int *n,
-                      cpt_err *err) {
-    *n = 0;
-    const char *p = s;
-    while (*p) {
-        char *end = NULL;
-        double v = strtod(p, &end);
-        if (end == p || (*end && *end != ',') || !isfinite(v) || v < lo || v > hi || (integral && v != floor(v)))
-            return cpt_err_set(err, CPT_EINVAL, "%s: \"%s\" is not a list of %s in [%g, %g]. HINT: e.g. %s", opt, s,
-                               integral ? "integers" : "numbers", lo, hi, integral ? "1024,2048,4096" : "0,0.25,0.5,0.75,1");
-        if (*n >= cap) return cpt_err_set(err, CPT_EINVAL, "%s: at most %d values", opt, cap);
-        out[(*n)++] = v;
-        p = *end ? end + 1 : end;
-    }
-    if (!*n) return cpt_err_set(err, CPT_EINVAL, "%s: empty list", opt);
-    return CPT_OK;
-}
-
 static json_t *retrieval_json(const cpt_lc_trial *t, size_t n, int test, const cpt_lc_opts *o) {
     json_t *r = json_object(), *acc = json_object(), *bylen = json_object(), *items = json_array();
     int ok_all = 0, tot_all = 0;
@@ -114,8 +95,8 @@ int cpt_cmd_eval_long(int argc, char **argv) {
     int nl = 0, nd = 0, run_ppl = 0, rc;
     int lengths[MAXL];
     cpt_lc_opts o = {0};
-    if ((rc = parse_list(lengths_s, "--lengths", 2, 1 << 24, 1, lv, MAXL, &nl, &err)) ||
-        (rc = parse_list(depths_s, "--depths", 0, 1, 0, dv, MAXL, &nd, &err)))
+    if ((rc = cpt_parse_num_list(lengths_s, "--lengths", 2, 1 << 24, 1, lv, MAXL, &nl, &err)) ||
+        (rc = cpt_parse_num_list(depths_s, "--depths", 0, 1, 0, dv, MAXL, &nd, &err)))
         return cpt_cli_fail("eval-long", &err);
     for (int i = 0; i < nl; i++) lengths[i] = (int)lv[i];
     o.lengths = lengths, o.n_lengths = nl, o.depths = dv, o.n_depths = nd, o.trials = (int)trials, o.seed = (uint64_t)seed;

@@ -465,7 +465,8 @@ int cpt_cmd_train(int argc, char **argv) {
     cpt_train_stage stages[MAXS];
     cpt_shardseq *vs[16] = {0};
     cpt_eval_set evs[16];
-    char *resume_dir = NULL, *plan_md = NULL;
+    char *resume_dir = NULL, *plan_md = NULL, *evlong_md = NULL;
+    cpt_train_evallong *evlong = NULL;
     cpt_memplan plan;
     memset(&plan, 0, sizeof plan);
     size_t plan_avail = 0;
@@ -798,6 +799,8 @@ int cpt_cmd_train(int argc, char **argv) {
     tc.comm = comm;
     tc.zero = (int)cpt_recipe_int(r, "training.zero");
     if (progressive) tc.n_stages = ctx.n_stages, tc.stages = stages;
+    if ((rc = cpt_train_evallong_setup(r, tok, run_dir, &evlong, &tc.eval_extra_every, &err))) goto done;
+    if (evlong) tc.eval_extra_fn = cpt_train_evallong_run, tc.eval_extra_ctx = evlong;
     cpt_train_result res;
     rc = cpt_train_run(&tc, m, resume_dir, &res, &err);
     if (rc || !rank0) goto done;
@@ -863,13 +866,16 @@ int cpt_cmd_train(int argc, char **argv) {
         cpt_report_ckpt ck[1] = {{res.steps, final_ck}};
         snprintf(model_desc, sizeof model_desc, "%s (%s)", m->cfg.architecture, model_dir);
         cpt_report_data rd = {cpt_recipe_name_of(r), model_desc, res.budget_exceeded ? "completed, forgetting budget exceeded" : "completed",
-                              res.steps, max_steps, res.tokens, res.wall_s, rv, n_ev, rs, K, sk, res.n_skips, ck, 1, NULL, plan_md};
+                              res.steps, max_steps, res.tokens, res.wall_s, rv, n_ev, rs, K, sk, res.n_skips, ck, 1, NULL, plan_md,
+                              evlong_md = cpt_train_evallong_markdown(evlong)};
         if (cpt_report_write(run_dir, &rd, &e3)) fprintf(log, "warning: report not written: %s\n", e3.msg);
         else fprintf(log, "report: %s/report.md, curves: %s/curves.svg\n", run_dir, run_dir);
     }
 done:
     free(resume_dir);
     free(plan_md);
+    free(evlong_md);
+    cpt_train_evallong_free(evlong);
     for (int s = 0; s < MAXS; s++) free(ctx.frozen[s]);
     cpt_rowfreeze_free(ctx.rows);
     cpt_free_aligned(ctx.theta0);

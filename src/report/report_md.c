@@ -235,6 +235,7 @@ int cpt_report_write(const char *run_dir, const cpt_report_data *d, cpt_err *err
     if (d->memory_plan)
         cpt_buf_printf(&b, "## Memory plan\n\nPlanned before the first step (also in "
                            "[memory_plan.json](memory_plan.json)):\n\n%s\n", d->memory_plan);
+    if (d->extra_md) cpt_buf_printf(&b, "%s\n", d->extra_md);
     const char *svg = d->curves_svg ? d->curves_svg : "curves.svg";
     cpt_buf_printf(&b, "## Curves\n\n![training curves](<%s>)\n\n", svg);
     md_link(&b, svg, svg);

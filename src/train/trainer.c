@@ -356,6 +356,12 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
         run_evals(cfg, m, &st, step, res, mx, err, &erc);
         if ((rc = erc)) goto done;
     }
+    int extra_rank = cfg->eval_extra_fn && (!cfg->comm || cfg->comm->rank == 0);
+    if (extra_rank && step == 0) {
+        double te0 = cpt_now();
+        if ((rc = cfg->eval_extra_fn(cfg->eval_extra_ctx, m, step, mx, cfg->log, err))) goto done;
+        res->t_eval += cpt_now() - te0;
+    }
     double t0 = cpt_now();
     long long tokens0 = tokens;
     prog = cfg->log ? cpt_progress_new(cfg->log, "train", (double)cfg->max_steps, "step") : NULL;
@@ -484,6 +490,11 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
             const char *keys[] = {"loss", "lr", "grad_norm", "penalty", "tokens", "tokens_per_s"};
             double vals[] = {loss, lr, norm, penalty, (double)tokens, tps};
             if ((rc = cpt_metrics_log(mx, "train", step, keys, vals, 6, err))) goto done;
+        }
+        if (extra_rank && ((cfg->eval_extra_every > 0 && step % cfg->eval_extra_every == 0) || step == cfg->max_steps)) {
+            double te0 = cpt_now();
+            if ((rc = cfg->eval_extra_fn(cfg->eval_extra_ctx, m, step, mx, cfg->log, err))) goto done;
+            res->t_eval += cpt_now() - te0;
         }
         int do_eval = cfg->n_evals > 0 && ((cfg->eval_every > 0 && step % cfg->eval_every == 0) || step == cfg->max_steps);
         if (do_eval) {

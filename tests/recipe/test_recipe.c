@@ -616,7 +616,10 @@ static void test_help(void) {
         "stages.#.rope.scaling.type", "stages.#.rope.scaling.factor", "stages.#.rope.scaling.original_max_position_embeddings",
         "stages.#.rope.scaling.low_freq_factor", "stages.#.rope.scaling.high_freq_factor", "stages.#.rope.scaling.beta_fast",
         "stages.#.rope.scaling.beta_slow", "stages.#.rope.scaling.mscale", "stages.#.rope.scaling.mscale_all_dim",
-        "stages.#.rope.scaling.attention_factor", "stages.#.rope.max_position_embeddings"};
+        "stages.#.rope.scaling.attention_factor", "stages.#.rope.max_position_embeddings",
+        /* long-context checks in the loop (issue 11) */
+        "eval.long.lengths", "eval.long.depths", "eval.long.trials", "eval.long.every", "eval.long.haystack",
+        "eval.long.ppl_text", "eval.long.bucket", "eval.long.ppl_windows"};
     size_t nk = sizeof keys / sizeof *keys, ns = sizeof sched / sizeof *sched;
     char *buf = NULL;
     size_t len = 0;
