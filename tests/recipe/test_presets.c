@@ -137,6 +137,8 @@ static void check_values(const char *name, cpt_recipe *r, const char *shared) {
         CHECK(in(cpt_recipe_float(r, "optim.lr"), 5e-6, 5e-5));
         CHECK(cpt_recipe_int(r, "data.sources.long.min_doc_tokens") >= 16384);
         CHECK(cpt_recipe_bool(r, "training.block_causal"));
+        /* eval.long checks the native length and every stage's length */
+        CHECK(cpt_recipe_has(r, "eval.long.lengths") && !strcmp(cpt_recipe_str(r, "eval.long.lengths"), "4096,8192,16384"));
     } else {
         CHECKF(0, "recipes/%s: a preset without value checks in test_presets.c", name);
     }
