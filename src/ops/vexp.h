@@ -41,7 +41,9 @@ static inline float cpt_expf(float x) {
     /* 2^n as two normal factors 2^n1 * 2^n2 (n in [-150, 128]): the first product is exact,
      * the second rounds once, also into the subnormal range. */
     int32_t ni = ti - 0x4B400000, n1 = ni >> 1, n2 = ni - n1;
-    int32_t b1 = (n1 + 127) << 23, b2 = (n2 + 127) << 23;
+    /* unsigned shifts: for a NaN x the (discarded) exponent is garbage, and a signed shift
+     * of it would be undefined */
+    uint32_t b1 = (uint32_t)(n1 + 127) << 23, b2 = (uint32_t)(n2 + 127) << 23;
     float s1, s2;
     memcpy(&s1, &b1, sizeof s1);
     memcpy(&s2, &b2, sizeof s2);
