@@ -1,4 +1,5 @@
-/* cmd_generate.c: `cpt generate`: greedy or temperature/top-p sampling with a KV cache. */
+/* cmd_generate.c: `cpt generate`: greedy or temperature/top-p sampling with a KV cache
+ * (the prompt prefilled in one forward). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,12 +113,15 @@ int cpt_cmd_generate(int argc, char **argv) {
         if (!logits || !buf || !out) rc = cpt_err_set(&err, CPT_ENOMEM, "out of memory");
     }
     uint64_t rng = (uint64_t)seed * 0x9E3779B97F4A7C15ull + 1;
-    /* RoPE for the prompt as one forward (transformers prefills it in one call; this
-     * matters for dynamic NTK and longrope, whose frequencies depend on the length) */
-    if (!rc) rc = cpt_model_rope_update(m, (int)np, &err);
-    for (size_t i = 0; !rc && i < np; i++) {
-        out[nout++] = prompt[i];
-        rc = cpt_model_decode(m, kc, prompt[i], logits, &err);
+    /* The prompt in one forward (cpt_model_prefill), as transformers prefills it in one
+     * call: the same RoPE for dynamic NTK and longrope, whose frequencies depend on the
+     * length, and one batched forward instead of a decode step per prompt token. */
+    if (!rc) {
+        cpt_acts *pa = NULL;
+        rc = cpt_acts_create(&pa, m, 1, (int)np, 0, &err);
+        if (!rc) rc = cpt_model_prefill(m, pa, kc, prompt, (int)np, logits, &err);
+        cpt_acts_free(pa);
+        for (size_t i = 0; !rc && i < np; i++) out[nout++] = prompt[i];
     }
     for (long long s = 0; !rc && s < max_new; s++) {
         int V = m->cfg.vocab_size, next = 0;
