@@ -22,6 +22,12 @@
 extern "C" {
 #endif
 
+/* ---- sgemm: C[M,N] = alpha op(A) op(B) + beta C, row-major, op = transpose if ta / tb ----
+ * Every product in the kernels goes through this (src/ops/gemm.c): the work is split into
+ * tiles by the shape alone, so the result is bit-identical for any thread count. */
+void cpt_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+               float beta, float *C, int ldc);
+
 /* ---- linear: y[N,O] = x[N,K] W[O,K]^T + b[O] (b may be NULL) ---- */
 void cpt_linear_fwd(float *y, const float *x, const float *W, const float *b, int N, int K, int O);
 /* dx[N,K] = dy W (or += if accum_dx; dx may be NULL); dW[O,K] += dy^T x; db[O] += colsum(dy)

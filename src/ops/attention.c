@@ -20,7 +20,6 @@
  * order of ids: packing pads with -1 after increasing ids, so the rows are not sorted);
  * other tiles are masked element by element unless they are entirely visible.
  * Scratch: per-thread tile buffers in the caller's workspace (cpt_attn_workspace_bytes). */
-#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
@@ -75,7 +74,7 @@ static int tile_kind(const int32_t *sq, const int32_t *sk, int i0, int nq, int j
 /* S[nq,nk] (ld BK) = scale * Q K^T, masked entries -inf. */
 static void scores(float *S, const float *qb, size_t qs, const float *kb, size_t ks, int nq, int nk, int hd,
                    float scale, int kind, const int32_t *sq, const int32_t *sk, int i0, int j0, int q_pos0) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, scale, qb, (int)qs, kb, (int)ks, 0.0f, S, BK);
+    cpt_sgemm(0, 1, nq, nk, hd, scale, qb, (int)qs, kb, (int)ks, 0.0f, S, BK);
     if (kind != 2) return;
     for (int i = 0; i < nq; i++) {
         float *r = S + (size_t)i * BK;
@@ -141,8 +140,7 @@ int cpt_attn_fwd(float *out, float *lse, const float *q, const float *k, const f
                         for (int d = 0; d < hd; d++) o[d] *= alpha;
                     }
                 }
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1.0f, S, BK, vb + (size_t)j0 * ks,
-                            (int)ks, 1.0f, ob, (int)qs);
+                cpt_sgemm(0, 0, nq, hd, nk, 1.0f, S, BK, vb + (size_t)j0 * ks, (int)ks, 1.0f, ob, (int)qs);
             }
             float *lb = lse + ((size_t)b * H + h) * Tq + i0;
             for (int i = 0; i < nq; i++) {
@@ -178,7 +176,7 @@ static void probs_and_ds(float *S, float *dS, float *Drow, const float *lb, cons
             for (int j = 0; j < nk; j++) r[j] = cpt_expf(r[j] - L); /* -inf -> 0 */
         }
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, 1.0f, dob, (int)qs, vb, (int)ks, 0.0f, dS, BK);
+    cpt_sgemm(0, 1, nq, nk, hd, 1.0f, dob, (int)qs, vb, (int)ks, 0.0f, dS, BK);
     for (int i = 0; i < nq; i++) {
         const float *p = S + (size_t)i * BK;
         float *r = dS + (size_t)i * BK;
@@ -226,10 +224,8 @@ int cpt_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const float
                     scores(S, q + qoff, qs, kb, ks, nq, nk, hd, scale, kind, sq, sk, i0, j0, q_pos0);
                     probs_and_ds(S, dS, Drow, lse + ((size_t)b * H + h) * Tq + i0, dout + qoff, out + qoff, qs, vb, ks,
                                  nq, nk, hd);
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hd, nq, 1.0f, S, BK, dout + qoff, (int)qs,
-                                1.0f, dvb, (int)ks);
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hd, nq, scale, dS, BK, q + qoff, (int)qs,
-                                1.0f, dkb, (int)ks);
+                    cpt_sgemm(1, 0, nk, hd, nq, 1.0f, S, BK, dout + qoff, (int)qs, 1.0f, dvb, (int)ks);
+                    cpt_sgemm(1, 0, nk, hd, nq, scale, dS, BK, q + qoff, (int)qs, 1.0f, dkb, (int)ks);
                 }
             }
         }
@@ -251,8 +247,7 @@ int cpt_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const float
                 scores(S, q + qoff, qs, kb + (size_t)j0 * ks, ks, nq, nk, hd, scale, kind, sq, sk, i0, j0, q_pos0);
                 probs_and_ds(S, dS, Drow, lse + ((size_t)b * H + h) * Tq + i0, dout + qoff, out + qoff, qs,
                              vb + (size_t)j0 * ks, ks, nq, nk, hd);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, scale, dS, BK, kb + (size_t)j0 * ks,
-                            (int)ks, 1.0f, dqb, (int)qs);
+                cpt_sgemm(0, 0, nq, hd, nk, scale, dS, BK, kb + (size_t)j0 * ks, (int)ks, 1.0f, dqb, (int)qs);
             }
         }
     }

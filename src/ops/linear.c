@@ -4,13 +4,14 @@
  * peak), BLIS 0.9.0 only ~45 GFLOP/s when B is transposed (our forward) — and with
  * OPENBLAS_CORETYPE=SkylakeX OpenBLAS also wins the LM-head and per-head attention
  * shapes (200 vs 120 and 137 vs 35 GFLOP/s), which is why cpt_backend_cpu_select_core
- * (src/backend/cpu.c, called from src/cli/main.c) sets it and re-executes the binary. */
-#include <cblas.h>
+ * (src/backend/cpu.c, called from src/cli/main.c) sets it and re-executes the binary.
+ * Every product goes through cpt_sgemm (gemm.c), which splits the threads' work by shape
+ * so the result does not depend on the thread count. */
 
 #include "cpt/ops.h"
 
 void cpt_linear_fwd(float *y, const float *x, const float *W, const float *b, int N, int K, int O) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, O, K, 1.0f, x, K, W, K, 0.0f, y, O);
+    cpt_sgemm(0, 1, N, O, K, 1.0f, x, K, W, K, 0.0f, y, O);
     if (b) {
 #pragma omp parallel for schedule(static)
         for (int n = 0; n < N; n++) {
@@ -23,9 +24,8 @@ void cpt_linear_fwd(float *y, const float *x, const float *W, const float *b, in
 void cpt_linear_bwd(float *dx, float *dW, float *db, const float *dy, const float *x, const float *W,
                     int N, int K, int O, int accum_dx) {
     if (dx)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, K, O, 1.0f, dy, O, W, K,
-                    accum_dx ? 1.0f : 0.0f, dx, K);
-    if (dW) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, K, N, 1.0f, dy, O, x, K, 1.0f, dW, K);
+        cpt_sgemm(0, 0, N, K, O, 1.0f, dy, O, W, K, accum_dx ? 1.0f : 0.0f, dx, K);
+    if (dW) cpt_sgemm(1, 0, O, K, N, 1.0f, dy, O, x, K, 1.0f, dW, K);
     if (db) {
         /* Column sums, parallel over columns so the sum order never depends on threads. */
 #pragma omp parallel for schedule(static)

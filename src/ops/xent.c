@@ -1,7 +1,6 @@
 /* xent.c: the LM head fused with cross-entropy (methods.md 2.2.8), processed in row
  * chunks so the [N, V] logits never exist at once during training; plus the reference.
  * Logsumexp subtracts the row max; the exp-sum is accumulated in float64. */
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,8 +46,7 @@ double cpt_xent_fwd_bwd(float *dhf, float *dW, float *logits_out, float *losses_
     for (int r0 = 0; r0 < N; r0 += C) {
         int rows = r0 + C <= N ? C : N - r0;
         float *zc = logits_out ? logits_out + (size_t)r0 * V : z;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, V, D, 1.0f, hf + (size_t)r0 * D, D, W, D,
-                    0.0f, zc, V);
+        cpt_sgemm(0, 1, rows, V, D, 1.0f, hf + (size_t)r0 * D, D, W, D, 0.0f, zc, V);
         double chunk_loss = 0.0;
         long long chunk_valid = 0;
         /* Per-row losses go to a small array so the sum order is fixed. */
@@ -120,11 +118,9 @@ double cpt_xent_fwd_bwd(float *dhf, float *dW, float *logits_out, float *losses_
                 dz = tmp;
             }
             if (dhf)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, D, V, 1.0f, dz, V, W, D, 0.0f,
-                            dhf + (size_t)r0 * D, D);
+                cpt_sgemm(0, 0, rows, D, V, 1.0f, dz, V, W, D, 0.0f, dhf + (size_t)r0 * D, D);
             if (dW)
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, D, rows, 1.0f, dz, V, hf + (size_t)r0 * D,
-                            D, 1.0f, dW, D);
+                cpt_sgemm(1, 0, V, D, rows, 1.0f, dz, V, hf + (size_t)r0 * D, D, 1.0f, dW, D);
         }
     }
     if (n_valid) *n_valid = valid;
