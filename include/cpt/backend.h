@@ -44,6 +44,9 @@ typedef struct cpt_backend {
                     const float *q, const float *k, const float *v, const int32_t *seg_q, const int32_t *seg_k,
                     int B, int Tq, int Tk, int q_pos0, int H, int KV, int hd, float scale, void *ws,
                     size_t ws_bytes);
+    /* cpt_attn_merge: fold a partial attention result over other keys into out / lse
+     * (ring attention, src/model/context_parallel.c) */
+    void (*attn_merge)(float *out, float *lse, const float *out_p, const float *lse_p, int Tq, int H, int hd, int lse_ld);
     void (*swiglu_fwd)(float *h, const float *g, const float *u, size_t n);
     void (*swiglu_bwd)(float *dg, float *du, const float *dh, const float *g, const float *u, size_t n);
     void (*embed_fwd)(float *x, const float *E, const int32_t *ids, int N, int D);

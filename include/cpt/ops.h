@@ -89,10 +89,29 @@ size_t cpt_attn_workspace_bytes(int Tq, int Tk, int hd, int nthreads);
 int cpt_attn_fwd(float *out, float *lse, const float *q, const float *k, const float *v, const int32_t *seg_q,
                  const int32_t *seg_k, int B, int Tq, int Tk, int q_pos0, int H, int KV, int hd, float scale,
                  void *ws, size_t ws_bytes);
-/* dq, dk, dv are overwritten (keys no query sees get 0); out and lse from the forward. */
+/* dq, dk, dv are overwritten (keys no query sees get 0). out and lse are used, not
+ * recomputed: P = exp(S - lse), D = rowsum(dout * out). So with the out / lse merged over
+ * more keys than k, v hold (ring attention), the result is these keys' share of dq and
+ * their whole dk, dv. */
 int cpt_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
                  const float *q, const float *k, const float *v, const int32_t *seg_q, const int32_t *seg_k, int B,
                  int Tq, int Tk, int q_pos0, int H, int KV, int hd, float scale, void *ws, size_t ws_bytes);
+/* The backward from the forward's saved out and lse, as cpt_attn_bwd computes it: row i's
+ * probabilities are exp(s_ij - lse_i) and D_i = dout_i . out_i. Equal to cpt_ref_attn_bwd
+ * when out and lse come from the same keys; with the out / lse of a larger key set (ring
+ * attention merges) it gives this key block's share of the gradient. */
+void cpt_ref_attn_bwd_saved(double *dq, double *dk, double *dv, const double *dout, const double *out,
+                            const double *lse, const double *q, const double *k, const double *v, const int32_t *seg_q,
+                            const int32_t *seg_k, int B, int Tq, int Tk, int q_pos0, int H, int KV, int hd,
+                            double scale);
+/* Merge a partial result over other keys into (out, lse) (methods.md 14.2; ring
+ * attention): out[Tq,H,hd] and lse[h*lse_ld + i] (lse_ld >= Tq: a column block of the
+ * forward's [B,H,T] lse) hold the result so far, out_p[Tq,H,hd] and lse_p[H,Tq] the
+ * partial, as cpt_attn_fwd writes them (B = 1). A row with lse -inf saw no key; merging
+ * it changes nothing. In place on out and lse. */
+void cpt_attn_merge(float *out, float *lse, const float *out_p, const float *lse_p, int Tq, int H, int hd, int lse_ld);
+void cpt_ref_attn_merge(double *out, double *lse, const double *out_p, const double *lse_p, int Tq, int H, int hd,
+                        int lse_ld);
 /* float64 references, same masks; lse may be NULL. */
 void cpt_ref_attn_fwd(double *out, double *lse, const double *q, const double *k, const double *v,
                       const int32_t *seg_q, const int32_t *seg_k, int B, int Tq, int Tk, int q_pos0, int H, int KV,

@@ -61,6 +61,7 @@ static const cpt_backend cpu_backend = {
     .attn_workspace_bytes = cpt_attn_workspace_bytes,
     .attn_fwd = cpt_attn_fwd,
     .attn_bwd = cpt_attn_bwd,
+    .attn_merge = cpt_attn_merge,
     .swiglu_fwd = cpt_swiglu_fwd,
     .swiglu_bwd = cpt_swiglu_bwd,
     .embed_fwd = cpt_embed_fwd,

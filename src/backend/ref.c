@@ -163,24 +163,42 @@ static int ref_attn_fwd(float *out, float *lse, const float *q, const float *k, 
     return rc;
 }
 
+static void ref_attn_merge(float *out, float *lse, const float *out_p, const float *lse_p, int Tq, int H, int hd,
+                           int lse_ld) {
+    size_t no = (size_t)Tq * H * hd, nl = (size_t)(H - 1) * lse_ld + Tq, np = (size_t)H * Tq;
+    double *od = dup_d(out, no), *ld = dup_d(lse, nl), *opd = dup_d(out_p, no), *lpd = dup_d(lse_p, np);
+    if (!od || !ld || !opd || !lpd) {
+        for (size_t i = 0; i < no; i++) out[i] = NAN;
+    } else {
+        cpt_ref_attn_merge(od, ld, opd, lpd, Tq, H, hd, lse_ld);
+        store(out, od, no, 0);
+        for (int h = 0; h < H; h++)
+            for (int i = 0; i < Tq; i++) lse[(size_t)h * lse_ld + i] = (float)ld[(size_t)h * lse_ld + i];
+    }
+    free(od), free(ld), free(opd), free(lpd);
+}
+
 static int ref_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
                         const float *q, const float *k, const float *v, const int32_t *seg_q, const int32_t *seg_k,
                         int B, int Tq, int Tk, int q_pos0, int H, int KV, int hd, float scale, void *ws,
                         size_t ws_bytes) {
-    (void)out, (void)lse, (void)ws, (void)ws_bytes; /* the reference recomputes the probabilities */
+    (void)ws, (void)ws_bytes;
     if (!attn_sizes_ok(seg_q, seg_k, B, Tq, Tk, q_pos0, H, KV, hd)) return CPT_EINVAL;
-    size_t nq = (size_t)B * Tq * H * hd, nk = (size_t)B * Tk * KV * hd;
+    size_t nq = (size_t)B * Tq * H * hd, nk = (size_t)B * Tk * KV * hd, nl = (size_t)B * H * Tq;
     double *qd = dup_d(q, nq), *kd = dup_d(k, nk), *vd = dup_d(v, nk), *dod = dup_d(dout, nq);
+    double *od = dup_d(out, nq), *ld = dup_d(lse, nl);
     double *dqd = new_d(nq), *dkd = new_d(nk), *dvd = new_d(nk);
     int rc = CPT_OK;
-    if (!qd || !kd || !vd || !dod || !dqd || !dkd || !dvd) rc = CPT_ENOMEM;
+    if (!qd || !kd || !vd || !dod || !od || !ld || !dqd || !dkd || !dvd) rc = CPT_ENOMEM;
     else {
-        cpt_ref_attn_bwd(dqd, dkd, dvd, dod, qd, kd, vd, seg_q, seg_k, B, Tq, Tk, q_pos0, H, KV, hd, (double)scale);
+        /* from the saved out / lse, as the CPU kernel (ring attention relies on it) */
+        cpt_ref_attn_bwd_saved(dqd, dkd, dvd, dod, od, ld, qd, kd, vd, seg_q, seg_k, B, Tq, Tk, q_pos0, H, KV, hd,
+                               (double)scale);
         store(dq, dqd, nq, 0);
         store(dk, dkd, nk, 0);
         store(dv, dvd, nk, 0);
     }
-    free(qd), free(kd), free(vd), free(dod), free(dqd), free(dkd), free(dvd);
+    free(qd), free(kd), free(vd), free(dod), free(od), free(ld), free(dqd), free(dkd), free(dvd);
     return rc;
 }
 
@@ -334,6 +352,7 @@ static const cpt_backend ref_backend = {
     .attn_workspace_bytes = ref_attn_ws,
     .attn_fwd = ref_attn_fwd,
     .attn_bwd = ref_attn_bwd,
+    .attn_merge = ref_attn_merge,
     .swiglu_fwd = ref_swiglu_fwd,
     .swiglu_bwd = ref_swiglu_bwd,
     .embed_fwd = ref_embed_fwd,

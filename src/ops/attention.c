@@ -343,3 +343,34 @@ void cpt_ref_attn_bwd(double *dq, double *dk, double *dv, const double *dout, co
     free(p);
     free(dp);
 }
+
+void cpt_ref_attn_bwd_saved(double *dq, double *dk, double *dv, const double *dout, const double *out,
+                            const double *lse, const double *q, const double *k, const double *v, const int32_t *seg_q,
+                            const int32_t *seg_k, int B, int Tq, int Tk, int q_pos0, int H, int KV, int hd,
+                            double scale) {
+    size_t nq = (size_t)B * Tq * H * hd, nk = (size_t)B * Tk * KV * hd;
+    for (size_t i = 0; i < nq; i++) dq[i] = 0;
+    for (size_t i = 0; i < nk; i++) dk[i] = dv[i] = 0;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            int g = h / (H / KV);
+            for (int i = 0; i < Tq; i++) {
+                double L = lse[((size_t)b * H + h) * Tq + i];
+                if (L == -INFINITY) continue;
+                const double *qi = q + (((size_t)b * Tq + i) * H + h) * hd;
+                const double *doi = dout + (((size_t)b * Tq + i) * H + h) * hd, *oi = out + (((size_t)b * Tq + i) * H + h) * hd;
+                double D = 0;
+                for (int d = 0; d < hd; d++) D += doi[d] * oi[d];
+                for (int j = 0; j < Tk; j++) {
+                    if (!ref_visible(seg_q, seg_k, b, Tq, Tk, q_pos0, i, j)) continue;
+                    const double *kj = k + (((size_t)b * Tk + j) * KV + g) * hd, *vj = v + (((size_t)b * Tk + j) * KV + g) * hd;
+                    double s = 0, dp = 0;
+                    for (int d = 0; d < hd; d++) s += qi[d] * kj[d], dp += doi[d] * vj[d];
+                    double p = exp(s * scale - L), ds = p * (dp - D) * scale;
+                    double *dqi = dq + (((size_t)b * Tq + i) * H + h) * hd;
+                    double *dkj = dk + (((size_t)b * Tk + j) * KV + g) * hd, *dvj = dv + (((size_t)b * Tk + j) * KV + g) * hd;
+                    for (int d = 0; d < hd; d++) dqi[d] += ds * kj[d], dkj[d] += ds * qi[d], dvj[d] += p * doi[d];
+                }
+            }
+        }
+}

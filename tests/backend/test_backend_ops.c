@@ -261,6 +261,81 @@ static void t_attn(int B, int Tq, int Tk, int q0, int H, int KV, int hd_, int se
         free(or_), free(lr), free(dqr), free(dkr), free(dvr);
 }
 
+/* Ring attention's contract (methods.md 14.2): keys [0, Tk) cut at h into two blocks, each
+ * block's partial forward, the partials merged with attn_merge (into a lse of leading
+ * dimension Tq + 3, in both orders), must give the forward over all keys; and attn_bwd of
+ * each block from the merged out / lse must give that block's dk, dv and, summed, dq. The
+ * queries are Tq rows at q0 (after a prefix), block-causal with documents of 7 tokens, so
+ * some rows see no key of block A (lse -inf: the merge's identity case). */
+static void t_attn_split(int Tq, int Tk, int h, int H, int KV, int hd_) {
+    char op[80];
+    int q0 = Tk - Tq;
+    snprintf(op, sizeof op, "attn split Tq%d Tk%d at %d H%d KV%d hd%d", Tq, Tk, h, H, KV, hd_);
+    COVER(attn_merge);
+    size_t nq = (size_t)Tq * H * hd_, nk = (size_t)Tk * KV * hd_, nl = (size_t)H * Tq, ka = (size_t)h * KV * hd_;
+    int ld = Tq + 3;
+    float *q = hrand(nq, 1), *k = hrand(nk, 1), *v = hrand(nk, 1), *dout = hrand(nq, 1);
+    int32_t *sq = OU_ALLOC(int32_t, Tq), *sk = OU_ALLOC(int32_t, Tk);
+    for (int j = 0; j < Tk; j++) sk[j] = j / 7;
+    for (int i = 0; i < Tq; i++) sq[i] = sk[q0 + i];
+    double *qd = hd(q, nq), *kd = hd(k, nk), *vd = hd(v, nk), *dod = hd(dout, nq);
+    double *or_ = OU_ALLOC(double, nq), *lr = OU_ALLOC(double, nl), *dqr = OU_ALLOC(double, nq), *dkr = OU_ALLOC(double, nk),
+           *dvr = OU_ALLOC(double, nk);
+    double sc = 1.0 / sqrt(hd_);
+    cpt_ref_attn_fwd(or_, lr, qd, kd, vd, sq, sk, 1, Tq, Tk, q0, H, KV, hd_, sc);
+    cpt_ref_attn_bwd(dqr, dkr, dvr, dod, qd, kd, vd, sq, sk, 1, Tq, Tk, q0, H, KV, hd_, sc);
+    int32_t *dsq = iput(sq, Tq), *dskA = iput(sk, h), *dskB = iput(sk + h, Tk - h);
+    float *dq = dput(q, nq), *dkA = dput(k, ka), *dvA = dput(v, ka), *dkB = dput(k + ka, nk - ka), *dvB = dput(v + ka, nk - ka);
+    float *ddo = dput(dout, nq);
+    float *oA = dput(NULL, nq), *lA = dput(NULL, nl), *oB = dput(NULL, nq), *lB = dput(NULL, nl);
+    size_t wsb = BE->attn_workspace_bytes(Tq, Tk, hd_, 2);
+    void *ws = BE->alloc(wsb ? wsb : 1);
+    float fs = (float)sc;
+    if (BE->attn_fwd(oA, lA, dq, dkA, dvA, dsq, dskA, 1, Tq, h, q0, H, KV, hd_, fs, ws, wsb) ||
+        BE->attn_fwd(oB, lB, dq, dkB, dvB, dsq, dskB, 1, Tq, Tk - h, q0 - h, H, KV, hd_, fs, ws, wsb))
+        bad(op, "partial fwd refused", INFINITY, 0);
+    float *o = OU_ALLOC(float, nq > nk ? nq : nk), *l = OU_ALLOC(float, nl), *hA = OU_ALLOC(float, nl), *hB = OU_ALLOC(float, nl);
+    float *hld = OU_ALLOC(float, (size_t)H * ld), *oAh = OU_ALLOC(float, nq), *oBh = OU_ALLOC(float, nq);
+    dget(hA, lA, nl, op, "lse A"), dget(hB, lB, nl, op, "lse B"), dget(oAh, oA, nq, op, "out A"), dget(oBh, oB, nq, op, "out B");
+    int ninf = 0;
+    for (size_t i = 0; i < nl; i++) ninf += hA[i] == -INFINITY;
+    if (ninf == 0 || ninf == (int)nl) bad(op, "test setup: some but not all rows must see no key of block A", INFINITY, 0);
+    float *mO = NULL, *mL = NULL;
+    for (int order = 0; order < 2; order++) {
+        /* order 0: B merged into A; order 1: A merged into B. lse in a [H, ld] buffer. */
+        const float *first = order ? hB : hA;
+        for (size_t i = 0; i < (size_t)H * ld; i++) hld[i] = 123.0f; /* the gap columns must stay */
+        for (int hh = 0; hh < H; hh++) memcpy(hld + (size_t)hh * ld, first + (size_t)hh * Tq, sizeof(float) * Tq);
+        float *acc = dput(order ? oBh : oAh, nq), *accl = dput(hld, (size_t)H * ld);
+        BE->attn_merge(acc, accl, order ? oA : oB, order ? lA : lB, Tq, H, hd_, ld);
+        dget(o, acc, nq, op, "merged out"), cmp(op, order ? "merge A->B out" : "merge B->A out", o, or_, nq, TOL.fwd);
+        dget(hld, accl, (size_t)H * ld, op, "merged lse");
+        for (int hh = 0; hh < H; hh++) {
+            memcpy(l + (size_t)hh * Tq, hld + (size_t)hh * ld, sizeof(float) * Tq);
+            for (int i = Tq; i < ld; i++)
+                if (hld[(size_t)hh * ld + i] != 123.0f) bad(op, "merge wrote past Tq in the lse row", INFINITY, 0);
+        }
+        cmp(op, order ? "merge A->B lse" : "merge B->A lse", l, lr, nl, TOL.fwd);
+        if (order == 0) mO = acc, mL = dput(l, nl), dfree(accl);
+        else dfree(acc), dfree(accl);
+    }
+    /* the backward of each block from the merged out / lse */
+    float *gqA = dput(NULL, nq), *gqB = dput(NULL, nq), *gkA = dput(NULL, ka), *gvA = dput(NULL, ka);
+    float *gkB = dput(NULL, nk - ka), *gvB = dput(NULL, nk - ka);
+    if (BE->attn_bwd(gqA, gkA, gvA, ddo, mO, mL, dq, dkA, dvA, dsq, dskA, 1, Tq, h, q0, H, KV, hd_, fs, ws, wsb) ||
+        BE->attn_bwd(gqB, gkB, gvB, ddo, mO, mL, dq, dkB, dvB, dsq, dskB, 1, Tq, Tk - h, q0 - h, H, KV, hd_, fs, ws, wsb))
+        bad(op, "partial bwd refused", INFINITY, 0);
+    BE->add_inplace(gqA, gqB, nq);
+    dget(o, gqA, nq, op, "dq"), cmp(op, "dq (A + B)", o, dqr, nq, TOL.bwd);
+    dget(o, gkA, ka, op, "dk A"), dget(o + ka, gkB, nk - ka, op, "dk B"), cmp(op, "dk (A ; B)", o, dkr, nk, TOL.bwd);
+    dget(o, gvA, ka, op, "dv A"), dget(o + ka, gvB, nk - ka, op, "dv B"), cmp(op, "dv (A ; B)", o, dvr, nk, TOL.bwd);
+    BE->free(ws), BE->free(dsq), BE->free(dskA), BE->free(dskB);
+    dfree(dq), dfree(dkA), dfree(dvA), dfree(dkB), dfree(dvB), dfree(ddo), dfree(oA), dfree(lA), dfree(oB), dfree(lB);
+    dfree(mO), dfree(mL), dfree(gqA), dfree(gqB), dfree(gkA), dfree(gvA), dfree(gkB), dfree(gvB);
+    free(q), free(k), free(v), free(dout), free(sq), free(sk), free(qd), free(kd), free(vd), free(dod), free(or_), free(lr);
+    free(dqr), free(dkr), free(dvr), free(o), free(l), free(hA), free(hB), free(hld), free(oAh), free(oBh);
+}
+
 /* ------------------------------------------------------------------ swiglu */
 static void t_swiglu(size_t n) {
     char op[64];
@@ -450,7 +525,7 @@ static void t_memory(void) {
     /* This test needs every op: a backend that declines one fails here (a real backend
      * that declines a shape gets a test of the refusal instead). */
     static const char *ops[] = {"linear_fwd", "linear_bwd", "rmsnorm_fwd", "rmsnorm_bwd", "rope_fwd", "rope_bwd",
-                                "attn_fwd",   "attn_bwd",   "swiglu_fwd",  "swiglu_bwd",  "embed_fwd", "embed_bwd",
+                                "attn_fwd",   "attn_bwd",   "attn_merge",   "swiglu_fwd",  "swiglu_bwd",  "embed_fwd", "embed_bwd",
                                 "xent_fwd_bwd", "adamw_update", "sumsq", "scale", "add_inplace", "reg_quad", "sq_accum"};
     for (size_t i = 0; i < sizeof ops / sizeof *ops; i++)
         if (!BE->supports(ops[i])) bad("supports", ops[i], INFINITY, 0);
@@ -479,6 +554,8 @@ static int run_all(const cpt_backend *be, int quiet) {
     t_attn(1, 9, 9, 0, 3, 3, 80, 1);   /* MHA, head_dim 80 */
     t_attn(1, 1, 12, 11, 4, 2, 24, 0); /* decoding: one row at position 11 */
     t_attn(2, 4, 13, 9, 4, 1, 20, 1);  /* a chunk of queries after a prefix, block-causal */
+    t_attn_split(6, 16, 8, 4, 2, 20);  /* ring attention: two key blocks merged */
+    t_attn_split(14, 40, 24, 3, 1, 24);
     t_swiglu(1);
     t_swiglu(257);
     t_swiglu(1031);
@@ -581,6 +658,11 @@ static double mu_reg(const float *t, const float *c, const float *w, float *g, s
 }
 static void mu_sq(float *a, const float *g, size_t n) { CPU->sq_accum(a, g, n), bump(a, n); }
 
+static void mu_merge(float *out, float *lse, const float *op, const float *lp, int Tq, int H, int hd_, int ld) {
+    CPU->attn_merge(out, lse, op, lp, Tq > 1 ? Tq - 1 : Tq, H, hd_, ld); /* drops the last row */
+    if (Tq == 1) bump(out, (size_t)H * hd_);
+}
+
 static void run_mutants(void) {
     CPU = cpt_backend_cpu();
     struct { const char *entry; cpt_backend t; } mu[32];
@@ -601,6 +683,7 @@ static void run_mutants(void) {
     MUT(attn_workspace_bytes, mu_attn_ws);
     MUT(attn_fwd, mu_attn_f);
     MUT(attn_bwd, mu_attn_b);
+    MUT(attn_merge, mu_merge);
     MUT(swiglu_fwd, mu_sw_f);
     MUT(swiglu_bwd, mu_sw_b);
     MUT(embed_fwd, mu_emb_f);
