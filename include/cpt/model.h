@@ -209,6 +209,11 @@ int cpt_acts_create_ex(cpt_acts **out, const cpt_model *m, int B, int T, int tra
  * CPT_EINVAL for bad arguments, CPT_ENOMEM when the size overflows. */
 int cpt_acts_plan_bytes(const cpt_config *c, int B, int T, int training, int recompute, size_t *bytes);
 void cpt_acts_free(cpt_acts *a);
+/* Context parallelism (cpt/cp.h): from now on the batches given with these activations
+ * are this rank's zigzag rows (T = the local length, pos = global positions) and
+ * attention runs on the ring `cp` (not owned; NULL turns it off). Training only. */
+struct cpt_cp;
+int cpt_acts_set_cp(cpt_acts *a, struct cpt_cp *cp, cpt_err *err);
 size_t cpt_acts_bytes(const cpt_acts *a);
 
 /* One batch: ids[B*T] inputs, targets[B*T] (the next token, or -1 to ignore),

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cpt/backend.h"
+#include "cpt/cp.h"
 #include "cpt/lora.h"
 #include "cpt/model.h"
 #include "model/model-impl.h"
@@ -60,6 +61,9 @@ struct cpt_acts {
      * kv_k/kv_v + l * kv_stride (a KV cache); NULL otherwise. */
     float *kv_k, *kv_v;
     size_t kv_stride;
+    /* Context parallelism (cpt/cp.h): the rows are this rank's zigzag part of each
+     * sequence and attention runs on the ring; NULL otherwise. Not owned. */
+    cpt_cp *cp;
 };
 
 /* The arena plan, shared by cpt_acts_create and cpt_acts_plan_bytes so the planned
@@ -215,6 +219,14 @@ void cpt_acts_free(cpt_acts *a) {
 
 size_t cpt_acts_bytes(const cpt_acts *a) { return a->bytes; }
 
+int cpt_acts_set_cp(cpt_acts *a, cpt_cp *cp, cpt_err *err) {
+    if (cp && (a->T % 2 || !a->training))
+        return cpt_err_set(err, CPT_EINVAL, "context parallelism needs training activations of an even local length (these: %d tokens%s)",
+                           a->T, a->training ? "" : ", inference");
+    a->cp = cp;
+    return CPT_OK;
+}
+
 /* LoRA on linear t of layer l (cpt/lora.h): y += s * (x A^T) B^T, keeping s * x A^T
  * in the arena for the backward. No-op when the model has no adapter on it. */
 static void lora_fwd(const cpt_model *m, cpt_acts *a, int l, int t, float *y, const float *x, int N) {
@@ -289,7 +301,8 @@ static int layer_fwd(const cpt_model *m, cpt_acts *a, const cpt_batch *b, const 
         be->copy(a->kv_v + l * a->kv_stride, v, sizeof(float) * (size_t)N * kd);
     }
     if (!(recompute && a->recompute == CPT_RECOMPUTE_SELECTIVE) &&
-        be->attn_fwd(att, lse, q, k, v, b->seg, b->seg, B, T, T, 0, H, KV, hd, scale, a->attn_ws, a->attn_ws_bytes))
+        (a->cp ? cpt_cp_attn_fwd(a->cp, att, lse, q, k, v, b->seg, B, T, H, KV, hd, scale, a->attn_ws, a->attn_ws_bytes)
+               : be->attn_fwd(att, lse, q, k, v, b->seg, b->seg, B, T, T, 0, H, KV, hd, scale, a->attn_ws, a->attn_ws_bytes)))
         return -1;
     be->linear_fwd(a->tmp, att, L->wo, L->bo, N, qd, D);
     lora_fwd(m, a, l, CPT_LORA_O, a->tmp, att, N);
@@ -318,6 +331,16 @@ static int layer_fwd(const cpt_model *m, cpt_acts *a, const cpt_batch *b, const 
     return 0;
 }
 
+/* A refused attention call: the ring's own error (a communication failure names the
+ * rank) or the kernel's refusal. */
+static int attn_error(const cpt_acts *a, cpt_err *err, const char *pass, int l, const char *what) {
+    if (a->cp) {
+        const cpt_err *ce = cpt_cp_error(a->cp);
+        return cpt_err_set(err, ce->code ? ce->code : CPT_EINVAL, "layer %d attention %s%s: %s", l, pass, what, ce->msg);
+    }
+    return cpt_err_set(err, CPT_EINVAL, "attention %s refused its arguments (layer %d%s)", pass, l, what);
+}
+
 /* cpt_model_step, plus: losses_out (host, [N]) the per-position losses; last_logits (backend
  * memory, [V]) instead of the loss: the logits of the batch's last row only (prefill). */
 static int model_run(cpt_model *m, cpt_acts *a, const cpt_batch *b, float *grads, float grad_scale,
@@ -339,7 +362,9 @@ static int model_run(cpt_model *m, cpt_acts *a, const cpt_batch *b, float *grads
     if (B != a->B || T != a->T)
         return cpt_err_set(err, CPT_EINVAL, "batch %dx%d differs from the activation arena %dx%d", B, T, a->B, a->T);
     if (train && !a->training) return cpt_err_set(err, CPT_EINVAL, "activations were created for inference only");
-    if (c->sliding_window > 0 && T > c->sliding_window)
+    if (a->cp && (a->kv_k || last_logits))
+        return cpt_err_set(err, CPT_EUNSUPPORTED, "context-parallel activations are for training and scoring, not prefill");
+    if (c->sliding_window > 0 && (long long)T * (a->cp ? cpt_cp_size(a->cp) : 1) > c->sliding_window)
         return cpt_err_set(err, CPT_EUNSUPPORTED, "sequence length %d exceeds the model's sliding_window %lld; sliding-window attention is not implemented. HINT: use a sequence length <= %lld",
                            T, c->sliding_window, c->sliding_window);
     const int32_t *hpos = b->pos;
@@ -384,7 +409,7 @@ static int model_run(cpt_model *m, cpt_acts *a, const cpt_batch *b, float *grads
     for (int l = 0; l < c->n_layers; l++)
         if (layer_fwd(m, a, b, pos, l, 0)) {
             cpt_view_free(&G);
-            return cpt_err_set(err, CPT_EINVAL, "attention forward refused its arguments (layer %d)", l);
+            return attn_error(a, err, "forward", l, "");
         }
     float *xL = a->x + (size_t)c->n_layers * a->sX;
     be->rmsnorm_fwd(a->hf, a->rstdf, xL, W->final_norm, N, D, eps);
@@ -426,7 +451,7 @@ static int model_run(cpt_model *m, cpt_acts *a, const cpt_batch *b, float *grads
         const cpt_layer_view *L = &W->layers[l], *GL = &G.layers[l];
         if (a->recompute != CPT_RECOMPUTE_NONE && layer_fwd(m, a, b, pos, l, 1)) {
             cpt_view_free(&G);
-            return cpt_err_set(err, CPT_EINVAL, "attention forward refused its arguments (layer %d, recompute)", l);
+            return attn_error(a, err, "forward", l, ", recompute");
         }
         float *x = a->x + l * a->sX, *xmid = a->xmid + l * a->sD, *a1 = a->a1 + l * a->sD, *a2 = a->a2 + l * a->sD;
         float *q = a->q + l * a->sQ, *k = a->k + l * a->sK, *v = a->v + l * a->sK;
@@ -444,10 +469,12 @@ static int model_run(cpt_model *m, cpt_acts *a, const cpt_batch *b, float *grads
         /* Attention: xmid = x + o_proj(attn(rope(q), rope(k), v)) */
         be->linear_bwd(a->datt, GL->wo, GL->bo, a->dx, att, L->wo, N, qd, D, 0);
         lora_bwd(m, a, l, CPT_LORA_O, a->datt, a->dx, att, N);
-        if (be->attn_bwd(a->dq, a->dk, a->dv, a->datt, att, lse, q, k, v, b->seg, b->seg, B, T, T, 0, H, KV, hd, scale,
-                         a->attn_ws, a->attn_ws_bytes)) {
+        if (a->cp ? cpt_cp_attn_bwd(a->cp, a->dq, a->dk, a->dv, a->datt, att, lse, q, k, v, b->seg, B, T, H, KV, hd, scale,
+                                    a->attn_ws, a->attn_ws_bytes)
+                  : be->attn_bwd(a->dq, a->dk, a->dv, a->datt, att, lse, q, k, v, b->seg, b->seg, B, T, T, 0, H, KV, hd, scale,
+                                 a->attn_ws, a->attn_ws_bytes)) {
             cpt_view_free(&G);
-            return cpt_err_set(err, CPT_EINVAL, "attention backward refused its arguments (layer %d)", l);
+            return attn_error(a, err, "backward", l, "");
         }
         be->rope_bwd(a->dq, m->rope_cos, m->rope_sin, pos, N, H, hd, rot);
         be->rope_bwd(a->dk, m->rope_cos, m->rope_sin, pos, N, KV, hd, rot);
