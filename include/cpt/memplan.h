@@ -76,6 +76,8 @@ typedef struct cpt_memplan_in {
     int zero_ranks;       /* ZeRO-1 over this many ranks: the AdamW term is one shard's
                              (0 or 1: whole); a resume then also reads a transient full state */
     int n_evals;          /* validation sets */
+    int context_parallel; /* > 1: the activations are for seq_len / it tokens per sequence,
+                             plus the ring attention buffers (cpt/cp.h) */
     size_t resume_bytes;  /* largest checkpoint file of the resume (0: fresh run) */
     size_t process_bytes; /* measured: see cpt_memplan_process_bytes */
     size_t ewc_estimate_bytes; /* Fisher transient (0: no EWC): cpt_ewc_estimate_plan_bytes +

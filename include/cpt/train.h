@@ -114,6 +114,10 @@ typedef struct cpt_train_cfg {
      * passes them to rank 0 only). */
     struct cpt_comm *comm;
     int zero; /* 1: ZeRO-1, the AdamW moments sharded over the ranks (cpt/zero.h) */
+    /* Context parallelism (cpt/cp.h): > 1 splits every sequence over groups of this many
+     * consecutive ranks (ring attention); the data-parallel size is then ranks / it, and
+     * every seq_len must be a multiple of 2 x it. 0 or 1: off. */
+    int context_parallel;
     /* Progressive length: n_stages > 0 stages (sorted, stages[0].start = 0) replace
      * seq_len / micro_batch / grad_accum / train_data of the training steps (evaluation
      * keeps seq_len and micro_batch); activations and batch buffers are reallocated at
@@ -140,6 +144,7 @@ typedef struct cpt_train_result {
     double t_data, t_compute, t_optim, t_eval, t_ckpt;
     double t_comm;        /* of t_optim: the data-parallel gradient/statistics reduction (ZeRO-1:
                              also the norm all-reduce and the parameter all-gather) */
+    double t_ring;        /* of t_compute: ring attention's K/V passing (context parallelism) */
     int n_skips;          /* skipped steps of this session (first 100 kept) */
     long long skip_steps[100];
     const char *skip_reasons[100]; /* static strings */

@@ -295,6 +295,7 @@ static int memory_plan(const cpt_recipe *r, const cpt_model *m, int T, int B, in
     cpt_memplan_in in;
     memset(&in, 0, sizeof in);
     in.zero_ranks = zero_ranks;
+    in.context_parallel = (int)cpt_recipe_int(r, "parallel.context");
     in.micro_batch = B, in.seq_len = T, in.grad_accum = A;
     const char *rm = cpt_recipe_str(r, "training.recompute");
     in.recompute = rm && !strcmp(rm, "full") ? CPT_RECOMPUTE_FULL : rm && !strcmp(rm, "selective") ? CPT_RECOMPUTE_SELECTIVE : CPT_RECOMPUTE_NONE;
@@ -438,7 +439,15 @@ int cpt_cmd_train(int argc, char **argv) {
     }
     for (size_t i = 0; i < cpt_recipe_n_warnings(r); i++)
         fprintf(stderr, "cpt train: warning: %s\n", cpt_recipe_warning(r, i));
+    /* Context parallelism: groups of cpK ranks share each sequence; the data-parallel
+     * size (what the global batch and the data position count) is Wdp = ranks / cpK. */
+    int cpK = (int)cpt_recipe_int(r, "parallel.context"), Wdp = comm->size / cpK;
     char *dump = NULL;
+    if (comm->size % cpK) {
+        rc = cpt_err_set(&err, CPT_EINVAL, "parallel.context %d needs a multiple of %d processes; this run has %d. HINT: mpirun -np %d (or a multiple), or parallel.context=%d",
+                         cpK, cpK, comm->size, cpK, comm->size);
+        goto out;
+    }
     if ((rc = cpt_recipe_dump(r, &dump, &err))) goto out;
     if (print_only) {
         fputs(dump, stdout);
@@ -518,15 +527,20 @@ int cpt_cmd_train(int argc, char **argv) {
         sB[s] = S > 0 && stage_has(r, s, "micro_batch") ? (int)cpt_recipe_int(r, skey(key, sizeof key, s, "micro_batch")) : B;
         sA[s] = S > 0 && stage_has(r, s, "grad_accum") ? (int)cpt_recipe_int(r, skey(key, sizeof key, s, "grad_accum")) : A;
         if (S > 0 && !stage_has(r, s, "grad_accum") && cpt_recipe_has(r, "training.tokens_per_step")) {
-            long long tps = cpt_recipe_int(r, "training.tokens_per_step"), per = (long long)sB[s] * sT[s] * comm->size;
+            long long tps = cpt_recipe_int(r, "training.tokens_per_step"), per = (long long)sB[s] * sT[s] * Wdp;
             if (tps % per) {
                 rc = cpt_err_set(&err, CPT_EINVAL,
                                  "training.tokens_per_step %lld is not a multiple of stage %d's micro_batch x seq_len x ranks = %d x %d x %d = %lld. "
                                  "HINT: set stages.%d.grad_accum, or a tokens_per_step that %lld divides (e.g. %lld)",
-                                 tps, s, sB[s], sT[s], comm->size, per, s, per, (tps / per + 1) * per);
+                                 tps, s, sB[s], sT[s], Wdp, per, s, per, (tps / per + 1) * per);
                 goto done;
             }
             sA[s] = (int)(tps / per);
+        }
+        if (sT[s] % (2 * cpK)) {
+            rc = cpt_err_set(&err, CPT_EINVAL, "%s %d is not a multiple of 2 x parallel.context = %d (context parallelism cuts each sequence into %d chunks). HINT: use a seq_len divisible by %d",
+                             S > 0 ? "a stage's seq_len" : "training.seq_len", sT[s], 2 * cpK, 2 * cpK, 2 * cpK);
+            goto done;
         }
         if (sT[s] != T || sB[s] != B || sA[s] != A) progressive = 1;
         if (sT[s] > maxT) maxT = sT[s];
@@ -563,7 +577,7 @@ int cpt_cmd_train(int argc, char **argv) {
     long long max_steps = 0;
     if (cpt_recipe_has(r, "training.max_steps")) max_steps = cpt_recipe_int(r, "training.max_steps");
     else if (cpt_recipe_has(r, "training.max_tokens"))
-        max_steps = (cpt_recipe_int(r, "training.max_tokens") + (long long)A * B * T * comm->size - 1) / ((long long)A * B * T * comm->size);
+        max_steps = (cpt_recipe_int(r, "training.max_tokens") + (long long)A * B * T * Wdp - 1) / ((long long)A * B * T * Wdp);
     ctx.n_stages = S > 0 ? S : 1;
     double wbuf[MAXS][MAXK];
     const double *wptr[MAXS];
@@ -615,7 +629,7 @@ int cpt_cmd_train(int argc, char **argv) {
         goto done;
     }
     cpt_mixdata_cfg mc = {K, names, dirs, maxep, ctx.n_stages, wptr, ends, (uint64_t)cpt_recipe_int(r, "data.seed"), T,
-                          (uint64_t)A * B * (uint64_t)comm->size, 0, pad, min_dt, max_dt, NULL, 0};
+                          (uint64_t)A * B * (uint64_t)Wdp, 0, pad, min_dt, max_dt, NULL, 0};
     if (!progressive && (rc = cpt_mixdata_open(&md, &mc, &err))) goto done;
     if (progressive) {
         /* Progressive length: one sequential mixture per stage; stage s starts each source
@@ -623,7 +637,7 @@ int cpt_cmd_train(int argc, char **argv) {
          * tokens and a length change neither skips nor repeats data (cpt/traindata.h). */
         uint64_t pos[MAXK] = {0};
         for (int s = 0; s < ctx.n_stages; s++) {
-            uint64_t G = (uint64_t)sA[s] * (uint64_t)sB[s] * (uint64_t)comm->size, end = (uint64_t)(ctx.start[s + 1] - ctx.start[s]);
+            uint64_t G = (uint64_t)sA[s] * (uint64_t)sB[s] * (uint64_t)Wdp, end = (uint64_t)(ctx.start[s + 1] - ctx.start[s]);
             cpt_mixdata_cfg c1 = {K, names, dirs, maxep, 1, &wptr[s], &end, (uint64_t)cpt_recipe_int(r, "data.seed"), sT[s],
                                   G, 0, pad, min_dt, max_dt, pos, 1};
             if ((rc = cpt_mixdata_open(&smd[s], &c1, &err))) {
@@ -631,7 +645,7 @@ int cpt_cmd_train(int argc, char **argv) {
                 goto done;
             }
             fprintf(log, "stage %d: %d x %d x %d sequences of %d tokens per step (%lld tokens); data from stream token", s, sB[s], sA[s],
-                    comm->size, sT[s], (long long)G * sT[s]);
+                    Wdp, sT[s], (long long)G * sT[s]);
             for (int k = 0; k < K; k++) fprintf(log, " %s=%llu", names[k], (unsigned long long)cpt_mixdata_start(smd[s], k));
             fprintf(log, "\n");
             cpt_mixdata_position(smd[s], end * G, pos);
@@ -646,8 +660,11 @@ int cpt_cmd_train(int argc, char **argv) {
                          cpt_mixdata_vocab_size(md), m->cfg.vocab_size);
         goto done;
     }
-    fprintf(log, "data parallel: %d rank%s (%s), global batch %d x %d x %d = %lld sequences of %d tokens per step\n", comm->size,
-            comm->size == 1 ? "" : "s", comm->name, B, A, comm->size, (long long)B * A * comm->size, T);
+    fprintf(log, "data parallel: %d rank%s (%s), global batch %d x %d x %d = %lld sequences of %d tokens per step\n", Wdp,
+            Wdp == 1 ? "" : "s", comm->name, B, A, Wdp, (long long)B * A * Wdp, T);
+    if (cpK > 1)
+        fprintf(log, "context parallel: %d ranks per sequence (ring attention, zigzag chunks of %d tokens), %d x %d = %d processes\n", cpK,
+                T / (2 * cpK), Wdp, cpK, comm->size);
     {
         int zero = (int)cpt_recipe_int(r, "training.zero"), W = zero ? comm->size : 1;
         char per[32] = "";
@@ -694,7 +711,7 @@ int cpt_cmd_train(int argc, char **argv) {
     } else if (resume && strcmp(resume, "none") != 0) {
         resume_dir = strdup(resume);
     }
-    if (resume_dir && (rc = cpt_train_check_resume_recipe(r, resume_dir, comm->size, allow_changes, log, &err))) goto done;
+    if (resume_dir && (rc = cpt_train_check_resume_recipe(r, resume_dir, Wdp, allow_changes, log, &err))) goto done;
     /* ---- memory plan: before anything big is allocated ---- */
     if ((rc = memory_plan(r, m, sT[plan_s], sB[plan_s], sA[plan_s], n_ev, resume_dir, plan_only, run_dir, log, &plan, &plan_md, &plan_avail, plan_src,
                           sizeof plan_src, cpt_recipe_int(r, "training.zero") ? comm->size : 1, &err)) ||
@@ -798,6 +815,7 @@ int cpt_cmd_train(int argc, char **argv) {
     tc.metrics = rank0;
     tc.comm = comm;
     tc.zero = (int)cpt_recipe_int(r, "training.zero");
+    tc.context_parallel = cpK;
     if (progressive) tc.n_stages = ctx.n_stages, tc.stages = stages;
     if ((rc = cpt_train_evallong_setup(r, tok, run_dir, &evlong, &tc.eval_extra_every, &err))) goto done;
     if (evlong) tc.eval_extra_fn = cpt_train_evallong_run, tc.eval_extra_ctx = evlong;
@@ -833,6 +851,9 @@ int cpt_cmd_train(int argc, char **argv) {
             fprintf(log, "data parallel: %s %.1f%% of the run (%.2f s over %lld steps, %d ranks)\n",
                     cpt_recipe_int(r, "training.zero") ? "ZeRO-1 reduce-scatter + norm + all-gather" : "gradient all-reduce",
                     100 * res.t_comm / tot, res.t_comm, res.steps, comm->size);
+        if (tot > 0 && cpK > 1)
+            fprintf(log, "context parallel: ring attention K/V passing %.1f%% of the run (%.2f s, %d ranks per sequence)\n",
+                    100 * res.t_ring / tot, res.t_ring, cpK);
     }
     for (int i = 0; i < n_ev; i++)
         fprintf(log, "  %-12s base ppl %.3f -> %.3f (%+.2f%%)\n", evs[i].name, exp(res.evals[i].base_loss), exp(res.evals[i].loss),

@@ -135,6 +135,10 @@ static const cpt_recipe_opt train_opts[] = {
     OPT("training.zero", CPT_RT_INT, "0", 0, 1, NULL, 0,
         "ZeRO stage: 1 shards the AdamW moments over the data-parallel ranks (per-rank "
         "optimizer memory / N; checkpoints stay consolidated), 0 keeps them whole on every rank"),
+    OPT("parallel.context", CPT_RT_INT, "1", 1, 1024, NULL, 0,
+        "Context parallelism: each sequence is split over this many ranks (ring attention, zigzag "
+        "chunks, methods 14.2); it must divide the number of processes, which then run "
+        "processes / it data-parallel groups, and 2 x it must divide every seq_len"),
     OPT("training.max_steps", CPT_RT_INT, NULL, 1, BIG, NULL, 0,
         "Optimizer steps (set this or training.max_tokens; with stages: their sum)"),
     OPT("training.tokens_per_step", CPT_RT_INT, NULL, 16, 1e12, NULL, 0,

@@ -11,6 +11,7 @@
 #include "cpt/metrics.h"
 #include "cpt/progress.h"
 #include "cpt/backend.h"
+#include "cpt/cp.h"
 #include "cpt/dp.h"
 #include "cpt/mixture.h"
 #include "cpt/train.h"
@@ -119,6 +120,33 @@ typedef struct {
     long long last_eval_step;
 } tstate;
 
+/* Context-parallel group size (1: off) and the data-parallel size, ranks / it. */
+static int cp_size(const cpt_train_cfg *cfg) { return cfg->context_parallel > 1 ? cfg->context_parallel : 1; }
+static int dp_size(const cpt_train_cfg *cfg) { return (cfg->comm ? cfg->comm->size : 1) / cp_size(cfg); }
+
+/* The activations for micro-batch B x T; with context parallelism they hold this rank's
+ * T / K rows per sequence, run attention on a new ring, and *lbuf gets room for one
+ * micro-batch of local ids, targets, positions and document ids. Frees what the
+ * previous stage had (its ring time goes to res). */
+static int make_acts(const cpt_train_cfg *cfg, cpt_model *m, int B, int T, cpt_acts **acts, cpt_cp **cp, int32_t **lbuf,
+                     cpt_train_result *res, cpt_err *err) {
+    int K = cp_size(cfg);
+    cpt_acts_free(*acts);
+    *acts = NULL;
+    if (*cp) res->t_ring += cpt_cp_comm_seconds(*cp);
+    cpt_cp_free(*cp);
+    *cp = NULL;
+    free(*lbuf);
+    *lbuf = NULL;
+    int rc = cpt_acts_create_ex(acts, m, B, T / K, 1, cfg->recompute, err);
+    if (rc || K == 1) return rc;
+    const cpt_config *c = &m->cfg;
+    if ((rc = cpt_cp_create(cp, cfg->comm, K, m->be, B, T / K, c->n_heads, c->n_kv_heads, c->head_dim, err))) return rc;
+    if ((rc = cpt_acts_set_cp(*acts, *cp, err))) return rc;
+    if (!(*lbuf = malloc(sizeof(int32_t) * 4 * (size_t)B * (T / K)))) return cpt_err_set(err, CPT_ENOMEM, "out of memory");
+    return CPT_OK;
+}
+
 static char *tstate_json(const tstate *s, const cpt_train_cfg *cfg, int B, int A, int T) {
     json_t *o = json_object(), *wl = json_array(), *wn = json_array(), *base = json_object();
     for (int i = 0; i < s->nw; i++) {
@@ -134,8 +162,9 @@ static char *tstate_json(const tstate *s, const cpt_train_cfg *cfg, int B, int A
     json_object_set_new(o, "best_loss", json_real(isfinite(s->best_loss) ? s->best_loss : 0.0));
     /* the data position is step * global batch: a resume needs the same global batch
      * (any number of ranks, cpt_dp_check_resume) */
-    int W = cfg->comm ? cfg->comm->size : 1;
+    int W = dp_size(cfg);
     json_object_set_new(o, "data_parallel_ranks", json_integer(W));
+    json_object_set_new(o, "context_parallel", json_integer(cfg->context_parallel > 1 ? cfg->context_parallel : 1));
     json_object_set_new(o, "global_batch", json_integer((long long)B * A * W));
     json_object_set_new(o, "seq_len", json_integer(T)); /* of the stage the next step belongs to */
     char *txt = json_dumps(o, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
@@ -159,7 +188,7 @@ static int tstate_load(tstate *s, const char *txt, const cpt_train_cfg *cfg, int
     s->best_loss = s->best_step >= 0 ? json_number_value(json_object_get(o, "best_loss")) : INFINITY;
     json_t *dpr = json_object_get(o, "data_parallel_ranks"), *gb = json_object_get(o, "global_batch");
     int rc = cpt_dp_check_resume(json_is_integer(dpr) ? json_integer_value(dpr) : 0, json_is_integer(gb) ? json_integer_value(gb) : 0,
-                                 cfg->comm ? cfg->comm->size : 1, B, A, err);
+                                 dp_size(cfg), B, A, err);
     json_t *sl = json_object_get(o, "seq_len");
     if (!rc && json_is_integer(sl) && json_integer_value(sl) != T)
         rc = cpt_err_set(err, CPT_ESTATE,
@@ -287,6 +316,19 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
             return cpt_err_set(err, CPT_EINVAL, "training%s: micro_batch, seq_len > 1 and grad_accum must be positive, stages in order",
                                g ? " stage" : "");
     }
+    int Kc = cp_size(cfg);
+    if (Kc > 1) {
+        int Wall = cfg->comm ? cfg->comm->size : 1;
+        if (Wall % Kc)
+            return cpt_err_set(err, CPT_EINVAL, "context parallelism over %d ranks needs a multiple of %d processes, not %d. HINT: run mpirun -np %d (or a multiple), or set parallel.context to a divisor of %d",
+                               Kc, Kc, Wall, Kc, Wall);
+        for (int i = 0; i < (cfg->n_stages > 0 ? cfg->n_stages : 1); i++) {
+            int Ti = cfg->n_stages > 0 ? cfg->stages[i].seq_len : cfg->seq_len;
+            if (Ti % (2 * Kc))
+                return cpt_err_set(err, CPT_EINVAL, "context parallelism over %d ranks cuts each sequence into %d chunks: seq_len %d%s is not a multiple of %d. HINT: use a seq_len divisible by %d",
+                                   Kc, 2 * Kc, Ti, cfg->n_stages > 0 ? " (a stage's)" : "", 2 * Kc, 2 * Kc);
+        }
+    }
     stage_geom(cfg, 0, &B, &A, &T, &s_start, &td);
     int cur_stage = stage_at(cfg, 0);
     int rc = CPT_OK;
@@ -304,7 +346,11 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
     cpt_progress *prog = NULL;
     size_t N = (size_t)B * T;
     cpt_comm *comm = cfg->comm;
-    int W = comm ? comm->size : 1, rank = comm ? comm->rank : 0;
+    /* W, rank: data-parallel size and index (the ranks of one context group read the same
+     * sequences); cr: the rank in its context group (0 counts the sequences' statistics) */
+    int W = dp_size(cfg), rank = (comm ? comm->rank : 0) / Kc, cr = (comm ? comm->rank : 0) % Kc, wrank = comm ? comm->rank : 0;
+    cpt_cp *cp = NULL;
+    int32_t *lbuf = NULL; /* context parallelism: this rank's rows of one micro-batch */
     st.wl = calloc((size_t)(cfg->skip_window > 0 ? cfg->skip_window : 1), sizeof(double));
     st.wn = calloc((size_t)(cfg->skip_window > 0 ? cfg->skip_window : 1), sizeof(double));
     buf = malloc(batch_ids_bytes(B, T, A));
@@ -316,7 +362,10 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
         goto done;
     }
     if ((rc = cfg->zero ? cpt_zero_create(&zr, comm, m, &opt, err) : cpt_adamw_create(&opt, m, err))) goto done;
-    if ((rc = cpt_acts_create_ex(&acts, m, B, T, 1, cfg->recompute, err))) goto done;
+    if ((rc = make_acts(cfg, m, B, T, &acts, &cp, &lbuf, res, err))) goto done;
+    if (cfg->log && cp)
+        fprintf(cfg->log, "context parallel: each sequence over %d ranks (ring attention), %d local tokens per sequence, ring buffers %.1f MiB\n",
+                Kc, T / Kc, (double)cpt_cp_bytes(cp) / 1048576.0);
     if (cfg->log && cur_stage >= 0) fprintf(cfg->log, "stage 0: sequences of %d tokens, micro-batch %d x %d\n", T, B, A);
     if (cfg->log) fprintf(cfg->log, "activations: %.1f MiB for micro-batch %d x %d (recompute %s)\n", (double)cpt_acts_bytes(acts) / 1048576.0, B, T, cfg->recompute == CPT_RECOMPUTE_FULL ? "full" : cfg->recompute == CPT_RECOMPUTE_SELECTIVE ? "selective" : "none");
     for (int i = 0; i < m->n_tensors; i++) {
@@ -391,7 +440,7 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
                 rc = cpt_err_set(err, CPT_ENOMEM, "out of memory for stage %d's batches (%d x %d x %d)", cur_stage, B, T, A);
                 goto done;
             }
-            if ((rc = cpt_acts_create_ex(&acts, m, B, T, 1, cfg->recompute, err))) goto done;
+            if ((rc = make_acts(cfg, m, B, T, &acts, &cp, &lbuf, res, err))) goto done;
             if (cfg->log)
                 fprintf(cfg->log, "%sstage %d from step %lld: sequences of %d tokens, micro-batch %d x %d, activations %.1f MiB\n",
                         isatty(fileno(cfg->log)) ? "\r\033[K" : "", cur_stage, step, T, B, A, (double)cpt_acts_bytes(acts) / 1048576.0);
@@ -407,7 +456,7 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
                 int32_t *base = buf + (size_t)a * N * 4;
                 rc = td->sequence(td->ctx, g, T, base + (size_t)b * T, base + N + (size_t)b * T,
                                               base + 2 * N + (size_t)b * T, base + 3 * N + (size_t)b * T, &srcs[a * B + b], err);
-                for (int t = 0; t < T && !rc; t++) ntot += base[N + (size_t)b * T + t] >= 0;
+                for (int t = 0; t < T && !rc && cr == 0; t++) ntot += base[N + (size_t)b * T + t] >= 0;
             }
         if (rc) goto done;
         {   /* the loss normaliser is the valid targets of the global batch */
@@ -423,6 +472,18 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
         for (int a = 0; a < A && !rc; a++) {
             int32_t *base = buf + (size_t)a * N * 4;
             cpt_batch bt = {B, T, base, base + N, cfg->reset_positions ? base + 2 * N : NULL, cfg->block_causal ? base + 3 * N : NULL};
+            if (cp) { /* this rank's zigzag rows, with their global positions */
+                int Tl = T / Kc;
+                size_t Nl = (size_t)B * Tl;
+                cpt_cp_take(lbuf, base, B, T, Kc, cr);
+                cpt_cp_take(lbuf + Nl, base + N, B, T, Kc, cr);
+                if (cfg->reset_positions) cpt_cp_take(lbuf + 2 * Nl, base + 2 * N, B, T, Kc, cr);
+                else
+                    for (int b = 0; b < B; b++)
+                        for (int i = 0; i < Tl; i++) lbuf[2 * Nl + (size_t)b * Tl + i] = cpt_cp_global_pos(T, Kc, cr, i);
+                if (cfg->block_causal) cpt_cp_take(lbuf + 3 * Nl, base + 3 * N, B, T, Kc, cr);
+                bt = (cpt_batch){B, Tl, lbuf, lbuf + Nl, lbuf + 2 * Nl, cfg->block_causal ? lbuf + 3 * Nl : NULL};
+            }
             double ls = 0;
             long long nv = 0;
             rc = cpt_model_step(m, acts, &bt, grads, ntot ? 1.0f / (float)ntot : 0.0f, frozen, &ls, &nv, NULL, err);
@@ -436,7 +497,7 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
          * ranks; the penalty below is then added once, to the reduced gradient. */
         double red[1 + CPT_CKPT_MAX_SOURCES] = {0};
         red[0] = loss_sum;
-        for (int i = 0; i < A * B; i++) red[1 + srcs[i]] += 1.0;
+        for (int i = 0; i < A * B && cr == 0; i++) red[1 + srcs[i]] += 1.0;
         double tr0 = cpt_now();
         /* ZeRO-1: the stats travel with the norm's all-reduce (one collective fewer) */
         rc = zr ? cpt_zero_reduce_grads(zr, m, grads, err) : cpt_dp_reduce_grads(comm, m, grads, red, 1 + cfg->train_data.n_sources, err);
@@ -514,7 +575,7 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
         int do_ckpt = cfg->run_dir && ((cfg->ckpt_every > 0 && step % cfg->ckpt_every == 0) || step == cfg->max_steps || stop);
         cpt_adamw *full = NULL; /* ZeRO-1: the shards gathered on rank 0 for the save */
         if (do_ckpt && zr && (rc = cpt_zero_gather_state(zr, m, opt, grads, &full, err))) goto done;
-        if (do_ckpt && rank == 0) {
+        if (do_ckpt && wrank == 0) {
             double tc0 = cpt_now();
             cpt_ckpt_state cs = {0};
             cs.step = step;
@@ -548,6 +609,7 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
         }
     }
     if (zr) res->t_comm += zr->t_comm;
+    if (cp) res->t_ring += cpt_cp_comm_seconds(cp);
     res->steps = step;
     res->tokens = tokens;
     res->best_step = st.best_step;
@@ -564,6 +626,8 @@ done:
     free(lr_mult);
     if (grads) m->be->free(grads);
     cpt_acts_free(acts);
+    cpt_cp_free(cp);
+    free(lbuf);
     cpt_adamw_free(opt);
     cpt_zero_free(zr);
     return rc;

@@ -599,7 +599,7 @@ static void test_help(void) {
         "data.sources.*.max_epochs", "data.sources.*.min_doc_tokens", "data.sources.*.max_doc_tokens",
         "data.mixture.*", "data.replay.source",
         "data.replay.fraction", "data.validation.*", "data.seed", "training.seq_len",
-        "training.micro_batch", "training.grad_accum", "training.zero", "training.max_steps",
+        "training.micro_batch", "training.grad_accum", "training.zero", "parallel.context", "training.max_steps",
         "training.max_tokens", "training.block_causal", "training.reset_positions", "training.recompute", "training.memory_check", "optim.lr",
         "training.train_only", "stages.#.train_only", "optim.embed_lr",
         "optim.beta1", "optim.beta2", "optim.eps", "optim.weight_decay", "optim.embed_lr_mult",
