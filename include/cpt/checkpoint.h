@@ -44,9 +44,31 @@ void cpt_ckpt_state_free(cpt_ckpt_state *s);
 int cpt_ckpt_save(const char *run_dir, const cpt_model *m, const cpt_adamw *opt, const cpt_ckpt_state *st,
                   int keep_last, const char *const *keep, char **out_dir, cpt_err *err);
 
+/* ZeRO-1's save, collective over c (every rank calls it): each rank writes its slice of
+ * the optimizer state, `shard`, as optim-RRRRR-of-NNNNN.safetensors (flat exp_avg and
+ * exp_avg_sq of [offset, offset + count), the range in the metadata) in parallel into
+ * rank 0's temporary directory; rank 0 then writes the model and trainer_state.json with
+ * "optim_shards" (file, rank, offset, count, crc32 of each) and "parameters" (every
+ * tensor's name, shape and flat offset), and renames the directory into place. A failure
+ * on any rank leaves the previous checkpoints as they were, and every rank returns it.
+ * `cpt ckpt consolidate` turns the shards into one optim.safetensors. */
+struct cpt_comm;
+int cpt_ckpt_save_sharded(const char *run_dir, const cpt_model *m, struct cpt_comm *c, const cpt_adamw *shard,
+                          const cpt_ckpt_state *st, int keep_last, const char *const *keep, char **out_dir, cpt_err *err);
+
 /* Load a checkpoint into an existing model of the same config (and optimizer, if not
- * NULL). Every tensor must match by name and shape. */
+ * NULL). Every tensor must match by name and shape. The optimizer may be a slice [off,
+ * off + n) of the parameter buffer (ZeRO-1): only that part is read, from either the
+ * consolidated optim.safetensors or the shards (any number of them), so a checkpoint
+ * resumes on any number of ranks. */
 int cpt_ckpt_load(const char *ckpt_dir, cpt_model *m, cpt_adamw *opt, cpt_ckpt_state *st, cpt_err *err);
+
+/* Turn a sharded optimizer state (cpt_ckpt_save_sharded) in checkpoint `dir` into one
+ * optim.safetensors (exp_avg.<name>, exp_avg_sq.<name> per HF parameter, as a
+ * consolidated save writes it), rewrite trainer_state.json to point at it and remove the
+ * shards; *n_shards gets how many were merged (0: it was one file already, nothing done).
+ * Each file is replaced atomically, so an interrupted run leaves a loadable checkpoint. */
+int cpt_ckpt_consolidate(const char *dir, int *n_shards, cpt_err *err);
 
 /* Newest complete checkpoint of a run (by step), or CPT_ENOTFOUND. Directories that fail
  * a quick validity check (missing files) are skipped. */

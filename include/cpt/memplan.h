@@ -74,7 +74,9 @@ typedef struct cpt_memplan_in {
     int l2_base;          /* 1: regularization.l2_base > 0 */
     int ewc;              /* 1: regularization.ewc.lambda > 0 */
     int zero_ranks;       /* ZeRO-1 over this many ranks: the AdamW term is one shard's
-                             (0 or 1: whole); a resume then also reads a transient full state */
+                             (0 or 1: whole) */
+    int sharded_ckpt;     /* with zero_ranks > 1: 1 = every rank saves its own shard (no
+                             gather); 0 = rank 0 gathers the whole state for each save */
     int n_evals;          /* validation sets */
     int context_parallel; /* > 1: the activations are for seq_len / it tokens per sequence,
                              plus the ring attention buffers (cpt/cp.h) */

@@ -104,6 +104,8 @@ typedef struct cpt_train_cfg {
     long long ckpt_every; /* 0: only at the end */
     int keep_last;
     int keep_best;        /* 1: never delete the checkpoint with the lowest eval loss (mean over sets) */
+    int ckpt_sharded;     /* ZeRO-1 on > 1 rank: 1 = each rank writes its optimizer shard
+                             (cpt_ckpt_save_sharded), 0 = rank 0 gathers and writes one file */
     const char *recipe_text; /* effective recipe, saved in every checkpoint */
     /* output */
     FILE *log;            /* progress bar / lines and messages (NULL: silent) */

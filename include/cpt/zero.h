@@ -9,12 +9,14 @@
  * clipped and updated by AdamW over its (offset, count) view (cpt_adamw_create_range),
  * and the parameters are all-gathered.
  *
- * Checkpoints stay consolidated (one full-size optim.safetensors, per HF parameter name):
- * at save rank 0 gathers the shards into a transient full-size state and writes the
- * checkpoint as without ZeRO (the atomic directory rename is unchanged: a kill during the
- * save leaves the previous checkpoint as the latest); at load every rank reads the full
- * state and keeps its slice. So a checkpoint resumes with any number of ranks and with
- * zero = 0 or 1 alike. */
+ * Checkpoints: by default every rank writes its own shard of the optimizer state in
+ * parallel (cpt_ckpt_save_sharded: optim-RRRRR-of-NNNNN.safetensors plus the flat layout
+ * in trainer_state.json); with checkpoint.sharded_optim false rank 0 gathers the shards
+ * (cpt_zero_gather_state) and writes one consolidated optim.safetensors, per HF parameter
+ * name. Either way the atomic directory rename is unchanged (a kill during the save
+ * leaves the previous checkpoint as the latest), and at load every rank reads just its
+ * slice, so a checkpoint resumes with any number of ranks and with zero = 0 or 1 alike;
+ * `cpt ckpt consolidate DIR` turns shards into the single file. */
 #ifndef CPT_ZERO_H
 #define CPT_ZERO_H
 
@@ -63,8 +65,9 @@ int cpt_zero_gather_state(cpt_zero *z, const cpt_model *m, const cpt_adamw *shar
                           cpt_err *err);
 void cpt_zero_state_free(cpt_adamw *full);
 
-/* cpt_ckpt_load for a shard: reads the consolidated state into a transient full-size
- * state and keeps the slice of `shard`. */
+/* cpt_ckpt_load for a shard: reads only the slice of `shard`, from the consolidated
+ * optim.safetensors (tensor by tensor) or from the optimizer shards of any earlier
+ * number of ranks (cpt_ckpt_save_sharded). */
 int cpt_zero_load_state(const char *dir, cpt_model *m, cpt_adamw *shard, cpt_ckpt_state *st, cpt_err *err);
 
 #ifdef __cplusplus

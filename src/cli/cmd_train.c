@@ -296,6 +296,7 @@ static int memory_plan(const cpt_recipe *r, const cpt_model *m, int T, int B, in
     memset(&in, 0, sizeof in);
     in.zero_ranks = zero_ranks;
     in.context_parallel = (int)cpt_recipe_int(r, "parallel.context");
+    in.sharded_ckpt = cpt_recipe_bool(r, "checkpoint.sharded_optim");
     in.micro_batch = B, in.seq_len = T, in.grad_accum = A;
     const char *rm = cpt_recipe_str(r, "training.recompute");
     in.recompute = rm && !strcmp(rm, "full") ? CPT_RECOMPUTE_FULL : rm && !strcmp(rm, "selective") ? CPT_RECOMPUTE_SELECTIVE : CPT_RECOMPUTE_NONE;
@@ -810,6 +811,7 @@ int cpt_cmd_train(int argc, char **argv) {
     tc.ckpt_every = cpt_recipe_int(r, "checkpoint.every");
     tc.keep_last = (int)cpt_recipe_int(r, "checkpoint.keep_last");
     tc.keep_best = cpt_recipe_bool(r, "checkpoint.keep_best");
+    tc.ckpt_sharded = cpt_recipe_bool(r, "checkpoint.sharded_optim");
     tc.recipe_text = dump;
     tc.log = rank0 ? log : NULL;
     tc.metrics = rank0;

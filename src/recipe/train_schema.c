@@ -264,6 +264,10 @@ static const cpt_recipe_opt train_opts[] = {
         "Save a checkpoint every N steps; 0 = only at the end"),
     OPT("checkpoint.keep_last", CPT_RT_INT, "2", 1, 1000000, NULL, 0,
         "Number of most recent checkpoints kept"),
+    OPT("checkpoint.sharded_optim", CPT_RT_BOOL, "true", 0, 0, NULL, 0,
+        "With ZeRO-1 on several ranks: every rank writes its shard of the optimizer state in "
+        "parallel (optim-R-of-N.safetensors; resumes on any number of ranks; cpt ckpt "
+        "consolidate makes one file); false: rank 0 gathers it and writes one optim.safetensors"),
     OPT("checkpoint.keep_best", CPT_RT_BOOL, "true", 0, 0, NULL, 0,
         "Also keep the checkpoint with the lowest mean validation loss"),
     OPT("checkpoint.dir", CPT_RT_PATH, "{out_dir}/checkpoints", 0, 0, NULL,

@@ -81,11 +81,19 @@ int cpt_memplan_make(const cpt_model *m, const cpt_memplan_in *in, cpt_memplan *
     t[CPT_MEM_ROPE] = 2 * cpt_model_rope_bytes(&m->cfg, T);
     t[CPT_MEM_DATA] = cpt_train_batch_bytes(B, T, A);
     t[CPT_MEM_RESUME] = in->resume_bytes;
-    if (in->zero_ranks > 1 && in->resume_bytes && !cpt_add_size(t[CPT_MEM_RESUME], cpt_adamw_state_bytes(m), &t[CPT_MEM_RESUME]))
-        t[CPT_MEM_RESUME] = SIZE_MAX; /* cpt_zero_load_state reads the whole state, keeps its slice */
-    /* ZeRO-1: rank 0 gathers the whole state for every save, m into the idle gradient
-     * buffer, v into a transient */
-    if (in->zero_ranks > 1 && t[CPT_MEM_RESUME] < cpt_model_buffer_bytes(m)) t[CPT_MEM_RESUME] = cpt_model_buffer_bytes(m);
+    if (in->zero_ranks > 1 && in->resume_bytes) {
+        /* a slice is read one tensor (or one saved shard) at a time: a transient of the
+         * largest tensor, or of a shard of the most ranks' worth it could come from */
+        size_t big = 0;
+        for (int i = 0; i < m->n_tensors; i++)
+            if (m->tensors[i].numel > big) big = m->tensors[i].numel;
+        size_t sh = m->n_params / (size_t)in->zero_ranks + 1;
+        if (!cpt_add_size(t[CPT_MEM_RESUME], sizeof(float) * (big > sh ? big : sh), &t[CPT_MEM_RESUME])) t[CPT_MEM_RESUME] = SIZE_MAX;
+    }
+    /* ZeRO-1 with a consolidated save: rank 0 gathers the whole state for every save, m
+     * into the idle gradient buffer, v into a transient */
+    if (in->zero_ranks > 1 && !in->sharded_ckpt && t[CPT_MEM_RESUME] < cpt_model_buffer_bytes(m))
+        t[CPT_MEM_RESUME] = cpt_model_buffer_bytes(m);
     t[CPT_MEM_EWC_ESTIMATE] = in->ewc_estimate_bytes;
     t[CPT_MEM_PROCESS] = in->process_bytes;
     /* Sums saturate at SIZE_MAX: a plan that large is refused, never wrapped. */

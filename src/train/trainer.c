@@ -367,7 +367,7 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
         fprintf(cfg->log, "context parallel: each sequence over %d ranks (ring attention), %d local tokens per sequence, ring buffers %.1f MiB\n",
                 Kc, T / Kc, (double)cpt_cp_bytes(cp) / 1048576.0);
     if (cfg->log && cur_stage >= 0) fprintf(cfg->log, "stage 0: sequences of %d tokens, micro-batch %d x %d\n", T, B, A);
-    if (cfg->log) fprintf(cfg->log, "activations: %.1f MiB for micro-batch %d x %d (recompute %s)\n", (double)cpt_acts_bytes(acts) / 1048576.0, B, T, cfg->recompute == CPT_RECOMPUTE_FULL ? "full" : cfg->recompute == CPT_RECOMPUTE_SELECTIVE ? "selective" : "none");
+    if (cfg->log) fprintf(cfg->log, "activations: %.1f MiB for micro-batch %d x %d%s (recompute %s)\n", (double)cpt_acts_bytes(acts) / 1048576.0, B, T / Kc, Kc > 1 ? " local tokens" : "", cfg->recompute == CPT_RECOMPUTE_FULL ? "full" : cfg->recompute == CPT_RECOMPUTE_SELECTIVE ? "selective" : "none");
     for (int i = 0; i < m->n_tensors; i++) {
         const char *nm = m->tensors[i].name;
         int emb = !strcmp(nm, "model.embed_tokens.weight") || !strcmp(nm, "lm_head.weight");
@@ -573,9 +573,12 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
             }
         }
         int do_ckpt = cfg->run_dir && ((cfg->ckpt_every > 0 && step % cfg->ckpt_every == 0) || step == cfg->max_steps || stop);
-        cpt_adamw *full = NULL; /* ZeRO-1: the shards gathered on rank 0 for the save */
-        if (do_ckpt && zr && (rc = cpt_zero_gather_state(zr, m, opt, grads, &full, err))) goto done;
-        if (do_ckpt && wrank == 0) {
+        /* ZeRO-1 on several ranks: each rank writes its shard (collective), or rank 0
+         * gathers the shards and writes one file */
+        int sharded = do_ckpt && zr && cfg->ckpt_sharded && comm && comm->size > 1;
+        cpt_adamw *full = NULL; /* the shards gathered on rank 0 for a consolidated save */
+        if (do_ckpt && zr && !sharded && (rc = cpt_zero_gather_state(zr, m, opt, grads, &full, err))) goto done;
+        if (do_ckpt && (wrank == 0 || sharded)) {
             double tc0 = cpt_now();
             cpt_ckpt_state cs = {0};
             cs.step = step;
@@ -601,7 +604,8 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
             char best_name[64];
             snprintf(best_name, sizeof best_name, "step-%08lld", st.best_step);
             const char *keep[] = {best_name, NULL};
-            rc = cpt_ckpt_save(cfg->run_dir, m, full ? full : opt, &cs, cfg->keep_last, st.best_step >= 0 ? keep : NULL, NULL, err);
+            rc = sharded ? cpt_ckpt_save_sharded(cfg->run_dir, m, comm, opt, &cs, cfg->keep_last, st.best_step >= 0 ? keep : NULL, NULL, err)
+                         : cpt_ckpt_save(cfg->run_dir, m, full ? full : opt, &cs, cfg->keep_last, st.best_step >= 0 ? keep : NULL, NULL, err);
             free(cs.trainer_json);
             cpt_zero_state_free(full);
             res->t_ckpt += cpt_now() - tc0;

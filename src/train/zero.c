@@ -129,17 +129,6 @@ int cpt_zero_gather_state(cpt_zero *z, const cpt_model *m, const cpt_adamw *shar
 }
 
 int cpt_zero_load_state(const char *dir, cpt_model *m, cpt_adamw *shard, cpt_ckpt_state *st, cpt_err *err) {
-    cpt_adamw *f = NULL;
-    int rc = cpt_adamw_create(&f, m, err);
-    if (rc) return cpt_err_wrap(err, "ZeRO-1: the transient full optimizer state to resume from %s", dir);
-    rc = cpt_ckpt_load(dir, m, f, st, err);
-    if (!rc) {
-        if (shard->n) {
-            memcpy(shard->m, f->m + shard->off, sizeof(float) * shard->n);
-            memcpy(shard->v, f->v + shard->off, sizeof(float) * shard->n);
-        }
-        shard->step = f->step;
-    }
-    cpt_adamw_free(f);
-    return rc;
+    /* cpt_ckpt_load reads a slice from either format, one tensor or shard at a time */
+    return cpt_ckpt_load(dir, m, shard, st, err);
 }

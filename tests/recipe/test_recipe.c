@@ -610,7 +610,7 @@ static void test_help(void) {
         "regularization.freeze.embeddings", "regularization.freeze.first_layers",
         "stability.skip_zscore", "stability.window", "eval.every", "eval.sequences",
         "eval.forgetting_budget.*", "eval.on_budget", "checkpoint.every", "checkpoint.keep_last",
-        "checkpoint.keep_best", "checkpoint.dir", "export.dtype", "export.at_end", "export.dir",
+        "checkpoint.sharded_optim", "checkpoint.keep_best", "checkpoint.dir", "export.dtype", "export.at_end", "export.dir",
         /* progressive length (issue 11): per-stage geometry and RoPE */
         "training.tokens_per_step", "stages.#.micro_batch", "stages.#.grad_accum", "stages.#.rope.theta",
         "stages.#.rope.scaling.type", "stages.#.rope.scaling.factor", "stages.#.rope.scaling.original_max_position_embeddings",

@@ -12,6 +12,14 @@
      checkpoint of the single zero=0 run resumes at np=2 zero=1. Steps 16..20 equal the
      uninterrupted np=2 run within rel 1e-5, and the per-source token counters are identical.
      A resume that changes the global batch is refused with the grad_accum that keeps it.
+  3. Sharded optimizer checkpoints (the default under ZeRO-1 on several ranks): the np=2 zero=1
+     checkpoint holds optim-00000-of-00002 / optim-00001-of-00002.safetensors and no
+     optim.safetensors, trainer_state.json describes the shards (ranges tiling the parameters)
+     and every parameter's place; the resumes of 2. read these shards. `cpt ckpt consolidate`
+     turns them into one optim.safetensors whose moments equal, bit for bit, the consolidated
+     save of the same run (checkpoint.sharded_optim=false: rank 0 gathers), and the
+     consolidated checkpoint resumes (steps 16..20 as before). A corrupt shard and a missing
+     shard are refused naming the file; consolidating a one-file checkpoint does nothing.
 mpirun missing: skip (a failure under CI=true)."""
 import json, os, random, re, struct, subprocess, sys
 
@@ -153,4 +161,55 @@ if 2 in ok_runs:
     r = train(out, 1, 2, 1, "--resume", ckpt(z1_2, 15))
     check(r.returncode != 0 and "HINT: set training.grad_accum: 4" in r.stderr,
           f"a resume that halves the global batch is refused with the grad_accum that keeps it: {r.stderr.strip()[-300:]}")
+
+# Sharded optimizer checkpoints and `cpt ckpt consolidate`
+if 2 in ok_runs:
+    import shutil
+    ref2, z1_2 = ok_runs[2]
+    c15 = ckpt(z1_2, 15)
+    files = sorted(os.listdir(c15))
+    check("optim-00000-of-00002.safetensors" in files and "optim-00001-of-00002.safetensors" in files
+          and "optim.safetensors" not in files, f"np=2 zero=1 checkpoint holds the two shards, no single file: {files}")
+    stj = json.load(open(os.path.join(c15, "trainer_state.json")))
+    sh = stj.get("optim_shards", [])
+    npar = stj.get("n_params", 0)
+    tiles = len(sh) == 2 and sh[0]["offset"] == 0 and sh[0]["offset"] + sh[0]["count"] == sh[1]["offset"] and \
+        sh[1]["offset"] + sh[1]["count"] == npar
+    params = stj.get("parameters", [])
+    check(tiles and stj.get("optim_format") == "sharded" and len(params) > 0 and
+          sum(int(np.prod(p["shape"])) for p in params) == npar,
+          f"trainer_state.json: shards tile [0, {npar}) and the parameter list covers it: {sh}")
+    gat = os.path.join(tmp, "gathered")
+    r = train(gat, 2, GA, 1, "checkpoint.sharded_optim=false")
+    check(r.returncode == 0 and os.path.exists(os.path.join(ckpt(gat, 15), "optim.safetensors")),
+          f"np=2 zero=1 with checkpoint.sharded_optim=false writes one optim.safetensors: {r.stderr[-300:]}")
+    work = os.path.join(tmp, "consolidated")
+    shutil.copytree(c15, work)
+    r = subprocess.run([BIN, "ckpt", "consolidate", work], capture_output=True, text=True, env=mpiutil.env())
+    check(r.returncode == 0 and "merged 2 optimizer shards" in r.stdout, f"cpt ckpt consolidate: {r.stdout}{r.stderr}")
+    if r.returncode == 0 and os.path.exists(os.path.join(ckpt(gat, 15), "optim.safetensors")):
+        a, b = weights(os.path.join(work, "optim.safetensors")), weights(os.path.join(ckpt(gat, 15), "optim.safetensors"))
+        same = set(a) == set(b) and all(np.array_equal(a[k], b[k]) for k in a)
+        check(same and len(a) == 2 * len(params), f"consolidated moments equal the gathered save bit for bit ({len(a)} tensors)")
+        check(not any(f.startswith("optim-") for f in os.listdir(work)) and
+              "optim_shards" not in json.load(open(os.path.join(work, "trainer_state.json"))),
+              f"the shards are gone and the state points at the single file: {sorted(os.listdir(work))}")
+        out = os.path.join(tmp, "resume_cons")
+        r = train(out, 1, 4, 0, "--resume", work)
+        worst = rel(losses(z1_2), losses(out), range(16, 21)) if r.returncode == 0 else float("inf")
+        check(r.returncode == 0 and worst <= 1e-5, f"the consolidated checkpoint resumes at np=1: worst rel {worst:.2e}: {r.stderr[-300:]}")
+        r = subprocess.run([BIN, "ckpt", "consolidate", work], capture_output=True, text=True, env=mpiutil.env())
+        check(r.returncode == 0 and "nothing to do" in r.stdout, f"consolidating again does nothing: {r.stdout}{r.stderr}")
+    bad = os.path.join(tmp, "corrupt")
+    shutil.copytree(c15, bad)
+    fp = os.path.join(bad, "optim-00001-of-00002.safetensors")
+    raw = bytearray(open(fp, "rb").read())
+    raw[-5] ^= 0x40
+    open(fp, "wb").write(bytes(raw))
+    r = train(os.path.join(tmp, "rc"), 2, GA, 1, "--resume", bad)
+    check(r.returncode != 0 and "optim-00001-of-00002.safetensors: checksum mismatch" in r.stderr and "HINT" in r.stderr,
+          f"a corrupt shard is refused naming it: {r.stderr.strip()[-300:]}")
+    os.remove(fp)
+    r = train(os.path.join(tmp, "rm"), 1, 4, 0, "--resume", bad)
+    check(r.returncode != 0 and "optimizer shard 1 of 2 is missing" in r.stderr, f"a missing shard is refused: {r.stderr.strip()[-300:]}")
 sys.exit(1 if h.fails else 0)
