@@ -70,6 +70,11 @@ void cpt_chat_close(cpt_chat *c);
 /* Render a conversation (JSON text, see above) to text (malloc'ed). */
 int cpt_chat_render(const cpt_chat *c, const char *conv_json, size_t n, char **text, size_t *text_len,
                     cpt_err *err);
+/* Render a conversation for generation: add_generation_prompt=true, so the text ends
+ * where the assistant's reply begins (transformers' apply_chat_template(messages,
+ * add_generation_prompt=True, tokenize=False)). */
+int cpt_chat_render_prompt(const cpt_chat *c, const char *conv_json, size_t n, char **text, size_t *text_len,
+                           cpt_err *err);
 /* Render and tokenize: *ids and *mask malloc'ed, n_ids entries each. */
 int cpt_chat_encode(const cpt_chat *c, const char *conv_json, size_t n, int32_t **ids, uint8_t **mask,
                     size_t *n_ids, cpt_err *err);

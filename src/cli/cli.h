@@ -50,6 +50,16 @@ int cpt_train_evallong_run(void *ctx, struct cpt_model *m, long long step, struc
 char *cpt_train_evallong_markdown(const cpt_train_evallong *e);
 void cpt_train_evallong_free(cpt_train_evallong *e);
 
+/* The recipe's eval.ifeval block (src/cli/train_evalif.c): NULL *out when eval.ifeval.every
+ * is unset; run is a cpt_train_cfg eval_extra_fn (it runs whenever called); markdown the
+ * report.md section (malloc'ed, NULL before any run). */
+typedef struct cpt_train_evalif cpt_train_evalif;
+int cpt_train_evalif_setup(const struct cpt_recipe *r, const struct cpt_tok *tok, const char *run_dir, cpt_train_evalif **out,
+                           long long *every, cpt_err *err);
+int cpt_train_evalif_run(void *ctx, struct cpt_model *m, long long step, struct cpt_metrics *mx, FILE *log, cpt_err *err);
+char *cpt_train_evalif_markdown(const cpt_train_evalif *e);
+void cpt_train_evalif_free(cpt_train_evalif *e);
+
 /* "a,b,c" -> numbers (at most cap), each in [lo, hi] and integral when asked; opt names the
  * option or recipe key in errors (with an example as HINT). */
 int cpt_parse_num_list(const char *s, const char *opt, double lo, double hi, int integral, double *out, int cap, int *n,

@@ -13,6 +13,7 @@
 #include "cli/cli.h"
 #include "cli/opts.h"
 #include "cpt/eval.h"
+#include "cpt/ifeval.h"
 #include "cpt/model.h"
 #include "cpt/tokenizer.h"
 
@@ -57,8 +58,8 @@ static void fmt_metric(char *buf, size_t cap, double v, double se) {
 
 int cpt_cmd_eval(int argc, char **argv) {
     const char *model_dir = NULL, *tasks = NULL, *out_path = NULL, *items_path = NULL, *data_dir = NULL,
-               *tok_path = NULL;
-    long long limit = 0, fewshot = 0, batch = 4, seed = 1234;
+               *tok_path = NULL, *tpl_path = NULL;
+    long long limit = 0, fewshot = 0, batch = 4, seed = 1234, max_new = 256;
     int letters = 0;
     cpt_opt opts[] = {
         {"--model", CPT_OPT_STR, &model_dir, "DIR", "Hugging Face model directory (config.json + safetensors + tokenizer)", 1, 0, 0, NULL, 0},
@@ -70,6 +71,8 @@ int cpt_cmd_eval(int argc, char **argv) {
         {"--letters", CPT_OPT_FLAG, &letters, NULL, "MMLU-style letter answers for .jsonl tasks (choices listed as \"A. ...\", continuations \"A\", \"B\", ...)", 0, 0, 0, NULL, 0},
         {"--data-dir", CPT_OPT_STR, &data_dir, "DIR", "where the built-in tasks' files are (default: $CPT_EVAL_DATA, else ../shared/data/eval beside the checkout)", 0, 0, 0, NULL, 0},
         {"--tokenizer", CPT_OPT_STR, &tok_path, "PATH", "tokenizer (default: the model directory)", 0, 0, 0, NULL, 0},
+        {"--max-new", CPT_OPT_INT, &max_new, "N", "ifeval: at most N generated tokens per reply", 0, 1, 1e6, NULL, 0},
+        {"--chat-template", CPT_OPT_STR, &tpl_path, "FILE", "ifeval: a Jinja chat template file instead of the tokenizer's", 0, 0, 0, NULL, 0},
         {"--out", CPT_OPT_STR, &out_path, "FILE.json", "write the per-task metrics as JSON", 0, 0, 0, NULL, 0},
         {"--items", CPT_OPT_STR, &items_path, "FILE.jsonl", "write every item's choice log-likelihoods, predictions and few-shot indices", 0, 0, 0, NULL, 0},
     };
@@ -79,7 +82,10 @@ int cpt_cmd_eval(int argc, char **argv) {
                          "choice in characters), their standard errors (sample std / sqrt(n)); LAMBADA: last-word\n"
                          "accuracy (greedy) and perplexity.",
                          "Built-in tasks: hellaswag, arc_easy, arc_challenge, piqa, winogrande, boolq, copa, openbookqa,\n"
-                         "lambada_openai, mmlu_cs (files under --data-dir). Prints a Markdown table and items/s.",
+                         "lambada_openai, mmlu_cs (files under --data-dir). Prints a Markdown table and items/s.\n"
+                         "Instruction following: ifeval (100 verifiable-instruction prompts carried by the binary) or\n"
+                         "ifeval:FILE.jsonl (your own, same form): the prompt through the chat template, a greedy reply,\n"
+                         "rule checks; acc = prompt-level strict accuracy, inst_acc = instruction-level.",
                          opts, CPT_NOPTS(opts), NULL, NULL};
     int prc = cpt_opts_parse(&spec, argc, argv);
     if (prc) return prc == 1 ? 0 : 2;
@@ -91,6 +97,8 @@ int cpt_cmd_eval(int argc, char **argv) {
     /* every task loads (and is checked) before the model does */
     enum { MAX_TASKS = 64 };
     cpt_mc_task tl[MAX_TASKS];
+    cpt_if_set ifs[MAX_TASKS];
+    int is_if[MAX_TASKS] = {0};
     char *names[MAX_TASKS];
     int nt = 0, rc = CPT_OK;
     char *list = strdup(tasks), *save = NULL;
@@ -98,11 +106,25 @@ int cpt_cmd_eval(int argc, char **argv) {
     for (char *nm = list ? strtok_r(list, ",", &save) : NULL; nm && !rc; nm = strtok_r(NULL, ",", &save)) {
         if (!*nm) continue;
         if (nt == MAX_TASKS) rc = cpt_err_set(&err, CPT_EINVAL, "more than %d tasks. HINT: run fewer at once", MAX_TASKS);
-        else if (!(rc = cpt_eval_task_load(&tl[nt], nm, data_dir, letters, &err))) names[nt++] = nm;
+        else if (!strcmp(nm, "ifeval") || !strncmp(nm, "ifeval:", 7)) {
+            memset(&tl[nt], 0, sizeof tl[nt]);
+            if (!(rc = cpt_if_load(&ifs[nt], nm[6] ? nm + 7 : nm, (size_t)limit, &err))) is_if[nt] = 1, names[nt++] = nm;
+        } else if (!(rc = cpt_eval_task_load(&tl[nt], nm, data_dir, letters, &err))) names[nt++] = nm;
     }
     if (!rc && nt == 0) rc = cpt_err_set(&err, CPT_EINVAL, "--tasks names no task. HINT: e.g. --tasks hellaswag,arc_easy");
     if (!rc) rc = cpt_model_load_hf(&m, model_dir, &err);
     if (!rc) rc = cpt_tok_load(&tok, tok_path ? tok_path : model_dir, &err);
+    char *tpl = NULL;
+    if (!rc && tpl_path) {
+        FILE *tf = fopen(tpl_path, "rb");
+        long tn = tf && !fseek(tf, 0, SEEK_END) ? ftell(tf) : -1;
+        if (tn >= 0 && !fseek(tf, 0, SEEK_SET) && (tpl = calloc((size_t)tn + 1, 1)) && fread(tpl, 1, (size_t)tn, tf) != (size_t)tn) {
+            free(tpl);
+            tpl = NULL;
+        }
+        if (tf) fclose(tf);
+        if (!tpl) rc = cpt_err_set(&err, CPT_EIO, "%s: cannot read the chat template. HINT: check --chat-template", tpl_path);
+    }
     FILE *items_f = NULL;
     if (!rc && items_path && !(items_f = fopen(items_path, "wb")))
         rc = cpt_err_set(&err, CPT_EIO, "%s: cannot open for writing. HINT: check the --items path", items_path);
@@ -117,6 +139,52 @@ int cpt_cmd_eval(int argc, char **argv) {
     }
     for (int ti = 0; ti < nt && !rc; ti++) {
         const char *name = names[ti];
+        if (is_if[ti]) {
+            cpt_if_result ir;
+            rc = cpt_if_run(m, tok, tpl, &ifs[ti], (int)max_new, NULL, &ir, &err);
+            if (rc) {
+                cpt_err_wrap(&err, "task %s", name);
+                break;
+            }
+            char label[256], a[64];
+            task_label(name[6] ? name + 7 : name, label, sizeof label);
+            if (name[6]) snprintf(label + strlen(label), sizeof label - strlen(label), " (ifeval)");
+            fmt_metric(a, sizeof a, ir.acc, ir.acc_stderr);
+            printf("| %s | %zu | %s | inst %.4f | %.4f | - | %.2f |\n", label, ir.n, a, ir.inst_acc, ir.inst_acc_stderr,
+                   ir.seconds > 0 ? (double)ir.n / ir.seconds : 0);
+            fflush(stdout);
+            json_t *o1 = json_object();
+            json_object_set_new(o1, "acc", num_or_null(ir.acc));
+            json_object_set_new(o1, "acc_stderr", num_or_null(ir.acc_stderr));
+            json_object_set_new(o1, "prompt_level_strict_acc", num_or_null(ir.acc));
+            json_object_set_new(o1, "inst_level_strict_acc", num_or_null(ir.inst_acc));
+            json_object_set_new(o1, "inst_level_strict_acc_stderr", num_or_null(ir.inst_acc_stderr));
+            json_object_set_new(o1, "n", json_integer((json_int_t)ir.n));
+            json_object_set_new(o1, "n_instructions", json_integer((json_int_t)ir.n_inst));
+            json_object_set_new(o1, "max_new", json_integer(max_new));
+            json_object_set_new(o1, "seconds", json_real(ir.seconds));
+            json_object_set_new(jt, label, o1);
+            for (size_t i = 0; items_f && i < ir.n; i++) {
+                const cpt_if_item *it = &ifs[ti].items[i];
+                json_t *li = json_object(), *fl = json_array(), *ks = json_array();
+                for (int c = 0; c < it->n_checks; c++) {
+                    json_array_append_new(fl, json_boolean(ir.follows[i * CPT_IF_MAX_CHECKS + (size_t)c]));
+                    json_array_append_new(ks, json_string(cpt_if_kind_name(it->checks[c].kind)));
+                }
+                json_object_set_new(li, "task", json_string(label));
+                json_object_set_new(li, "item", json_integer((json_int_t)i));
+                json_object_set_new(li, "id", json_string(it->id));
+                json_object_set_new(li, "response", json_string(ir.responses[i]));
+                json_object_set_new(li, "checks", ks);
+                json_object_set_new(li, "follows", fl);
+                char *js = json_dumps(li, JSON_COMPACT);
+                if (js) fprintf(items_f, "%s\n", js);
+                free(js);
+                json_decref(li);
+            }
+            cpt_if_result_free(&ir);
+            continue;
+        }
         cpt_mc_task t = tl[ti];
         cpt_eval_opts o = {(size_t)limit, (int)fewshot, (uint64_t)seed, (int)batch};
         cpt_eval_result r;
@@ -166,7 +234,11 @@ int cpt_cmd_eval(int argc, char **argv) {
         }
         cpt_eval_result_free(&r);
     }
-    for (int ti = 0; ti < nt; ti++) cpt_mc_task_free(&tl[ti]);
+    for (int ti = 0; ti < nt; ti++) {
+        if (is_if[ti]) cpt_if_free(&ifs[ti]);
+        else cpt_mc_task_free(&tl[ti]);
+    }
+    free(tpl);
     free(list);
     if (items_f && fclose(items_f) && !rc) rc = cpt_err_set(&err, CPT_EIO, "%s: write failed", items_path);
     if (!rc && out_path && json_dump_file(res, out_path, JSON_INDENT(2) | JSON_REAL_PRECISION(10)))

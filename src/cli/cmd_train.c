@@ -376,6 +376,23 @@ static void usage(FILE *f) {
     cpt_recipe_help(f, cpt_recipe_train_schema());
 }
 
+/* The in-loop evaluations (eval.long, eval.ifeval) behind the trainer's one hook. */
+typedef struct extra_chain {
+    void *ctx[2];
+    int (*fn[2])(void *ctx, cpt_model *m, long long step, struct cpt_metrics *mx, FILE *log, cpt_err *err);
+    long long every[2], max_steps;
+} extra_chain;
+
+static int extra_chain_run(void *ctx, cpt_model *m, long long step, struct cpt_metrics *mx, FILE *log, cpt_err *err) {
+    extra_chain *c = ctx;
+    for (int i = 0; i < 2; i++) {
+        if (!c->ctx[i] || !(step == 0 || step == c->max_steps || (c->every[i] > 0 && step % c->every[i] == 0))) continue;
+        int rc = c->fn[i](c->ctx[i], m, step, mx, log, err);
+        if (rc) return rc;
+    }
+    return CPT_OK;
+}
+
 int cpt_cmd_train(int argc, char **argv) {
     const char *recipe_path = NULL, *resume = NULL;
     int print_only = 0, plan_only = 0, allow_changes = 0;
@@ -475,8 +492,10 @@ int cpt_cmd_train(int argc, char **argv) {
     cpt_train_stage stages[MAXS];
     cpt_shardseq *vs[16] = {0};
     cpt_eval_set evs[16];
-    char *resume_dir = NULL, *plan_md = NULL, *evlong_md = NULL;
+    char *resume_dir = NULL, *plan_md = NULL, *evlong_md = NULL, *evif_md = NULL, *extra_md = NULL;
     cpt_train_evallong *evlong = NULL;
+    cpt_train_evalif *evif = NULL;
+    extra_chain chain = {0};
     cpt_memplan plan;
     memset(&plan, 0, sizeof plan);
     size_t plan_avail = 0;
@@ -819,8 +838,20 @@ int cpt_cmd_train(int argc, char **argv) {
     tc.zero = (int)cpt_recipe_int(r, "training.zero");
     tc.context_parallel = cpK;
     if (progressive) tc.n_stages = ctx.n_stages, tc.stages = stages;
-    if ((rc = cpt_train_evallong_setup(r, tok, run_dir, &evlong, &tc.eval_extra_every, &err))) goto done;
-    if (evlong) tc.eval_extra_fn = cpt_train_evallong_run, tc.eval_extra_ctx = evlong;
+    if ((rc = cpt_train_evallong_setup(r, tok, run_dir, &evlong, &chain.every[0], &err))) goto done;
+    if ((rc = cpt_train_evalif_setup(r, tok, run_dir, &evif, &chain.every[1], &err))) goto done;
+    if (evlong || evif) {
+        /* both blocks behind the trainer's one hook: called at step 0, every gcd of their
+         * periods and at the end; each runs at its own period */
+        chain.ctx[0] = evlong, chain.ctx[1] = evif, chain.max_steps = max_steps;
+        chain.fn[0] = cpt_train_evallong_run, chain.fn[1] = cpt_train_evalif_run;
+        long long a = evlong ? chain.every[0] : 0, b = evif ? chain.every[1] : 0;
+        while (b) {
+            long long t = a % b;
+            a = b, b = t;
+        }
+        tc.eval_extra_fn = extra_chain_run, tc.eval_extra_ctx = &chain, tc.eval_extra_every = a;
+    }
     cpt_train_result res;
     rc = cpt_train_run(&tc, m, resume_dir, &res, &err);
     if (rc || !rank0) goto done;
@@ -890,15 +921,22 @@ int cpt_cmd_train(int argc, char **argv) {
         snprintf(model_desc, sizeof model_desc, "%s (%s)", m->cfg.architecture, model_dir);
         cpt_report_data rd = {cpt_recipe_name_of(r), model_desc, res.budget_exceeded ? "completed, forgetting budget exceeded" : "completed",
                               res.steps, max_steps, res.tokens, res.wall_s, rv, n_ev, rs, K, sk, res.n_skips, ck, 1, NULL, plan_md,
-                              evlong_md = cpt_train_evallong_markdown(evlong)};
+                              NULL};
+        evlong_md = cpt_train_evallong_markdown(evlong), evif_md = cpt_train_evalif_markdown(evif);
+        if (evlong_md || evif_md) {
+            size_t n1 = evlong_md ? strlen(evlong_md) : 0, n2 = evif_md ? strlen(evif_md) : 0;
+            if ((extra_md = malloc(n1 + n2 + 2))) snprintf(extra_md, n1 + n2 + 2, "%s%s%s", evlong_md ? evlong_md : "", n1 && n2 ? "\n" : "", evif_md ? evif_md : "");
+        }
+        rd.extra_md = extra_md;
         if (cpt_report_write(run_dir, &rd, &e3)) fprintf(log, "warning: report not written: %s\n", e3.msg);
         else fprintf(log, "report: %s/report.md, curves: %s/curves.svg\n", run_dir, run_dir);
     }
 done:
     free(resume_dir);
     free(plan_md);
-    free(evlong_md);
+    free(evlong_md), free(evif_md), free(extra_md);
     cpt_train_evallong_free(evlong);
+    cpt_train_evalif_free(evif);
     for (int s = 0; s < MAXS; s++) free(ctx.frozen[s]);
     cpt_rowfreeze_free(ctx.rows);
     cpt_free_aligned(ctx.theta0);

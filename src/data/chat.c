@@ -99,6 +99,15 @@ int cpt_chat_render(const cpt_chat *c, const char *conv, size_t n, char **text, 
     return rc;
 }
 
+int cpt_chat_render_prompt(const cpt_chat *c, const char *conv, size_t n, char **text, size_t *text_len, cpt_err *err) {
+    *text = NULL;
+    json_t *m = conv_messages(conv, n, err);
+    if (!m) return err && err->code ? err->code : CPT_EFORMAT;
+    int rc = render_msgs(c, m, 1, text, text_len, err);
+    json_decref(m);
+    return rc;
+}
+
 static const char *find(const char *h, size_t hn, size_t from, const char *s, size_t sn) {
     if (sn == 0 || from > hn) return NULL;
     for (size_t i = from; i + sn <= hn; i++)

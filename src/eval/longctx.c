@@ -185,6 +185,12 @@ static int contains_ci(const char *s, const char *w) {
 int cpt_lc_needle_hit(const char *s) { return contains_ci(s, "dolores park") && contains_ci(s, "sandwich"); }
 
 int cpt_lc_greedy(cpt_model *m, const int32_t *ids, size_t n_ids, int max_new, int32_t *out, int *n_out, cpt_err *err) {
+    int32_t eos = m->cfg.eos_id;
+    return cpt_lc_greedy_stop(m, ids, n_ids, max_new, &eos, 1, out, n_out, err);
+}
+
+int cpt_lc_greedy_stop(cpt_model *m, const int32_t *ids, size_t n_ids, int max_new, const int32_t *stop, int n_stop,
+                       int32_t *out, int *n_out, cpt_err *err) {
     *n_out = 0;
     if (n_ids == 0 || n_ids > (1u << 30) || max_new < 1) return cpt_err_set(err, CPT_EINVAL, "greedy: %zu prompt tokens, %d new", n_ids, max_new);
     int V = m->cfg.vocab_size, rc;
@@ -200,7 +206,9 @@ int cpt_lc_greedy(cpt_model *m, const int32_t *ids, size_t n_ids, int max_new, i
         for (int i = 1; i < V; i++)
             if (logits[i] > logits[next]) next = i;
         out[(*n_out)++] = next;
-        if (next == m->cfg.eos_id) break;
+        int halt = 0;
+        for (int k = 0; k < n_stop; k++) halt |= next == stop[k];
+        if (halt) break;
         if (s + 1 < max_new) rc = cpt_model_decode(m, kc, next, logits, err);
     }
     cpt_kvcache_free(kc);

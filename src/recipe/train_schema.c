@@ -241,6 +241,18 @@ static const cpt_recipe_opt train_opts[] = {
         "D-CPT threshold of methods §13)"),
     OPT("eval.on_budget", CPT_RT_ENUM, "warn", 0, 0, "warn|stop", 0,
         "What to do when a forgetting budget is exceeded"),
+    OPT("eval.ifeval.every", CPT_RT_INT, NULL, 0, BIG, NULL, 0,
+        "Instruction-following retention (instruct models): verifiable-instruction prompts through the "
+        "chat template at step 0, every N steps (0: only at the start and the end) and at the end"),
+    OPT("eval.ifeval.prompts", CPT_RT_STRING, "ifeval", 0, 0, NULL, 0,
+        "The prompt set: ifeval (the 100 built in) or a JSONL file of prompts with checks"),
+    OPT("eval.ifeval.limit", CPT_RT_INT, "20", 0, 1000000, NULL, 0,
+        "The first N prompts (0: all; each costs a greedy reply)"),
+    OPT("eval.ifeval.max_new", CPT_RT_INT, "96", 1, 1000000, NULL, 0,
+        "At most N generated tokens per reply"),
+    OPT("eval.ifeval.budget", CPT_RT_FLOAT, "0.1", 0, 1, NULL, 0,
+        "Allowed drop of prompt-level accuracy below the base (absolute); past it: a warning and an "
+        "ifeval_budget event"),
     OPT("eval.long.lengths", CPT_RT_STRING, NULL, 0, 0, NULL, 0,
         "Long-context checks in the loop (cpt eval-long): comma-separated context lengths, e.g. "
         "\"1024,2048,4096\"; passkey accuracy (and needle / loss by position when their inputs are "
