@@ -7,7 +7,8 @@
      only the order of sums differs; the model-level gradients are checked in
      tests/model/test_cp.c), the same per-source and total token counters, and the trainer state
      records context x data parallel sizes;
-     causal (block_causal false) at np 2 as well;
+     causal (block_causal false) at np 2 as well, and np 4 = 2 x 2 with ZeRO-1 (the moments
+     sharded over all 4 ranks, the shards written per rank);
   2. a checkpoint written at np 2 with context parallelism resumes as one process without it
      (the data position and the model are the same) and continues the reference within rel 2e-5;
   3. refusals with a HINT: parallel.context that does not divide the processes, a seq_len that
@@ -57,9 +58,10 @@ for bc in ("true", "false"):
     r = run(["train", recipe, f"out_dir={refs[bc]}", f"training.block_causal={bc}"])
     check(r.returncode == 0, f"one process, block_causal {bc}: {r.stderr[-300:]}")
 
-for n, K, ga, bc in ((2, 2, 2, "true"), (3, 3, 2, "true"), (4, 2, 1, "true"), (2, 2, 2, "false")):
-    d = os.path.join(tmp, f"cp_{n}_{K}_{bc}")
-    r = mpi(n, ["train", recipe, f"out_dir={d}", f"parallel.context={K}", f"training.grad_accum={ga}", f"training.block_causal={bc}"])
+for n, K, ga, bc, zero in ((2, 2, 2, "true", 0), (3, 3, 2, "true", 0), (4, 2, 1, "true", 0), (2, 2, 2, "false", 0), (4, 2, 1, "true", 1)):
+    d = os.path.join(tmp, f"cp_{n}_{K}_{bc}" + ("_zero" if zero else ""))
+    r = mpi(n, ["train", recipe, f"out_dir={d}", f"parallel.context={K}", f"training.grad_accum={ga}", f"training.block_causal={bc}",
+                f"training.zero={zero}"])
     hdr = f"context parallel: {K} ranks per sequence (ring attention, zigzag chunks of {48 // (2 * K)} tokens), {n // K} x {K} = {n} processes"
     check(r.returncode == 0 and hdr in r.stderr and f"global batch 2 x {ga} x {n // K} = 4 sequences" in r.stderr
           and "ring attention K/V passing" in r.stderr,
@@ -68,7 +70,7 @@ for n, K, ga, bc in ((2, 2, 2, "true"), (3, 3, 2, "true"), (4, 2, 1, "true"), (2
         continue
     a, b = losses(refs[bc]), losses(d)
     w = worst(a, b)
-    check(len(a) == len(b) == 10 and w <= 2e-5, f"np {n} K {K} block_causal {bc}: 10 losses equal one process within rel 2e-5 (worst {w:.2e})")
+    check(len(a) == len(b) == 10 and w <= 2e-5, f"np {n} K {K} zero {zero} block_causal {bc}: 10 losses equal one process within rel 2e-5 (worst {w:.2e})")
     sa, sb = state(refs[bc], 10), state(d, 10)
     tb = sb.get("trainer", {})
     check(sa["source_tokens"] == sb["source_tokens"] and sa["tokens"] == sb["tokens"] and tb.get("context_parallel") == K
