@@ -13,6 +13,7 @@
 #include "cli/cli.h"
 #include "cli/opts.h"
 #include "cpt/eval.h"
+#include "cpt/fileio.h"
 #include "cpt/ifeval.h"
 #include "cpt/model.h"
 #include "cpt/tokenizer.h"
@@ -115,16 +116,9 @@ int cpt_cmd_eval(int argc, char **argv) {
     if (!rc) rc = cpt_model_load_hf(&m, model_dir, &err);
     if (!rc) rc = cpt_tok_load(&tok, tok_path ? tok_path : model_dir, &err);
     char *tpl = NULL;
-    if (!rc && tpl_path) {
-        FILE *tf = fopen(tpl_path, "rb");
-        long tn = tf && !fseek(tf, 0, SEEK_END) ? ftell(tf) : -1;
-        if (tn >= 0 && !fseek(tf, 0, SEEK_SET) && (tpl = calloc((size_t)tn + 1, 1)) && fread(tpl, 1, (size_t)tn, tf) != (size_t)tn) {
-            free(tpl);
-            tpl = NULL;
-        }
-        if (tf) fclose(tf);
-        if (!tpl) rc = cpt_err_set(&err, CPT_EIO, "%s: cannot read the chat template. HINT: check --chat-template", tpl_path);
-    }
+    size_t tpl_len = 0;
+    if (!rc && tpl_path && (rc = cpt_read_file(tpl_path, &tpl, &tpl_len, &err)))
+        cpt_err_wrap(&err, "--chat-template");
     FILE *items_f = NULL;
     if (!rc && items_path && !(items_f = fopen(items_path, "wb")))
         rc = cpt_err_set(&err, CPT_EIO, "%s: cannot open for writing. HINT: check the --items path", items_path);
