@@ -15,6 +15,7 @@
 #include "cpt/eval.h"
 #include "cpt/fileio.h"
 #include "cpt/ifeval.h"
+#include "cpt/qa.h"
 #include "cpt/model.h"
 #include "cpt/tokenizer.h"
 
@@ -57,10 +58,57 @@ static void fmt_metric(char *buf, size_t cap, double v, double se) {
     else snprintf(buf, cap, "- | -");
 }
 
+/* One QA task: generation, the table row, the JSON entry and the items. */
+static int run_qa(cpt_model *m, cpt_tok *tok, const char *name, const cpt_qa_task *t, size_t limit, int fewshot,
+                  uint64_t seed, int max_new, json_t *jt, FILE *items_f, cpt_err *err) {
+    cpt_qa_opts o = {limit, fewshot, seed, max_new};
+    cpt_qa_result r;
+    int rc = cpt_qa_run(m, tok, t, &o, NULL, &r, err);
+    if (rc) return cpt_err_wrap(err, "task %s", name);
+    char label[256], a[64], f[64];
+    task_label(!strncmp(name, "qa:", 3) ? name + 3 : name, label, sizeof label);
+    double ips = r.seconds > 0 ? (double)r.n / r.seconds : 0;
+    fmt_metric(a, sizeof a, r.em, r.em_stderr);
+    fmt_metric(f, sizeof f, r.f1, r.f1_stderr);
+    printf("| %s | %zu | %s | %s | - | %.2f |\n", label, r.n, a, f, ips);
+    fflush(stdout);
+    json_t *o1 = json_object();
+    json_object_set_new(o1, "acc", num_or_null(r.em));
+    json_object_set_new(o1, "acc_stderr", num_or_null(r.em_stderr));
+    json_object_set_new(o1, "exact_match", num_or_null(r.em));
+    json_object_set_new(o1, "exact_match_stderr", num_or_null(r.em_stderr));
+    json_object_set_new(o1, "f1", num_or_null(r.f1));
+    json_object_set_new(o1, "f1_stderr", num_or_null(r.f1_stderr));
+    json_object_set_new(o1, "n", json_integer((json_int_t)r.n));
+    json_object_set_new(o1, "max_new", json_integer(max_new));
+    json_object_set_new(o1, "generated_tokens", json_integer(r.tokens));
+    json_object_set_new(o1, "seconds", json_real(r.seconds));
+    json_object_set_new(o1, "items_per_s", json_real(ips));
+    json_object_set_new(jt, label, o1);
+    for (size_t i = 0; items_f && i < r.n; i++) {
+        json_t *li = json_object(), *sh = json_array(), *golds = json_array();
+        for (int k = 0; k < r.fewshot; k++) json_array_append_new(sh, json_integer(r.shots[i * (size_t)r.fewshot + (size_t)k]));
+        for (int g = 0; g < t->items[i].n_answers; g++) json_array_append_new(golds, json_string(t->items[i].answers[g]));
+        json_object_set_new(li, "task", json_string(label));
+        json_object_set_new(li, "item", json_integer((json_int_t)i));
+        json_object_set_new(li, "response", json_string(r.replies[i]));
+        json_object_set_new(li, "answers", golds);
+        json_object_set_new(li, "exact_match", json_real(r.em_i[i]));
+        json_object_set_new(li, "f1", json_real(r.f1_i[i]));
+        json_object_set_new(li, "shots", sh);
+        char *s = json_dumps(li, JSON_COMPACT | JSON_REAL_PRECISION(17));
+        if (s) fprintf(items_f, "%s\n", s);
+        free(s);
+        json_decref(li);
+    }
+    cpt_qa_result_free(&r);
+    return CPT_OK;
+}
+
 int cpt_cmd_eval(int argc, char **argv) {
     const char *model_dir = NULL, *tasks = NULL, *out_path = NULL, *items_path = NULL, *data_dir = NULL,
                *tok_path = NULL, *tpl_path = NULL;
-    long long limit = 0, fewshot = 0, batch = 4, seed = 1234, max_new = 256;
+    long long limit = 0, fewshot = 0, batch = 4, seed = 1234, max_new = 0;
     int letters = 0;
     cpt_opt opts[] = {
         {"--model", CPT_OPT_STR, &model_dir, "DIR", "Hugging Face model directory (config.json + safetensors + tokenizer)", 1, 0, 0, NULL, 0},
@@ -72,7 +120,7 @@ int cpt_cmd_eval(int argc, char **argv) {
         {"--letters", CPT_OPT_FLAG, &letters, NULL, "MMLU-style letter answers for .jsonl tasks (choices listed as \"A. ...\", continuations \"A\", \"B\", ...)", 0, 0, 0, NULL, 0},
         {"--data-dir", CPT_OPT_STR, &data_dir, "DIR", "where the built-in tasks' files are (default: $CPT_EVAL_DATA, else ../shared/data/eval beside the checkout)", 0, 0, 0, NULL, 0},
         {"--tokenizer", CPT_OPT_STR, &tok_path, "PATH", "tokenizer (default: the model directory)", 0, 0, 0, NULL, 0},
-        {"--max-new", CPT_OPT_INT, &max_new, "N", "ifeval: at most N generated tokens per reply", 0, 1, 1e6, NULL, 0},
+        {"--max-new", CPT_OPT_INT, &max_new, "N", "generated tokens per reply (0: the task's default, ifeval 256, QA 32)", 0, 0, 1e6, NULL, 0},
         {"--chat-template", CPT_OPT_STR, &tpl_path, "FILE", "ifeval: a Jinja chat template file instead of the tokenizer's", 0, 0, 0, NULL, 0},
         {"--out", CPT_OPT_STR, &out_path, "FILE.json", "write the per-task metrics as JSON", 0, 0, 0, NULL, 0},
         {"--items", CPT_OPT_STR, &items_path, "FILE.jsonl", "write every item's choice log-likelihoods, predictions and few-shot indices", 0, 0, 0, NULL, 0},
@@ -86,7 +134,10 @@ int cpt_cmd_eval(int argc, char **argv) {
                          "lambada_openai, mmlu_cs (files under --data-dir). Prints a Markdown table and items/s.\n"
                          "Instruction following: ifeval (100 verifiable-instruction prompts carried by the binary) or\n"
                          "ifeval:FILE.jsonl (your own, same form): the prompt through the chat template, a greedy reply,\n"
-                         "rule checks; acc = prompt-level strict accuracy, inst_acc = instruction-level.",
+                         "rule checks; acc = prompt-level strict accuracy, inst_acc = instruction-level.\n"
+                         "Question answering by greedy generation: triviaqa, jeopardy, pubmedqa, or qa:FILE.jsonl\n"
+                         "({\"question\", \"answers\"} or {\"context\", \"answer\"} lines); acc = exact match and the\n"
+                         "acc_norm column = token F1, both after SQuAD normalisation, best over the gold answers.",
                          opts, CPT_NOPTS(opts), NULL, NULL};
     int prc = cpt_opts_parse(&spec, argc, argv);
     if (prc) return prc == 1 ? 0 : 2;
@@ -99,7 +150,8 @@ int cpt_cmd_eval(int argc, char **argv) {
     enum { MAX_TASKS = 64 };
     cpt_mc_task tl[MAX_TASKS];
     cpt_if_set ifs[MAX_TASKS];
-    int is_if[MAX_TASKS] = {0};
+    cpt_qa_task qas[MAX_TASKS];
+    int is_if[MAX_TASKS] = {0}; /* 1: ifeval, 2: QA */
     char *names[MAX_TASKS];
     int nt = 0, rc = CPT_OK;
     char *list = strdup(tasks), *save = NULL;
@@ -110,6 +162,9 @@ int cpt_cmd_eval(int argc, char **argv) {
         else if (!strcmp(nm, "ifeval") || !strncmp(nm, "ifeval:", 7)) {
             memset(&tl[nt], 0, sizeof tl[nt]);
             if (!(rc = cpt_if_load(&ifs[nt], nm[6] ? nm + 7 : nm, (size_t)limit, &err))) is_if[nt] = 1, names[nt++] = nm;
+        } else if (cpt_qa_is_task(nm)) {
+            memset(&tl[nt], 0, sizeof tl[nt]);
+            if (!(rc = cpt_qa_load(&qas[nt], nm, data_dir, &err))) is_if[nt] = 2, names[nt++] = nm;
         } else if (!(rc = cpt_eval_task_load(&tl[nt], nm, data_dir, letters, &err))) names[nt++] = nm;
     }
     if (!rc && nt == 0) rc = cpt_err_set(&err, CPT_EINVAL, "--tasks names no task. HINT: e.g. --tasks hellaswag,arc_easy");
@@ -133,9 +188,14 @@ int cpt_cmd_eval(int argc, char **argv) {
     }
     for (int ti = 0; ti < nt && !rc; ti++) {
         const char *name = names[ti];
+        if (is_if[ti] == 2) {
+            rc = run_qa(m, tok, name, &qas[ti], (size_t)limit, (int)fewshot, (uint64_t)seed, max_new ? (int)max_new : 32, jt,
+                        items_f, &err);
+            continue;
+        }
         if (is_if[ti]) {
             cpt_if_result ir;
-            rc = cpt_if_run(m, tok, tpl, &ifs[ti], (int)max_new, NULL, &ir, &err);
+            rc = cpt_if_run(m, tok, tpl, &ifs[ti], max_new ? (int)max_new : 256, NULL, &ir, &err);
             if (rc) {
                 cpt_err_wrap(&err, "task %s", name);
                 break;
@@ -155,7 +215,7 @@ int cpt_cmd_eval(int argc, char **argv) {
             json_object_set_new(o1, "inst_level_strict_acc_stderr", num_or_null(ir.inst_acc_stderr));
             json_object_set_new(o1, "n", json_integer((json_int_t)ir.n));
             json_object_set_new(o1, "n_instructions", json_integer((json_int_t)ir.n_inst));
-            json_object_set_new(o1, "max_new", json_integer(max_new));
+            json_object_set_new(o1, "max_new", json_integer(max_new ? max_new : 256));
             json_object_set_new(o1, "seconds", json_real(ir.seconds));
             json_object_set_new(jt, label, o1);
             for (size_t i = 0; items_f && i < ir.n; i++) {
@@ -229,7 +289,8 @@ int cpt_cmd_eval(int argc, char **argv) {
         cpt_eval_result_free(&r);
     }
     for (int ti = 0; ti < nt; ti++) {
-        if (is_if[ti]) cpt_if_free(&ifs[ti]);
+        if (is_if[ti] == 1) cpt_if_free(&ifs[ti]);
+        else if (is_if[ti] == 2) cpt_qa_task_free(&qas[ti]);
         else cpt_mc_task_free(&tl[ti]);
     }
     free(tpl);

@@ -7,51 +7,9 @@
 
 #include "cli/cli.h"
 #include "cli/opts.h"
+#include "cpt/generate.h"
 #include "cpt/model.h"
 #include "cpt/tokenizer.h"
-
-static uint64_t rng_next(uint64_t *s) { /* xorshift64* */
-    *s ^= *s >> 12, *s ^= *s << 25, *s ^= *s >> 27;
-    return *s * 2685821657736338717ull;
-}
-
-typedef struct { float p; int id; } cand;
-static int cand_desc(const void *a, const void *b) {
-    float x = ((const cand *)a)->p, y = ((const cand *)b)->p;
-    if (x != y) return x < y ? 1 : -1;
-    return ((const cand *)a)->id - ((const cand *)b)->id;
-}
-
-/* Softmax at temperature T, then nucleus (top-p) sampling. */
-static int sample(const float *logits, int V, double temp, double top_p, uint64_t *rng, cand *buf) {
-    float mx = logits[0];
-    for (int i = 1; i < V; i++) mx = logits[i] > mx ? logits[i] : mx;
-    double sum = 0;
-    for (int i = 0; i < V; i++) {
-        buf[i].p = (float)exp((logits[i] - mx) / temp);
-        buf[i].id = i;
-        sum += buf[i].p;
-    }
-    for (int i = 0; i < V; i++) buf[i].p = (float)(buf[i].p / sum);
-    int n = V;
-    if (top_p < 1.0) {
-        qsort(buf, (size_t)V, sizeof *buf, cand_desc);
-        double c = 0;
-        for (n = 0; n < V; n++) {
-            c += buf[n].p;
-            if (c >= top_p) { n++; break; }
-        }
-        if (n > V) n = V;
-    }
-    double mass = 0;
-    for (int i = 0; i < n; i++) mass += buf[i].p;
-    double r = (double)(rng_next(rng) >> 11) / 9007199254740992.0 * mass, c = 0;
-    for (int i = 0; i < n; i++) {
-        c += buf[i].p;
-        if (r < c) return buf[i].id;
-    }
-    return buf[n - 1].id;
-}
 
 int cpt_cmd_generate(int argc, char **argv) {
     const char *model_dir = NULL, *ids_str = NULL, *prompt_text = NULL, *tok_path = NULL;
@@ -88,7 +46,7 @@ int cpt_cmd_generate(int argc, char **argv) {
     cpt_model *m = NULL;
     cpt_kvcache *kc = NULL;
     float *logits = NULL;
-    cand *buf = NULL;
+    void *buf = NULL;
     int32_t *out = NULL;
     size_t nout = 0;
     cpt_tok *tok = NULL;
@@ -108,7 +66,7 @@ int cpt_cmd_generate(int argc, char **argv) {
     if (!rc) {
         int V = m->cfg.vocab_size;
         logits = malloc(sizeof(float) * V);
-        buf = malloc(sizeof(cand) * V);
+        buf = malloc(8 * (size_t)V); /* cpt_sample_token scratch */
         out = malloc(sizeof(int32_t) * (np + (size_t)max_new));
         if (!logits || !buf || !out) rc = cpt_err_set(&err, CPT_ENOMEM, "out of memory");
     }
@@ -129,7 +87,7 @@ int cpt_cmd_generate(int argc, char **argv) {
             for (int i = 1; i < V; i++)
                 if (logits[i] > logits[next]) next = i;
         } else {
-            next = sample(logits, V, temperature, top_p, &rng, buf);
+            next = cpt_sample_token(logits, V, temperature, top_p, &rng, buf);
         }
         out[nout++] = next;
         if (!ignore_eos && next == m->cfg.eos_id) break;
