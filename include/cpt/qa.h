@@ -56,6 +56,9 @@ int cpt_qa_is_task(const char *name);
  * item is loaded (the few-shot pool is the whole file). A malformed line is CPT_EFORMAT
  * naming PATH:LINE with a HINT. */
 int cpt_qa_load(cpt_qa_task *t, const char *name, const char *data_dir, cpt_err *err);
+/* Parse QA JSONL text (label names it in errors; suffix, may be NULL, is appended to
+ * every "context"); t->until is left as it is. On error t is empty. */
+int cpt_qa_parse(cpt_qa_task *t, const char *text, size_t len, const char *label, const char *suffix, cpt_err *err);
 /* The generic loader; until = {"\n"}. */
 int cpt_qa_load_jsonl(cpt_qa_task *t, const char *path, cpt_err *err);
 void cpt_qa_task_free(cpt_qa_task *t);

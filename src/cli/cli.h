@@ -24,6 +24,7 @@ int cpt_cmd_detokenize(int argc, char **argv);
 int cpt_cmd_data(int argc, char **argv);
 int cpt_cmd_vocab(int argc, char **argv);
 int cpt_cmd_ckpt(int argc, char **argv);
+int cpt_cmd_synth(int argc, char **argv);
 
 /* cpt train --resume (src/cli/train_resume.c): compare the recipe stored in the checkpoint
  * ckpt_dir with `now` on every value that decides the data stream (seq_len, the global batch

@@ -24,6 +24,7 @@ static const struct {
     {"init", cpt_cmd_init, "write a randomly initialised model from a config.json"},
     {"data", cpt_cmd_data, "corpora to token shards (data prepare), inspect shards (data inspect), render chats (data chat)"},
     {"vocab", cpt_cmd_vocab, "extend a model's vocabulary (new tokens or learned BPE merges, resized embeddings)"},
+    {"synth", cpt_cmd_synth, "synthetic question/answer pairs from documents with an instruct model (synth qa)"},
     {"ckpt", cpt_cmd_ckpt, "checkpoint tools: merge a ZeRO-1 checkpoint's optimizer shards into one file"},
     {"tokenize", cpt_cmd_tokenize, "encode standard input with a model's tokenizer"},
     {"detokenize", cpt_cmd_detokenize, "decode token ids from standard input to text"},

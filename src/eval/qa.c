@@ -8,6 +8,7 @@
 #include <utf8proc.h>
 
 #include "cpt/eval.h"
+#include "cpt/fileio.h"
 #include "cpt/generate.h"
 #include "cpt/model.h"
 #include "cpt/tokenizer.h"
@@ -214,18 +215,15 @@ done:
     return rc;
 }
 
-static int load_file(cpt_qa_task *t, const char *path, const char *suffix, cpt_err *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return cpt_err_set(err, CPT_EIO, "%s: cannot open. HINT: check the task path or --data-dir", path);
-    char *line = NULL;
-    size_t cap = 0, ncap = 0;
-    ssize_t len;
-    long ln = 0;
+int cpt_qa_parse(cpt_qa_task *t, const char *text, size_t len, const char *label, const char *suffix, cpt_err *err) {
+    size_t ncap = 0, ln = 0;
     int rc = CPT_OK;
-    while (!rc && (len = getline(&line, &cap, f)) >= 0) {
-        ln++;
-        size_t k = (size_t)len;
-        while (k && (line[k - 1] == '\n' || line[k - 1] == '\r' || line[k - 1] == ' ' || line[k - 1] == '\t')) k--;
+    t->items = NULL, t->n = 0;
+    for (size_t pos = 0; pos < len && !rc;) {
+        const char *line = text + pos, *nl = memchr(line, '\n', len - pos);
+        size_t k = nl ? (size_t)(nl - line) : len - pos;
+        pos += k + (nl ? 1 : 0), ln++;
+        while (k && (line[k - 1] == '\r' || line[k - 1] == ' ' || line[k - 1] == '\t')) k--;
         if (!k) continue;
         if (t->n == ncap) {
             size_t nc = ncap ? 2 * ncap : 64;
@@ -238,12 +236,20 @@ static int load_file(cpt_qa_task *t, const char *path, const char *suffix, cpt_e
         }
         memset(&t->items[t->n], 0, sizeof t->items[t->n]);
         t->n++;
-        rc = parse_item(&t->items[t->n - 1], line, k, path, ln, suffix, err);
+        rc = parse_item(&t->items[t->n - 1], line, k, label, (long)ln, suffix, err);
     }
-    if (!rc && ferror(f)) rc = cpt_err_set(err, CPT_EIO, "%s: read error", path);
-    if (!rc && t->n == 0) rc = cpt_err_set(err, CPT_EFORMAT, "%s: no items. " HINT_QA, path);
-    free(line);
-    fclose(f);
+    if (!rc && t->n == 0) rc = cpt_err_set(err, CPT_EFORMAT, "%s: no items. " HINT_QA, label);
+    if (rc) cpt_qa_task_free(t);
+    return rc;
+}
+
+static int load_file(cpt_qa_task *t, const char *path, const char *suffix, cpt_err *err) {
+    char *buf = NULL;
+    size_t len = 0;
+    int rc = cpt_read_file(path, &buf, &len, err);
+    if (rc) return cpt_err_wrap(err, "QA task file. HINT: check the task path or --data-dir");
+    rc = cpt_qa_parse(t, buf, len, path, suffix, err);
+    free(buf);
     return rc;
 }
 
