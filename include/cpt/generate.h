@@ -46,6 +46,14 @@ typedef struct cpt_gen_out {
 int cpt_generate(struct cpt_model *m, const struct cpt_tok *tok, const int32_t *ids, size_t n_ids,
                  const cpt_gen_opts *o, cpt_gen_out *out, cpt_err *err);
 
+/* n prompts at once: each is prefilled alone, then the unfinished ones decode together
+ * (cpt_model_decode_batch: each weight read serves every row). seeds[i] is prompt i's
+ * sampling seed (NULL: o->seed for all), so a reply does not depend on its batch mates'
+ * sampling; outs[i] as cpt_generate. The logits match one-at-a-time decoding up to the
+ * rounding of B-row products, so a greedy near-tie can resolve differently. */
+int cpt_generate_batch(struct cpt_model *m, const struct cpt_tok *tok, const int32_t *const *ids, const size_t *n_ids, int n,
+                       const uint64_t *seeds, const cpt_gen_opts *o, cpt_gen_out *outs, cpt_err *err);
+
 #ifdef __cplusplus
 }
 #endif

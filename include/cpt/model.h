@@ -247,6 +247,16 @@ void cpt_kvcache_free(cpt_kvcache *c);
 /* Feed one token at position c->len; writes logits [V]. */
 int cpt_model_decode(cpt_model *m, cpt_kvcache *c, int32_t token, float *logits, cpt_err *err);
 int cpt_kvcache_len(const cpt_kvcache *c);
+/* Several sequences, one new token each, in one step: the linear layers and the LM head
+ * see n rows (each weight read once for all of them), attention runs per sequence against
+ * its own cache (any lengths). A batch holds the scratch for up to B sequences. The logits
+ * [n, V] equal n cpt_model_decode calls up to the rounding of B-row matrix products
+ * (tests/model/test_decode_batch.c: within 1e-4 relative). */
+typedef struct cpt_decode_batch cpt_decode_batch;
+int cpt_decode_batch_create(cpt_decode_batch **out, const cpt_model *m, int B, cpt_err *err);
+void cpt_decode_batch_free(cpt_decode_batch *d);
+int cpt_model_decode_batch(cpt_model *m, cpt_decode_batch *d, cpt_kvcache *const *kc, int n, const int32_t *tokens,
+                           float *logits, cpt_err *err);
 /* Fill an empty KV cache with a prompt of n tokens in one forward (the same kernels as
  * training, so a long prompt costs a batched forward instead of n decode steps); writes
  * the logits [V] of the prompt's last token. a: inference activations for (1, n). Decode

@@ -12,7 +12,8 @@
  *   - the answer is grounded: at least min_support of its content words (SQuAD-normalised
  *     words, cpt/qa.h, outside a short English stop-word list) occur in the document,
  *   - its normalised question was not kept before (anywhere in the run),
- * at most n per document and type. Output: one {"messages": [{"role": "user", "content":
+ * at most n per document and type. Up to `batch` requests (whole documents) decode
+ * together (cpt_generate_batch); each has its own seed, from (seed, document, type). Output: one {"messages": [{"role": "user", "content":
  * Q}, {"role": "assistant", "content": A}], "type": T, "doc": I, "support": S} per line,
  * the `messages` chat format `cpt data prepare --chat` reads; written to PATH.tmp and
  * renamed at the end, so a failed run leaves no partial file. */
@@ -66,6 +67,7 @@ typedef struct cpt_synth_opts {
     double min_support;
     size_t limit;                         /* documents (0: all) */
     const char *field;                    /* JSONL text field */
+    int batch;                            /* requests generated together (cpt_generate_batch) */
 } cpt_synth_opts;
 
 typedef struct cpt_synth_stats {

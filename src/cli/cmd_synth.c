@@ -15,7 +15,7 @@
 static int cmd_qa(int argc, char **argv) {
     const char *model_dir = NULL, *in = NULL, *out = NULL, *types = "factual", *tmpl_path = NULL, *field = "text",
                *tok_path = NULL, *chat_path = NULL;
-    long long per_doc = 3, seed = 1, max_new = 256, max_doc = 1024, limit = 0;
+    long long per_doc = 3, seed = 1, batch = 8, max_new = 256, max_doc = 1024, limit = 0;
     double temperature = 0.7, top_p = 0.9, min_support = 0.7;
     cpt_opt opts[] = {
         {"--model", CPT_OPT_STR, &model_dir, "DIR", "instruct model (Hugging Face directory with a chat template)", 1, 0, 0, NULL, 0},
@@ -31,6 +31,7 @@ static int cmd_qa(int argc, char **argv) {
         {"--max-new", CPT_OPT_INT, &max_new, "N", "reply tokens per document and type (default 256)", 0, 1, 1e6, NULL, 0},
         {"--max-doc-tokens", CPT_OPT_INT, &max_doc, "N", "cut longer documents to their first N tokens (default 1024; 0: never)", 0, 0, 1e9, NULL, 0},
         {"--min-support", CPT_OPT_FLOAT, &min_support, "F", "keep a pair when this fraction of its answer's content words is in the document (default 0.7)", 0, 0, 1, NULL, 0},
+        {"--batch", CPT_OPT_INT, &batch, "N", "replies generated together, one KV cache each (default 8)", 0, 1, 256, NULL, 0},
         {"--limit", CPT_OPT_INT, &limit, "N", "the first N documents only (0: all)", 0, 0, 1e12, NULL, 0},
         {"--tokenizer", CPT_OPT_STR, &tok_path, "PATH", "tokenizer (default: the model directory)", 0, 0, 0, NULL, 0},
         {"--chat-template", CPT_OPT_STR, &chat_path, "FILE", "a Jinja chat template file instead of the tokenizer's", 0, 0, 0, NULL, 0},
@@ -48,7 +49,7 @@ static int cmd_qa(int argc, char **argv) {
     cpt_err err = {0};
     cpt_synth_opts o = {.per_doc = (int)per_doc, .temperature = temperature, .top_p = top_p, .seed = (uint64_t)seed,
                         .max_new = (int)max_new, .max_doc_tokens = (int)max_doc, .min_support = min_support,
-                        .limit = (size_t)limit, .field = field};
+                        .limit = (size_t)limit, .field = field, .batch = (int)batch};
     char *tm[CPT_SYNTH_NTYPES] = {NULL}, *tpl = NULL;
     size_t tpl_len = 0;
     cpt_model *m = NULL;

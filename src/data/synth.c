@@ -323,9 +323,61 @@ static int cut_doc(const cpt_tok *tok, const char *doc, size_t len, int max_tok,
     return rc;
 }
 
+/* One request: a (document, type) prompt waiting for its reply. */
+typedef struct {
+    int32_t *ids;
+    size_t n_ids, doc, line;
+    int type;
+    char *doc_text; /* shared by a document's requests; the last one frees it */
+    int last_of_doc;
+} synth_req;
+
+/* Keep the grounded, new pairs of one reply. */
+static int keep_pairs(const char *reply, const synth_req *q, const cpt_synth_opts *o, hset *seen, FILE *f, const char *tmp,
+                      cpt_synth_stats *st, cpt_err *err) {
+    cpt_qa_pair *pr = NULL;
+    size_t np = 0;
+    if (cpt_synth_parse_pairs(reply, &pr, &np)) return cpt_err_set(err, CPT_ENOMEM, "out of memory");
+    st->parsed += np;
+    int kept = 0, rc = CPT_OK;
+    for (size_t i = 0; i < np && !rc; i++) {
+        char *nq = cpt_qa_normalize(pr[i].q), *na = cpt_qa_normalize(pr[i].a);
+        if (!nq || !na) rc = cpt_err_set(err, CPT_ENOMEM, "out of memory");
+        double sup = rc ? 0 : cpt_synth_support(pr[i].a, q->doc_text);
+        if (rc) {
+        } else if (!*nq || !*na || !strcmp(nq, na)) {
+            st->echoed++;
+        } else if (sup < o->min_support) {
+            st->unsupported++;
+        } else if (kept >= o->per_doc) {
+            st->over_quota++;
+        } else {
+            int nw = hset_add(seen, str_hash(nq));
+            if (nw < 0) rc = cpt_err_set(err, CPT_ENOMEM, "out of memory");
+            else if (nw == 0) st->duplicate++;
+            else {
+                json_t *rec = json_pack("{s:[{s:s,s:s},{s:s,s:s}],s:s,s:I,s:f}", "messages", "role", "user", "content", pr[i].q,
+                                        "role", "assistant", "content", pr[i].a, "type", cpt_synth_type_names[q->type], "doc",
+                                        (json_int_t)q->doc, "support", sup);
+                char *js = rec ? json_dumps(rec, JSON_COMPACT | JSON_REAL_PRECISION(4)) : NULL;
+                json_decref(rec);
+                if (!js) rc = cpt_err_set(err, CPT_ENOMEM, "out of memory");
+                else if (fprintf(f, "%s\n", js) < 0)
+                    rc = cpt_err_set(err, CPT_EIO, "%s: write failed (%s). HINT: is the disk full?", tmp, strerror(errno));
+                free(js);
+                if (!rc) kept++, st->kept++;
+            }
+        }
+        free(nq), free(na);
+    }
+    cpt_synth_pairs_free(pr, np);
+    return rc;
+}
+
 int cpt_synth_qa(cpt_model *m, const cpt_tok *tok, const cpt_chat *chat, const char *in_path, const char *out_path,
                  const cpt_synth_opts *o, FILE *progress, cpt_synth_stats *st, cpt_err *err) {
     memset(st, 0, sizeof *st);
+    int B = o->batch > 0 ? o->batch : 1;
     if (o->per_doc < 1 || o->max_new < 1 || !o->types)
         return cpt_err_set(err, CPT_EINVAL, "synth qa: per_doc, max_new and the types must be set");
     drd *rd = NULL;
@@ -339,93 +391,91 @@ int cpt_synth_qa(cpt_model *m, const cpt_tok *tok, const cpt_chat *chat, const c
         return cpt_err_set(err, CPT_EIO, "%s: cannot open for writing (%s). HINT: check the --out directory", tmp, strerror(errno));
     }
     int32_t stop[2] = {m->cfg.eos_id, cpt_tok_eos(tok)};
+    cpt_gen_opts go = {.max_new = o->max_new, .temperature = o->temperature, .top_p = o->top_p, .stop_ids = stop,
+                       .n_stop_ids = stop[1] >= 0 && stop[1] != stop[0] ? 2 : 1};
+    synth_req *q = calloc((size_t)B + CPT_SYNTH_NTYPES, sizeof *q);
+    cpt_gen_out *outs = calloc((size_t)B + CPT_SYNTH_NTYPES, sizeof *outs);
+    const int32_t **pids = calloc((size_t)B + CPT_SYNTH_NTYPES, sizeof *pids);
+    size_t *pn = calloc((size_t)B + CPT_SYNTH_NTYPES, sizeof *pn);
+    uint64_t *seeds = calloc((size_t)B + CPT_SYNTH_NTYPES, sizeof *seeds);
+    if (!q || !outs || !pids || !pn || !seeds) rc = cpt_err_set(err, CPT_ENOMEM, "out of memory");
+    int nq = 0, eof = 0;
     hset seen = {0};
     double t0 = cpt_now();
-    const char *text;
-    size_t len, line;
-    int bad, more;
-    while (!rc && (o->limit == 0 || st->docs < o->limit) && (more = drd_next(rd, &text, &len, &bad, &line, err)) != 0) {
-        if (more < 0) {
-            rc = CPT_EIO;
-            break;
-        }
-        if (bad) {
-            rc = cpt_err_set(err, CPT_EFORMAT, "%s:%zu: %s. HINT: every line must be a JSON object with a string \"%s\" "
-                             "(--field names another)", in_path, line, bad == DRD_BAD_UTF8 ? "not valid UTF-8" :
-                             bad == DRD_NO_FIELD ? "no string field" : "not a JSON object", o->field ? o->field : "text");
-            break;
-        }
-        size_t di = st->docs++;
-        char *doc = NULL;
-        if ((rc = cut_doc(tok, text, len, o->max_doc_tokens, &doc, err))) break;
-        for (int t = 0; t < CPT_SYNTH_NTYPES && !rc; t++) {
-            if (!(o->types & (1u << t))) continue;
-            char *user = cpt_synth_fill(o->templates[t] ? o->templates[t] : cpt_synth_default_templates[t], doc, o->per_doc);
-            json_t *conv = user ? json_pack("{s:[{s:s,s:s}]}", "messages", "role", "user", "content", user) : NULL;
-            char *cj = conv ? json_dumps(conv, JSON_COMPACT) : NULL, *prompt = NULL;
-            json_decref(conv);
-            size_t pl = 0, nid = 0;
-            int32_t *ids = NULL;
-            if (!cj) rc = cpt_err_set(err, CPT_ENOMEM, "out of memory");
-            if (!rc) rc = cpt_chat_render_prompt(chat, cj, strlen(cj), &prompt, &pl, err);
-            if (!rc) rc = cpt_tok_encode(tok, prompt, pl, 0, &ids, &nid, NULL, err);
-            cpt_gen_opts go = {.max_new = o->max_new, .temperature = o->temperature, .top_p = o->top_p,
-                               .seed = o->seed ^ cpt_mix64(((uint64_t)di << 2) | (uint64_t)t), .stop_ids = stop,
-                               .n_stop_ids = stop[1] >= 0 && stop[1] != stop[0] ? 2 : 1};
-            cpt_gen_out g = {0};
-            if (!rc) rc = cpt_generate(m, tok, ids, nid, &go, &g, err);
-            free(user), free(cj), free(prompt), free(ids);
-            if (rc) {
-                cpt_err_wrap(err, "%s:%zu (document %zu, %s)", in_path, line, di + 1, cpt_synth_type_names[t]);
+    while (!rc && (!eof || nq)) {
+        /* fill the batch with whole documents' requests */
+        while (!rc && !eof && nq < B) {
+            const char *text;
+            size_t len, line;
+            int bad, more;
+            if ((o->limit && st->docs >= o->limit) || (more = drd_next(rd, &text, &len, &bad, &line, err)) == 0) {
+                eof = 1;
                 break;
             }
-            st->replies++, st->tokens += g.n_tokens;
-            cpt_qa_pair *pr = NULL;
-            size_t np = 0;
-            if (cpt_synth_parse_pairs(g.text, &pr, &np)) rc = cpt_err_set(err, CPT_ENOMEM, "out of memory");
-            st->parsed += np;
-            int kept = 0;
-            for (size_t i = 0; i < np && !rc; i++) {
-                char *nq = cpt_qa_normalize(pr[i].q), *na = cpt_qa_normalize(pr[i].a);
-                if (!nq || !na) rc = cpt_err_set(err, CPT_ENOMEM, "out of memory");
-                double sup = rc ? 0 : cpt_synth_support(pr[i].a, doc);
-                if (rc) {
-                } else if (!*nq || !*na || !strcmp(nq, na)) {
-                    st->echoed++;
-                } else if (sup < o->min_support) {
-                    st->unsupported++;
-                } else if (kept >= o->per_doc) {
-                    st->over_quota++;
-                } else {
-                    int nw = hset_add(&seen, str_hash(nq));
-                    if (nw < 0) rc = cpt_err_set(err, CPT_ENOMEM, "out of memory");
-                    else if (nw == 0) st->duplicate++;
-                    else {
-                        json_t *rec = json_pack("{s:[{s:s,s:s},{s:s,s:s}],s:s,s:I,s:f}", "messages", "role", "user", "content",
-                                                pr[i].q, "role", "assistant", "content", pr[i].a, "type",
-                                                cpt_synth_type_names[t], "doc", (json_int_t)di, "support", sup);
-                        char *js = rec ? json_dumps(rec, JSON_COMPACT | JSON_REAL_PRECISION(4)) : NULL;
-                        json_decref(rec);
-                        if (!js) rc = cpt_err_set(err, CPT_ENOMEM, "out of memory");
-                        else if (fprintf(f, "%s\n", js) < 0)
-                            rc = cpt_err_set(err, CPT_EIO, "%s: write failed (%s). HINT: is the disk full?", tmp, strerror(errno));
-                        free(js);
-                        if (!rc) kept++, st->kept++;
-                    }
-                }
-                free(nq), free(na);
+            if (more < 0) {
+                rc = CPT_EIO;
+                break;
             }
-            cpt_synth_pairs_free(pr, np);
-            free(g.text);
+            if (bad) {
+                rc = cpt_err_set(err, CPT_EFORMAT, "%s:%zu: %s. HINT: every line must be a JSON object with a string \"%s\" "
+                                 "(--field names another)", in_path, line, bad == DRD_BAD_UTF8 ? "not valid UTF-8" :
+                                 bad == DRD_NO_FIELD ? "no string field" : "not a JSON object", o->field ? o->field : "text");
+                break;
+            }
+            size_t di = st->docs++;
+            char *doc = NULL;
+            if ((rc = cut_doc(tok, text, len, o->max_doc_tokens, &doc, err))) break;
+            int first = nq;
+            for (int t = 0; t < CPT_SYNTH_NTYPES && !rc; t++) {
+                if (!(o->types & (1u << t))) continue;
+                char *user = cpt_synth_fill(o->templates[t] ? o->templates[t] : cpt_synth_default_templates[t], doc, o->per_doc);
+                json_t *conv = user ? json_pack("{s:[{s:s,s:s}]}", "messages", "role", "user", "content", user) : NULL;
+                char *cj = conv ? json_dumps(conv, JSON_COMPACT) : NULL, *prompt = NULL;
+                json_decref(conv);
+                size_t pl = 0;
+                synth_req *r = &q[nq];
+                memset(r, 0, sizeof *r);
+                if (!cj) rc = cpt_err_set(err, CPT_ENOMEM, "out of memory");
+                if (!rc) rc = cpt_chat_render_prompt(chat, cj, strlen(cj), &prompt, &pl, err);
+                if (!rc) rc = cpt_tok_encode(tok, prompt, pl, 0, &r->ids, &r->n_ids, NULL, err);
+                free(user), free(cj), free(prompt);
+                if (rc) {
+                    cpt_err_wrap(err, "%s:%zu (document %zu)", in_path, line, di + 1);
+                    break;
+                }
+                r->doc = di, r->line = line, r->type = t, r->doc_text = doc;
+                nq++;
+            }
+            if (nq > first) q[nq - 1].last_of_doc = 1;
+            else free(doc);
         }
-        free(doc);
+        if (rc || !nq) break;
+        for (int i = 0; i < nq; i++)
+            pids[i] = q[i].ids, pn[i] = q[i].n_ids, seeds[i] = o->seed ^ cpt_mix64(((uint64_t)q[i].doc << 2) | (uint64_t)q[i].type);
+        rc = cpt_generate_batch(m, tok, pids, pn, nq, seeds, &go, outs, err);
+        if (rc) cpt_err_wrap(err, "%s:%zu (document %zu)", in_path, q[0].line, q[0].doc + 1);
+        for (int i = 0; i < nq && !rc; i++) {
+            st->replies++, st->tokens += outs[i].n_tokens;
+            rc = keep_pairs(outs[i].text, &q[i], o, &seen, f, tmp, st, err);
+        }
+        for (int i = 0; i < nq; i++) {
+            free(outs[i].text); /* NULL after a failed cpt_generate_batch */
+            outs[i].text = NULL;
+            free(q[i].ids);
+            if (q[i].last_of_doc) free(q[i].doc_text);
+        }
+        nq = 0;
         if (progress && !rc)
-            fprintf(progress, "synth qa: %zu documents, %zu pairs kept of %zu parsed (%.1f s)\n", st->docs, st->kept, st->parsed,
-                    cpt_now() - t0);
+            fprintf(progress, "synth qa: %zu documents, %zu pairs kept of %zu parsed (%.1f s, %.1f tokens/s)\n", st->docs, st->kept,
+                    st->parsed, cpt_now() - t0, (double)st->tokens / (cpt_now() - t0 + 1e-9));
+    }
+    for (int i = 0; i < nq; i++) { /* an error while filling */
+        free(q[i].ids);
+        if (q[i].last_of_doc) free(q[i].doc_text);
     }
     st->seconds = cpt_now() - t0;
     drd_close(rd);
-    free(seen.h);
+    free(seen.h), free(q), free(outs), free(pids), free(pn), free(seeds);
     if (fclose(f) && !rc) rc = cpt_err_set(err, CPT_EIO, "%s: write failed (%s). HINT: is the disk full?", tmp, strerror(errno));
     if (!rc && st->docs == 0) rc = cpt_err_set(err, CPT_EFORMAT, "%s: no documents", in_path);
     if (!rc && rename(tmp, out_path))

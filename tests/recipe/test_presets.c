@@ -90,6 +90,13 @@ static void check_values(const char *name, cpt_recipe *r, const char *shared) {
         CHECK(cpt_recipe_float(r, "stages.1.mixture.qa") > 0);
         CHECK(cpt_recipe_int(r, "training.max_steps") ==
               cpt_recipe_int(r, "stages.0.steps") + cpt_recipe_int(r, "stages.1.steps"));
+    } else if (!strcmp(name, "knowledge-instruct.yaml")) {
+        /* synthetic QA only (no raw documents), 5-10% replay, an instruct-model LR, ifeval watched */
+        CHECK(!cpt_recipe_has(r, "data.sources.docs"));
+        CHECKF(cpt_recipe_float(r, "data.mixture.qa") > 0.8, "knowledge-instruct qa share %g", cpt_recipe_float(r, "data.mixture.qa"));
+        CHECK(in(cpt_recipe_float(r, "data.mixture.replay"), 0.05, 0.10));
+        CHECK(in(cpt_recipe_float(r, "optim.lr"), 2e-5, 1e-4));
+        CHECK(cpt_recipe_int(r, "eval.ifeval.every") > 0 && cpt_recipe_float(r, "eval.ifeval.budget") > 0);
     } else if (!strcmp(name, "demo.yaml")) {
         char model[4200];
         snprintf(model, sizeof model, "%s/data/models/stories260K-hf", shared);
