@@ -6,7 +6,7 @@
      each output line is {"messages": [user, assistant], "type", "doc", "support"} with
      support >= --min-support, a doc index in range, and no question twice;
   2. the same seed gives the same file (sampling repeats), a different seed may differ;
-  3. `cpt data prepare --chat` reads the file: as many conversations in as lines written;
+  3. `cpt data prepare --chat` reads the file: as many conversations in as lines written, none malformed;
   4. bad input is refused and leaves no output (nor OUT.tmp): a malformed line (names
      file:line), an unknown --types entry, a templates file without {document};
      a missing chat template (--chat-template of an empty file is no template) is named.
@@ -43,7 +43,7 @@ def main():
         for it in items:
             f.write(json.dumps({"text": it["QUESTION"] + "\n" + " ".join(it["CONTEXTS"])}) + "\n")
     base = [cpt, "synth", "qa", "--model", model, "--input", docs, "--types", "factual,reasoning", "--per-doc", "2",
-            "--max-new", "96", "--max-doc-tokens", "256", "--min-support", "0.5"]
+            "--max-new", "64", "--max-doc-tokens", "200", "--min-support", "0.5"]
 
     def run(out, *extra, timeout=1200):
         return subprocess.run(base + ["--out", out] + list(extra), capture_output=True, text=True, timeout=timeout)
@@ -78,8 +78,9 @@ def main():
         p = subprocess.run([cpt, "data", "prepare", "--chat", "--tokenizer", model, "--input", out1, "--out", shards,
                             "--val-docs", "0", "--quiet"], capture_output=True, text=True, timeout=300)
         st = json.load(open(os.path.join(shards, "stats.json"))) if p.returncode == 0 else {}
-        ck.check(p.returncode == 0 and st.get("docs_in") == len(lines) and st.get("kept") == len(lines),
-                 "data prepare --chat reads all %d pairs: %s %s" % (len(lines), {k: st.get(k) for k in ("docs_in", "kept")}, p.stderr[-300:]))
+        ck.check(p.returncode == 0 and st.get("docs_in") == len(lines) and st.get("malformed") == 0 and 1 <= st.get("kept", 0) <= len(lines),
+                 "data prepare --chat reads all %d pairs (none malformed; near-duplicate removal may drop some): %s %s" %
+                 (len(lines), {k: st.get(k) for k in ("docs_in", "malformed", "kept")}, p.stderr[-300:]))
     # bad input leaves nothing behind
     bad = os.path.join(tmp, "bad.jsonl")
     open(bad, "w").write('{"text": "one document"}\n{"txt": "no text field"}\n')
