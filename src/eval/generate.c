@@ -130,13 +130,13 @@ int cpt_generate_batch(cpt_model *m, const cpt_tok *tok, const int32_t *const *i
     int V = m->cfg.vocab_size, rc = CPT_OK, n_live = 0;
     for (int i = 0; i < n; i++) memset(&outs[i], 0, sizeof outs[i]);
     cpt_kvcache **kc = calloc((size_t)n, sizeof *kc), **live_kc = calloc((size_t)n, sizeof *live_kc);
-    float *logits = malloc(sizeof(float) * (size_t)V * (size_t)n);
+    float *logits = malloc(sizeof(float) * (size_t)V * (size_t)n), *bl = malloc(sizeof(float) * (size_t)V * (size_t)n);
     int32_t *gen = malloc(sizeof(int32_t) * (size_t)o->max_new * (size_t)n), *next = malloc(sizeof(int32_t) * (size_t)n);
     int *live = malloc(sizeof(int) * (size_t)n), *done = calloc((size_t)n, sizeof(int));
     uint64_t *rng = malloc(sizeof(uint64_t) * (size_t)n);
     cand *scratch = o->temperature > 0 ? malloc(sizeof(cand) * (size_t)V) : NULL;
     cpt_decode_batch *db = NULL;
-    if (!kc || !live_kc || !logits || !gen || !next || !live || !done || !rng || (o->temperature > 0 && !scratch))
+    if (!kc || !live_kc || !logits || !bl || !gen || !next || !live || !done || !rng || (o->temperature > 0 && !scratch))
         rc = cpt_err_set(err, CPT_ENOMEM, "out of memory");
     if (!rc) rc = cpt_decode_batch_create(&db, m, n, err);
     for (int i = 0; i < n && !rc; i++) { /* each prompt prefilled alone (lengths differ) */
@@ -170,11 +170,8 @@ int cpt_generate_batch(cpt_model *m, const cpt_tok *tok, const int32_t *const *i
             else live[n_live] = i, live_kc[n_live] = kc[i], next[n_live++] = t;
         }
         if (rc || !n_live) break;
-        float *bl = malloc(sizeof(float) * (size_t)V * (size_t)n_live);
-        if (!bl) rc = cpt_err_set(err, CPT_ENOMEM, "out of memory");
-        if (!rc) rc = cpt_model_decode_batch(m, db, live_kc, n_live, next, bl, err);
+        rc = cpt_model_decode_batch(m, db, live_kc, n_live, next, bl, err);
         for (int j = 0; j < n_live && !rc; j++) memcpy(logits + (size_t)live[j] * V, bl + (size_t)j * V, sizeof(float) * (size_t)V);
-        free(bl);
     }
     free(text);
     for (int i = 0; i < n && !rc; i++) {
@@ -188,6 +185,6 @@ int cpt_generate_batch(cpt_model *m, const cpt_tok *tok, const int32_t *const *i
         for (int i = 0; i < n; i++) free(outs[i].text), outs[i].text = NULL;
     for (int i = 0; kc && i < n; i++) cpt_kvcache_free(kc[i]);
     cpt_decode_batch_free(db);
-    free(kc), free(live_kc), free(logits), free(gen), free(next), free(live), free(done), free(rng), free(scratch);
+    free(kc), free(live_kc), free(logits), free(bl), free(gen), free(next), free(live), free(done), free(rng), free(scratch);
     return rc;
 }
