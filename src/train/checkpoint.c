@@ -29,6 +29,18 @@ static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *f) 
 
 static void rm_rf(const char *path) { nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS); }
 
+/* Remove the checkpoint directory cdir/name so that no reader ever sees half of it: rename
+ * it to a ".tmp-" name first (atomic; ckpt_begin clears such leftovers if the process dies
+ * here), then delete the files. Deleting in place would, when killed part way, leave a
+ * step-N with its model but no optimizer state, which cpt_ckpt_latest would pick. */
+static void retire_ckpt(const char *cdir, const char *name) {
+    char from[4400], to[4500];
+    snprintf(from, sizeof from, "%s/%s", cdir, name);
+    snprintf(to, sizeof to, "%s/.tmp-retired-%s-%ld", cdir, name, (long)getpid());
+    if (rename(from, to) == 0) rm_rf(to);
+    else if (errno != ENOENT) rm_rf(from);
+}
+
 /* CRC32 of a whole file, read through a fixed 1 MiB buffer. Not through a mapping: the
  * mapped pages of the file would count in the process's resident memory while the CRC
  * runs, and optim.safetensors is 8 bytes per parameter, a transient as large as the
@@ -200,7 +212,7 @@ static int ckpt_commit(const char *cdir, const char *tmp, const cpt_model *m, co
     }
     if (!rc) rc = cpt_fsync_dir(tmp, err);
     if (!rc) {
-        rm_rf(fin); /* a re-save of the same step replaces it */
+        retire_ckpt(cdir, strrchr(fin, '/') + 1); /* a re-save of the same step replaces it */
         if (rename(tmp, fin) != 0) rc = cpt_err_set(err, CPT_EIO, "%s: cannot rename to %s", tmp, fin);
     }
     if (!rc) rc = cpt_fsync_dir(cdir, err);
@@ -217,7 +229,7 @@ static int ckpt_commit(const char *cdir, const char *tmp, const cpt_model *m, co
             snprintf(path, sizeof path, "%s/%s", cdir, names[i]);
             for (const char *const *k = keep; k && *k; k++)
                 if (!strcmp(*k, path) || !strcmp(*k, names[i])) protect = 1;
-            if (!protect) rm_rf(path);
+            if (!protect) retire_ckpt(cdir, names[i]);
         }
         for (int i = 0; i < n; i++) free(names[i]);
         free(names);
@@ -503,6 +515,20 @@ fail:
     return rc;
 }
 
+/* The optimizer state is there: one optim.safetensors, or sharded optim-R-of-W files. */
+static int has_optim(const char *dir) {
+    char p[4500];
+    snprintf(p, sizeof p, "%s/optim.safetensors", dir);
+    if (cpt_is_file(p)) return 1;
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    struct dirent *e;
+    int found = 0;
+    while (!found && (e = readdir(d))) found = !strncmp(e->d_name, "optim-", 6);
+    closedir(d);
+    return found;
+}
+
 int cpt_ckpt_latest(const char *run_dir, char **out, cpt_err *err) {
     char cdir[4096], path[4400];
     *out = NULL;
@@ -517,8 +543,9 @@ int cpt_ckpt_latest(const char *run_dir, char **out, cpt_err *err) {
             snprintf(path, sizeof path, "%s/%s/%s", cdir, names[i], need[j]);
             ok &= cpt_is_file(path);
         }
+        snprintf(path, sizeof path, "%s/%s", cdir, names[i]);
+        if (ok && !has_optim(path)) ok = 0;
         if (ok) {
-            snprintf(path, sizeof path, "%s/%s", cdir, names[i]);
             *out = strdup(path);
         }
     }
