@@ -88,6 +88,9 @@ typedef struct cpt_eval_result {
     double acc, acc_stderr;       /* mean and sample std / sqrt(n) (lm-eval's mean_stderr) */
     double acc_norm, acc_norm_stderr; /* NAN when the task has no acc_norm */
     double ppl;                   /* cloze: exp(-mean item log-likelihood); NAN otherwise */
+    /* cloze: the mean over items of the continuation's log-likelihood per token (the
+     * Fictional Knowledge probes' score) and its standard error; NAN otherwise */
+    double ll_tok, ll_tok_stderr;
     double seconds;               /* wall time of the scoring */
     /* per item: the first choice index of each item's lls, its prediction, etc. */
     size_t *ll_off;               /* [n + 1]: item i's lls are ll[ll_off[i] .. ll_off[i+1]) */

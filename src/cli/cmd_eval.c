@@ -132,6 +132,10 @@ int cpt_cmd_eval(int argc, char **argv) {
                          "accuracy (greedy) and perplexity.",
                          "Built-in tasks: hellaswag, arc_easy, arc_challenge, piqa, winogrande, boolq, copa, openbookqa,\n"
                          "lambada_openai, mmlu_cs (files under --data-dir). Prints a Markdown table and items/s.\n"
+                         "Knowledge probes: fictional_mem, fictional_gen, fictional_hard (the Fictional Knowledge\n"
+                         "dataset beside --data-dir: memorization, paraphrase and composition probes of its 130\n"
+                         "documents); acc = the target is the greedy continuation, ppl column also gives the\n"
+                         "target's mean log-probability per token (JSON logprob_per_token), the dataset's score.\n"
                          "Instruction following: ifeval (100 verifiable-instruction prompts carried by the binary) or\n"
                          "ifeval:FILE.jsonl (your own, same form): the prompt through the chat template, a greedy reply,\n"
                          "rule checks; acc = prompt-level strict accuracy, inst_acc = instruction-level.\n"
@@ -247,12 +251,13 @@ int cpt_cmd_eval(int argc, char **argv) {
             cpt_err_wrap(&err, "task %s", name);
             break;
         }
-        char label[256], a[64], an[64], ppl[32];
+        char label[256], a[64], an[64], ppl[64];
         task_label(name, label, sizeof label);
         double ips = r.seconds > 0 ? (double)r.n / r.seconds : 0;
         fmt_metric(a, sizeof a, r.acc, r.acc_stderr);
         fmt_metric(an, sizeof an, r.acc_norm, r.acc_norm_stderr);
-        if (isfinite(r.ppl)) snprintf(ppl, sizeof ppl, "%.3f", r.ppl);
+        if (isfinite(r.ppl) && isfinite(r.ll_tok)) snprintf(ppl, sizeof ppl, "%.4g (%.3f/token)", r.ppl, r.ll_tok);
+        else if (isfinite(r.ppl)) snprintf(ppl, sizeof ppl, "%.3f", r.ppl);
         else snprintf(ppl, sizeof ppl, "-");
         printf("| %s | %zu | %s | %s | %s | %.1f |\n", label, r.n, a, an, ppl, ips);
         fflush(stdout);
@@ -261,7 +266,11 @@ int cpt_cmd_eval(int argc, char **argv) {
         json_object_set_new(o1, "acc_stderr", num_or_null(r.acc_stderr));
         json_object_set_new(o1, "acc_norm", num_or_null(r.acc_norm));
         json_object_set_new(o1, "acc_norm_stderr", num_or_null(r.acc_norm_stderr));
-        if (t.kind == CPT_TASK_CLOZE) json_object_set_new(o1, "perplexity", num_or_null(r.ppl));
+        if (t.kind == CPT_TASK_CLOZE) {
+            json_object_set_new(o1, "perplexity", num_or_null(r.ppl));
+            json_object_set_new(o1, "logprob_per_token", num_or_null(r.ll_tok));
+            json_object_set_new(o1, "logprob_per_token_stderr", num_or_null(r.ll_tok_stderr));
+        }
         json_object_set_new(o1, "n", json_integer((json_int_t)r.n));
         json_object_set_new(o1, "seconds", json_real(r.seconds));
         json_object_set_new(o1, "items_per_s", json_real(ips));

@@ -248,7 +248,8 @@ int cpt_eval_task_run(cpt_model *m, const cpt_tok *tok, const cpt_mc_task *t, co
     r->greedy = calloc(nr + 1, sizeof(int));
     char **ctx = calloc(nr + 1, sizeof(char *)), **cont = calloc(nr + 1, sizeof(char *));
     double *x = calloc(n + 1, sizeof(double)), *xn = calloc(n + 1, sizeof(double));
-    int rc = (!r->ll || !r->greedy || !ctx || !cont || !x || !xn) ? cpt_err_set(err, CPT_ENOMEM, "out of memory") : CPT_OK;
+    int *ntok = calloc(nr + 1, sizeof(int));
+    int rc = (!r->ll || !r->greedy || !ctx || !cont || !x || !xn || !ntok) ? cpt_err_set(err, CPT_ENOMEM, "out of memory") : CPT_OK;
     for (size_t i = 0; i < n && !rc; i++) {
         const cpt_mc_item *it = &t->items[i];
         int *sh = r->shots + i * (size_t)k;
@@ -275,7 +276,7 @@ int cpt_eval_task_run(cpt_model *m, const cpt_tok *tok, const cpt_mc_task *t, co
     clock_gettime(CLOCK_MONOTONIC, &t0);
     if (!rc)
         rc = cpt_eval_loglik(m, tok, (const char *const *)ctx, (const char *const *)cont, nr, o->batch, r->ll, r->greedy,
-                             NULL, err);
+                             ntok, err);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     r->seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
     double llsum = 0;
@@ -285,6 +286,7 @@ int cpt_eval_task_run(cpt_model *m, const cpt_tok *tok, const cpt_mc_task *t, co
         if (t->kind == CPT_TASK_CLOZE) {
             r->pred[i] = r->pred_norm[i] = r->greedy[r->ll_off[i]];
             x[i] = r->pred[i];
+            xn[i] = l[0] / (double)(ntok[r->ll_off[i]] > 0 ? ntok[r->ll_off[i]] : 1);
             llsum += l[0];
             continue;
         }
@@ -305,9 +307,11 @@ int cpt_eval_task_run(cpt_model *m, const cpt_tok *tok, const cpt_mc_task *t, co
         if (t->has_norm) cpt_eval_mean_stderr(xn, n, &r->acc_norm, &r->acc_norm_stderr);
         else r->acc_norm = r->acc_norm_stderr = NAN;
         r->ppl = t->kind == CPT_TASK_CLOZE && n ? exp(-llsum / (double)n) : NAN;
+        r->ll_tok = r->ll_tok_stderr = NAN;
+        if (t->kind == CPT_TASK_CLOZE) cpt_eval_mean_stderr(xn, n, &r->ll_tok, &r->ll_tok_stderr);
     }
     for (size_t q = 0; ctx && cont && q < nr; q++) free(ctx[q]), free(cont[q]);
-    free(ctx), free(cont), free(x), free(xn);
+    free(ctx), free(cont), free(x), free(xn), free(ntok);
     if (rc) cpt_eval_result_free(r);
     return rc;
 }

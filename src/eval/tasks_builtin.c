@@ -13,7 +13,7 @@
 
 const char *const cpt_eval_builtin_names[] = {"hellaswag", "arc_easy",   "arc_challenge", "piqa", "winogrande",
                                               "boolq",     "copa",       "openbookqa",    "lambada_openai", "mmlu_cs",
-                                              NULL};
+                                              "fictional_mem", "fictional_gen", "fictional_hard", NULL};
 
 /* ---------------- string helpers ---------------- */
 
@@ -264,6 +264,69 @@ static int lb_line(cpt_mc_item *it, json_t *j, const char *path, long ln, cpt_er
     return CPT_OK;
 }
 
+#define HINT_FK "the file is a JSON list of documents, each with \"<level>_input\" and \"<level>_target\" lists of " \
+                "strings of equal length (level mem, gen or hard_gen), as kaistAI's fictional_knowledge.json"
+
+/* The probes of the Fictional Knowledge dataset (Chang et al. 2024, "How do large language
+ * models acquire factual knowledge during pretraining?"): for each of 130 fictional
+ * documents, 5 probes per level -- memorization (a sentence of the document cut before a
+ * fact), semantic generalization (the same sentence paraphrased) and composition ("hard":
+ * a new sentence whose completion needs facts of the document combined). The dataset scores
+ * a probe by the log probability of its target given its input, per token; the items are
+ * cloze requests (input, " " + target) so that cpt_eval_task_run reports that (ll_tok) and
+ * whether the target is the greedy continuation (acc). Items are document-major. */
+static int load_fictional(cpt_mc_task *t, const char *path, const char *level, cpt_err *err) {
+    json_error_t je;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    if (!root) {
+        if (je.line < 1)
+            return cpt_err_set(err, CPT_ENOTFOUND, "%s: cannot read: %s. HINT: the fictional_* tasks read "
+                               "../shared/data/knowledge-injection/fictional-knowledge/fictional_knowledge.json "
+                               "beside --data-dir (give --data-dir DIR/eval of a data tree that has it)", path, je.text);
+        return cpt_err_set(err, CPT_EFORMAT, "%s:%d: invalid JSON (%s). HINT: %s", path, je.line, je.text, HINT_FK);
+    }
+    char ki[32], kt[32];
+    snprintf(ki, sizeof ki, "%s_input", level), snprintf(kt, sizeof kt, "%s_target", level);
+    int rc = json_is_array(root) && json_array_size(root) ? CPT_OK
+             : cpt_err_set(err, CPT_EFORMAT, "%s: not a non-empty list of documents. HINT: %s", path, HINT_FK);
+    size_t cap = 0;
+    for (size_t d = 0; !rc && d < json_array_size(root); d++) {
+        json_t *doc = json_array_get(root, d), *in = json_object_get(doc, ki), *tg = json_object_get(doc, kt);
+        if (!json_is_array(in) || !json_is_array(tg) || json_array_size(in) != json_array_size(tg)) {
+            rc = cpt_err_set(err, CPT_EFORMAT, "%s: document %zu: \"%s\" and \"%s\" are not lists of equal length. HINT: %s",
+                             path, d, ki, kt, HINT_FK);
+            break;
+        }
+        for (size_t j = 0; !rc && j < json_array_size(in); j++) {
+            json_t *a = json_array_get(in, j), *b = json_array_get(tg, j);
+            if (!json_is_string(a) || !json_is_string(b) || !json_string_length(b)) {
+                rc = cpt_err_set(err, CPT_EFORMAT, "%s: document %zu, probe %zu: input and target must be strings, the "
+                                 "target not empty. HINT: %s", path, d, j, HINT_FK);
+                break;
+            }
+            if (t->n == cap) {
+                size_t nc = cap ? 2 * cap : 256;
+                cpt_mc_item *ni = realloc(t->items, nc * sizeof *ni);
+                if (!ni) {
+                    rc = cpt_err_set(err, CPT_ENOMEM, "out of memory");
+                    break;
+                }
+                t->items = ni, cap = nc;
+            }
+            cpt_mc_item *it = &t->items[t->n++];
+            memset(it, 0, sizeof *it);
+            if ((rc = set_choices(it, 1, err))) break;
+            sbuf c = {0};
+            sb_puts(&c, " "), sb_puts(&c, json_string_value(b));
+            it->choices[0] = sb_take(&c);
+            it->context = strdup(json_string_value(a));
+            if (!it->context || !it->choices[0]) rc = cpt_err_set(err, CPT_ENOMEM, "out of memory");
+        }
+    }
+    json_decref(root);
+    return rc;
+}
+
 /* ---------------- context rewrites of the gauntlet's {query, choices, gold} files ---------------- */
 
 static int set_context(cpt_mc_item *it, const char *drop_prefix, const char *add, cpt_err *err) {
@@ -339,6 +402,12 @@ int cpt_eval_task_load(cpt_mc_task *t, const char *name, const char *data_dir, i
     } else if (!strcmp(name, "lambada_openai")) {
         if (!(rc = path_join(path, sizeof path, data_dir, "llm-foundry/lambada_openai.jsonl", err)))
             rc = load_lines(t, path, lb_line, HINT_LB, err);
+        t->kind = CPT_TASK_CLOZE, t->has_norm = 0;
+    } else if (!strncmp(name, "fictional_", 10) &&
+               (!strcmp(name + 10, "mem") || !strcmp(name + 10, "gen") || !strcmp(name + 10, "hard"))) {
+        if (!(rc = path_join(path, sizeof path, data_dir,
+                             "../knowledge-injection/fictional-knowledge/fictional_knowledge.json", err)))
+            rc = load_fictional(t, path, !strcmp(name + 10, "hard") ? "hard_gen" : name + 10, err);
         t->kind = CPT_TASK_CLOZE, t->has_norm = 0;
     } else if (!strcmp(name, "arc_easy")) file = "llm-foundry/arc_easy.jsonl";
     else if (!strcmp(name, "arc_challenge")) file = "llm-foundry/arc_challenge.jsonl";

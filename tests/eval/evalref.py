@@ -115,6 +115,15 @@ def docs_lambada(d):  # lambada_openai: text minus last word, " " + last word, d
             for doc in read_jsonl(os.path.join(d, "llm-foundry", "lambada_openai.jsonl"))]
 
 
+def docs_fictional(d, level):
+    """Chang et al. 2024's probes, as their dataset defines them: input + " " + target for
+    each of the 5 probes of each document, document-major (score: target log-prob per token)."""
+    with open(os.path.join(d, "..", "knowledge-injection", "fictional-knowledge", "fictional_knowledge.json")) as f:
+        docs = json.load(f)
+    return [dict(text=inp, choices=[" " + tgt], gold=0)
+            for doc in docs for inp, tgt in zip(doc[level + "_input"], doc[level + "_target"])]
+
+
 def docs_mmlu_cs(d):  # mmlu default template + description
     out = []
     for doc in read_jsonl(os.path.join(d, "llm-foundry", "mmlu_full_cs.jsonl")):
@@ -138,6 +147,9 @@ TASKS = {
     "openbookqa": (lambda d: docs_plain(d, "openbook_qa.jsonl"), "mc", True, ""),
     "lambada_openai": (docs_lambada, "cloze", False, ""),
     "mmlu_cs": (docs_mmlu_cs, "mc", True, MMLU_DESC),
+    "fictional_mem": (lambda d: docs_fictional(d, "mem"), "cloze", False, ""),
+    "fictional_gen": (lambda d: docs_fictional(d, "gen"), "cloze", False, ""),
+    "fictional_hard": (lambda d: docs_fictional(d, "hard_gen"), "cloze", False, ""),
 }
 
 
@@ -200,7 +212,7 @@ class Scorer:
         rows = logp[-n:]
         ll = float(rows.gather(1, tgt[:, None]).sum())
         greedy = bool((rows.argmax(dim=-1) == tgt).all())
-        return ll, greedy
+        return ll, greedy, n
 
 
 def mean_stderr(xs):
@@ -211,7 +223,7 @@ def compare(ck, scorer, task, data_dir, cpt_items, cpt_metrics, tag):
     """Score cpt's items of `task` with the reference and check them against cpt's numbers."""
     builder, kind, has_norm, _ = TASKS[task]
     docs = builder(data_dir)
-    acc, accn, lls_all = [], [], []
+    acc, accn, lls_all, per_tok = [], [], [], []
     ties = 0
     worst = 0.0
     for it in cpt_items:
@@ -230,6 +242,7 @@ def compare(ck, scorer, task, data_dir, cpt_items, cpt_metrics, tag):
             ck.check(it["greedy"][0] == ref[0][1], "%s %s item %d: greedy %s, reference %s" % (tag, task, i, it["greedy"][0], ref[0][1]))
             acc.append(float(ref[0][1]))
             lls_all.append(lls[0])
+            per_tok.append(lls[0] / ref[0][2])
             continue
         norm = [l / len(ch) for l, ch in zip(lls, doc["choices"])]
         for name, scores, got in (("acc", lls, it["pred"]), ("acc_norm", norm, it["pred_norm"])):
@@ -258,6 +271,10 @@ def compare(ck, scorer, task, data_dir, cpt_items, cpt_metrics, tag):
     if kind == "cloze" and lls_all:
         ppl = math.exp(-statistics.mean(lls_all))
         ck.check(abs(m["perplexity"] - ppl) <= 1e-4 * ppl, "%s %s: perplexity %s, reference %s" % (tag, task, m["perplexity"], ppl))
+        mu, se = mean_stderr(per_tok)
+        ck.check(abs(m["logprob_per_token"] - mu) <= 1e-4 + 1e-6 * abs(mu) and abs(m["logprob_per_token_stderr"] - se) <= 1e-4,
+                 "%s %s: log-prob per token %s +- %s, reference %s +- %s" % (tag, task, m["logprob_per_token"],
+                                                                            m["logprob_per_token_stderr"], mu, se))
     ou.log("  %-8s %-15s n=%-3d acc %.3f  max |ll - ref| %.2e%s" % (tag, task, len(cpt_items), m["acc"], worst,
                                                                    "  (%d ties)" % ties if ties else ""))
 
