@@ -1,11 +1,13 @@
 /* cmd_synth.c: `cpt synth qa`: synthetic question/answer pairs from documents with an
- * instruct model (cpt/synth.h), in the chat format `cpt data prepare --chat` reads. */
+ * instruct model (cpt/synth.h), in the chat format `cpt data prepare --chat` reads;
+ * `cpt synth bios`: bioS-style synthetic biographies with held-out questions (cpt/bios.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "cli/opts.h"
+#include "cpt/bios.h"
 #include "cpt/chat.h"
 #include "cpt/fileio.h"
 #include "cpt/model.h"
@@ -80,15 +82,65 @@ static int cmd_qa(int argc, char **argv) {
     return rc ? cpt_cli_fail("synth qa", &err) : 0;
 }
 
+static int cmd_bios(int argc, char **argv) {
+    const char *fields = NULL, *out = NULL;
+    long long people = 1000, per = 3, para = 3, seed = 1;
+    double test_frac = 0.5;
+    cpt_opt opts[] = {
+        {"--out", CPT_OPT_STR, &out, "DIR", "where the data set goes (created)", 1, 0, 0, NULL, 0},
+        {"--people", CPT_OPT_INT, &people, "N", "people (unique names; default 1000)", 0, 1, 1e8, NULL, 0},
+        {"--bios-per-person", CPT_OPT_INT, &per, "K", "biographies per person, different templates and order (default 3)", 0, 1, 1000, NULL, 0},
+        {"--paraphrases", CPT_OPT_INT, &para, "P", "paraphrased questions per person and attribute in instruct.*.jsonl (0-3, default 3)", 0, 0, 3, NULL, 0},
+        {"--test-frac", CPT_OPT_FLOAT, &test_frac, "F", "share of people whose questions are held out (default 0.5)", 0, 0, 1, NULL, 0},
+        {"--seed", CPT_OPT_INT, &seed, "S", "seed: people, split and texts are a function of it (default 1)", 0, 0, 9e15, NULL, 0},
+        {"--fields", CPT_OPT_STR, &fields, "DIR", "attribute pools (default: ../shared/data/knowledge-injection/bioS-fields beside the checkout)", 0, 0, 0, NULL, 0},
+    };
+    cpt_cmd_spec spec = {"synth bios",
+                         "Synthetic biographies with question/answer pairs (bioS, Allen-Zhu & Li 2023): facts no\n"
+                         "pretrained model knows, to measure knowledge injection.",
+                         "Each person: a unique name and seven attributes (birth date, birth city, university, major,\n"
+                         "employer, employer's city, job), K biographies stating them. Half the people (--test-frac)\n"
+                         "are test people: their biographies are trained on, their questions held out.\n"
+                         "Files in --out: people.jsonl, bios.jsonl (all biographies), qa_train.jsonl and qa_test.jsonl\n"
+                         "({\"question\", \"answers\"}: cpt eval --tasks qa:FILE), qa_train.text.jsonl and\n"
+                         "instruct.text.jsonl ({\"text\": \"Question: ...\\nAnswer: ...\"}: PIT's QA and Knowledge-Instruct's\n"
+                         "paraphrased questions about everyone, for cpt data prepare), and .chat.jsonl twins in the\n"
+                         "messages format (cpt data prepare --chat).",
+                         opts, CPT_NOPTS(opts), NULL, NULL};
+    int prc = cpt_opts_parse(&spec, argc, argv);
+    if (prc) return prc == 1 ? 0 : 2;
+    char dd[4096], fd[4200];
+    if (!fields) {
+        snprintf(fd, sizeof fd, "%s/../knowledge-injection/bioS-fields", cpt_eval_default_data_dir(dd, sizeof dd));
+        fields = fd;
+    }
+    cpt_err err = {0};
+    cpt_bios_fields f;
+    cpt_bios_opts o = {(size_t)people, (int)per, (int)para, test_frac, (uint64_t)seed};
+    cpt_bios_stats st;
+    int rc = cpt_bios_load_fields(fields, &f, &err);
+    if (!rc) {
+        rc = cpt_bios_write(&f, &o, out, &st, &err);
+        cpt_bios_fields_free(&f);
+    }
+    if (!rc)
+        printf("synth bios: %zu people (%zu train, %zu test), %zu biographies (%lld bytes), %zu train questions, "
+               "%zu held-out questions, %zu paraphrased instructions\n  wrote %s\n",
+               st.people, st.train_people, st.test_people, st.bios, st.bio_bytes, st.qa_train, st.qa_test, st.instruct, out);
+    return rc ? cpt_cli_fail("synth bios", &err) : 0;
+}
+
 int cpt_cmd_synth(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         FILE *o = argc < 2 ? stderr : stdout;
         fprintf(o, "usage: cpt synth <subcommand> [options]\n\nsubcommands:\n"
-                   "  qa    question/answer pairs from documents with an instruct model\n\n"
-                   "Run 'cpt synth qa --help' for its options.\n");
+                   "  qa    question/answer pairs from documents with an instruct model\n"
+                   "  bios  synthetic biographies with held-out questions (bioS), for knowledge-injection tests\n\n"
+                   "Run 'cpt synth qa --help' or 'cpt synth bios --help' for their options.\n");
         return argc < 2 ? 2 : 0;
     }
     if (!strcmp(argv[1], "qa")) return cmd_qa(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "bios")) return cmd_bios(argc - 1, argv + 1);
     fprintf(stderr, "cpt synth: unknown subcommand '%s'\nHINT: run 'cpt synth --help'\n", argv[1]);
     return 2;
 }
