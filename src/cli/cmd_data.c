@@ -174,7 +174,7 @@ static int cmd_prepare(int argc, char **argv) {
         {"--decontaminate", CPT_OPT_STR, &decon, "FILE...", "evaluation files (.txt lines / .jsonl); documents sharing an n-gram are dropped", 0, 0, 0, NULL, 0},
         {"--decon-ngram", CPT_OPT_INT, &decon_ngram, "N", "words per decontamination n-gram", 0, 1, 64, NULL, 0},
         {"--val-fraction", CPT_OPT_FLOAT, &val_fraction, "F", "fraction of kept documents for validation", 0, 0, 0.999999, NULL, 0},
-        {"--val-docs", CPT_OPT_INT, &val_docs, "N", "exactly N validation documents (overrides --val-fraction)", 0, 0, 1e15, NULL, 0},
+        {"--val-docs", CPT_OPT_INT, &val_docs, "N", "exactly N validation documents (overrides --val-fraction; 0: none, every document trains)", 0, 0, 1e15, NULL, 0},
         {"--shard-tokens", CPT_OPT_INT, &shard_tokens, "N", "start a new shard after N tokens", 0, 1, 1e15, NULL, 0},
         {"--seed", CPT_OPT_INT, &seed, "S", "seed of the validation split", 0, 0, 9.2e18, NULL, 0},
         {"--threads", CPT_OPT_INT, &threads, "N", "worker threads (0 = all cores)", 0, 0, 1024, NULL, 0},
@@ -261,6 +261,8 @@ static int cmd_prepare(int argc, char **argv) {
     cfg.decon_ngram = (uint32_t)decon_ngram;
     cfg.val_fraction = val_fraction;
     cfg.val_docs = (uint64_t)val_docs;
+    for (size_t i = 0; i < CPT_NOPTS(opts); i++) /* an explicit --val-docs 0: no validation split at all */
+        if (!strcmp(opts[i].name, "--val-docs") && opts[i].seen && val_docs == 0) cfg.val_fraction = 0;
     cfg.shard_tokens = (uint64_t)shard_tokens;
     cfg.seed = (uint64_t)seed;
     cfg.threads = (int)threads;

@@ -76,14 +76,15 @@ def main():
     out = os.path.join(d, "out")
     shutil.rmtree(out, ignore_errors=True)
     args = ["data", "prepare", "--tokenizer", tokp, "--input", corpus, "--out", out, "--txt-docs", "blank",
-            "--text-field", "body", "--no-filters", "--no-near-dedup", "--val-fraction", "0", "--threads", "2"]
-    p = ou.run_cpt(args, timeout=300)
+            "--text-field", "body", "--no-filters", "--no-near-dedup", "--val-fraction", "0.5", "--val-docs", "0", "--threads", "2"]
+    p = ou.run_cpt(args, timeout=300)  # an explicit --val-docs 0 overrides --val-fraction: no validation split
     ck.check(p.returncode == 0, "prepare exit %d: %s" % (p.returncode, p.stderr[-500:]))
     ck.check("b.jsonl:2: bad_json" in p.stderr, "stderr does not name b.jsonl:2: %r" % p.stderr[-500:])
     ck.check("documents in" in p.stdout and "exact duplicates" in p.stdout, "no summary table: %r" % p.stdout[-500:])
     st = json.load(open(os.path.join(out, "stats.json"))) if p.returncode == 0 else {}
     ck.check(st.get("docs_in") == 6 and st.get("kept") == 4 and st.get("exact_duplicates") == 1
-             and st.get("malformed") == 1, "stats: %s" % {k: st.get(k) for k in ("docs_in", "kept", "malformed")})
+             and st.get("malformed") == 1 and st.get("val_docs") == 0,
+             "stats: %s" % {k: st.get(k) for k in ("docs_in", "kept", "malformed", "val_docs")})
     ck.check(st.get("docs_in") == st.get("kept", 0) + st.get("malformed", 0) + st.get("filtered", 0)
              + st.get("exact_duplicates", 0) + st.get("contaminated", 0) + st.get("near_duplicates", 0),
              "accounting identity")

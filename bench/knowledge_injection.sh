@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# knowledge_injection.sh: plain CPT vs PIT vs Knowledge-Instruct on SmolLM2-135M-Instruct
+# (issue 15), on facts no pretrained model knows: `cpt synth bios` people.
+#
+# Data (cpt synth bios --people $PEOPLE --bios-per-person $K --paraphrases 1 --test-frac 0.5):
+#   bios      every person's K biographies (train and test people)
+#   qa        canonical questions about the train people (PIT's QA)
+#   instruct  paraphrased questions about every person (Knowledge-Instruct's instructions)
+#   general   C4 replay
+# Runs, same steps, tokens per step and learning rate (so the same token budget):
+#   plain  bios 0.9 + general 0.1
+#   pit    stage 1 (PIT_QA_STEPS): qa 1.0; stage 2: bios 0.7 + qa 0.2 + general 0.1
+#   ki     instruct 0.9 + general 0.1 (the facts only as instructions, no biographies)
+# Measured on each trained model and the base: exact match / F1 on the held-out canonical
+# questions of the test people (3-shot "Question: ...\nAnswer:", greedy), ARC-easy and
+# HellaSwag on $GEN_LIMIT items (acc_norm), and the training wall time. Prints a table;
+# everything is kept under $OUT.
+#   bash bench/knowledge_injection.sh    knobs: OUT PEOPLE K STEPS PIT_QA_STEPS LR GEN_LIMIT
+set -Eeuo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cpt=${CPT_BIN:-$here/build/cpt}
+shared=$(cd "$here/.." && pwd)/shared/data
+OUT=${OUT:-/tmp/cpt-knowledge}
+PEOPLE=${PEOPLE:-40}
+K=${K:-2}
+STEPS=${STEPS:-16}
+PIT_QA_STEPS=${PIT_QA_STEPS:-2}
+LR=${LR:-2.0e-4}
+GEN_LIMIT=${GEN_LIMIT:-100}
+die() { echo "knowledge_injection: error: $1" >&2; [ -n "${2:-}" ] && echo "knowledge_injection: HINT: $2" >&2; exit 1; }
+[ -x "$cpt" ] || die "$cpt not found" "build first (make), or set CPT_BIN"
+[ -d "$shared" ] || die "$shared not found" "../shared/data must sit beside the checkout"
+model=$(CPT_BIN="$cpt" "$here/scripts/get-smollm2.sh" | tail -1)
+mkdir -p "$OUT/shards"
+"$cpt" synth bios --out "$OUT/bios" --people "$PEOPLE" --bios-per-person "$K" --paraphrases 1 --test-frac 0.5 --seed 1
+prep() { local name=$1; shift; [ -f "$OUT/shards/$name/stats.json" ] && return 0
+  "$cpt" data prepare --tokenizer "$model" --out "$OUT/shards/$name" --quiet "$@" > "$OUT/prepare-$name.log" 2>&1 ||
+    { cat "$OUT/prepare-$name.log" >&2; die "data prepare $name failed"; }; }
+# The biographies of one person are near duplicates by design and the QA lines are short:
+# no filters, no dedup, every document trained on (no validation split of the facts).
+prep bios --input "$OUT/bios/bios.jsonl" --no-filters --no-dedup --val-fraction 0
+prep qa --input "$OUT/bios/qa_train.text.jsonl" --no-filters --no-dedup --val-fraction 0
+prep instruct --input "$OUT/bios/instruct.text.jsonl" --no-filters --no-dedup --val-fraction 0
+prep general --input "$shared/corpora/general/c4_demo.jsonl" --val-docs 50
+
+evalm() { # NAME MODEL_DIR
+  [ -f "$OUT/eval-$1.json" ] && return 0
+  echo "== cpt eval ($1)"
+  "$cpt" eval --model "$2" --tasks "qa:$OUT/bios/qa_test.jsonl,arc_easy,hellaswag" --fewshot 3 --max-new 16 \
+    --limit "$GEN_LIMIT" --out "$OUT/eval-$1.json" > "$OUT/eval-$1.log" 2>&1 ||
+    { tail -20 "$OUT/eval-$1.log" >&2; die "eval $1 failed"; }
+}
+run() { # NAME YAML-BODY (data.mixture or stages)
+  local name=$1 body=$2 r="$OUT/$1.yaml"
+  cat > "$r" <<YAML
+model: $model
+out_dir: $OUT/run-$name
+data:
+  sources:
+    bios: {path: $OUT/shards/bios}
+    qa: {path: $OUT/shards/qa}
+    instruct: {path: $OUT/shards/instruct}
+    general: {path: $OUT/shards/general}
+  validation:
+    general: $OUT/shards/general
+training: {seq_len: 256, micro_batch: 8, grad_accum: 1, max_steps: $STEPS}
+optim: {lr: $LR, weight_decay: 0.0, clip: 1.0}
+schedule: {type: cosine, warmup_steps: 2, min_lr_ratio: 0.1}
+eval: {every: $STEPS, sequences: 8}
+checkpoint: {every: 0, keep_last: 1}
+$body
+YAML
+  if [ ! -f "$OUT/run-$name/final/config.json" ]; then
+    rm -rf "$OUT/run-$name"
+    echo "== cpt train ($name)"
+    local t0=$(date +%s)
+    "$cpt" train "$r" > "$OUT/train-$name.log" 2>&1 || { tail -20 "$OUT/train-$name.log" >&2; die "train $name failed"; }
+    echo $(( $(date +%s) - t0 )) > "$OUT/wall-$name.txt"
+  fi
+  evalm "$name" "$OUT/run-$name/final"
+}
+evalm base "$model"
+run plain "mixture: {bios: 0.9, general: 0.1}"
+run pit "stages:
+  - {name: qa-only, steps: $PIT_QA_STEPS, mixture: {qa: 1.0}}
+  - {name: docs-with-qa, steps: $((STEPS - PIT_QA_STEPS)), mixture: {bios: 0.7, qa: 0.2, general: 0.1}}"
+run ki "mixture: {instruct: 0.9, general: 0.1}"
+python3 - "$OUT" <<'PY'
+import json, os, sys
+out = sys.argv[1]
+def task(e, prefix):
+    return next(v for k, v in e["tasks"].items() if k.startswith(prefix))
+print("| run | held-out EM | +- | F1 | ARC-easy acc_norm | +- | HellaSwag acc_norm | +- | train wall s |")
+print("|---|---|---|---|---|---|---|---|---|")
+for name in ("base", "plain", "pit", "ki"):
+    p = os.path.join(out, "eval-%s.json" % name)
+    if not os.path.exists(p):
+        continue
+    e = json.load(open(p))
+    q = task(e, "qa"); a = task(e, "arc_easy"); h = task(e, "hellaswag")
+    w = os.path.join(out, "wall-%s.txt" % name)
+    wall = open(w).read().strip() if os.path.exists(w) else "-"
+    print("| %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %s |" % (name, q["exact_match"], q["exact_match_stderr"],
+          q["f1"], a["acc_norm"], a["acc_norm_stderr"], h["acc_norm"], h["acc_norm_stderr"], wall))
+PY
