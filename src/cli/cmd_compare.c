@@ -14,23 +14,36 @@
 #include "cpt/eval.h"
 #include "cpt/ifeval.h"
 #include "cpt/model.h"
+#include "cpt/qa.h"
 #include "cpt/tokenizer.h"
 
 #define MAX_TASKS 64
 
-/* Per-item 0/1 scores of one model on one task (acc_norm's where the task has it). */
-/* ifeval tasks (ifs[k] where is_if[k]): 1 when every instruction of the prompt is
- * followed (prompt-level strict), replies of at most max_new tokens. */
-static int score_model(const char *dir, cpt_mc_task *tasks, const cpt_if_set *ifs, const int *is_if, int max_new, int nt,
-                       const cpt_eval_opts *o, double **hits, cpt_err *err) {
+enum { T_MC = 0, T_IF = 1, T_QA = 2 };
+
+/* Per-item 0/1 scores of one model on one task (acc_norm's where the task has it).
+ * ifeval tasks (ifs[k] where kind[k] == T_IF): 1 when every instruction of the prompt is
+ * followed (prompt-level strict), replies of at most max_new tokens (0: 256). QA tasks
+ * (qas[k], T_QA): exact match of the greedy answer (max_new 0: 32 tokens). */
+static int score_model(const char *dir, cpt_mc_task *tasks, const cpt_if_set *ifs, const cpt_qa_task *qas, const int *is_if,
+                       int max_new, int nt, const cpt_eval_opts *o, double **hits, cpt_err *err) {
     cpt_model *m = NULL;
     cpt_tok *tok = NULL;
     int rc = cpt_model_load_hf(&m, dir, err);
     if (!rc) rc = cpt_tok_load(&tok, dir, err);
     for (int k = 0; k < nt && !rc; k++) {
-        if (is_if[k]) {
+        if (is_if[k] == T_QA) {
+            cpt_qa_opts qo = {o->limit, o->fewshot, o->seed, max_new ? max_new : 32};
+            cpt_qa_result qr;
+            if ((rc = cpt_qa_run(m, tok, &qas[k], &qo, NULL, &qr, err))) break;
+            if (!(hits[k] = calloc(qr.n + 1, sizeof(double)))) rc = cpt_err_set(err, CPT_ENOMEM, "out of memory");
+            for (size_t i = 0; !rc && i < qr.n; i++) hits[k][i] = qr.em_i[i];
+            cpt_qa_result_free(&qr);
+            continue;
+        }
+        if (is_if[k] == T_IF) {
             cpt_if_result ir;
-            if ((rc = cpt_if_run(m, tok, NULL, &ifs[k], max_new, NULL, &ir, err))) break;
+            if ((rc = cpt_if_run(m, tok, NULL, &ifs[k], max_new ? max_new : 256, NULL, &ir, err))) break;
             if (!(hits[k] = calloc(ir.n + 1, sizeof(double)))) rc = cpt_err_set(err, CPT_ENOMEM, "out of memory");
             for (size_t i = 0; !rc && i < ir.n; i++) {
                 int all = 1;
@@ -68,7 +81,7 @@ static int write_text(const char *path, const char *text, cpt_err *err) {
 
 int cpt_cmd_compare(int argc, char **argv) {
     const char *tasks_s = NULL, *out_dir = NULL, *data_dir = NULL, *models[2] = {NULL, NULL};
-    long long limit = 0, fewshot = 0, batch = 4, seed = 1234, max_new = 256;
+    long long limit = 0, fewshot = 0, batch = 4, seed = 1234, max_new = 0;
     double budget = 0.02;
     cpt_opt opts[] = {
         {"--tasks", CPT_OPT_STR, &tasks_s, "LIST", "comma-separated built-in task names and/or .jsonl paths (as cpt eval)", 1, 0, 0, NULL, 0},
@@ -76,7 +89,7 @@ int cpt_cmd_compare(int argc, char **argv) {
         {"--fewshot", CPT_OPT_INT, &fewshot, "K", "K solved examples before each item (the same for both models)", 0, 0, 64, NULL, 0},
         {"--seed", CPT_OPT_INT, &seed, "S", "seed of the few-shot sampler", 0, 0, 9e15, NULL, 0},
         {"--batch", CPT_OPT_INT, &batch, "N", "rows per forward", 0, 1, 4096, NULL, 0},
-        {"--max-new", CPT_OPT_INT, &max_new, "N", "ifeval: at most N generated tokens per reply", 0, 1, 1e6, NULL, 0},
+        {"--max-new", CPT_OPT_INT, &max_new, "N", "ifeval / QA: at most N generated tokens per reply (0: the task's default, ifeval 256, QA 32)", 0, 0, 1e6, NULL, 0},
         {"--budget", CPT_OPT_FLOAT, &budget, "B", "forgetting budget: a task whose score drops by more than B (absolute, e.g. 0.02 = 2 points) is forgotten", 0, 0, 1, NULL, 0},
         {"--data-dir", CPT_OPT_STR, &data_dir, "DIR", "where the built-in tasks' files are (default as cpt eval)", 0, 0, 0, NULL, 0},
         {"--out-dir", CPT_OPT_STR, &out_dir, "DIR", "also write compare.md, compare.svg and compare.json there", 0, 0, 0, NULL, 0},
@@ -85,7 +98,7 @@ int cpt_cmd_compare(int argc, char **argv) {
     cpt_cmd_spec spec = {"compare",
                          "Compare a tuned model with its base on the same benchmark items (cpt eval's scoring):\n"
                          "per task the score (acc_norm where the task has it, else acc; ifeval: prompt-level strict\n"
-                         "accuracy) of each, the delta\n"
+                         "accuracy; QA tasks (triviaqa, jeopardy, pubmedqa, qa:FILE): exact match) of each, the delta\n"
                          "tuned - base with its paired standard error, and a verdict against --budget.",
                          "Usage: cpt compare BASE_DIR TUNED_DIR --tasks LIST [options]. Exit 0 either way; the\n"
                          "verdict is in the output (\"kept\" or \"forgot\" per task, and overall).",
@@ -113,6 +126,7 @@ int cpt_cmd_compare(int argc, char **argv) {
     cpt_err err = {0};
     cpt_mc_task tasks[MAX_TASKS];
     cpt_if_set ifs[MAX_TASKS];
+    cpt_qa_task qas[MAX_TASKS];
     int is_if[MAX_TASKS] = {0};
     char *names[MAX_TASKS];
     double *hits[2][MAX_TASKS];
@@ -129,14 +143,18 @@ int cpt_cmd_compare(int argc, char **argv) {
         if (!strcmp(nm, "ifeval") || !strncmp(nm, "ifeval:", 7)) {
             memset(&tasks[nt], 0, sizeof tasks[nt]);
             rc = cpt_if_load(&ifs[nt], nm[6] ? nm + 7 : nm, (size_t)limit, &err);
-            if (!rc) is_if[nt] = 1, tasks[nt].n = ifs[nt].n;
+            if (!rc) is_if[nt] = T_IF, tasks[nt].n = ifs[nt].n;
+        } else if (cpt_qa_is_task(nm)) {
+            memset(&tasks[nt], 0, sizeof tasks[nt]);
+            rc = cpt_qa_load(&qas[nt], nm, data_dir, &err);
+            if (!rc) is_if[nt] = T_QA, tasks[nt].n = qas[nt].n;
         } else {
             rc = cpt_eval_task_load(&tasks[nt], nm, data_dir, 0, &err);
         }
         if (!rc) names[nt++] = nm;
     }
     cpt_eval_opts o = {(size_t)limit, (int)fewshot, (uint64_t)seed, (int)batch};
-    for (int mi = 0; mi < 2 && !rc; mi++) rc = score_model(models[mi], tasks, ifs, is_if, (int)max_new, nt, &o, hits[mi], &err);
+    for (int mi = 0; mi < 2 && !rc; mi++) rc = score_model(models[mi], tasks, ifs, qas, is_if, (int)max_new, nt, &o, hits[mi], &err);
     cpt_compare_row rows[MAX_TASKS];
     int n_forgot = 0;
     for (int k = 0; k < nt && !rc; k++) {
@@ -144,7 +162,7 @@ int cpt_cmd_compare(int argc, char **argv) {
         const char *b = strrchr(names[k], '/');
         rows[k].task = b ? b + 1 : names[k];
         rows[k].n = n;
-        rows[k].metric = is_if[k] ? "prompt_strict" : tasks[k].kind != CPT_TASK_CLOZE && tasks[k].has_norm ? "acc_norm" : "acc";
+        rows[k].metric = is_if[k] == T_IF ? "prompt_strict" : is_if[k] == T_QA ? "exact_match" : tasks[k].kind != CPT_TASK_CLOZE && tasks[k].has_norm ? "acc_norm" : "acc";
         cpt_eval_mean_stderr(hits[0][k], n, &rows[k].base, NULL);
         cpt_eval_mean_stderr(hits[1][k], n, &rows[k].tuned, NULL);
         cpt_eval_paired_delta(hits[0][k], hits[1][k], n, &rows[k].delta, &rows[k].delta_se);
@@ -204,7 +222,8 @@ int cpt_cmd_compare(int argc, char **argv) {
         }
     }
     for (int k = 0; k < nt; k++) {
-        if (is_if[k]) cpt_if_free(&ifs[k]);
+        if (is_if[k] == T_IF) cpt_if_free(&ifs[k]);
+        else if (is_if[k] == T_QA) cpt_qa_task_free(&qas[k]);
         else cpt_mc_task_free(&tasks[k]);
         free(hits[0][k]), free(hits[1][k]);
     }

@@ -5,7 +5,9 @@ Oracle: the per-item verdicts of `cpt eval --items` for each model (themselves c
 transformers by test_eval_ref.py), with the scores (acc_norm where the task has one), the
 paired delta, its standard error (statistics.stdev of the differences / sqrt(n)) and the
 verdict (delta < -budget) recomputed here; compare.svg parses as XML with one bar per task;
-comparing a model with itself gives delta 0, stderr 0, verdict kept.
+comparing a model with itself gives delta 0, stderr 0, verdict kept. A qa:FILE task (exact match of
+greedy answers; gold answers planted from the base model's own replies on half the items) gives the
+per-item exact matches of cpt eval --items for both models, and their paired delta.
 """
 import json
 import math
@@ -83,6 +85,40 @@ def main():
     rects = [e for e in svg.iter() if e.tag.endswith("rect")]
     ck.check(len(rects) == 1 + len(TASKS), "compare.svg: %d rects, want background + %d bars" % (len(rects), len(TASKS)))
     ck.check(os.path.exists(os.path.join(out, "compare.md")), "compare.md missing")
+
+    # QA (exact match of greedy answers): gold answers made from the base model's own replies on
+    # half the items (a first cpt eval run), so the base scores there and the random model does not
+    qa_draft, qa = os.path.join(tmp, "qa_draft.jsonl"), os.path.join(tmp, "qa.jsonl")
+    prompts = ["Once upon a time there was a little", "Lily went to the park and saw a", "Tom had a big red",
+               "The sun was shining and the birds", "One day, a cat named", "Mom said it was time to",
+               "The dog ran to the", "She was very happy because"]
+    with open(qa_draft, "w") as f:
+        for q in prompts:
+            f.write(json.dumps({"question": q, "answers": ["zzz"]}) + "\n")
+
+    def qa_items(model, path, tag):
+        it = os.path.join(tmp, tag + ".qa.items.jsonl")
+        p = ou.run_cpt(["eval", "--model", model, "--tasks", "qa:" + path, "--max-new", 6, "--items", it])
+        ck.check(p.returncode == 0, "%s: cpt eval qa exit %d: %s" % (tag, p.returncode, p.stderr[-400:]))
+        return [json.loads(l) for l in open(it)] if p.returncode == 0 else []
+    draft = qa_items(base, qa_draft, "draft")
+    with open(qa, "w") as f:
+        for i, q in enumerate(prompts):
+            gold = draft[i]["response"].strip() if i % 2 == 0 and i < len(draft) and draft[i]["response"].strip() else "zzz"
+            f.write(json.dumps({"question": q, "answers": [gold]}) + "\n")
+    qb = [x["exact_match"] for x in qa_items(base, qa, "qa-base")]
+    qt = [x["exact_match"] for x in qa_items(tuned, qa, "qa-tuned")]
+    ck.check(len(qb) == len(qt) == len(prompts) and sum(qb) >= 2, "base exact matches %s (want >= 2 of the planted ones)" % qb)
+    p = ou.run_cpt(["compare", base, tuned, "--tasks", "qa:" + qa, "--max-new", 6, "--budget", BUDGET, "--out-dir", out + "-qa"])
+    if ck.check(p.returncode == 0, "compare qa exit %d: %s" % (p.returncode, p.stderr[-400:])) and qb and qt:
+        r = json.load(open(os.path.join(out + "-qa", "compare.json")))["tasks"]["qa.jsonl"]
+        d = [y - x for x, y in zip(qb, qt)]
+        ck.check(r["metric"] == "exact_match" and r["n"] == len(prompts), "qa row %s" % r)
+        ck.check(abs(r["base"] - statistics.mean(qb)) < 1e-12 and abs(r["tuned"] - statistics.mean(qt)) < 1e-12
+                 and abs(r["delta"] - statistics.mean(d)) < 1e-12
+                 and abs(r["delta_stderr"] - statistics.stdev(d) / math.sqrt(len(d))) < 1e-12,
+                 "qa: compare %s, from cpt eval's items base %s tuned %s" % (r, qb, qt))
+        ck.check(r["verdict"] == ("forgot" if statistics.mean(d) < -BUDGET else "kept"), "qa verdict %s" % r["verdict"])
 
     p = ou.run_cpt(["compare", base, base, "--tasks", "winogrande", "--limit", 10, "--data-dir", data,
                     "--out-dir", out + "-self"])
