@@ -50,8 +50,8 @@ evalm() { # NAME MODEL_DIR
     --limit "$GEN_LIMIT" --out "$OUT/eval-$1.json" > "$OUT/eval-$1.log" 2>&1 ||
     { tail -20 "$OUT/eval-$1.log" >&2; die "eval $1 failed"; }
 }
-run() { # NAME YAML-BODY (data.mixture or stages)
-  local name=$1 body=$2 r="$OUT/$1.yaml"
+run() { # NAME MIXTURE-YAML [STAGES-YAML]
+  local name=$1 mix=$2 body=${3:-} r="$OUT/$1.yaml"
   cat > "$r" <<YAML
 model: $model
 out_dir: $OUT/run-$name
@@ -61,6 +61,7 @@ data:
     qa: {path: $OUT/shards/qa}
     instruct: {path: $OUT/shards/instruct}
     general: {path: $OUT/shards/general}
+  mixture: {$mix}
   validation:
     general: $OUT/shards/general
 training: {seq_len: 256, micro_batch: 8, grad_accum: 1, max_steps: $STEPS}
@@ -70,21 +71,21 @@ eval: {every: $STEPS, sequences: 8}
 checkpoint: {every: 0, keep_last: 1}
 $body
 YAML
-  if [ ! -f "$OUT/run-$name/final/config.json" ]; then
+  if [ ! -f "$OUT/run-$name/export/config.json" ]; then
     rm -rf "$OUT/run-$name"
     echo "== cpt train ($name)"
     local t0=$(date +%s)
     "$cpt" train "$r" > "$OUT/train-$name.log" 2>&1 || { tail -20 "$OUT/train-$name.log" >&2; die "train $name failed"; }
     echo $(( $(date +%s) - t0 )) > "$OUT/wall-$name.txt"
   fi
-  evalm "$name" "$OUT/run-$name/final"
+  evalm "$name" "$OUT/run-$name/export"
 }
 evalm base "$model"
-run plain "mixture: {bios: 0.9, general: 0.1}"
-run pit "stages:
+run plain "bios: 0.9, general: 0.1"
+run pit "bios: 0.7, qa: 0.2, general: 0.1" "stages:
   - {name: qa-only, steps: $PIT_QA_STEPS, mixture: {qa: 1.0}}
   - {name: docs-with-qa, steps: $((STEPS - PIT_QA_STEPS)), mixture: {bios: 0.7, qa: 0.2, general: 0.1}}"
-run ki "mixture: {instruct: 0.9, general: 0.1}"
+run ki "instruct: 0.9, general: 0.1"
 python3 - "$OUT" <<'PY'
 import json, os, sys
 out = sys.argv[1]

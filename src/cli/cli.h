@@ -61,6 +61,17 @@ int cpt_train_evalif_run(void *ctx, struct cpt_model *m, long long step, struct 
 char *cpt_train_evalif_markdown(const cpt_train_evalif *e);
 void cpt_train_evalif_free(cpt_train_evalif *e);
 
+/* The recipe's eval.tasks block (src/cli/train_evaltasks.c): NULL *out when
+ * eval.tasks.names is unset; resuming: read the base's cached scores instead of measuring
+ * them at the first run; run is a cpt_train_cfg eval_extra_fn; markdown the report.md
+ * section (malloc'ed, NULL before any run). */
+typedef struct cpt_train_evaltasks cpt_train_evaltasks;
+int cpt_train_evaltasks_setup(const struct cpt_recipe *r, const struct cpt_tok *tok, const char *run_dir, int resuming,
+                              cpt_train_evaltasks **out, long long *every, cpt_err *err);
+int cpt_train_evaltasks_run(void *ctx, struct cpt_model *m, long long step, struct cpt_metrics *mx, FILE *log, cpt_err *err);
+char *cpt_train_evaltasks_markdown(const cpt_train_evaltasks *e);
+void cpt_train_evaltasks_free(cpt_train_evaltasks *e);
+
 /* "a,b,c" -> numbers (at most cap), each in [lo, hi] and integral when asked; opt names the
  * option or recipe key in errors (with an example as HINT). */
 int cpt_parse_num_list(const char *s, const char *opt, double lo, double hi, int integral, double *out, int cap, int *n,

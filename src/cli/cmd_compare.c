@@ -10,61 +10,21 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/task_score.h"
 #include "cli/opts.h"
-#include "cpt/eval.h"
-#include "cpt/ifeval.h"
 #include "cpt/model.h"
-#include "cpt/qa.h"
 #include "cpt/tokenizer.h"
 
 #define MAX_TASKS 64
 
-enum { T_MC = 0, T_IF = 1, T_QA = 2 };
-
-/* Per-item 0/1 scores of one model on one task (acc_norm's where the task has it).
- * ifeval tasks (ifs[k] where kind[k] == T_IF): 1 when every instruction of the prompt is
- * followed (prompt-level strict), replies of at most max_new tokens (0: 256). QA tasks
- * (qas[k], T_QA): exact match of the greedy answer (max_new 0: 32 tokens). */
-static int score_model(const char *dir, cpt_mc_task *tasks, const cpt_if_set *ifs, const cpt_qa_task *qas, const int *is_if,
-                       int max_new, int nt, const cpt_eval_opts *o, double **hits, cpt_err *err) {
+/* Per-item 0/1 hits of one model on every task (cpt_cli_task_hits). */
+static int score_model(const char *dir, const cpt_cli_task *tasks, int max_new, int nt, const cpt_eval_opts *o,
+                       double **hits, cpt_err *err) {
     cpt_model *m = NULL;
     cpt_tok *tok = NULL;
     int rc = cpt_model_load_hf(&m, dir, err);
     if (!rc) rc = cpt_tok_load(&tok, dir, err);
-    for (int k = 0; k < nt && !rc; k++) {
-        if (is_if[k] == T_QA) {
-            cpt_qa_opts qo = {o->limit, o->fewshot, o->seed, max_new ? max_new : 32};
-            cpt_qa_result qr;
-            if ((rc = cpt_qa_run(m, tok, &qas[k], &qo, NULL, &qr, err))) break;
-            if (!(hits[k] = calloc(qr.n + 1, sizeof(double)))) rc = cpt_err_set(err, CPT_ENOMEM, "out of memory");
-            for (size_t i = 0; !rc && i < qr.n; i++) hits[k][i] = qr.em_i[i];
-            cpt_qa_result_free(&qr);
-            continue;
-        }
-        if (is_if[k] == T_IF) {
-            cpt_if_result ir;
-            if ((rc = cpt_if_run(m, tok, NULL, &ifs[k], max_new ? max_new : 256, NULL, &ir, err))) break;
-            if (!(hits[k] = calloc(ir.n + 1, sizeof(double)))) rc = cpt_err_set(err, CPT_ENOMEM, "out of memory");
-            for (size_t i = 0; !rc && i < ir.n; i++) {
-                int all = 1;
-                for (int c = 0; c < ifs[k].items[i].n_checks; c++) all &= ir.follows[i * CPT_IF_MAX_CHECKS + (size_t)c];
-                hits[k][i] = all;
-            }
-            cpt_if_result_free(&ir);
-            continue;
-        }
-        cpt_eval_result r;
-        rc = cpt_eval_task_run(m, tok, &tasks[k], o, &r, err);
-        if (rc) break;
-        hits[k] = calloc(r.n + 1, sizeof(double));
-        if (!hits[k]) rc = cpt_err_set(err, CPT_ENOMEM, "out of memory");
-        for (size_t i = 0; !rc && i < r.n; i++) {
-            const cpt_mc_task *t = &tasks[k];
-            if (t->kind == CPT_TASK_CLOZE) hits[k][i] = r.pred[i];
-            else hits[k][i] = (t->has_norm ? r.pred_norm[i] : r.pred[i]) == t->items[i].gold;
-        }
-        cpt_eval_result_free(&r);
-    }
+    for (int k = 0; k < nt && !rc; k++) rc = cpt_cli_task_hits(m, tok, &tasks[k], o, max_new, &hits[k], err);
     if (rc) cpt_err_wrap(err, "model %s", dir);
     cpt_tok_free(tok);
     cpt_model_free(m);
@@ -124,11 +84,7 @@ int cpt_cmd_compare(int argc, char **argv) {
     char ddbuf[4200];
     if (!data_dir) data_dir = cpt_eval_default_data_dir(ddbuf, sizeof ddbuf);
     cpt_err err = {0};
-    cpt_mc_task tasks[MAX_TASKS];
-    cpt_if_set ifs[MAX_TASKS];
-    cpt_qa_task qas[MAX_TASKS];
-    int is_if[MAX_TASKS] = {0};
-    char *names[MAX_TASKS];
+    cpt_cli_task tasks[MAX_TASKS];
     double *hits[2][MAX_TASKS];
     memset(hits, 0, sizeof hits);
     int nt = 0, rc = CPT_OK;
@@ -140,29 +96,18 @@ int cpt_cmd_compare(int argc, char **argv) {
             rc = cpt_err_set(&err, CPT_EINVAL, "more than %d tasks. HINT: compare fewer at once", MAX_TASKS);
             break;
         }
-        if (!strcmp(nm, "ifeval") || !strncmp(nm, "ifeval:", 7)) {
-            memset(&tasks[nt], 0, sizeof tasks[nt]);
-            rc = cpt_if_load(&ifs[nt], nm[6] ? nm + 7 : nm, (size_t)limit, &err);
-            if (!rc) is_if[nt] = T_IF, tasks[nt].n = ifs[nt].n;
-        } else if (cpt_qa_is_task(nm)) {
-            memset(&tasks[nt], 0, sizeof tasks[nt]);
-            rc = cpt_qa_load(&qas[nt], nm, data_dir, &err);
-            if (!rc) is_if[nt] = T_QA, tasks[nt].n = qas[nt].n;
-        } else {
-            rc = cpt_eval_task_load(&tasks[nt], nm, data_dir, 0, &err);
-        }
-        if (!rc) names[nt++] = nm;
+        rc = cpt_cli_task_load(&tasks[nt], nm, data_dir, (size_t)limit, &err);
+        if (!rc) nt++;
     }
     cpt_eval_opts o = {(size_t)limit, (int)fewshot, (uint64_t)seed, (int)batch};
-    for (int mi = 0; mi < 2 && !rc; mi++) rc = score_model(models[mi], tasks, ifs, qas, is_if, (int)max_new, nt, &o, hits[mi], &err);
+    for (int mi = 0; mi < 2 && !rc; mi++) rc = score_model(models[mi], tasks, (int)max_new, nt, &o, hits[mi], &err);
     cpt_compare_row rows[MAX_TASKS];
     int n_forgot = 0;
     for (int k = 0; k < nt && !rc; k++) {
-        size_t n = limit && (size_t)limit < tasks[k].n ? (size_t)limit : tasks[k].n;
-        const char *b = strrchr(names[k], '/');
-        rows[k].task = b ? b + 1 : names[k];
+        size_t n = tasks[k].n;
+        rows[k].task = tasks[k].label;
         rows[k].n = n;
-        rows[k].metric = is_if[k] == T_IF ? "prompt_strict" : is_if[k] == T_QA ? "exact_match" : tasks[k].kind != CPT_TASK_CLOZE && tasks[k].has_norm ? "acc_norm" : "acc";
+        rows[k].metric = cpt_cli_task_metric(&tasks[k]);
         cpt_eval_mean_stderr(hits[0][k], n, &rows[k].base, NULL);
         cpt_eval_mean_stderr(hits[1][k], n, &rows[k].tuned, NULL);
         cpt_eval_paired_delta(hits[0][k], hits[1][k], n, &rows[k].delta, &rows[k].delta_se);
@@ -222,9 +167,7 @@ int cpt_cmd_compare(int argc, char **argv) {
         }
     }
     for (int k = 0; k < nt; k++) {
-        if (is_if[k] == T_IF) cpt_if_free(&ifs[k]);
-        else if (is_if[k] == T_QA) cpt_qa_task_free(&qas[k]);
-        else cpt_mc_task_free(&tasks[k]);
+        cpt_cli_task_free(&tasks[k]);
         free(hits[0][k]), free(hits[1][k]);
     }
     free(list);

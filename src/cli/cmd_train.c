@@ -376,16 +376,17 @@ static void usage(FILE *f) {
     cpt_recipe_help(f, cpt_recipe_train_schema());
 }
 
-/* The in-loop evaluations (eval.long, eval.ifeval) behind the trainer's one hook. */
+/* The in-loop evaluations (eval.long, eval.ifeval, eval.tasks) behind the trainer's one hook. */
+enum { N_EXTRA = 3 };
 typedef struct extra_chain {
-    void *ctx[2];
-    int (*fn[2])(void *ctx, cpt_model *m, long long step, struct cpt_metrics *mx, FILE *log, cpt_err *err);
-    long long every[2], max_steps;
+    void *ctx[N_EXTRA];
+    int (*fn[N_EXTRA])(void *ctx, cpt_model *m, long long step, struct cpt_metrics *mx, FILE *log, cpt_err *err);
+    long long every[N_EXTRA], max_steps;
 } extra_chain;
 
 static int extra_chain_run(void *ctx, cpt_model *m, long long step, struct cpt_metrics *mx, FILE *log, cpt_err *err) {
     extra_chain *c = ctx;
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < N_EXTRA; i++) {
         if (!c->ctx[i] || !(step == 0 || step == c->max_steps || (c->every[i] > 0 && step % c->every[i] == 0))) continue;
         int rc = c->fn[i](c->ctx[i], m, step, mx, log, err);
         if (rc) return rc;
@@ -492,9 +493,10 @@ int cpt_cmd_train(int argc, char **argv) {
     cpt_train_stage stages[MAXS];
     cpt_shardseq *vs[16] = {0};
     cpt_eval_set evs[16];
-    char *resume_dir = NULL, *plan_md = NULL, *evlong_md = NULL, *evif_md = NULL, *extra_md = NULL;
+    char *resume_dir = NULL, *plan_md = NULL, *evlong_md = NULL, *evif_md = NULL, *evtasks_md = NULL, *extra_md = NULL;
     cpt_train_evallong *evlong = NULL;
     cpt_train_evalif *evif = NULL;
+    cpt_train_evaltasks *evtasks = NULL;
     extra_chain chain = {0};
     cpt_memplan plan;
     memset(&plan, 0, sizeof plan);
@@ -840,15 +842,19 @@ int cpt_cmd_train(int argc, char **argv) {
     if (progressive) tc.n_stages = ctx.n_stages, tc.stages = stages;
     if ((rc = cpt_train_evallong_setup(r, tok, run_dir, &evlong, &chain.every[0], &err))) goto done;
     if ((rc = cpt_train_evalif_setup(r, tok, run_dir, &evif, &chain.every[1], &err))) goto done;
-    if (evlong || evif) {
-        /* both blocks behind the trainer's one hook: called at step 0, every gcd of their
+    if ((rc = cpt_train_evaltasks_setup(r, tok, run_dir, resume_dir != NULL, &evtasks, &chain.every[2], &err))) goto done;
+    if (evlong || evif || evtasks) {
+        /* the blocks behind the trainer's one hook: called at step 0, every gcd of their
          * periods and at the end; each runs at its own period */
-        chain.ctx[0] = evlong, chain.ctx[1] = evif, chain.max_steps = max_steps;
-        chain.fn[0] = cpt_train_evallong_run, chain.fn[1] = cpt_train_evalif_run;
-        long long a = evlong ? chain.every[0] : 0, b = evif ? chain.every[1] : 0;
-        while (b) {
-            long long t = a % b;
-            a = b, b = t;
+        chain.ctx[0] = evlong, chain.ctx[1] = evif, chain.ctx[2] = evtasks, chain.max_steps = max_steps;
+        chain.fn[0] = cpt_train_evallong_run, chain.fn[1] = cpt_train_evalif_run, chain.fn[2] = cpt_train_evaltasks_run;
+        long long a = 0;
+        for (int i = 0; i < N_EXTRA; i++) {
+            long long b = chain.ctx[i] ? chain.every[i] : 0;
+            while (b) {
+                long long t = a % b;
+                a = b, b = t;
+            }
         }
         tc.eval_extra_fn = extra_chain_run, tc.eval_extra_ctx = &chain, tc.eval_extra_every = a;
     }
@@ -923,9 +929,19 @@ int cpt_cmd_train(int argc, char **argv) {
                               res.steps, max_steps, res.tokens, res.wall_s, rv, n_ev, rs, K, sk, res.n_skips, ck, 1, NULL, plan_md,
                               NULL};
         evlong_md = cpt_train_evallong_markdown(evlong), evif_md = cpt_train_evalif_markdown(evif);
-        if (evlong_md || evif_md) {
-            size_t n1 = evlong_md ? strlen(evlong_md) : 0, n2 = evif_md ? strlen(evif_md) : 0;
-            if ((extra_md = malloc(n1 + n2 + 2))) snprintf(extra_md, n1 + n2 + 2, "%s%s%s", evlong_md ? evlong_md : "", n1 && n2 ? "\n" : "", evif_md ? evif_md : "");
+        evtasks_md = cpt_train_evaltasks_markdown(evtasks);
+        if (evlong_md || evif_md || evtasks_md) {
+            const char *parts[3] = {evlong_md, evif_md, evtasks_md};
+            size_t n = 4;
+            for (int i = 0; i < 3; i++) n += parts[i] ? strlen(parts[i]) + 1 : 0;
+            if ((extra_md = malloc(n))) {
+                extra_md[0] = 0;
+                for (int i = 0; i < 3; i++)
+                    if (parts[i]) {
+                        if (extra_md[0]) strcat(extra_md, "\n");
+                        strcat(extra_md, parts[i]);
+                    }
+            }
         }
         rd.extra_md = extra_md;
         if (cpt_report_write(run_dir, &rd, &e3)) fprintf(log, "warning: report not written: %s\n", e3.msg);
@@ -934,9 +950,10 @@ int cpt_cmd_train(int argc, char **argv) {
 done:
     free(resume_dir);
     free(plan_md);
-    free(evlong_md), free(evif_md), free(extra_md);
+    free(evlong_md), free(evif_md), free(evtasks_md), free(extra_md);
     cpt_train_evallong_free(evlong);
     cpt_train_evalif_free(evif);
+    cpt_train_evaltasks_free(evtasks);
     for (int s = 0; s < MAXS; s++) free(ctx.frozen[s]);
     cpt_rowfreeze_free(ctx.rows);
     cpt_free_aligned(ctx.theta0);

@@ -253,6 +253,23 @@ static const cpt_recipe_opt train_opts[] = {
     OPT("eval.ifeval.budget", CPT_RT_FLOAT, "0.1", 0, 1, NULL, 0,
         "Allowed drop of prompt-level accuracy below the base (absolute); past it: a warning and an "
         "ifeval_budget event"),
+    OPT("eval.tasks.names", CPT_RT_STRING, NULL, 0, 0, NULL, 0,
+        "Benchmark tasks in the loop (the names cpt eval takes, comma-separated: arc_easy, hellaswag, "
+        "ifeval, triviaqa, qa:FILE.jsonl, a .jsonl of multiple choice, ...): the same first eval.tasks.limit "
+        "items at step 0 (the base, cached in OUT_DIR/eval_tasks/base.json), every eval.tasks.every steps "
+        "and at the end; metrics task/NAME/... with the paired delta against the base, report.md"),
+    OPT("eval.tasks.every", CPT_RT_INT, "0", 0, BIG, NULL, 0,
+        "Run eval.tasks every N steps (0: only at the start and the end)"),
+    OPT("eval.tasks.limit", CPT_RT_INT, "100", 0, 1000000, NULL, 0,
+        "The first N items of each task (0: all)"),
+    OPT("eval.tasks.fewshot", CPT_RT_INT, "0", 0, 64, NULL, 0,
+        "Solved examples before each item (cpt eval --fewshot)"),
+    OPT("eval.tasks.max_new", CPT_RT_INT, "0", 0, 1000000, NULL, 0,
+        "Generated tokens per reply for ifeval / QA tasks (0: the task's default, ifeval 256, QA 32)"),
+    OPT("eval.tasks.budget", CPT_RT_FLOAT, "0.05", 0, 1, NULL, 0,
+        "Allowed drop of a task's score below the base (absolute); past it: a warning and a task_budget event"),
+    OPT("eval.tasks.data_dir", CPT_RT_STRING, NULL, 0, 0, NULL, 0,
+        "Where the built-in tasks' files are (default as cpt eval: ../shared/data/eval beside the checkout)"),
     OPT("eval.long.lengths", CPT_RT_STRING, NULL, 0, 0, NULL, 0,
         "Long-context checks in the loop (cpt eval-long): comma-separated context lengths, e.g. "
         "\"1024,2048,4096\"; passkey accuracy (and needle / loss by position when their inputs are "

@@ -618,7 +618,8 @@ static void test_help(void) {
         "stages.#.rope.scaling.beta_slow", "stages.#.rope.scaling.mscale", "stages.#.rope.scaling.mscale_all_dim",
         "stages.#.rope.scaling.attention_factor", "stages.#.rope.max_position_embeddings",
         /* long-context checks in the loop (issue 11) */
-        "eval.ifeval.every", "eval.ifeval.prompts", "eval.ifeval.limit", "eval.ifeval.max_new", "eval.ifeval.budget", "eval.long.lengths", "eval.long.depths", "eval.long.trials", "eval.long.every", "eval.long.haystack",
+        "eval.ifeval.every", "eval.ifeval.prompts", "eval.ifeval.limit", "eval.ifeval.max_new", "eval.ifeval.budget", "eval.tasks.names", "eval.tasks.every", "eval.tasks.limit", "eval.tasks.fewshot", "eval.tasks.max_new",
+        "eval.tasks.budget", "eval.tasks.data_dir", "eval.long.lengths", "eval.long.depths", "eval.long.trials", "eval.long.every", "eval.long.haystack",
         "eval.long.ppl_text", "eval.long.bucket", "eval.long.ppl_windows"};
     size_t nk = sizeof keys / sizeof *keys, ns = sizeof sched / sizeof *sched;
     char *buf = NULL;
