@@ -60,6 +60,12 @@ typedef struct cpt_bios_fields {
  * removed, blank lines skipped. A missing file, an empty pool, invalid UTF-8 or a company
  * line without "; City" is an error naming the file (and line). */
 int cpt_bios_load_fields(const char *dir, cpt_bios_fields *f, cpt_err *err);
+/* One pool file's text (label names it in errors): the values appended to p, and with
+ * city != NULL (company.txt) each line split at ';' into p (name) and city. On error both
+ * pools are emptied. */
+int cpt_bios_parse_pool(const char *text, size_t len, const char *label, cpt_bios_pool *p, cpt_bios_pool *city,
+                        cpt_err *err);
+void cpt_bios_pool_free(cpt_bios_pool *p);
 void cpt_bios_fields_free(cpt_bios_fields *f);
 
 typedef struct cpt_bios_person {

@@ -46,7 +46,49 @@ static int utf8_valid(const char *s, size_t n) {
     return 1;
 }
 
-/* One value per line; company lines split at "; " into name and city. */
+int cpt_bios_parse_pool(const char *text, size_t len, const char *label, cpt_bios_pool *p, cpt_bios_pool *city,
+                        cpt_err *err) {
+    int rc = CPT_OK;
+    long ln = 0;
+    for (const char *s = text; !rc && s < text + len;) {
+        const char *e = memchr(s, '\n', (size_t)(text + len - s));
+        if (!e) e = text + len;
+        ln++;
+        const char *a = s, *b = e;
+        while (a < b && (*a == ' ' || *a == '\t' || *a == '\r')) a++;
+        while (b > a && (b[-1] == ' ' || b[-1] == '\t' || b[-1] == '\r')) b--;
+        s = e + 1;
+        if (a == b) continue;
+        if (!utf8_valid(a, (size_t)(b - a)) || memchr(a, 0, (size_t)(b - a))) {
+            rc = cpt_err_set(err, CPT_EFORMAT, "%s:%ld: invalid UTF-8. HINT: save the file as UTF-8", label, ln);
+            break;
+        }
+        if (!city) {
+            rc = pool_push(p, a, (size_t)(b - a), err);
+            continue;
+        }
+        const char *semi = memchr(a, ';', (size_t)(b - a));
+        const char *c = semi ? semi + 1 : NULL, *ne = semi;
+        while (c && c < b && *c == ' ') c++;
+        while (ne && ne > a && ne[-1] == ' ') ne--;
+        if (!semi || ne == a || c >= b) {
+            rc = cpt_err_set(err, CPT_EFORMAT, "%s:%ld: a company line is \"Name; City, ST\". HINT: add the city after a ';'",
+                             label, ln);
+            break;
+        }
+        rc = pool_push(p, a, (size_t)(ne - a), err);
+        if (!rc) rc = pool_push(city, c, (size_t)(b - c), err);
+    }
+    if (!rc && p->n == 0) rc = cpt_err_set(err, CPT_EFORMAT, "%s: no values. HINT: one value per line", label);
+    if (rc) {
+        pool_free(p);
+        if (city) pool_free(city);
+    }
+    return rc;
+}
+
+void cpt_bios_pool_free(cpt_bios_pool *p) { pool_free(p); }
+
 static int load_pool(const char *dir, const char *file, cpt_bios_pool *p, cpt_bios_pool *city, cpt_err *err) {
     char *path = cpt_path_join(dir, file), *text = NULL;
     size_t len = 0;
@@ -59,37 +101,7 @@ static int load_pool(const char *dir, const char *file, cpt_bios_pool *p, cpt_bi
         free(path);
         return rc;
     }
-    long ln = 0;
-    for (char *s = text; !rc && s < text + len;) {
-        char *e = memchr(s, '\n', (size_t)(text + len - s));
-        if (!e) e = text + len;
-        ln++;
-        char *a = s, *b = e;
-        while (a < b && (*a == ' ' || *a == '\t' || *a == '\r')) a++;
-        while (b > a && (b[-1] == ' ' || b[-1] == '\t' || b[-1] == '\r')) b--;
-        s = e + 1;
-        if (a == b) continue;
-        if (!utf8_valid(a, (size_t)(b - a)) || memchr(a, 0, (size_t)(b - a))) {
-            rc = cpt_err_set(err, CPT_EFORMAT, "%s:%ld: invalid UTF-8. HINT: save the file as UTF-8", path, ln);
-            break;
-        }
-        if (!city) {
-            rc = pool_push(p, a, (size_t)(b - a), err);
-            continue;
-        }
-        char *semi = memchr(a, ';', (size_t)(b - a));
-        char *c = semi ? semi + 1 : NULL, *ne = semi;
-        while (c && c < b && *c == ' ') c++;
-        while (ne && ne > a && ne[-1] == ' ') ne--;
-        if (!semi || ne == a || c >= b) {
-            rc = cpt_err_set(err, CPT_EFORMAT, "%s:%ld: a company line is \"Name; City, ST\". HINT: add the city after a ';'",
-                             path, ln);
-            break;
-        }
-        rc = pool_push(p, a, (size_t)(ne - a), err);
-        if (!rc) rc = pool_push(city, c, (size_t)(b - c), err);
-    }
-    if (!rc && p->n == 0) rc = cpt_err_set(err, CPT_EFORMAT, "%s: no values. HINT: one value per line", path);
+    rc = cpt_bios_parse_pool(text, len, path, p, city, err);
     free(text);
     free(path);
     return rc;

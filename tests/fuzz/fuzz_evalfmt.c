@@ -4,10 +4,13 @@
  * crash": a rejected file carries a message and leaves no items; an accepted QA item has
  * a context and at least one non-empty answer; pairs are trimmed; normalize() is
  * idempotent and has no leading, trailing or double spaces; F1 lies in [0, 1] and is 1
- * for a string against itself when it normalises to something. */
+ * for a string against itself when it normalises to something; a bioS attribute pool
+ * (cpt_bios_parse_pool) is refused with a message and empty pools, or accepted with
+ * non-empty values (and a city for every company). */
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpt/bios.h"
 #include "cpt/ifeval.h"
 #include "cpt/qa.h"
 #include "cpt/synth.h"
@@ -27,8 +30,24 @@ static void check_norm(const char *s) {
     free(n), free(n2);
 }
 
+static void check_pool(const unsigned char *data, size_t size) {
+    for (int company = 0; company < 2; company++) {
+        cpt_bios_pool p = {0}, c = {0};
+        cpt_err e = {0};
+        int rc = cpt_bios_parse_pool((const char *)data, size, "fuzz.txt", &p, company ? &c : NULL, &e);
+        if (rc && (!e.msg[0] || p.n || c.n)) abort();
+        if (!rc && (!p.n || (company && c.n != p.n))) abort();
+        for (size_t i = 0; i < p.n; i++)
+            if (!p.v[i][0]) abort();
+        for (size_t i = 0; i < c.n; i++)
+            if (!c.v[i][0]) abort();
+        cpt_bios_pool_free(&p), cpt_bios_pool_free(&c);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
     if (size > (1u << 16)) return 0;
+    check_pool(data, size);
     cpt_err e = {0};
     cpt_if_set s;
     int rc = cpt_if_parse(&s, (const char *)data, size, "fuzz.jsonl", 0, &e);
