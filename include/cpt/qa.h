@@ -74,6 +74,8 @@ typedef struct cpt_qa_opts {
     int fewshot;   /* examples per item, from cpt_eval_fewshot_pick over the whole file */
     uint64_t seed;
     int max_new;   /* generated tokens per answer */
+    int batch;     /* items decoded together (cpt_generate_batch); 0 or 1: one at a time.
+                    * Greedy replies equal one-at-a-time decoding up to near ties (generate.h) */
 } cpt_qa_opts;
 
 typedef struct cpt_qa_result {

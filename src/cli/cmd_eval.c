@@ -60,8 +60,8 @@ static void fmt_metric(char *buf, size_t cap, double v, double se) {
 
 /* One QA task: generation, the table row, the JSON entry and the items. */
 static int run_qa(cpt_model *m, cpt_tok *tok, const char *name, const cpt_qa_task *t, size_t limit, int fewshot,
-                  uint64_t seed, int max_new, json_t *jt, FILE *items_f, cpt_err *err) {
-    cpt_qa_opts o = {limit, fewshot, seed, max_new};
+                  uint64_t seed, int max_new, int batch, json_t *jt, FILE *items_f, cpt_err *err) {
+    cpt_qa_opts o = {limit, fewshot, seed, max_new, batch};
     cpt_qa_result r;
     int rc = cpt_qa_run(m, tok, t, &o, NULL, &r, err);
     if (rc) return cpt_err_wrap(err, "task %s", name);
@@ -116,7 +116,7 @@ int cpt_cmd_eval(int argc, char **argv) {
         {"--limit", CPT_OPT_INT, &limit, "N", "score the first N items of each task (0: all)", 0, 0, 1e9, NULL, 0},
         {"--fewshot", CPT_OPT_INT, &fewshot, "K", "K solved examples before each item, drawn from the task's other items", 0, 0, 64, NULL, 0},
         {"--seed", CPT_OPT_INT, &seed, "S", "seed of the few-shot sampler", 0, 0, 9e15, NULL, 0},
-        {"--batch", CPT_OPT_INT, &batch, "N", "rows (context, continuation pairs) per forward", 0, 1, 4096, NULL, 0},
+        {"--batch", CPT_OPT_INT, &batch, "N", "rows (context, continuation pairs) per forward; QA tasks: replies decoded together", 0, 1, 4096, NULL, 0},
         {"--letters", CPT_OPT_FLAG, &letters, NULL, "MMLU-style letter answers for .jsonl tasks (choices listed as \"A. ...\", continuations \"A\", \"B\", ...)", 0, 0, 0, NULL, 0},
         {"--data-dir", CPT_OPT_STR, &data_dir, "DIR", "where the built-in tasks' files are (default: $CPT_EVAL_DATA, else ../shared/data/eval beside the checkout)", 0, 0, 0, NULL, 0},
         {"--tokenizer", CPT_OPT_STR, &tok_path, "PATH", "tokenizer (default: the model directory)", 0, 0, 0, NULL, 0},
@@ -193,7 +193,7 @@ int cpt_cmd_eval(int argc, char **argv) {
     for (int ti = 0; ti < nt && !rc; ti++) {
         const char *name = names[ti];
         if (is_if[ti] == 2) {
-            rc = run_qa(m, tok, name, &qas[ti], (size_t)limit, (int)fewshot, (uint64_t)seed, max_new ? (int)max_new : 32, jt,
+            rc = run_qa(m, tok, name, &qas[ti], (size_t)limit, (int)fewshot, (uint64_t)seed, max_new ? (int)max_new : 32, (int)batch, jt,
                         items_f, &err);
             continue;
         }

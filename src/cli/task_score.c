@@ -51,7 +51,7 @@ int cpt_cli_task_hits(cpt_model *m, const cpt_tok *tok, const cpt_cli_task *t, c
     if (!*hits) return cpt_err_set(err, CPT_ENOMEM, "out of memory");
     int rc = CPT_OK;
     if (t->kind == CPT_CLI_TASK_QA) {
-        cpt_qa_opts qo = {t->n, o->fewshot, o->seed, max_new ? max_new : 32};
+        cpt_qa_opts qo = {t->n, o->fewshot, o->seed, max_new ? max_new : 32, o->batch};
         cpt_qa_result qr;
         if (!(rc = cpt_qa_run(m, tok, &t->qa, &qo, NULL, &qr, err))) {
             for (size_t i = 0; i < qr.n && i < t->n; i++) (*hits)[i] = qr.em_i[i];

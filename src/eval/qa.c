@@ -330,37 +330,62 @@ int cpt_qa_run(cpt_model *m, const cpt_tok *tok, const cpt_qa_task *t, const cpt
                        .n_stop_ids = stop[1] >= 0 && stop[1] != stop[0] ? 2 : 1, .stop_strs = t->until,
                        .n_stop_strs = t->n_until};
     double t0 = cpt_now();
-    int rc = CPT_OK;
-    for (size_t i = 0; i < n && !rc; i++) {
-        int *sh = r->shots + i * (size_t)(k > 0 ? k : 0);
-        if (k > 0) cpt_eval_fewshot_pick(t->n, i, k, o->seed, sh);
-        char *prompt = build_prompt(t, i, sh, k > 0 ? k : 0);
-        int32_t *ids = NULL;
-        size_t nid = 0;
-        if (!prompt) rc = cpt_err_set(err, CPT_ENOMEM, "out of memory");
-        if (!rc) rc = cpt_tok_encode(tok, prompt, strlen(prompt), 0, &ids, &nid, NULL, err);
-        if (!rc && nid == 0) rc = cpt_err_set(err, CPT_EINVAL, "item %zu: the prompt encodes to no tokens", i + 1);
-        size_t keep = (size_t)(ctx - o->max_new), off = nid > keep ? nid - keep : 0; /* lm-eval keeps the end */
-        cpt_gen_out g = {0};
-        if (!rc) rc = cpt_generate(m, tok, ids + off, nid - off, &go, &g, err);
-        free(prompt), free(ids);
-        if (rc) {
-            cpt_err_wrap(err, "QA item %zu", i + 1);
-            break;
+    int rc = CPT_OK, B = o->batch > 1 ? o->batch : 1;
+    int32_t **ids = calloc((size_t)B, sizeof *ids);
+    size_t *nid = calloc((size_t)B, sizeof *nid);
+    const int32_t **starts = calloc((size_t)B, sizeof *starts);
+    cpt_gen_out *g = calloc((size_t)B, sizeof *g);
+    if (!ids || !nid || !starts || !g) rc = cpt_err_set(err, CPT_ENOMEM, "out of memory");
+    /* B items at a time: prompts built and encoded, replies decoded together (B = 1: one
+     * cpt_generate per item), then scored in item order */
+    for (size_t i0 = 0; i0 < n && !rc; i0 += (size_t)B) {
+        int nb = (int)(n - i0 < (size_t)B ? n - i0 : (size_t)B);
+        for (int b = 0; b < nb && !rc; b++) {
+            size_t i = i0 + (size_t)b;
+            int *sh = r->shots + i * (size_t)(k > 0 ? k : 0);
+            if (k > 0) cpt_eval_fewshot_pick(t->n, i, k, o->seed, sh);
+            char *prompt = build_prompt(t, i, sh, k > 0 ? k : 0);
+            if (!prompt) rc = cpt_err_set(err, CPT_ENOMEM, "out of memory");
+            if (!rc) rc = cpt_tok_encode(tok, prompt, strlen(prompt), 0, &ids[b], &nid[b], NULL, err);
+            if (!rc && nid[b] == 0) rc = cpt_err_set(err, CPT_EINVAL, "item %zu: the prompt encodes to no tokens", i + 1);
+            free(prompt);
+            if (rc) {
+                cpt_err_wrap(err, "QA item %zu", i + 1);
+                break;
+            }
+            size_t keep = (size_t)(ctx - o->max_new), off = nid[b] > keep ? nid[b] - keep : 0; /* lm-eval keeps the end */
+            starts[b] = ids[b] + off, nid[b] -= off;
         }
-        r->replies[i] = g.text;
-        r->tokens += g.n_tokens;
-        const cpt_qa_item *it = &t->items[i];
-        for (int a = 0; a < it->n_answers; a++) {
-            double em = cpt_qa_exact_match(g.text, it->answers[a]), f1 = cpt_qa_f1(g.text, it->answers[a]);
-            if (em > r->em_i[i]) r->em_i[i] = em;
-            if (f1 > r->f1_i[i]) r->f1_i[i] = f1;
+        if (!rc) {
+            rc = nb == 1 ? cpt_generate(m, tok, starts[0], nid[0], &go, &g[0], err)
+                         : cpt_generate_batch(m, tok, starts, nid, nb, NULL, &go, g, err);
+            if (rc) cpt_err_wrap(err, "QA items %zu-%zu", i0 + 1, i0 + (size_t)nb);
         }
-        r->n = i + 1;
-        if (progress)
-            fprintf(progress, "QA %zu/%zu: %s (em %.0f, f1 %.2f, %d tokens)\n", i + 1, n, g.text, r->em_i[i], r->f1_i[i],
-                    g.n_tokens);
+        for (int b = 0; b < nb; b++) {
+            size_t i = i0 + (size_t)b;
+            free(ids[b]);
+            ids[b] = NULL;
+            if (rc) {
+                free(g[b].text);
+                g[b].text = NULL;
+                continue;
+            }
+            r->replies[i] = g[b].text;
+            g[b].text = NULL;
+            r->tokens += g[b].n_tokens;
+            const cpt_qa_item *it = &t->items[i];
+            for (int a = 0; a < it->n_answers; a++) {
+                double em = cpt_qa_exact_match(r->replies[i], it->answers[a]), f1 = cpt_qa_f1(r->replies[i], it->answers[a]);
+                if (em > r->em_i[i]) r->em_i[i] = em;
+                if (f1 > r->f1_i[i]) r->f1_i[i] = f1;
+            }
+            r->n = i + 1;
+            if (progress)
+                fprintf(progress, "QA %zu/%zu: %s (em %.0f, f1 %.2f, %d tokens)\n", i + 1, n, r->replies[i], r->em_i[i],
+                        r->f1_i[i], g[b].n_tokens);
+        }
     }
+    free(ids), free(nid), free(starts), free(g);
     r->seconds = cpt_now() - t0;
     if (!rc) {
         cpt_eval_mean_stderr(r->em_i, r->n, &r->em, &r->em_stderr);

@@ -174,7 +174,7 @@ static void test_generate_and_run(void) {
     snprintf(name, sizeof name, "qa:%s", p);
     cpt_qa_task t;
     CHECK_OK(cpt_qa_load(&t, name, ".", &e), &e);
-    cpt_qa_opts qo = {0, 1, 1234, 12};
+    cpt_qa_opts qo = {0, 1, 1234, 12, 1};
     cpt_qa_result r;
     CHECK_OK(cpt_qa_run(m, tok, &t, &qo, NULL, &r, &e), &e);
     CHECK(r.n == 3 && r.fewshot == 1);
@@ -190,9 +190,20 @@ static void test_generate_and_run(void) {
         se += em, sf += f1;
     }
     CHECK(fabs(r.em - se / 3) < 1e-12 && fabs(r.f1 - sf / 3) < 1e-12);
+    /* batched decoding (2 items at a time: a batch of two, then one of one) gives the same
+     * replies, token counts and scores as one at a time (the random model has no near ties) */
+    cpt_qa_opts qb = qo;
+    qb.batch = 2;
+    cpt_qa_result rb;
+    CHECK_OK(cpt_qa_run(m, tok, &t, &qb, NULL, &rb, &e), &e);
+    CHECK(rb.n == r.n && rb.tokens == r.tokens && rb.em == r.em && rb.f1 == r.f1);
+    for (size_t i = 0; i < rb.n && i < r.n; i++)
+        CHECKF(!strcmp(rb.replies[i], r.replies[i]) && rb.shots[i] == r.shots[i], "item %zu: batched <%s>, single <%s>", i,
+               rb.replies[i], r.replies[i]);
+    cpt_qa_result_free(&rb);
     cpt_qa_result_free(&r);
     /* more shots than the file allows */
-    cpt_qa_opts big = {0, 3, 1, 12};
+    cpt_qa_opts big = {0, 3, 1, 12, 1};
     memset(&e, 0, sizeof e);
     CHECK(cpt_qa_run(m, tok, &t, &big, NULL, &r, &e) == CPT_EINVAL && strstr(e.msg, "few-shot"));
     cpt_qa_task_free(&t);
