@@ -97,9 +97,11 @@ struct cpt_tok;
 
 /* Generate a reply to each prompt (the model's chat template, or template_src when not
  * NULL; greedy; at most max_new tokens, stopping at the model's or the tokenizer's end
- * of sequence) and check it. progress (may be NULL) gets a line per prompt. */
+ * of sequence) and check it. batch > 1: that many prompts decode together
+ * (cpt_generate_batch; replies equal one at a time up to greedy near ties). progress (may
+ * be NULL) gets a line per prompt. */
 int cpt_if_run(struct cpt_model *m, const struct cpt_tok *tok, const char *template_src, const cpt_if_set *s,
-               int max_new, FILE *progress, cpt_if_result *r, cpt_err *err);
+               int max_new, int batch, FILE *progress, cpt_if_result *r, cpt_err *err);
 void cpt_if_result_free(cpt_if_result *r);
 
 /* The built-in prompt set's JSONL text (generated into the build from

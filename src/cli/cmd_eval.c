@@ -199,7 +199,7 @@ int cpt_cmd_eval(int argc, char **argv) {
         }
         if (is_if[ti]) {
             cpt_if_result ir;
-            rc = cpt_if_run(m, tok, tpl, &ifs[ti], max_new ? (int)max_new : 256, NULL, &ir, &err);
+            rc = cpt_if_run(m, tok, tpl, &ifs[ti], max_new ? (int)max_new : 256, (int)batch, NULL, &ir, &err);
             if (rc) {
                 cpt_err_wrap(&err, "task %s", name);
                 break;

@@ -59,7 +59,7 @@ int cpt_cli_task_hits(cpt_model *m, const cpt_tok *tok, const cpt_cli_task *t, c
         }
     } else if (t->kind == CPT_CLI_TASK_IF) {
         cpt_if_result ir;
-        if (!(rc = cpt_if_run(m, tok, NULL, &t->ifs, max_new ? max_new : 256, NULL, &ir, err))) {
+        if (!(rc = cpt_if_run(m, tok, NULL, &t->ifs, max_new ? max_new : 256, o->batch, NULL, &ir, err))) {
             for (size_t i = 0; i < ir.n && i < t->n; i++) {
                 int all = 1;
                 for (int c = 0; c < t->ifs.items[i].n_checks; c++) all &= ir.follows[i * CPT_IF_MAX_CHECKS + (size_t)c];

@@ -71,7 +71,7 @@ long long cpt_train_evalif_every(const cpt_train_evalif *e) { return e->every; }
 int cpt_train_evalif_run(void *ctx, cpt_model *m, long long step, struct cpt_metrics *mx, FILE *log, cpt_err *err) {
     cpt_train_evalif *e = ctx;
     cpt_if_result r;
-    int rc = cpt_if_run(m, e->tok, NULL, &e->set, e->max_new, NULL, &r, err);
+    int rc = cpt_if_run(m, e->tok, NULL, &e->set, e->max_new, 4, NULL, &r, err);
     if (rc) return cpt_err_wrap(err, "eval.ifeval at step %lld", step);
     /* every reply and verdict */
     char path[4400];

@@ -9,6 +9,7 @@
 
 #include "cpt/chat.h"
 #include "cpt/eval.h"
+#include "cpt/generate.h"
 #include "cpt/longctx.h"
 #include "cpt/model.h"
 #include "cpt/tokenizer.h"
@@ -362,57 +363,85 @@ void cpt_if_result_free(cpt_if_result *r) {
     memset(r, 0, sizeof *r);
 }
 
-int cpt_if_run(cpt_model *m, const cpt_tok *tok, const char *template_src, const cpt_if_set *s, int max_new, FILE *progress,
-               cpt_if_result *r, cpt_err *err) {
+int cpt_if_run(cpt_model *m, const cpt_tok *tok, const char *template_src, const cpt_if_set *s, int max_new, int batch,
+               FILE *progress, cpt_if_result *r, cpt_err *err) {
     memset(r, 0, sizeof *r);
     if (max_new < 1) return cpt_err_set(err, CPT_EINVAL, "ifeval: max_new must be positive");
     cpt_chat *chat = NULL;
     int rc = cpt_chat_open(&chat, tok, template_src, err);
     if (rc) return cpt_err_wrap(err, "ifeval needs a chat template (an instruct model's tokenizer_config.json, or --chat-template)");
+    int B = batch > 1 ? batch : 1;
     r->responses = calloc(s->n ? s->n : 1, sizeof(char *));
     r->follows = calloc((s->n ? s->n : 1) * CPT_IF_MAX_CHECKS, sizeof(int));
     int32_t *gen = malloc(sizeof(int32_t) * (size_t)max_new);
     double *pa = malloc(sizeof(double) * (s->n ? s->n : 1)), *ia = NULL;
+    int32_t **ids = calloc((size_t)B, sizeof *ids);
+    size_t *nid = calloc((size_t)B, sizeof *nid);
+    cpt_gen_out *g = calloc((size_t)B, sizeof *g);
     size_t n_inst = 0;
     for (size_t i = 0; i < s->n; i++) n_inst += (size_t)s->items[i].n_checks;
     ia = malloc(sizeof(double) * (n_inst ? n_inst : 1));
-    if (!r->responses || !r->follows || !gen || !pa || !ia) rc = cpt_err_set(err, CPT_ENOMEM, "out of memory");
+    if (!r->responses || !r->follows || !gen || !pa || !ia || !ids || !nid || !g) rc = cpt_err_set(err, CPT_ENOMEM, "out of memory");
     int32_t stop[2] = {m->cfg.eos_id, cpt_tok_eos(tok)};
+    int n_stop = stop[1] >= 0 && stop[1] != stop[0] ? 2 : 1;
+    cpt_gen_opts go = {.max_new = max_new, .temperature = 0, .top_p = 1, .stop_ids = stop, .n_stop_ids = n_stop};
     double t0 = cpt_now();
     size_t k = 0;
-    for (size_t i = 0; i < s->n && !rc; i++) {
-        const cpt_if_item *it = &s->items[i];
-        json_t *conv = json_pack("{s:[{s:s,s:s}]}", "messages", "role", "user", "content", it->prompt);
-        char *cj = conv ? json_dumps(conv, JSON_COMPACT) : NULL, *text = NULL;
-        json_decref(conv);
-        size_t tl = 0, nid = 0;
-        int32_t *ids = NULL;
-        if (!cj) rc = cpt_err_set(err, CPT_ENOMEM, "out of memory");
-        if (!rc) rc = cpt_chat_render_prompt(chat, cj, strlen(cj), &text, &tl, err);
-        /* the template writes the special tokens (BOS): no post-processor */
-        if (!rc) rc = cpt_tok_encode(tok, text, tl, 0, &ids, &nid, NULL, err);
-        int ng = 0;
-        if (!rc) rc = cpt_lc_greedy_stop(m, ids, nid, max_new, stop, stop[1] >= 0 && stop[1] != stop[0] ? 2 : 1, gen, &ng, err);
-        char *reply = NULL;
-        size_t rl = 0;
-        if (!rc) rc = cpt_tok_decode(tok, gen, (size_t)ng, 1, &reply, &rl, err);
-        free(cj), free(text), free(ids);
-        if (rc) {
-            cpt_err_wrap(err, "ifeval prompt %s", it->id);
-            break;
+    /* B prompts at a time: rendered and encoded, then one greedy decode each (B = 1) or
+     * decoded together (cpt_generate_batch), then checked in prompt order */
+    for (size_t i0 = 0; i0 < s->n && !rc; i0 += (size_t)B) {
+        int nb = (int)(s->n - i0 < (size_t)B ? s->n - i0 : (size_t)B);
+        for (int b = 0; b < nb && !rc; b++) {
+            const cpt_if_item *it = &s->items[i0 + (size_t)b];
+            json_t *conv = json_pack("{s:[{s:s,s:s}]}", "messages", "role", "user", "content", it->prompt);
+            char *cj = conv ? json_dumps(conv, JSON_COMPACT) : NULL, *text = NULL;
+            json_decref(conv);
+            size_t tl = 0;
+            if (!cj) rc = cpt_err_set(err, CPT_ENOMEM, "out of memory");
+            if (!rc) rc = cpt_chat_render_prompt(chat, cj, strlen(cj), &text, &tl, err);
+            /* the template writes the special tokens (BOS): no post-processor */
+            if (!rc) rc = cpt_tok_encode(tok, text, tl, 0, &ids[b], &nid[b], NULL, err);
+            free(cj), free(text);
+            if (rc) cpt_err_wrap(err, "ifeval prompt %s", it->id);
         }
-        r->responses[i] = reply;
-        int all = 1;
-        for (int c = 0; c < it->n_checks; c++) {
-            int f = cpt_if_follows(&it->checks[c], reply);
-            r->follows[i * CPT_IF_MAX_CHECKS + (size_t)c] = f;
-            ia[k++] = f;
-            all &= f;
+        if (!rc && nb == 1) {
+            int ng = 0;
+            rc = cpt_lc_greedy_stop(m, ids[0], nid[0], max_new, stop, n_stop, gen, &ng, err);
+            size_t rl = 0;
+            if (!rc) rc = cpt_tok_decode(tok, gen, (size_t)ng, 1, &g[0].text, &rl, err);
+            g[0].n_tokens = ng;
+            if (rc) cpt_err_wrap(err, "ifeval prompt %s", s->items[i0].id);
+        } else if (!rc) {
+            rc = cpt_generate_batch(m, tok, (const int32_t *const *)ids, nid, nb, NULL, &go, g, err);
+            if (rc) cpt_err_wrap(err, "ifeval prompts %zu-%zu", i0 + 1, i0 + (size_t)nb);
         }
-        pa[i] = all;
-        r->n = i + 1;
-        if (progress) fprintf(progress, "ifeval %zu/%zu %s: %s (%d tokens)\n", i + 1, s->n, it->id, all ? "followed" : "not followed", ng);
+        for (int b = 0; b < nb; b++) {
+            size_t i = i0 + (size_t)b;
+            const cpt_if_item *it = &s->items[i];
+            free(ids[b]);
+            ids[b] = NULL;
+            char *reply = g[b].text;
+            g[b].text = NULL;
+            if (rc) {
+                free(reply);
+                continue;
+            }
+            r->responses[i] = reply;
+            int all = 1;
+            for (int c = 0; c < it->n_checks; c++) {
+                int f = cpt_if_follows(&it->checks[c], reply);
+                r->follows[i * CPT_IF_MAX_CHECKS + (size_t)c] = f;
+                ia[k++] = f;
+                all &= f;
+            }
+            pa[i] = all;
+            r->n = i + 1;
+            if (progress)
+                fprintf(progress, "ifeval %zu/%zu %s: %s (%d tokens)\n", i + 1, s->n, it->id, all ? "followed" : "not followed",
+                        g[b].n_tokens);
+        }
     }
+    free(ids), free(nid), free(g);
     r->n_inst = k;
     r->seconds = cpt_now() - t0;
     if (!rc) {

@@ -151,7 +151,7 @@ static void test_runner(void) {
     CHECK_OK(cpt_if_load(&s, "ifeval", 5, &e), &e);
     const char *tpl = "{% for m in messages %}<{{ m.role }}>{{ m.content }}\n{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}";
     cpt_if_result r;
-    CHECK_OK(cpt_if_run(m, tok, tpl, &s, 12, NULL, &r, &e), &e);
+    CHECK_OK(cpt_if_run(m, tok, tpl, &s, 12, 1, NULL, &r, &e), &e);
     CHECK(r.n == 5);
     size_t ni = 0;
     double pa = 0, ia = 0;
@@ -167,10 +167,17 @@ static void test_runner(void) {
     }
     CHECK(r.n_inst == ni);
     CHECKF(fabs(r.acc - pa / 5) < 1e-12 && fabs(r.inst_acc - ia / (double)ni) < 1e-12, "acc %g inst %g", r.acc, r.inst_acc);
+    /* batched decoding (3 then 2 prompts together) gives the same replies and verdicts */
+    cpt_if_result rb;
+    CHECK_OK(cpt_if_run(m, tok, tpl, &s, 12, 3, NULL, &rb, &e), &e);
+    CHECK(rb.n == r.n && rb.acc == r.acc && rb.inst_acc == r.inst_acc);
+    for (size_t i = 0; i < rb.n && i < r.n; i++)
+        CHECKF(!strcmp(rb.responses[i], r.responses[i]), "prompt %zu: batched <%s>, single <%s>", i, rb.responses[i], r.responses[i]);
+    cpt_if_result_free(&rb);
     cpt_if_result_free(&r);
     /* no chat template: refused with a HINT */
     memset(&e, 0, sizeof e);
-    CHECK(cpt_if_run(m, tok, NULL, &s, 12, NULL, &r, &e) != CPT_OK && strstr(e.msg, "chat template"));
+    CHECK(cpt_if_run(m, tok, NULL, &s, 12, 1, NULL, &r, &e) != CPT_OK && strstr(e.msg, "chat template"));
     cpt_if_free(&s);
     cpt_tok_free(tok);
     cpt_model_free(m);
