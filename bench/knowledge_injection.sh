@@ -15,7 +15,10 @@
 # questions of the test people (3-shot "Question: ...\nAnswer:", greedy), ARC-easy and
 # HellaSwag on $GEN_LIMIT items (acc_norm), and the training wall time. Prints a table;
 # everything is kept under $OUT.
-#   bash bench/knowledge_injection.sh    knobs: OUT PEOPLE K STEPS PIT_QA_STEPS LR GEN_LIMIT
+# The train people's questions (qa_train, trained on by PIT) are scored too: recall of
+# facts seen as QA, beside the held-out ones. Then `cpt compare` pairs each run with plain
+# CPT on the held-out questions (paired standard error of the difference).
+#   bash bench/knowledge_injection.sh    knobs: OUT PEOPLE K STEPS PIT_QA_STEPS LR GEN_LIMIT GENERAL
 set -Eeuo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cpt=${CPT_BIN:-$here/build/cpt}
@@ -27,6 +30,7 @@ STEPS=${STEPS:-16}
 PIT_QA_STEPS=${PIT_QA_STEPS:-2}
 LR=${LR:-2.0e-4}
 GEN_LIMIT=${GEN_LIMIT:-100}
+GENERAL=${GENERAL:-arc_easy,hellaswag}   # general tasks; "" for the held-out questions only
 die() { echo "knowledge_injection: error: $1" >&2; [ -n "${2:-}" ] && echo "knowledge_injection: HINT: $2" >&2; exit 1; }
 [ -x "$cpt" ] || die "$cpt not found" "build first (make), or set CPT_BIN"
 [ -d "$shared" ] || die "$shared not found" "../shared/data must sit beside the checkout"
@@ -46,8 +50,8 @@ prep general --input "$shared/corpora/general/c4_demo.jsonl" --val-docs 50
 evalm() { # NAME MODEL_DIR
   [ -f "$OUT/eval-$1.json" ] && return 0
   echo "== cpt eval ($1)"
-  "$cpt" eval --model "$2" --tasks "qa:$OUT/bios/qa_test.jsonl,arc_easy,hellaswag" --fewshot 3 --max-new 16 \
-    --limit "$GEN_LIMIT" --out "$OUT/eval-$1.json" > "$OUT/eval-$1.log" 2>&1 ||
+  "$cpt" eval --model "$2" --tasks "qa:$OUT/bios/qa_test.jsonl,qa:$OUT/bios/qa_train.jsonl${GENERAL:+,$GENERAL}" --fewshot 3 \
+    --max-new 16 --limit "$GEN_LIMIT" --out "$OUT/eval-$1.json" --items "$OUT/items-$1.jsonl" > "$OUT/eval-$1.log" 2>&1 ||
     { tail -20 "$OUT/eval-$1.log" >&2; die "eval $1 failed"; }
 }
 run() { # NAME MIXTURE-YAML [STAGES-YAML]
@@ -86,21 +90,34 @@ run pit "bios: 0.7, qa: 0.2, general: 0.1" "stages:
   - {name: qa-only, steps: $PIT_QA_STEPS, mixture: {qa: 1.0}}
   - {name: docs-with-qa, steps: $((STEPS - PIT_QA_STEPS)), mixture: {bios: 0.7, qa: 0.2, general: 0.1}}"
 run ki "instruct: 0.9, general: 0.1"
+for name in pit ki; do
+  [ -f "$OUT/compare-$name/compare.json" ] && continue
+  "$cpt" compare "$OUT/run-plain/export" "$OUT/run-$name/export" --tasks "qa:$OUT/bios/qa_test.jsonl" --fewshot 3 \
+    --max-new 16 --limit "$GEN_LIMIT" --budget 0 --out-dir "$OUT/compare-$name" > "$OUT/compare-$name.log" 2>&1 ||
+    { tail -20 "$OUT/compare-$name.log" >&2; die "compare $name failed"; }
+done
 python3 - "$OUT" <<'PY'
 import json, os, sys
 out = sys.argv[1]
 def task(e, prefix):
-    return next(v for k, v in e["tasks"].items() if k.startswith(prefix))
-print("| run | held-out EM | +- | F1 | ARC-easy acc_norm | +- | HellaSwag acc_norm | +- | train wall s |")
-print("|---|---|---|---|---|---|---|---|---|")
+    return next((v for k, v in e["tasks"].items() if k.startswith(prefix)), None)
+print("| run | held-out EM | +- | F1 | train-people EM | F1 | ARC-easy acc_norm | +- | HellaSwag acc_norm | +- | train wall s |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
+f = lambda t, k: "%.3f" % t[k] if t else "-"
 for name in ("base", "plain", "pit", "ki"):
     p = os.path.join(out, "eval-%s.json" % name)
     if not os.path.exists(p):
         continue
     e = json.load(open(p))
-    q = task(e, "qa"); a = task(e, "arc_easy"); h = task(e, "hellaswag")
+    q, qt, a, h = task(e, "qa_test"), task(e, "qa_train"), task(e, "arc_easy"), task(e, "hellaswag")
     w = os.path.join(out, "wall-%s.txt" % name)
     wall = open(w).read().strip() if os.path.exists(w) else "-"
-    print("| %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %s |" % (name, q["exact_match"], q["exact_match_stderr"],
-          q["f1"], a["acc_norm"], a["acc_norm_stderr"], h["acc_norm"], h["acc_norm_stderr"], wall))
+    print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (name, f(q, "exact_match"), f(q, "exact_match_stderr"),
+          f(q, "f1"), f(qt, "exact_match"), f(qt, "f1"), f(a, "acc_norm"), f(a, "acc_norm_stderr"), f(h, "acc_norm"),
+          f(h, "acc_norm_stderr"), wall))
+for name in ("pit", "ki"):
+    p = os.path.join(out, "compare-%s" % name, "compare.json")
+    if os.path.exists(p):
+        r = next(iter(json.load(open(p))["tasks"].values()))
+        print("%s - plain, held-out EM (paired): %+.3f +- %.3f (n %d)" % (name, r["delta"], r["delta_stderr"], r["n"]))
 PY
