@@ -116,7 +116,7 @@ int cpt_cmd_eval(int argc, char **argv) {
         {"--limit", CPT_OPT_INT, &limit, "N", "score the first N items of each task (0: all)", 0, 0, 1e9, NULL, 0},
         {"--fewshot", CPT_OPT_INT, &fewshot, "K", "K solved examples before each item, drawn from the task's other items", 0, 0, 64, NULL, 0},
         {"--seed", CPT_OPT_INT, &seed, "S", "seed of the few-shot sampler", 0, 0, 9e15, NULL, 0},
-        {"--batch", CPT_OPT_INT, &batch, "N", "rows (context, continuation pairs) per forward; QA tasks: replies decoded together", 0, 1, 4096, NULL, 0},
+        {"--batch", CPT_OPT_INT, &batch, "N", "rows (context, continuation pairs) per forward; QA and ifeval: replies decoded together", 0, 1, 4096, NULL, 0},
         {"--letters", CPT_OPT_FLAG, &letters, NULL, "MMLU-style letter answers for .jsonl tasks (choices listed as \"A. ...\", continuations \"A\", \"B\", ...)", 0, 0, 0, NULL, 0},
         {"--data-dir", CPT_OPT_STR, &data_dir, "DIR", "where the built-in tasks' files are (default: $CPT_EVAL_DATA, else ../shared/data/eval beside the checkout)", 0, 0, 0, NULL, 0},
         {"--tokenizer", CPT_OPT_STR, &tok_path, "PATH", "tokenizer (default: the model directory)", 0, 0, 0, NULL, 0},
