@@ -64,3 +64,19 @@ class Harness:
         r = self.run(["init", "--config", cfg, "--byte-tokenizer", "--out", base, "--seed", "3", "--std", "0.1"])
         self.check(r.returncode == 0, "cpt init: " + r.stderr[-200:])
         return base
+
+    def words_shards(self, base, seed, name="d"):
+        """200 documents of 30 words drawn (seeded) from five, prepared with base's tokenizer
+        into TMP/name (every document trains); returns that directory."""
+        import random
+        rng = random.Random(seed)
+        words = ["alpha", "beta", "gamma", "delta", "omega"]
+        txt = os.path.join(self.tmp, "txt-" + name)
+        os.makedirs(txt)
+        open(os.path.join(txt, "d.txt"), "w").write(
+            "\n\n".join(" ".join(rng.choice(words) for _ in range(30)) for _ in range(200)))
+        out = os.path.join(self.tmp, name)
+        r = self.run(["data", "prepare", "--tokenizer", base, "--input", os.path.join(txt, "d.txt"), "--out", out,
+                      "--no-filters", "--no-dedup", "--quiet", "--txt-docs", "blank", "--val-fraction", "0"])
+        self.check(r.returncode == 0, "data prepare: " + r.stderr[-300:])
+        return out

@@ -26,13 +26,7 @@ cfg = json.load(open(tc)) if os.path.exists(tc) else {}
 cfg["chat_template"] = ("{% for m in messages %}<{{ m.role }}>{{ m.content }}\n{% endfor %}"
                         "{% if add_generation_prompt %}<assistant>{% endif %}")
 json.dump(cfg, open(tc, "w"))
-rng = random.Random(5)
-words = ["alpha", "beta", "gamma", "delta", "omega"]
-os.makedirs(os.path.join(tmp, "txt"))
-open(os.path.join(tmp, "txt", "d.txt"), "w").write("\n\n".join(" ".join(rng.choice(words) for _ in range(30)) for _ in range(200)))
-r = run(["data", "prepare", "--tokenizer", base, "--input", os.path.join(tmp, "txt", "d.txt"), "--out", os.path.join(tmp, "d"),
-         "--no-filters", "--no-dedup", "--quiet", "--txt-docs", "blank", "--val-fraction", "0"])
-check(r.returncode == 0, "data prepare: " + r.stderr[-300:])
+h.words_shards(base, 5)
 recipe = os.path.join(tmp, "r.yaml")
 open(recipe, "w").write(f"""
 model: {base}

@@ -20,13 +20,7 @@ import mpiutil  # noqa: E402
 h = mpiutil.Harness("tasks_")
 BIN, tmp, check, run = h.bin, h.tmp, h.check, h.run
 base = h.base()
-rng = random.Random(7)
-words = ["alpha", "beta", "gamma", "delta", "omega"]
-os.makedirs(os.path.join(tmp, "txt"))
-open(os.path.join(tmp, "txt", "d.txt"), "w").write("\n\n".join(" ".join(rng.choice(words) for _ in range(30)) for _ in range(200)))
-r = run(["data", "prepare", "--tokenizer", base, "--input", os.path.join(tmp, "txt", "d.txt"), "--out", os.path.join(tmp, "d"),
-         "--no-filters", "--no-dedup", "--quiet", "--txt-docs", "blank", "--val-fraction", "0"])
-check(r.returncode == 0, "data prepare: " + r.stderr[-300:])
+h.words_shards(base, 7)
 # the QA gold answers: the base model's own greedy replies on the even items (a first cpt eval
 # run), so the base scores there and training moves the score
 qa = os.path.join(tmp, "qa.jsonl")
