@@ -6,6 +6,9 @@
  *   optim.safetensors                AdamW moments "exp_avg.<name>", "exp_avg_sq.<name>"
  *                                    (the consolidated per-parameter form of methods.md §9,
  *                                    so a run can resume on any number of processes)
+ *   (LoRA runs: adapter_config.json + adapter_model.safetensors instead, a PEFT adapter
+ *   directory of the adapter's fp32 weights; the base model is the recipe's model and is
+ *   not copied; PeftModel.from_pretrained(base, step-N) loads it)
  *   trainer_state.json               step, optimizer step, tokens, per-source tokens, the
  *                                    trainer's own state (JSON object) and the effective
  *                                    recipe, and the CRC32 of both .safetensors files
@@ -57,7 +60,9 @@ int cpt_ckpt_save_sharded(const char *run_dir, const cpt_model *m, struct cpt_co
                           const cpt_ckpt_state *st, int keep_last, const char *const *keep, char **out_dir, cpt_err *err);
 
 /* Load a checkpoint into an existing model of the same config (and optimizer, if not
- * NULL). Every tensor must match by name and shape. The optimizer may be a slice [off,
+ * NULL). Every tensor must match by name and shape. `m` may be a LoRA adapter's parameter
+ * set (lo->pm, m->adapter set): the checkpoint must then be an adapter one with the same
+ * rank, alpha, targets and modules_to_save (cpt_lora_check_config), and vice versa. The optimizer may be a slice [off,
  * off + n) of the parameter buffer (ZeRO-1): only that part is read, from either the
  * consolidated optim.safetensors or the shards (any number of them), so a checkpoint
  * resumes on any number of ranks. */

@@ -88,6 +88,10 @@ int cpt_lora_load_peft(cpt_lora **out, cpt_model *m, const char *dir, cpt_err *e
  * layout (resume). */
 int cpt_lora_read_tensors(cpt_lora *lo, const char *dir, cpt_err *err);
 
+/* CPT_OK when `dir`/adapter_config.json describes lo's layout and scaling (rank, alpha,
+ * rsLoRA, targets, modules_to_save); else CPT_ESTATE naming the field (resume checks). */
+int cpt_lora_check_config(const cpt_lora *lo, const char *dir, cpt_err *err);
+
 /* Human-readable: trainable parameter count of the adapter. */
 size_t cpt_lora_n_trainable(const cpt_lora *lo);
 

@@ -9,9 +9,11 @@
  * allocated, so they are resident (in RSS) from the start.
  *
  * Terms (bytes):
- *   weights          the fp32 parameters
- *   gradients        one buffer in the parameter layout
- *   adamw            m and v
+ *   weights          the fp32 parameters (with a LoRA adapter attached, m->lora: the
+ *                    model's plus the adapter's)
+ *   gradients        one buffer in the layout of what is trained (the model's parameters,
+ *                    or with LoRA only the adapter's: the frozen base has none)
+ *   adamw            m and v of what is trained
  *   l2_base          the base weights kept for regularization.l2_base (0 when off)
  *   ewc              EWC Fisher + base weights (0 when off)
  *   activations      the training activation arena for (micro_batch, seq_len, recompute),
@@ -90,7 +92,9 @@ typedef struct cpt_memplan {
     size_t term[CPT_MEM_N_TERMS];
     size_t total;
     /* echo of the inputs, for the table and the JSON */
-    size_t n_params;
+    size_t n_params;      /* the model's */
+    size_t n_trainable;   /* what gets gradients and moments: n_params, or the LoRA
+                             adapter's parameter count (cpt_lora_n_trainable) */
     int micro_batch, seq_len, grad_accum, recompute, threads;
 } cpt_memplan;
 

@@ -138,6 +138,9 @@ typedef struct cpt_model {
     int allow_long_context;
     /* LoRA adapter applied in cpt_model_step's linears (cpt/lora.h); NULL = none. */
     struct cpt_lora *lora;
+    /* Non-NULL: this "model" is that adapter's parameter set (lo->pm: a tensor table and
+     * one buffer, no layers); checkpoints hold it as a PEFT adapter (cpt/checkpoint.h). */
+    struct cpt_lora *adapter;
 } cpt_model;
 
 /* Build an empty model (parameters zeroed) for a validated config. */
@@ -205,9 +208,10 @@ enum { CPT_RECOMPUTE_NONE = 0, CPT_RECOMPUTE_FULL = 1, CPT_RECOMPUTE_SELECTIVE =
 int cpt_acts_create_ex(cpt_acts **out, const cpt_model *m, int B, int T, int training, int recompute,
                        cpt_err *err);
 /* The exact bytes cpt_acts_create_ex would allocate for (c, B, T, training, recompute)
- * (the same plan; attention and cross-entropy scratch included), without allocating.
+ * on a model with a LoRA adapter of rank lora_rank attached (0: none) (the same plan;
+ * attention, cross-entropy and adapter scratch included), without allocating.
  * CPT_EINVAL for bad arguments, CPT_ENOMEM when the size overflows. */
-int cpt_acts_plan_bytes(const cpt_config *c, int B, int T, int training, int recompute, size_t *bytes);
+int cpt_acts_plan_bytes(const cpt_config *c, int B, int T, int training, int recompute, int lora_rank, size_t *bytes);
 void cpt_acts_free(cpt_acts *a);
 /* Context parallelism (cpt/cp.h): from now on the batches given with these activations
  * are this rank's zigzag rows (T = the local length, pos = global positions) and

@@ -70,7 +70,7 @@ typedef struct cpt_train_cfg {
     double (*lr_fn)(const void *sched, long long step);
     const void *sched;
     /* anchor penalty (L2 toward base / EWC): adds its gradient into grads, returns the
-     * penalty value; NULL = none */
+     * penalty value; NULL = none. `m` is what is trained (the model, or lora->pm). */
     double (*penalty_fn)(void *ctx, const cpt_model *m, float *grads);
     void *penalty_ctx;
     /* frozen tensors: per tensor-table index (may be NULL); frozen_fn, when set, gives the
@@ -126,6 +126,12 @@ typedef struct cpt_train_cfg {
      * each boundary. train_data still names the sources (the stages' data have the same). */
     int n_stages;
     const cpt_train_stage *stages;
+    /* LoRA (cpt/lora.h): non-NULL = train this adapter, attached to the model (m->lora),
+     * instead of the model's weights, which stay frozen and get no gradient buffer. The
+     * optimizer, clipping, the penalty, the gradient reduction and the checkpoints then
+     * work on the adapter's parameter set lora->pm (frozen / frozen_fn / rows_fn must be
+     * NULL; embed_lr_mult applies to its modules_to_save copies). */
+    struct cpt_lora *lora;
 } cpt_train_cfg;
 
 typedef struct cpt_eval_result {
@@ -169,7 +175,7 @@ int cpt_eval_loss(cpt_model *m, const cpt_data_iface *d, long long n, int T, int
  * batch buffer (CPT_EINVAL / CPT_ENOMEM as cpt_acts_plan_bytes). The trainer's gradients
  * are one cpt_model_buffer_bytes, its AdamW state cpt_adamw_state_bytes. */
 size_t cpt_train_batch_bytes(int B, int T, int A);
-int cpt_eval_plan_bytes(const cpt_config *c, int B, int T, size_t *bytes);
+int cpt_eval_plan_bytes(const cpt_config *c, int B, int T, int lora_rank, size_t *bytes);
 
 /* A simple deterministic data source over one token array (tests, demo): sequence g is
  * the window of T+1 tokens starting at (g * T) mod (n - T - 1), with documents separated

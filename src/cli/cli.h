@@ -72,6 +72,12 @@ int cpt_train_evaltasks_run(void *ctx, struct cpt_model *m, long long step, stru
 char *cpt_train_evaltasks_markdown(const cpt_train_evaltasks *e);
 void cpt_train_evaltasks_free(cpt_train_evaltasks *e);
 
+/* The recipe's lora.* block (src/cli/train_lora.c): with lora.rank > 0, check it against the
+ * rest of the recipe (no freezing, no train_only), build the adapter on m (attached) and
+ * describe it on log; NULL *out for a full-parameter run. */
+struct cpt_lora;
+int cpt_train_lora_setup(const struct cpt_recipe *r, struct cpt_model *m, FILE *log, struct cpt_lora **out, cpt_err *err);
+
 /* "a,b,c" -> numbers (at most cap), each in [lo, hi] and integral when asked; opt names the
  * option or recipe key in errors (with an example as HINT). */
 int cpt_parse_num_list(const char *s, const char *opt, double lo, double hi, int integral, double *out, int cap, int *n,

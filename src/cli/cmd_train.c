@@ -13,6 +13,7 @@
 #include "cli/cli.h"
 #include "cpt/comm.h"
 #include "cpt/fileio.h"
+#include "cpt/lora.h"
 #include "cpt/memplan.h"
 #include "cpt/metrics.h"
 #include "cpt/recipe.h"
@@ -275,10 +276,10 @@ static size_t ewc_rows_bytes(int n, int T) { return sizeof(int32_t) * (size_t)n 
 
 /* Size of the largest file a resume from `dir` maps while reading (0 if none). */
 static size_t resume_map_bytes(const char *dir) {
-    static const char *files[] = {"model.safetensors", "optim.safetensors"};
+    static const char *files[] = {"model.safetensors", "optim.safetensors", "adapter_model.safetensors"};
     size_t mx = 0;
     char p[4400];
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
         struct stat st;
         snprintf(p, sizeof p, "%s/%s", dir, files[i]);
         if (stat(p, &st) == 0 && (size_t)st.st_size > mx) mx = (size_t)st.st_size;
@@ -488,6 +489,7 @@ int cpt_cmd_train(int argc, char **argv) {
     if (threads > 0) omp_set_num_threads((int)threads);
 
     cpt_model *m = NULL;
+    cpt_lora *lo = NULL; /* lora.rank > 0: the adapter trained instead of the weights */
     cpt_tok *tok = NULL;
     cpt_mixdata *md = NULL, *smd[MAXS] = {0};
     cpt_train_stage stages[MAXS];
@@ -569,6 +571,9 @@ int cpt_cmd_train(int argc, char **argv) {
         if ((long long)sB[s] * sT[s] > (long long)sB[plan_s] * sT[plan_s]) plan_s = s;
     }
     if ((rc = apply_rope(r, m, sT[0], &err))) goto done;
+    if ((rc = cpt_train_lora_setup(r, m, log, &lo, &err))) goto done;
+    /* what is trained: the model, or the adapter's parameter set */
+    cpt_model *P = lo ? lo->pm : m;
     /* Per-stage RoPE (stages.N.rope.*), cumulative from that stage on; each stage's
      * seq_len is checked against the context its RoPE gives. */
     static char stage_rope[MAXS][2048];
@@ -691,8 +696,8 @@ int cpt_cmd_train(int argc, char **argv) {
         int zero = (int)cpt_recipe_int(r, "training.zero"), W = zero ? comm->size : 1;
         char per[32] = "";
         if (zero) snprintf(per, sizeof per, " / %d rank%s", W, W == 1 ? "" : "s");
-        fprintf(log, "optimizer state (AdamW m, v): 2 x %zu x 4 B%s = %.1f MiB per rank (ZeRO-%d)\n", m->n_params, per,
-                (double)cpt_adamw_state_bytes_sharded(m, W) / 1048576.0, zero);
+        fprintf(log, "optimizer state (AdamW m, v%s): 2 x %zu x 4 B%s = %.1f MiB per rank (ZeRO-%d)\n", lo ? " of the LoRA adapter" : "",
+                P->n_params, per, (double)cpt_adamw_state_bytes_sharded(P, W) / 1048576.0, zero);
     }
     for (int k = 0; k < K; k++) fprintf(log, "source %-12s %12.0f tokens in %s\n", names[k], stok[k], dirs[k]);
     for (int s = 0; s < ctx.n_stages; s++) {
@@ -742,12 +747,13 @@ int cpt_cmd_train(int argc, char **argv) {
     /* ---- anchor penalties ---- */
     ctx.l2 = cpt_recipe_float(r, "regularization.l2_base");
     if (ctx.l2 > 0) {
-        ctx.theta0 = cpt_alloc_aligned(cpt_model_buffer_bytes(m));
+        /* LoRA: the pull is on what trains, toward the adapter's initialisation */
+        ctx.theta0 = cpt_alloc_aligned(cpt_model_buffer_bytes(P));
         if (!ctx.theta0) {
             rc = cpt_err_set(&err, CPT_ENOMEM, "out of memory for the base weights");
             goto done;
         }
-        memcpy(ctx.theta0, m->params, cpt_model_buffer_bytes(m));
+        memcpy(ctx.theta0, P->params, cpt_model_buffer_bytes(P));
     }
     ctx.ewc_lambda = cpt_recipe_float(r, "regularization.ewc.lambda");
     if (ctx.ewc_lambda > 0) {
@@ -758,8 +764,8 @@ int cpt_cmd_train(int argc, char **argv) {
         char cache[4200];
         ewc_cache_path(r, run_dir, cache, sizeof cache);
         if (cpt_is_file(cache)) {
-            rc = cpt_ewc_load(&ctx.ewc, m, cache, &err);
-            if (!rc && !resume) rc = cpt_ewc_check_base(ctx.ewc, m, &err);
+            rc = cpt_ewc_load(&ctx.ewc, P, cache, &err);
+            if (!rc && !resume) rc = cpt_ewc_check_base(ctx.ewc, P, &err);
             if (rc) goto done;
             fprintf(log, "EWC: Fisher loaded from %s\n", cache);
         } else {
@@ -791,7 +797,7 @@ int cpt_cmd_train(int argc, char **argv) {
                 rc = cpt_ewc_estimate(&ctx.ewc, m, rows, n, T + 1, &err);
             }
             free(rows);
-            if (!rc && rank0) rc = cpt_ewc_save(ctx.ewc, m, cache, &err);
+            if (!rc && rank0) rc = cpt_ewc_save(ctx.ewc, P, cache, &err);
             if (rc) goto done;
         }
     }
@@ -821,7 +827,8 @@ int cpt_cmd_train(int argc, char **argv) {
     tc.rows_fn = ctx.rows ? rows_step : NULL, tc.rows_ctx = &ctx;
     tc.lr_fn = lr_at, tc.sched = &ctx;
     tc.penalty_fn = (ctx.l2 > 0 || ctx.ewc_lambda > 0) ? penalty : NULL, tc.penalty_ctx = &ctx;
-    tc.frozen_fn = frozen_at, tc.frozen_ctx = &ctx;
+    tc.frozen_fn = lo ? NULL : frozen_at, tc.frozen_ctx = &ctx;
+    tc.lora = lo;
     tc.skip_zscore = cpt_recipe_float(r, "stability.skip_zscore");
     tc.skip_window = (int)cpt_recipe_int(r, "stability.window");
     tc.train_data = cpt_mixdata_iface(md);
@@ -897,13 +904,24 @@ int cpt_cmd_train(int argc, char **argv) {
     for (int i = 0; i < n_ev; i++)
         fprintf(log, "  %-12s base ppl %.3f -> %.3f (%+.2f%%)\n", evs[i].name, exp(res.evals[i].base_loss), exp(res.evals[i].loss),
                 100.0 * (exp(res.evals[i].loss) / exp(res.evals[i].base_loss) - 1.0));
-    if (cpt_recipe_bool(r, "export.at_end")) {
+    if (lo) { /* the trained adapter, as PEFT saves it (PeftModel.from_pretrained(base, DIR)) */
+        snprintf(path, sizeof path, "%s/adapter", run_dir);
+        if ((rc = cpt_lora_save_peft(lo, path, model_dir, &err))) goto done;
+        fprintf(log, "LoRA adapter: %s (PEFT; cpt export --model %s --adapter %s --merge OUT merges it)\n", path, model_dir, path);
+    }
+    if (cpt_recipe_bool(r, "export.at_end") && (!lo || cpt_recipe_bool(r, "lora.merge_export"))) {
         char exp_dir[4200];
         if (cpt_recipe_has(r, "export.dir")) snprintf(exp_dir, sizeof exp_dir, "%s", cpt_recipe_str(r, "export.dir"));
         else snprintf(exp_dir, sizeof exp_dir, "%s/final", run_dir);
         int dt = !strcmp(cpt_recipe_str(r, "export.dtype"), "bf16") ? CPT_DT_BF16 : CPT_DT_F32;
-        if ((rc = cpt_model_save_hf(m, exp_dir, dt, 5000000000ull, tok_dir, &err))) goto done;
-        fprintf(log, "exported %s\n", exp_dir);
+        cpt_err e5 = {0};
+        if (lo && cpt_lora_merge(lo, &e5)) {
+            /* e.g. a tied model whose embed_tokens copy trained: the adapter is the result */
+            fprintf(log, "warning: no merged export: %s\n", e5.msg);
+        } else {
+            if ((rc = cpt_model_save_hf(m, exp_dir, dt, 5000000000ull, tok_dir, &err))) goto done;
+            fprintf(log, "exported %s%s\n", exp_dir, lo ? " (the base with the LoRA adapter merged in)" : "");
+        }
     }
     if (res.budget_exceeded) fprintf(log, "WARNING: a forgetting budget was exceeded (see the eval lines above)\n");
     /* Curves and report (failures here are reported but do not fail a finished run). */
@@ -963,6 +981,7 @@ done:
     for (int s = 0; s < MAXS; s++) cpt_mixdata_close(smd[s]);
     cpt_mixdata_close(md);
     cpt_tok_free(tok);
+    cpt_lora_free(lo);
     cpt_model_free(m);
     if (log != stderr) fclose(log); /* ranks > 0: /dev/null */
 out:

@@ -247,6 +247,23 @@ done:
     return rc;
 }
 
+int cpt_lora_check_config(const cpt_lora *lo, const char *dir, cpt_err *err) {
+    cpt_lora_cfg c;
+    int rc = parse_config(&c, dir, &lo->base->cfg, err);
+    if (rc) return rc;
+    const cpt_lora_cfg *w = &lo->cfg;
+    const char *what = c.rank != w->rank                                          ? "r (lora.rank)"
+                       : c.alpha != w->alpha                                     ? "lora_alpha (lora.alpha)"
+                       : c.use_rslora != w->use_rslora                           ? "use_rslora (lora.rslora)"
+                       : c.targets != w->targets                                 ? "target_modules (lora.targets)"
+                       : c.save_embed != w->save_embed || c.save_lm_head != w->save_lm_head ? "modules_to_save (lora.modules_to_save)"
+                                                                                 : NULL;
+    if (what)
+        return cpt_err_set(err, CPT_ESTATE, "%s/" CFG_NAME ": the adapter's %s differs from the run's. HINT: resume with the lora.* settings the checkpoint was made with",
+                           dir, what);
+    return CPT_OK;
+}
+
 int cpt_lora_load_peft(cpt_lora **out, cpt_model *m, const char *dir, cpt_err *err) {
     *out = NULL;
     cpt_lora_cfg cfg;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cpt/backend.h"
+#include "cpt/lora.h"
 #include "cpt/model.h"
 #include "model/model-impl.h"
 
@@ -36,6 +37,13 @@ int cpt_kvcache_create(cpt_kvcache **out, const cpt_model *m, int max_len, cpt_e
     kc->rstd = be->alloc(f * 4);
     kc->qrs = be->alloc(f * c->n_heads), kc->krs = be->alloc(f * c->n_kv_heads);
     kc->tok = be->alloc(sizeof(int32_t) * 2), kc->logits = be->alloc(f * (size_t)kc->V);
+    size_t lr, lw;
+    cpt_lora_scratch(m, &lr, &lw);
+    if (lr && (!(kc->lora_t = be->alloc(f * lr)) || !(kc->lora_y = be->alloc(f * lw)))) {
+        cpt_kvcache_free(kc);
+        return cpt_err_set(err, CPT_ENOMEM, "out of memory for a KV cache of %d tokens", max_len);
+    }
+    kc->lora_r = (int)lr;
     if (!kc->k || !kc->v || !kc->x || !kc->xn || !kc->tmp || !kc->q || !kc->att || !kc->qr || !kc->kr || !kc->g ||
         !kc->u || !kc->h || !kc->scores || !kc->ws || !kc->rstd || !kc->qrs || !kc->krs || !kc->tok || !kc->logits) {
         cpt_kvcache_free(kc);
@@ -48,7 +56,7 @@ int cpt_kvcache_create(cpt_kvcache **out, const cpt_model *m, int max_len, cpt_e
 void cpt_kvcache_free(cpt_kvcache *c) {
     if (!c) return;
     void *ps[] = {c->k, c->v, c->x, c->xn, c->q, c->att, c->tmp, c->g, c->u, c->h, c->scores, c->rstd,
-                  c->ws, c->qr, c->kr, c->qrs, c->krs, c->tok, c->logits};
+                  c->ws, c->qr, c->kr, c->qrs, c->krs, c->tok, c->logits, c->lora_t, c->lora_y};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
         if (ps[i]) c->be->free(ps[i]);
     free(c);
@@ -69,6 +77,10 @@ int cpt_model_decode(cpt_model *m, cpt_kvcache *kc, int32_t token, float *logits
         return cpt_err_set(err, CPT_EUNSUPPORTED, "generation past the sliding window (%lld tokens) is not implemented", c->sliding_window);
     if ((rc = cpt_model_ensure_rope(m, pos + 1, err))) return rc;
     if (be != kc->be) return cpt_err_set(err, CPT_ESTATE, "the model changed backend after its KV cache was made");
+    if (kc->lora_r != (m->lora ? m->lora->cfg.rank : 0))
+        return cpt_err_set(err, CPT_ESTATE, "the KV cache was made %s a LoRA adapter of rank %d. HINT: make the cache after attaching (or merging) the adapter",
+                           kc->lora_r ? "for" : "without", kc->lora_r ? kc->lora_r : m->lora->cfg.rank);
+    float *lt = kc->lora_t, *ly = kc->lora_y;
     const int32_t tp[2] = {token, pos};
     be->copy_to_device(kc->tok, tp, sizeof tp);
     const int32_t *dtok = kc->tok, *p32 = kc->tok + 1;
@@ -80,14 +92,19 @@ int cpt_model_decode(cpt_model *m, cpt_kvcache *kc, int32_t token, float *logits
         be->rmsnorm_fwd(kc->xn, kc->rstd, kc->x, L->attn_norm, 1, D, eps);
         if (c->qk_norm) {
             be->linear_fwd(kc->qr, kc->xn, L->wq, L->bq, 1, D, qd);
+            cpt_lora_apply(m, l, CPT_LORA_Q, kc->qr, kc->xn, 1, lt, ly);
             be->linear_fwd(kc->kr, kc->xn, L->wk, L->bk, 1, D, kd);
+            cpt_lora_apply(m, l, CPT_LORA_K, kc->kr, kc->xn, 1, lt, ly);
             be->rmsnorm_fwd(kc->q, kc->qrs, kc->qr, L->q_norm, H, hd, eps);
             be->rmsnorm_fwd(knew, kc->krs, kc->kr, L->k_norm, KV, hd, eps);
         } else {
             be->linear_fwd(kc->q, kc->xn, L->wq, L->bq, 1, D, qd);
+            cpt_lora_apply(m, l, CPT_LORA_Q, kc->q, kc->xn, 1, lt, ly);
             be->linear_fwd(knew, kc->xn, L->wk, L->bk, 1, D, kd);
+            cpt_lora_apply(m, l, CPT_LORA_K, knew, kc->xn, 1, lt, ly);
         }
         be->linear_fwd(vnew, kc->xn, L->wv, L->bv, 1, D, kd);
+        cpt_lora_apply(m, l, CPT_LORA_V, vnew, kc->xn, 1, lt, ly);
         be->rope_fwd(kc->q, m->rope_cos, m->rope_sin, p32, 1, H, hd, rot);
         be->rope_fwd(knew, m->rope_cos, m->rope_sin, p32, 1, KV, hd, rot);
         /* the new query row at position pos against the pos+1 cached keys: the training kernel */
@@ -95,12 +112,16 @@ int cpt_model_decode(cpt_model *m, cpt_kvcache *kc, int32_t token, float *logits
                          kc->ws, kc->ws_bytes))
             return cpt_err_set(err, CPT_EINVAL, "attention refused its arguments in layer %d", l);
         be->linear_fwd(kc->tmp, kc->att, L->wo, L->bo, 1, qd, D);
+        cpt_lora_apply(m, l, CPT_LORA_O, kc->tmp, kc->att, 1, lt, ly);
         be->add_inplace(kc->x, kc->tmp, D);
         be->rmsnorm_fwd(kc->xn, kc->rstd, kc->x, L->mlp_norm, 1, D, eps);
         be->linear_fwd(kc->g, kc->xn, L->wg, L->bg, 1, D, I);
+        cpt_lora_apply(m, l, CPT_LORA_GATE, kc->g, kc->xn, 1, lt, ly);
         be->linear_fwd(kc->u, kc->xn, L->wu, L->bu, 1, D, I);
+        cpt_lora_apply(m, l, CPT_LORA_UP, kc->u, kc->xn, 1, lt, ly);
         be->swiglu_fwd(kc->h, kc->g, kc->u, (size_t)I);
         be->linear_fwd(kc->tmp, kc->h, L->wd, L->bd, 1, I, D);
+        cpt_lora_apply(m, l, CPT_LORA_DOWN, kc->tmp, kc->h, 1, lt, ly);
         be->add_inplace(kc->x, kc->tmp, D);
     }
     be->rmsnorm_fwd(kc->xn, kc->rstd, kc->x, m->w.final_norm, 1, D, eps);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cpt/backend.h"
+#include "cpt/lora.h"
 #include "cpt/model.h"
 #include "model/model-impl.h"
 
@@ -16,12 +17,14 @@ struct cpt_decode_batch {
     int B;
     int32_t *tok;  /* [2B]: the tokens, then their positions */
     float *x, *xn, *q, *k, *v, *att, *tmp, *g, *u, *h, *rstd, *qr, *kr, *qrs, *krs, *logits;
+    int lora_r;            /* rank of the model's LoRA adapter at creation (0: none) */
+    float *lora_t, *lora_y; /* its scratch, [B, r] and [B, max out] */
 };
 
 void cpt_decode_batch_free(cpt_decode_batch *d) {
     if (!d) return;
     void *ps[] = {d->tok, d->x, d->xn, d->q, d->k, d->v, d->att, d->tmp, d->g, d->u, d->h,
-                  d->rstd, d->qr, d->kr, d->qrs, d->krs, d->logits};
+                  d->rstd, d->qr, d->kr, d->qrs, d->krs, d->logits, d->lora_t, d->lora_y};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
         if (ps[i]) d->be->free(ps[i]);
     free(d);
@@ -44,6 +47,13 @@ int cpt_decode_batch_create(cpt_decode_batch **out, const cpt_model *m, int B, c
     d->g = be->alloc(f * b * I), d->u = be->alloc(f * b * I), d->h = be->alloc(f * b * I);
     d->rstd = be->alloc(f * b), d->qrs = be->alloc(f * b * c->n_heads), d->krs = be->alloc(f * b * c->n_kv_heads);
     d->logits = be->alloc(f * b * (size_t)c->vocab_size);
+    size_t lr, lw;
+    cpt_lora_scratch(m, &lr, &lw);
+    if (lr && (!(d->lora_t = be->alloc(f * b * lr)) || !(d->lora_y = be->alloc(f * b * lw)))) {
+        cpt_decode_batch_free(d);
+        return cpt_err_set(err, CPT_ENOMEM, "out of memory for a decode batch of %d", B);
+    }
+    d->lora_r = (int)lr;
     if (!d->tok || !d->x || !d->xn || !d->tmp || !d->q || !d->att || !d->qr || !d->k || !d->v || !d->kr || !d->g || !d->u ||
         !d->h || !d->rstd || !d->qrs || !d->krs || !d->logits) {
         cpt_decode_batch_free(d);
@@ -62,6 +72,10 @@ int cpt_model_decode_batch(cpt_model *m, cpt_decode_batch *d, cpt_kvcache *const
     float eps = (float)c->rms_eps, scale = 1.0f / sqrtf((float)hd);
     if (n < 1 || n > d->B) return cpt_err_set(err, CPT_EINVAL, "decode batch: %d sequences for a batch of %d", n, d->B);
     if (be != d->be) return cpt_err_set(err, CPT_ESTATE, "the model changed backend after its decode batch was made");
+    if (d->lora_r != (m->lora ? m->lora->cfg.rank : 0))
+        return cpt_err_set(err, CPT_ESTATE, "the decode batch was made %s a LoRA adapter of rank %d. HINT: make it after attaching (or merging) the adapter",
+                           d->lora_r ? "for" : "without", d->lora_r ? d->lora_r : m->lora->cfg.rank);
+    float *lt = d->lora_t, *ly = d->lora_y;
     int32_t *tp = malloc(sizeof(int32_t) * 2 * (size_t)n);
     if (!tp) return cpt_err_set(err, CPT_ENOMEM, "out of memory");
     int maxpos = 0, rc = CPT_OK;
@@ -91,14 +105,19 @@ int cpt_model_decode_batch(cpt_model *m, cpt_decode_batch *d, cpt_kvcache *const
         be->rmsnorm_fwd(d->xn, d->rstd, d->x, L->attn_norm, n, D, eps);
         if (c->qk_norm) {
             be->linear_fwd(d->qr, d->xn, L->wq, L->bq, n, D, qd);
+            cpt_lora_apply(m, l, CPT_LORA_Q, d->qr, d->xn, n, lt, ly);
             be->linear_fwd(d->kr, d->xn, L->wk, L->bk, n, D, kd);
+            cpt_lora_apply(m, l, CPT_LORA_K, d->kr, d->xn, n, lt, ly);
             be->rmsnorm_fwd(d->q, d->qrs, d->qr, L->q_norm, n * H, hd, eps);
             be->rmsnorm_fwd(d->k, d->krs, d->kr, L->k_norm, n * KV, hd, eps);
         } else {
             be->linear_fwd(d->q, d->xn, L->wq, L->bq, n, D, qd);
+            cpt_lora_apply(m, l, CPT_LORA_Q, d->q, d->xn, n, lt, ly);
             be->linear_fwd(d->k, d->xn, L->wk, L->bk, n, D, kd);
+            cpt_lora_apply(m, l, CPT_LORA_K, d->k, d->xn, n, lt, ly);
         }
         be->linear_fwd(d->v, d->xn, L->wv, L->bv, n, D, kd);
+        cpt_lora_apply(m, l, CPT_LORA_V, d->v, d->xn, n, lt, ly);
         be->rope_fwd(d->q, m->rope_cos, m->rope_sin, p32, n, H, hd, rot);
         be->rope_fwd(d->k, m->rope_cos, m->rope_sin, p32, n, KV, hd, rot);
         for (int b = 0; b < n; b++) {
@@ -114,12 +133,16 @@ int cpt_model_decode_batch(cpt_model *m, cpt_decode_batch *d, cpt_kvcache *const
             }
         }
         be->linear_fwd(d->tmp, d->att, L->wo, L->bo, n, qd, D);
+        cpt_lora_apply(m, l, CPT_LORA_O, d->tmp, d->att, n, lt, ly);
         be->add_inplace(d->x, d->tmp, (size_t)n * D);
         be->rmsnorm_fwd(d->xn, d->rstd, d->x, L->mlp_norm, n, D, eps);
         be->linear_fwd(d->g, d->xn, L->wg, L->bg, n, D, I);
+        cpt_lora_apply(m, l, CPT_LORA_GATE, d->g, d->xn, n, lt, ly);
         be->linear_fwd(d->u, d->xn, L->wu, L->bu, n, D, I);
+        cpt_lora_apply(m, l, CPT_LORA_UP, d->u, d->xn, n, lt, ly);
         be->swiglu_fwd(d->h, d->g, d->u, (size_t)n * I);
         be->linear_fwd(d->tmp, d->h, L->wd, L->bd, n, I, D);
+        cpt_lora_apply(m, l, CPT_LORA_DOWN, d->tmp, d->h, n, lt, ly);
         be->add_inplace(d->x, d->tmp, (size_t)n * D);
     }
     be->rmsnorm_fwd(d->xn, d->rstd, d->x, m->w.final_norm, n, D, eps);

@@ -160,12 +160,12 @@ static size_t acts_plan(cpt_acts *a, const cpt_backend *be, const cpt_config *c,
     return off;
 }
 
-int cpt_acts_plan_bytes(const cpt_config *c, int B, int T, int training, int recompute, size_t *bytes) {
+int cpt_acts_plan_bytes(const cpt_config *c, int B, int T, int training, int recompute, int lora_rank, size_t *bytes) {
     *bytes = 0;
-    if (B <= 0 || T <= 0 || recompute < 0 || recompute > CPT_RECOMPUTE_SELECTIVE) return CPT_EINVAL;
+    if (B <= 0 || T <= 0 || recompute < 0 || recompute > CPT_RECOMPUTE_SELECTIVE || lora_rank < 0) return CPT_EINVAL;
     cpt_acts a;
     memset(&a, 0, sizeof a);
-    size_t total = acts_plan(&a, cpt_backend_default(), c, B, T, training, recompute, 0, NULL);
+    size_t total = acts_plan(&a, cpt_backend_default(), c, B, T, training, recompute, lora_rank, NULL);
     if (!total || !cpt_mul_size(total, sizeof(float), bytes)) return CPT_ENOMEM;
     return CPT_OK;
 }
@@ -230,16 +230,9 @@ int cpt_acts_set_cp(cpt_acts *a, cpt_cp *cp, cpt_err *err) {
 /* LoRA on linear t of layer l (cpt/lora.h): y += s * (x A^T) B^T, keeping s * x A^T
  * in the arena for the backward. No-op when the model has no adapter on it. */
 static void lora_fwd(const cpt_model *m, cpt_acts *a, int l, int t, float *y, const float *x, int N) {
-    const cpt_lora *lo = m->lora;
-    if (!lo || lo->ta[l * CPT_LORA_NT + t] < 0) return;
-    const cpt_backend *be = m->be;
-    const cpt_model *pm = lo->pm;
-    int ti = lo->ta[l * CPT_LORA_NT + t], r = lo->cfg.rank, K = lo->in[t], O = lo->out[t];
+    if (!m->lora || m->lora->ta[l * CPT_LORA_NT + t] < 0) return;
     float *st = a->lora_t + ((size_t)(a->training ? l : 0) * CPT_LORA_NT + t) * a->sLt;
-    be->linear_fwd(st, x, pm->params + pm->tensors[ti].off, NULL, N, K, r);
-    be->scale(st, (size_t)N * r, lo->scale);
-    be->linear_fwd(a->lora_y, st, pm->params + pm->tensors[ti + 1].off, NULL, N, r, O);
-    be->add_inplace(y, a->lora_y, (size_t)N * O);
+    cpt_lora_apply(m, l, t, y, x, N, st, a->lora_y);
 }
 
 /* Its backward, given dy of the linear's output: dB += dy^T (s x A^T),

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cpt/backend.h"
+#include "model/model-impl.h"
 
 static const char *const target_names[CPT_LORA_NT] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
                                                       "gate_proj", "up_proj", "down_proj"};
@@ -106,6 +107,7 @@ int cpt_lora_create(cpt_lora **out, cpt_model *m, const cpt_lora_cfg *cfg, uint6
     }
     cpt_model *pm = lo->pm;
     pm->be = m->be;
+    pm->adapter = lo;
     pm->cfg = *c;
     pm->cfg.raw_json = NULL;
     char name[96];
@@ -172,6 +174,27 @@ int cpt_lora_create(cpt_lora **out, cpt_model *m, const cpt_lora_cfg *cfg, uint6
 fail:
     cpt_lora_free(lo);
     return rc;
+}
+
+void cpt_lora_apply(const cpt_model *m, int l, int t, float *y, const float *x, int n, float *t_r, float *t_y) {
+    const cpt_lora *lo = m->lora;
+    if (!lo || lo->ta[l * CPT_LORA_NT + t] < 0) return;
+    const cpt_backend *be = m->be;
+    const cpt_model *pm = lo->pm;
+    int ti = lo->ta[l * CPT_LORA_NT + t], r = lo->cfg.rank, K = lo->in[t], O = lo->out[t];
+    be->linear_fwd(t_r, x, pm->params + pm->tensors[ti].off, NULL, n, K, r);
+    be->scale(t_r, (size_t)n * r, lo->scale);
+    be->linear_fwd(t_y, t_r, pm->params + pm->tensors[ti + 1].off, NULL, n, r, O);
+    be->add_inplace(y, t_y, (size_t)n * O);
+}
+
+void cpt_lora_scratch(const cpt_model *m, size_t *r, size_t *out) {
+    *r = *out = 0;
+    const cpt_lora *lo = m->lora;
+    if (!lo) return;
+    *r = (size_t)lo->cfg.rank;
+    for (int t = 0; t < CPT_LORA_NT; t++)
+        if ((size_t)lo->out[t] > *out) *out = (size_t)lo->out[t];
 }
 
 /* The base weight of linear t in layer l. */

@@ -17,6 +17,15 @@ struct cpt_kvcache {
     size_t ws_bytes;            /* attention tile scratch */
     float *k, *v;               /* [L][max_len, kd], post-RoPE keys and the values */
     float *x, *xn, *q, *att, *tmp, *g, *u, *h, *scores, *rstd, *ws, *qr, *kr, *qrs, *krs;
+    int lora_r;                 /* rank of the LoRA adapter the model had at creation (0: none) */
+    float *lora_t, *lora_y;     /* its scratch: [r] and [max out features] */
 };
+
+/* LoRA in inference (decode.c, decode_batch.c): y[n, out] += s * (x A^T) B^T for linear t
+ * (CPT_LORA_*) of layer l when the model's adapter targets it, the same kernels and order as
+ * the training forward; t_r [n, r] and t_y [n, out] backend scratch. No-op without one. */
+void cpt_lora_apply(const cpt_model *m, int l, int t, float *y, const float *x, int n, float *t_r, float *t_y);
+/* The scratch sizes (floats per row) that needs: rank and the widest output (0, 0: no adapter). */
+void cpt_lora_scratch(const cpt_model *m, size_t *r, size_t *out);
 
 #endif

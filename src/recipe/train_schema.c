@@ -225,6 +225,33 @@ static const cpt_recipe_opt train_opts[] = {
     OPT("regularization.freeze.first_layers", CPT_RT_INT, "0", 0, 1024, NULL, 0,
         "Freeze the first N transformer layers"),
 
+    OPT("lora.rank", CPT_RT_INT, "0", 0, 65536, NULL, 0,
+        "LoRA rank r: > 0 trains low-rank adapters on the lora.targets linears (the base "
+        "weights frozen, gradients and AdamW moments only for the adapter; saved as a PEFT "
+        "adapter in every checkpoint and {out_dir}/adapter); 0 = full-parameter training"),
+    OPT("lora.alpha", CPT_RT_FLOAT, NULL, 0, 1e9, NULL, CPT_ROPT_MIN_EXCL,
+        "LoRA alpha: the update is scaled by alpha / r (unset: 2 x lora.rank)"),
+    OPT("lora.dropout", CPT_RT_FLOAT, "0", 0, 1, NULL, CPT_ROPT_MAX_EXCL,
+        "Dropout on the adapters' input (PEFT's lora_dropout), training only"),
+    OPT("lora.targets", CPT_RT_STRING, NULL, 0, 0, NULL, 0,
+        "Linears that get adapters, comma-separated (q_proj,k_proj,v_proj,o_proj,gate_proj,"
+        "up_proj,down_proj) or all-linear; also a YAML list (lora.targets.#). Unset: all-linear"),
+    OPT("lora.targets.#", CPT_RT_ENUM, NULL, 0, 0,
+        "q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj|all-linear", 0,
+        "One linear of the lora.targets list"),
+    OPT("lora.modules_to_save", CPT_RT_STRING, NULL, 0, 0, NULL, 0,
+        "Modules trained in full next to the adapters (PEFT's modules_to_save), comma-separated: "
+        "embed_tokens, lm_head (untied models); also a YAML list (lora.modules_to_save.#)"),
+    OPT("lora.modules_to_save.#", CPT_RT_ENUM, NULL, 0, 0, "embed_tokens|lm_head", 0,
+        "One module of the lora.modules_to_save list"),
+    OPT("lora.rslora", CPT_RT_BOOL, "false", 0, 0, NULL, 0,
+        "Rank-stabilised LoRA: scale by alpha / sqrt(r) instead of alpha / r (PEFT use_rslora)"),
+    OPT("lora.seed", CPT_RT_INT, "{seed}", 0, 4294967295.0, NULL, 0,
+        "Seed of the adapters' initialisation (A Kaiming-uniform as PEFT, B zero)"),
+    OPT("lora.merge_export", CPT_RT_BOOL, "true", 0, 0, NULL, 0,
+        "The end-of-run export (export.at_end) writes the merged model (W + s B A, as PEFT's "
+        "merge_and_unload); false: only the adapter in {out_dir}/adapter"),
+
     OPT("stability.skip_zscore", CPT_RT_FLOAT, "0", 0, 1000, NULL, 0,
         "Skip an update whose loss is this many standard deviations above the recent mean; 0 = "
         "off (non-finite gradient norms are always skipped)"),

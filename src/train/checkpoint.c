@@ -14,6 +14,7 @@
 
 #include "cpt/comm.h"
 #include "cpt/fileio.h"
+#include "cpt/lora.h"
 #include "cpt/safetensors.h"
 
 void cpt_ckpt_state_free(cpt_ckpt_state *s) {
@@ -106,6 +107,8 @@ static int write_state(const char *path, const cpt_ckpt_state *st, const cpt_ada
     json_t *src = json_object();
     for (int i = 0; i < st->n_sources; i++) json_object_set_new(src, st->source_names[i], json_integer(st->source_tokens[i]));
     json_object_set_new(o, "source_tokens", src);
+    /* what the weights file is: the model (HF directory) or a LoRA adapter (PEFT directory) */
+    json_object_set_new(o, "weights", json_string(m->adapter ? "peft-adapter" : "hf-model"));
     json_object_set_new(o, "crc32_model", json_integer((json_int_t)crc_model));
     json_object_set_new(o, "crc32_optim", json_integer((json_int_t)crc_optim));
     if (shards) {
@@ -201,9 +204,11 @@ static int ckpt_commit(const char *cdir, const char *tmp, const cpt_model *m, co
     char fin[4400], path[4600];
     snprintf(fin, sizeof fin, "%s/step-%08lld", cdir, st->step);
     unsigned long crc_m = 0;
-    int rc = cpt_model_save_hf(m, tmp, CPT_DT_F32, 0, NULL, err);
+    /* A LoRA run's checkpoint is a PEFT adapter directory (PeftModel.from_pretrained loads
+     * it onto the base model) plus the optimizer and trainer state. */
+    int rc = m->adapter ? cpt_lora_save_peft(m->adapter, tmp, NULL, err) : cpt_model_save_hf(m, tmp, CPT_DT_F32, 0, NULL, err);
     if (!rc) {
-        snprintf(path, sizeof path, "%s/model.safetensors", tmp);
+        snprintf(path, sizeof path, "%s/%s", tmp, m->adapter ? "adapter_model.safetensors" : "model.safetensors");
         rc = file_crc(path, &crc_m, err);
     }
     if (!rc) {
@@ -465,22 +470,35 @@ int cpt_ckpt_load(const char *dir, cpt_model *m, cpt_adamw *opt, cpt_ckpt_state 
     st->recipe_text = rt ? strdup(rt) : NULL;
     json_t *shards = json_object_get(o, "optim_shards");
     if (shards) json_incref(shards);
+    const char *wk = json_string_value(json_object_get(o, "weights"));
+    int is_adapter = wk && !strcmp(wk, "peft-adapter");
     json_t *npj = json_object_get(o, "n_params");
     long long np_saved = json_is_integer(npj) ? json_integer_value(npj) : -1;
     json_decref(o);
 
     unsigned long crc = 0;
     cpt_st_file *f = NULL;
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if (is_adapter != (m->adapter != NULL)) {
+        rc = cpt_err_set(err, CPT_ESTATE, "%s: the checkpoint holds %s, but this run trains %s. HINT: %s", dir,
+                         is_adapter ? "a LoRA adapter" : "full model weights", m->adapter ? "a LoRA adapter" : "the full model",
+                         is_adapter ? "set the lora.* keys the run was made with (lora.rank > 0), or start a fresh run"
+                                    : "resume without lora.* (lora.rank: 0), or start a fresh LoRA run from this checkpoint's model");
+        goto fail;
+    }
+    snprintf(path, sizeof path, "%s/%s", dir, is_adapter ? "adapter_model.safetensors" : "model.safetensors");
     if ((rc = file_crc(path, &crc, err))) goto fail;
     if (crc != want_m) {
         rc = cpt_err_set(err, CPT_EFORMAT, "%s: checksum mismatch (CRC32 %08lx, expected %08lx): the file is corrupt. HINT: resume from an earlier checkpoint", path, crc, want_m);
         goto fail;
     }
-    if ((rc = cpt_st_open(&f, path, err))) goto fail;
-    for (int i = 0; i < m->n_tensors && !rc; i++) rc = read_into(f, &m->tensors[i], "", m->params + m->tensors[i].off, path, err);
-    cpt_st_close(f);
-    if (rc) goto fail;
+    if (is_adapter) {
+        if ((rc = cpt_lora_check_config(m->adapter, dir, err)) || (rc = cpt_lora_read_tensors(m->adapter, dir, err))) goto fail;
+    } else {
+        if ((rc = cpt_st_open(&f, path, err))) goto fail;
+        for (int i = 0; i < m->n_tensors && !rc; i++) rc = read_into(f, &m->tensors[i], "", m->params + m->tensors[i].off, path, err);
+        cpt_st_close(f);
+        if (rc) goto fail;
+    }
     if (opt) {
         if (shards) {
             if (np_saved != (long long)m->n_params) {
@@ -537,12 +555,17 @@ int cpt_ckpt_latest(const char *run_dir, char **out, cpt_err *err) {
     int n;
     list_ckpts(cdir, &names, &n);
     for (int i = n - 1; i >= 0 && !*out; i--) {
-        int ok = 1;
+        /* a model checkpoint, or a LoRA run's (PEFT adapter files) */
+        int ok = 1, ok_a = 1;
         static const char *need[] = {"trainer_state.json", "model.safetensors", "config.json"};
+        static const char *need_a[] = {"trainer_state.json", "adapter_model.safetensors", "adapter_config.json"};
         for (int j = 0; j < 3; j++) {
             snprintf(path, sizeof path, "%s/%s/%s", cdir, names[i], need[j]);
             ok &= cpt_is_file(path);
+            snprintf(path, sizeof path, "%s/%s/%s", cdir, names[i], need_a[j]);
+            ok_a &= cpt_is_file(path);
         }
+        ok |= ok_a;
         snprintf(path, sizeof path, "%s/%s", cdir, names[i]);
         if (ok && !has_optim(path)) ok = 0;
         if (ok) {
@@ -604,7 +627,7 @@ int cpt_ckpt_consolidate(const char *dir, int *n_shards, cpt_err *err) {
             }
             w->src_f32 = (k ? full.v : full.m) + off;
         }
-        covered += numel;
+        covered += (numel + 15) & ~(size_t)15; /* tensors start 64-byte aligned (cpt_model_buffer_bytes) */
     }
     if (!rc && covered != np) rc = cpt_err_set(err, CPT_EFORMAT, "%s: the parameters list covers %zu of %zu values", path, covered, np);
     unsigned long crc = 0;

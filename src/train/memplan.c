@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpt/lora.h"
 #include "cpt/optim.h"
 #include "cpt/regularize.h"
 #include "cpt/train.h"
@@ -53,23 +54,29 @@ int cpt_memplan_make(const cpt_model *m, const cpt_memplan_in *in, cpt_memplan *
     if (B <= 0 || T <= 1 || A <= 0 || in->recompute < 0 || in->recompute > CPT_RECOMPUTE_SELECTIVE)
         return cpt_err_set(err, CPT_EINVAL, "memory plan: micro_batch %d, seq_len %d, grad_accum %d, recompute %d out of range", B, T,
                            A, in->recompute);
+    /* P: what is trained (gradients, moments, regularizer copies): the model, or the
+     * attached LoRA adapter's parameter set, whose weights come on top of the model's */
+    const cpt_model *P = m->lora ? m->lora->pm : m;
+    int lr = m->lora ? m->lora->cfg.rank : 0;
     p->n_params = m->n_params;
+    p->n_trainable = m->lora ? cpt_lora_n_trainable(m->lora) : m->n_params;
     p->micro_batch = B, p->seq_len = T, p->grad_accum = A, p->recompute = in->recompute;
     p->threads = omp_get_max_threads();
     size_t *t = p->term;
     t[CPT_MEM_WEIGHTS] = cpt_model_buffer_bytes(m);
-    t[CPT_MEM_GRADS] = cpt_model_buffer_bytes(m);
-    t[CPT_MEM_ADAMW] = in->zero_ranks > 1 ? cpt_adamw_state_bytes_sharded(m, in->zero_ranks) : cpt_adamw_state_bytes(m);
-    t[CPT_MEM_L2_BASE] = in->l2_base ? cpt_model_buffer_bytes(m) : 0;
-    t[CPT_MEM_EWC] = in->ewc ? cpt_ewc_state_bytes(m) : 0;
+    if (m->lora && !cpt_add_size(t[CPT_MEM_WEIGHTS], cpt_model_buffer_bytes(P), &t[CPT_MEM_WEIGHTS])) t[CPT_MEM_WEIGHTS] = SIZE_MAX;
+    t[CPT_MEM_GRADS] = cpt_model_buffer_bytes(P);
+    t[CPT_MEM_ADAMW] = in->zero_ranks > 1 ? cpt_adamw_state_bytes_sharded(P, in->zero_ranks) : cpt_adamw_state_bytes(P);
+    t[CPT_MEM_L2_BASE] = in->l2_base ? cpt_model_buffer_bytes(P) : 0;
+    t[CPT_MEM_EWC] = in->ewc ? cpt_ewc_state_bytes(P) : 0;
     int K = in->context_parallel > 1 ? in->context_parallel : 1;
     if (T % K) return cpt_err_set(err, CPT_EINVAL, "memory plan: seq_len %d is not a multiple of the context-parallel size %d", T, K);
-    int rc = cpt_acts_plan_bytes(&m->cfg, B, T / K, 1, in->recompute, &t[CPT_MEM_ACTS]);
+    int rc = cpt_acts_plan_bytes(&m->cfg, B, T / K, 1, in->recompute, lr, &t[CPT_MEM_ACTS]);
     if (!rc && K > 1) { /* the ring's buffers and the local micro-batch (ids, targets, positions, documents) */
         size_t ring = cpt_cp_plan_bytes(B, T / K, m->cfg.n_heads, m->cfg.n_kv_heads, m->cfg.head_dim);
         if (!cpt_add_size(t[CPT_MEM_ACTS], ring + 16 * (size_t)B * (size_t)(T / K), &t[CPT_MEM_ACTS])) rc = CPT_ENOMEM;
     }
-    if (!rc && in->n_evals > 0) rc = cpt_eval_plan_bytes(&m->cfg, B, T, &t[CPT_MEM_EVAL]);
+    if (!rc && in->n_evals > 0) rc = cpt_eval_plan_bytes(&m->cfg, B, T, lr, &t[CPT_MEM_EVAL]);
     if (rc == CPT_ENOMEM)
         return cpt_err_set(err, CPT_ENOMEM,
                            "memory plan: the activations for micro-batch %d x %d tokens overflow the address space. "
@@ -85,15 +92,15 @@ int cpt_memplan_make(const cpt_model *m, const cpt_memplan_in *in, cpt_memplan *
         /* a slice is read one tensor (or one saved shard) at a time: a transient of the
          * largest tensor, or of a shard of the most ranks' worth it could come from */
         size_t big = 0;
-        for (int i = 0; i < m->n_tensors; i++)
-            if (m->tensors[i].numel > big) big = m->tensors[i].numel;
-        size_t sh = m->n_params / (size_t)in->zero_ranks + 1;
+        for (int i = 0; i < P->n_tensors; i++)
+            if (P->tensors[i].numel > big) big = P->tensors[i].numel;
+        size_t sh = P->n_params / (size_t)in->zero_ranks + 1;
         if (!cpt_add_size(t[CPT_MEM_RESUME], sizeof(float) * (big > sh ? big : sh), &t[CPT_MEM_RESUME])) t[CPT_MEM_RESUME] = SIZE_MAX;
     }
     /* ZeRO-1 with a consolidated save: rank 0 gathers the whole state for every save, m
      * into the idle gradient buffer, v into a transient */
-    if (in->zero_ranks > 1 && !in->sharded_ckpt && t[CPT_MEM_RESUME] < cpt_model_buffer_bytes(m))
-        t[CPT_MEM_RESUME] = cpt_model_buffer_bytes(m);
+    if (in->zero_ranks > 1 && !in->sharded_ckpt && t[CPT_MEM_RESUME] < cpt_model_buffer_bytes(P))
+        t[CPT_MEM_RESUME] = cpt_model_buffer_bytes(P);
     t[CPT_MEM_EWC_ESTIMATE] = in->ewc_estimate_bytes;
     t[CPT_MEM_PROCESS] = in->process_bytes;
     /* Sums saturate at SIZE_MAX: a plan that large is refused, never wrapped. */
@@ -257,8 +264,10 @@ char *cpt_memplan_table(const cpt_memplan *p, size_t available, const char *sour
     FILE *f = open_memstream(&out, &len);
     if (!f) return NULL;
     char h[32];
-    fprintf(f, "memory plan: micro-batch %d x %d tokens, grad_accum %d, recompute %s, %d threads, %zu parameters\n", p->micro_batch,
+    fprintf(f, "memory plan: micro-batch %d x %d tokens, grad_accum %d, recompute %s, %d threads, %zu parameters", p->micro_batch,
             p->seq_len, p->grad_accum, recompute_name(p->recompute), p->threads, p->n_params);
+    if (p->n_trainable != p->n_params) fprintf(f, " (%zu trained: LoRA)", p->n_trainable);
+    fputc('\n', f);
     for (int i = 0; i < CPT_MEM_N_TERMS; i++) {
         human(h, sizeof h, p->term[i]);
         fprintf(f, "  %-42s %12s %16zu bytes\n", labels[i], h, p->term[i]);
@@ -291,6 +300,7 @@ char *cpt_memplan_json(const cpt_memplan *p, size_t available, const char *sourc
     json_object_set_new(o, "recompute", json_string(recompute_name(p->recompute)));
     json_object_set_new(o, "threads", json_integer(p->threads));
     json_object_set_new(o, "n_params", json_integer((json_int_t)p->n_params));
+    json_object_set_new(o, "n_trainable", json_integer((json_int_t)p->n_trainable));
     for (int i = 0; i < CPT_MEM_N_TERMS; i++) json_object_set_new(terms, keys[i], json_integer((json_int_t)p->term[i]));
     json_object_set_new(o, "bytes", terms);
     json_object_set_new(o, "total", json_integer((json_int_t)p->total));

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cpt/backend.h"
+#include "cpt/lora.h"
 #include "cpt/safetensors.h"
 
 double cpt_reg_quad(size_t n, const float *theta, const float *center, const float *weight, float *grad,
@@ -72,9 +73,10 @@ int cpt_ewc_estimate_plan_bytes(const cpt_model *m, int seq_len, size_t *bytes) 
     *bytes = 0;
     if (seq_len < 2) return CPT_EINVAL;
     size_t acts = 0, tot;
-    int rc = cpt_acts_plan_bytes(&m->cfg, 1, seq_len - 1, 1, CPT_RECOMPUTE_NONE, &acts);
+    const cpt_model *P = m->lora ? m->lora->pm : m; /* the gradients are of what is trained */
+    int rc = cpt_acts_plan_bytes(&m->cfg, 1, seq_len - 1, 1, CPT_RECOMPUTE_NONE, m->lora ? m->lora->cfg.rank : 0, &acts);
     if (rc) return rc;
-    if (!cpt_add_size(acts, cpt_model_buffer_bytes(m), &tot) || !cpt_add_size(tot, row_buf_bytes(seq_len - 1), &tot)) return CPT_ENOMEM;
+    if (!cpt_add_size(acts, cpt_model_buffer_bytes(P), &tot) || !cpt_add_size(tot, row_buf_bytes(seq_len - 1), &tot)) return CPT_ENOMEM;
     *bytes = tot;
     return CPT_OK;
 }
@@ -130,25 +132,30 @@ int cpt_ewc_estimate(cpt_ewc **out, cpt_model *m, const int32_t *tokens, int n_s
     const int T = seq_len - 1;
     cpt_ewc *e = NULL;
     cpt_acts *a = NULL;
-    float *g = m->be->alloc(cpt_model_buffer_bytes(m)); /* gradients: backend memory, as the trainer's */
+    /* P: what is trained, the model or its attached LoRA adapter's parameter set */
+    cpt_lora *lo = m->lora;
+    const cpt_model *P = lo ? lo->pm : m;
+    float *g = m->be->alloc(cpt_model_buffer_bytes(P)); /* gradients: backend memory, as the trainer's */
     int32_t *ids = malloc(row_buf_bytes(T) / 2), *tgt = malloc(row_buf_bytes(T) / 2);
     int rc = (!g || !ids || !tgt) ? cpt_err_set(err, CPT_ENOMEM, "Fisher: out of memory") : CPT_OK;
-    if (!rc) rc = ewc_alloc(&e, m, err);
+    if (!rc) rc = ewc_alloc(&e, P, err);
     if (!rc) rc = cpt_acts_create(&a, m, 1, T, 1, err);
     if (rc) goto done;
     /* Bit for bit (cpt_ewc_check_base compares bitwise); both are backend memory. */
-    m->be->copy(e->theta_star, m->params, sizeof(float) * m->n_params);
-    const long long n = (long long)m->n_params;
+    m->be->copy(e->theta_star, P->params, sizeof(float) * P->n_params);
+    const long long n = (long long)P->n_params;
     for (int s = 0; s < n_seqs && !rc; s++) {
         rc = row_batch(tokens + (size_t)s * seq_len, seq_len, s, m->cfg.vocab_size, ids, tgt, err);
         if (rc < 0) break;
         rc = CPT_OK;
-        m->be->zero(g, sizeof(float) * m->n_params);
+        m->be->zero(g, sizeof(float) * P->n_params);
         cpt_batch b = {1, T, ids, tgt, NULL, NULL};
         double loss = 0;
         long long nv = 0;
         /* grad of sum_t -log p = -grad log p(x_n); the sign vanishes when squared. */
-        rc = cpt_model_step(m, a, &b, g, 1.0f, NULL, &loss, &nv, NULL, err);
+        if (lo) lo->grads = g;
+        rc = cpt_model_step(m, a, &b, lo ? NULL : g, 1.0f, NULL, &loss, &nv, NULL, err);
+        if (lo) lo->grads = NULL;
         if (rc) {
             cpt_err_wrap(err, "Fisher sequence %d: ", s);
             break;

@@ -13,6 +13,7 @@
 #include "cpt/backend.h"
 #include "cpt/cp.h"
 #include "cpt/dp.h"
+#include "cpt/lora.h"
 #include "cpt/mixture.h"
 #include "cpt/train.h"
 #include "cpt/zero.h"
@@ -56,9 +57,9 @@ static size_t batch_src_bytes(int B, int A) { return sizeof(int) * (size_t)B * (
 
 size_t cpt_train_batch_bytes(int B, int T, int A) { return batch_ids_bytes(B, T, A) + batch_src_bytes(B, A); }
 
-int cpt_eval_plan_bytes(const cpt_config *c, int B, int T, size_t *bytes) {
+int cpt_eval_plan_bytes(const cpt_config *c, int B, int T, int lora_rank, size_t *bytes) {
     size_t acts = 0;
-    int rc = cpt_acts_plan_bytes(c, B, T, 0, CPT_RECOMPUTE_NONE, &acts);
+    int rc = cpt_acts_plan_bytes(c, B, T, 0, CPT_RECOMPUTE_NONE, lora_rank, &acts);
     if (rc) return rc;
     if (!cpt_add_size(acts, batch_ids_bytes(B, T, 1), bytes)) return CPT_ENOMEM;
     return CPT_OK;
@@ -329,6 +330,13 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
                                    Kc, 2 * Kc, Ti, cfg->n_stages > 0 ? " (a stage's)" : "", 2 * Kc, 2 * Kc);
         }
     }
+    /* P: what is trained, the model's weights or a LoRA adapter's parameter set */
+    cpt_lora *lo = cfg->lora;
+    if (lo && (lo->base != m || m->lora != lo))
+        return cpt_err_set(err, CPT_EINVAL, "training: the LoRA adapter is not attached to this model");
+    if (lo && (cfg->frozen || cfg->frozen_fn || cfg->rows_fn))
+        return cpt_err_set(err, CPT_EINVAL, "training: frozen tensors or rows with LoRA (the base model is frozen already). HINT: drop regularization.freeze.* and training.train_only, or lora.*");
+    cpt_model *P = lo ? lo->pm : m;
     stage_geom(cfg, 0, &B, &A, &T, &s_start, &td);
     int cur_stage = stage_at(cfg, 0);
     int rc = CPT_OK;
@@ -355,26 +363,30 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
     st.wn = calloc((size_t)(cfg->skip_window > 0 ? cfg->skip_window : 1), sizeof(double));
     buf = malloc(batch_ids_bytes(B, T, A));
     srcs = malloc(batch_src_bytes(B, A));
-    lr_mult = malloc(sizeof(float) * (size_t)m->n_tensors);
-    grads = m->be->alloc(cpt_model_buffer_bytes(m));
+    lr_mult = malloc(sizeof(float) * (size_t)P->n_tensors);
+    grads = P->be->alloc(cpt_model_buffer_bytes(P));
     if (!st.wl || !st.wn || !buf || !srcs || !lr_mult || !grads) {
         rc = cpt_err_set(err, CPT_ENOMEM, "out of memory");
         goto done;
     }
-    if ((rc = cfg->zero ? cpt_zero_create(&zr, comm, m, &opt, err) : cpt_adamw_create(&opt, m, err))) goto done;
+    if ((rc = cfg->zero ? cpt_zero_create(&zr, comm, P, &opt, err) : cpt_adamw_create(&opt, P, err))) goto done;
     if ((rc = make_acts(cfg, m, B, T, &acts, &cp, &lbuf, res, err))) goto done;
     if (cfg->log && cp)
         fprintf(cfg->log, "context parallel: each sequence over %d ranks (ring attention), %d local tokens per sequence, ring buffers %.1f MiB\n",
                 Kc, T / Kc, (double)cpt_cp_bytes(cp) / 1048576.0);
     if (cfg->log && cur_stage >= 0) fprintf(cfg->log, "stage 0: sequences of %d tokens, micro-batch %d x %d\n", T, B, A);
     if (cfg->log) fprintf(cfg->log, "activations: %.1f MiB for micro-batch %d x %d%s (recompute %s)\n", (double)cpt_acts_bytes(acts) / 1048576.0, B, T / Kc, Kc > 1 ? " local tokens" : "", cfg->recompute == CPT_RECOMPUTE_FULL ? "full" : cfg->recompute == CPT_RECOMPUTE_SELECTIVE ? "selective" : "none");
-    for (int i = 0; i < m->n_tensors; i++) {
-        const char *nm = m->tensors[i].name;
-        int emb = !strcmp(nm, "model.embed_tokens.weight") || !strcmp(nm, "lm_head.weight");
+    for (int i = 0; i < P->n_tensors; i++) {
+        /* the model's embeddings / LM head, or a LoRA adapter's trained copies of them
+         * ("base_model.model.model.embed_tokens.weight", "base_model.model.lm_head.weight") */
+        const char *nm = P->tensors[i].name;
+        size_t ln = strlen(nm);
+        int emb = (ln >= 25 && !strcmp(nm + ln - 25, "model.embed_tokens.weight")) ||
+                  !strcmp(nm, "lm_head.weight") || !strcmp(nm, "base_model.model.lm_head.weight");
         lr_mult[i] = emb ? (float)cfg->embed_lr_mult : 1.0f;
     }
     if (resume_dir) {
-        if ((rc = zr ? cpt_zero_load_state(resume_dir, m, opt, &ck, err) : cpt_ckpt_load(resume_dir, m, opt, &ck, err))) goto done;
+        if ((rc = zr ? cpt_zero_load_state(resume_dir, P, opt, &ck, err) : cpt_ckpt_load(resume_dir, P, opt, &ck, err))) goto done;
         {
             int rB, rA, rT;
             long long rs;
@@ -466,7 +478,7 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
         }
         double tp1 = cpt_now();
         res->t_data += tp1 - tp0;
-        m->be->zero(grads, sizeof(float) * m->n_params);
+        P->be->zero(grads, sizeof(float) * P->n_params);
         const uint8_t *frozen = cfg->frozen_fn ? cfg->frozen_fn(cfg->frozen_ctx, step) : cfg->frozen;
         double loss_sum = 0;
         for (int a = 0; a < A && !rc; a++) {
@@ -486,7 +498,9 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
             }
             double ls = 0;
             long long nv = 0;
-            rc = cpt_model_step(m, acts, &bt, grads, ntot ? 1.0f / (float)ntot : 0.0f, frozen, &ls, &nv, NULL, err);
+            if (lo) lo->grads = grads; /* LoRA: the adapter's gradients, none for the base */
+            rc = cpt_model_step(m, acts, &bt, lo ? NULL : grads, ntot ? 1.0f / (float)ntot : 0.0f, frozen, &ls, &nv, NULL, err);
+            if (lo) lo->grads = NULL;
             loss_sum += ls;
         }
         if (rc) goto done;
@@ -500,14 +514,14 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
         for (int i = 0; i < A * B && cr == 0; i++) red[1 + srcs[i]] += 1.0;
         double tr0 = cpt_now();
         /* ZeRO-1: the stats travel with the norm's all-reduce (one collective fewer) */
-        rc = zr ? cpt_zero_reduce_grads(zr, m, grads, err) : cpt_dp_reduce_grads(comm, m, grads, red, 1 + cfg->train_data.n_sources, err);
+        rc = zr ? cpt_zero_reduce_grads(zr, P, grads, err) : cpt_dp_reduce_grads(comm, P, grads, red, 1 + cfg->train_data.n_sources, err);
         if (rc) goto done;
         res->t_comm += zr ? 0.0 : cpt_now() - tr0; /* ZeRO-1: its own clock, all its collectives */
-        double penalty = cfg->penalty_fn ? cfg->penalty_fn(cfg->penalty_ctx, m, grads) : 0.0;
+        double penalty = cfg->penalty_fn ? cfg->penalty_fn(cfg->penalty_ctx, P, grads) : 0.0;
         if (cfg->rows_fn && (rc = cfg->rows_fn(cfg->rows_ctx, m, grads, step, 0, err))) goto done;
         double norm = 0;
-        if (!zr) norm = cpt_grad_norm(m, grads);
-        else if ((rc = cpt_zero_grad_norm(zr, m, grads, red, 1 + cfg->train_data.n_sources, &norm, err))) goto done;
+        if (!zr) norm = cpt_grad_norm(P, grads);
+        else if ((rc = cpt_zero_grad_norm(zr, P, grads, red, 1 + cfg->train_data.n_sources, &norm, err))) goto done;
         loss_sum = red[0];
         double loss = ntot ? loss_sum / (double)ntot : 0.0;
         double lr = cfg->lr_fn ? cfg->lr_fn(cfg->sched, step) : cfg->optim.lr;
@@ -532,11 +546,11 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
                 if ((rc = cpt_metrics_event(mx, step, ev, err))) goto done;
             }
         } else if (zr) {
-            if ((rc = cpt_zero_update(zr, opt, m, grads, &cfg->optim, lr, lr_mult, frozen, cfg->clip, norm, err))) goto done;
+            if ((rc = cpt_zero_update(zr, opt, P, grads, &cfg->optim, lr, lr_mult, frozen, cfg->clip, norm, err))) goto done;
             window_push(&st, cfg->skip_window, loss, norm);
         } else {
-            cpt_grad_clip(m, grads, cfg->clip);
-            cpt_adamw_step(opt, m, grads, &cfg->optim, lr, lr_mult, frozen);
+            cpt_grad_clip(P, grads, cfg->clip);
+            cpt_adamw_step(opt, P, grads, &cfg->optim, lr, lr_mult, frozen);
             window_push(&st, cfg->skip_window, loss, norm);
         }
         if (!why && cfg->rows_fn && (rc = cfg->rows_fn(cfg->rows_ctx, m, NULL, step, 1, err))) goto done;
@@ -577,7 +591,7 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
          * gathers the shards and writes one file */
         int sharded = do_ckpt && zr && cfg->ckpt_sharded && comm && comm->size > 1;
         cpt_adamw *full = NULL; /* the shards gathered on rank 0 for a consolidated save */
-        if (do_ckpt && zr && !sharded && (rc = cpt_zero_gather_state(zr, m, opt, grads, &full, err))) goto done;
+        if (do_ckpt && zr && !sharded && (rc = cpt_zero_gather_state(zr, P, opt, grads, &full, err))) goto done;
         if (do_ckpt && (wrank == 0 || sharded)) {
             double tc0 = cpt_now();
             cpt_ckpt_state cs = {0};
@@ -604,8 +618,8 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
             char best_name[64];
             snprintf(best_name, sizeof best_name, "step-%08lld", st.best_step);
             const char *keep[] = {best_name, NULL};
-            rc = sharded ? cpt_ckpt_save_sharded(cfg->run_dir, m, comm, opt, &cs, cfg->keep_last, st.best_step >= 0 ? keep : NULL, NULL, err)
-                         : cpt_ckpt_save(cfg->run_dir, m, full ? full : opt, &cs, cfg->keep_last, st.best_step >= 0 ? keep : NULL, NULL, err);
+            rc = sharded ? cpt_ckpt_save_sharded(cfg->run_dir, P, comm, opt, &cs, cfg->keep_last, st.best_step >= 0 ? keep : NULL, NULL, err)
+                         : cpt_ckpt_save(cfg->run_dir, P, full ? full : opt, &cs, cfg->keep_last, st.best_step >= 0 ? keep : NULL, NULL, err);
             free(cs.trainer_json);
             cpt_zero_state_free(full);
             res->t_ckpt += cpt_now() - tc0;
@@ -628,7 +642,7 @@ done:
     free(buf);
     free(srcs);
     free(lr_mult);
-    if (grads) m->be->free(grads);
+    if (grads) P->be->free(grads);
     cpt_acts_free(acts);
     cpt_cp_free(cp);
     free(lbuf);
