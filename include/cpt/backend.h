@@ -68,6 +68,9 @@ typedef struct cpt_backend {
     double (*reg_quad)(const float *theta, const float *center, const float *weight, float *grad, size_t n,
                        double coef);
     void (*sq_accum)(float *acc, const float *g, size_t n);
+    /* Inverted dropout with the counter-based mask of cpt/ops.h (cpt_dropout_keep): y_i =
+     * x_i / (1 - p) where element i is kept for `seed`, else 0; y may be x (LoRA dropout). */
+    void (*dropout)(float *y, const float *x, size_t n, float p, uint64_t seed);
 } cpt_backend;
 
 /* Block size of the fixed-order reductions (sumsq, reg_quad). */

@@ -39,7 +39,7 @@ unsigned cpt_lora_target_bits(const char *name);
 typedef struct cpt_lora_cfg {
     int rank;          /* r >= 1 */
     double alpha;      /* lora_alpha */
-    double dropout;    /* lora_dropout on the adapter input; only 0 is implemented so far */
+    double dropout;    /* lora_dropout on the adapter input, in [0, 1): training steps only */
     unsigned targets;  /* bit t = CPT_LORA_* targeted */
     int save_embed;    /* modules_to_save contains embed_tokens */
     int save_lm_head;  /* modules_to_save contains lm_head (untied models only) */
@@ -57,6 +57,13 @@ typedef struct cpt_lora {
     /* Gradient buffer in pm's layout for the next training step (NULL: the step computes
      * no adapter gradients). Owned by the caller. */
     float *grads;
+    /* Dropout (cfg.dropout > 0): non-zero = training steps apply it, with masks that are a
+     * pure function of this key, the layer and the linear (counter-based, cpt/ops.h
+     * cpt_dropout_keep), so the backward and a recompute rebuild them. The trainer sets a
+     * new key for every micro-batch (from the seed, step, micro-batch and rank) and clears
+     * it after; 0 (the default, e.g. evaluation or a Fisher estimate): no dropout. */
+    uint64_t drop_key;
+    uint64_t seed;      /* cpt_lora_create's seed (the trainer derives the dropout keys from it) */
     cpt_model *base;    /* the model it is attached to */
     float *base_embed, *base_lm_head; /* the model's own views, restored by cpt_lora_free */
 } cpt_lora;

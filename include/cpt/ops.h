@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cpt/common.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -164,6 +166,19 @@ void cpt_ref_adamw_update(double *p, const double *g, double *m, double *v, size
 double cpt_sumsq(const float *x, size_t n); /* deterministic for a fixed thread count */
 void cpt_scale(float *x, size_t n, float s);
 void cpt_add_inplace(float *y, const float *x, size_t n); /* y += x */
+
+/* ---- inverted dropout (src/ops/dropout.c) ----
+ * y_i = x_i / (1 - p) where kept, else 0 (y may be x). Element i of a call with `seed` is
+ * kept when the top 32 bits of cpt_mix64(seed + i * golden) are at or above p * 2^32:
+ * a pure function of (seed, i), so a backward (or recompute) rebuilds the same mask, and
+ * the keep rate is 1 - p to within 2^-32. */
+static inline uint64_t cpt_dropout_threshold(float p) { return (uint64_t)((double)p * 4294967296.0); }
+static inline int cpt_dropout_keep(uint64_t seed, size_t i, uint64_t thr) {
+    return (cpt_mix64(seed + (uint64_t)i * 0x9e3779b97f4a7c15ull) >> 32) >= thr;
+}
+void cpt_dropout(float *y, const float *x, size_t n, float p, uint64_t seed);
+/* float64: elements first .. first + n - 1 of the call's mask */
+void cpt_ref_dropout(double *y, const double *x, size_t n, double p, uint64_t seed, size_t first);
 
 /* ---- regularizer kernels (cpt/regularize.h; src/ops/regularize.c) ----
  * Returns (coef/2) sum_i w_i (theta_i - center_i)^2 (w_i = weight[i], 1 when weight is

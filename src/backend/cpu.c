@@ -74,6 +74,7 @@ static const cpt_backend cpu_backend = {
     .add_inplace = cpt_add_inplace,
     .reg_quad = cpt_quad_penalty,
     .sq_accum = cpt_sq_accum,
+    .dropout = cpt_dropout,
 };
 
 const cpt_backend *cpt_backend_cpu(void) { return &cpu_backend; }

@@ -333,6 +333,16 @@ static void ref_sq_accum(float *acc, const float *g, size_t n) {
     }
 }
 
+static void ref_dropout(float *y, const float *x, size_t n, float p, uint64_t seed) {
+    double xd[CHUNK], yd[CHUNK];
+    for (size_t i0 = 0; i0 < n; i0 += CHUNK) {
+        size_t c = n - i0 < CHUNK ? n - i0 : CHUNK;
+        for (size_t i = 0; i < c; i++) xd[i] = x[i0 + i];
+        cpt_ref_dropout(yd, xd, c, (double)p, seed, i0);
+        store(y + i0, yd, c, 0);
+    }
+}
+
 static const cpt_backend ref_backend = {
     .name = "ref",
     .alloc = cpt_alloc_aligned,
@@ -365,6 +375,7 @@ static const cpt_backend ref_backend = {
     .add_inplace = ref_add_inplace,
     .reg_quad = ref_reg_quad,
     .sq_accum = ref_sq_accum,
+    .dropout = ref_dropout,
 };
 
 const cpt_backend *cpt_backend_ref(void) { return &ref_backend; }

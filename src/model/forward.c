@@ -229,9 +229,22 @@ int cpt_acts_set_cp(cpt_acts *a, cpt_cp *cp, cpt_err *err) {
 
 /* LoRA on linear t of layer l (cpt/lora.h): y += s * (x A^T) B^T, keeping s * x A^T
  * in the arena for the backward. No-op when the model has no adapter on it. */
+/* The dropout mask seed of linear t in layer l for this step (0: no dropout): training
+ * activations, an adapter with dropout and a key the trainer set (lo->drop_key). */
+static uint64_t lora_drop_seed(const cpt_lora *lo, const cpt_acts *a, int l, int t) {
+    if (!a->training || !lo->drop_key || !(lo->cfg.dropout > 0)) return 0;
+    return cpt_mix64(lo->drop_key ^ ((uint64_t)(l * CPT_LORA_NT + t + 1) * 0xD1B54A32D192ED03ull)) | 1u;
+}
+
 static void lora_fwd(const cpt_model *m, cpt_acts *a, int l, int t, float *y, const float *x, int N) {
-    if (!m->lora || m->lora->ta[l * CPT_LORA_NT + t] < 0) return;
+    const cpt_lora *lo = m->lora;
+    if (!lo || lo->ta[l * CPT_LORA_NT + t] < 0) return;
     float *st = a->lora_t + ((size_t)(a->training ? l : 0) * CPT_LORA_NT + t) * a->sLt;
+    uint64_t ds = lora_drop_seed(lo, a, l, t);
+    if (ds) { /* PEFT's lora_dropout on the adapter's input; lora_y holds it until A reads it */
+        m->be->dropout(a->lora_y, x, (size_t)N * lo->in[t], (float)lo->cfg.dropout, ds);
+        x = a->lora_y;
+    }
     cpt_lora_apply(m, l, t, y, x, N, st, a->lora_y);
 }
 
@@ -249,7 +262,20 @@ static void lora_bwd(const cpt_model *m, cpt_acts *a, int l, int t, float *dx, c
     float *gA = lo->grads ? lo->grads + TA->off : NULL, *gB = lo->grads ? lo->grads + TB->off : NULL;
     be->linear_bwd(a->lora_dt, gB, NULL, dy, st, pm->params + TB->off, N, r, O, 0);
     be->scale(a->lora_dt, (size_t)N * r, lo->scale);
-    be->linear_bwd(dx, gA, NULL, a->lora_dt, x, pm->params + TA->off, N, K, r, 1);
+    uint64_t ds = lora_drop_seed(lo, a, l, t);
+    if (!ds) {
+        be->linear_bwd(dx, gA, NULL, a->lora_dt, x, pm->params + TA->off, N, K, r, 1);
+        return;
+    }
+    /* With dropout (mask d, kept entries scaled by 1/(1-p)): dA += dt^T (d . x) with the
+     * mask rebuilt from its seed, and dx += d . (dt A). lora_y is free here. */
+    const float p = (float)lo->cfg.dropout;
+    const size_t nk = (size_t)N * K;
+    be->dropout(a->lora_y, x, nk, p, ds);
+    be->linear_bwd(NULL, gA, NULL, a->lora_dt, a->lora_y, pm->params + TA->off, N, K, r, 0);
+    be->linear_bwd(a->lora_y, NULL, NULL, a->lora_dt, a->lora_y, pm->params + TA->off, N, K, r, 0);
+    be->dropout(a->lora_y, a->lora_y, nk, p, ds);
+    be->add_inplace(dx, a->lora_y, nk);
 }
 
 /* Layer l's forward. recompute == 0: the pass itself (writes x[l+1]). recompute == 1:

@@ -80,9 +80,6 @@ int cpt_lora_create(cpt_lora **out, cpt_model *m, const cpt_lora_cfg *cfg, uint6
         return cpt_err_set(err, CPT_EINVAL, "lora.alpha %g must be a positive number. HINT: alpha = 2 * rank is common", cfg->alpha);
     if (!(cfg->dropout >= 0 && cfg->dropout < 1))
         return cpt_err_set(err, CPT_EINVAL, "lora.dropout %g must be in [0, 1)", cfg->dropout);
-    if (cfg->dropout != 0)
-        return cpt_err_set(err, CPT_EUNSUPPORTED, "lora.dropout %g: dropout on the LoRA input is not implemented yet. HINT: set lora.dropout: 0",
-                           cfg->dropout);
     if (!cfg->targets && !cfg->save_embed && !cfg->save_lm_head)
         return cpt_err_set(err, CPT_EINVAL, "LoRA has nothing to train. HINT: set lora.targets (e.g. [q_proj, v_proj] or all-linear)");
     if (cfg->targets & ~CPT_LORA_ALL_LINEAR) return cpt_err_set(err, CPT_EINVAL, "unknown LoRA target bits 0x%x", cfg->targets);
@@ -91,6 +88,7 @@ int cpt_lora_create(cpt_lora **out, cpt_model *m, const cpt_lora_cfg *cfg, uint6
     cpt_lora *lo = calloc(1, sizeof *lo);
     if (!lo) return cpt_err_set(err, CPT_ENOMEM, "out of memory");
     lo->cfg = *cfg;
+    lo->seed = seed;
     lo->scale = (float)(cfg->use_rslora ? cfg->alpha / sqrt((double)cfg->rank) : cfg->alpha / cfg->rank);
     lo->n_layers = c->n_layers;
     lo->embed_t = lo->lm_head_t = -1;

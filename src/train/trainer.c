@@ -498,9 +498,14 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
             }
             double ls = 0;
             long long nv = 0;
-            if (lo) lo->grads = grads; /* LoRA: the adapter's gradients, none for the base */
+            if (lo) { /* LoRA: the adapter's gradients, none for the base; dropout masks of
+                       * this micro-batch from (seed, step, micro-batch, rank): resumes repeat them */
+                lo->grads = grads;
+                lo->drop_key = cpt_mix64(lo->seed ^ cpt_mix64(((uint64_t)step << 20) ^ ((uint64_t)a << 4) ^ 0x64726f70ull) ^
+                                         ((uint64_t)wrank << 40)) | 1u;
+            }
             rc = cpt_model_step(m, acts, &bt, lo ? NULL : grads, ntot ? 1.0f / (float)ntot : 0.0f, frozen, &ls, &nv, NULL, err);
-            if (lo) lo->grads = NULL;
+            if (lo) lo->grads = NULL, lo->drop_key = 0;
             loss_sum += ls;
         }
         if (rc) goto done;

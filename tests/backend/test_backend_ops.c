@@ -484,6 +484,36 @@ static void t_vec(size_t n) {
     free(x), free(y), free(c), free(w), free(out), free(xd), free(yd), free(cd), free(wd), free(r);
 }
 
+/* ------------------------------------------------------------------ dropout */
+/* Against cpt_ref_dropout (the same mask by construction: the mask is part of the op's
+ * definition, cpt/ops.h); out of place and in place; the keep rate within 5 sigma of 1 - p
+ * and a mask that moves with the seed (a constant mask would pass the reference check). */
+static void t_dropout(size_t n, float p) {
+    char op[64];
+    snprintf(op, sizeof op, "dropout n%zu p%.2f", n, (double)p);
+    COVER(dropout);
+    float *x = hrand(n, 1), *out = OU_ALLOC(float, n), *out2 = OU_ALLOC(float, n);
+    for (size_t i = 0; i < n; i++) x[i] = x[i] == 0.0f ? 1.0f : x[i];
+    double *xd = hd(x, n), *r = OU_ALLOC(double, n);
+    float *dx = dput(x, n), *dy = dput(x, n);
+    cpt_ref_dropout(r, xd, n, (double)p, 0xD509ull, 0);
+    BE->dropout(dy, dx, n, p, 0xD509ull);
+    dget(out, dy, n, op, "y"), cmp(op, "dropout", out, r, n, TOL.elem);
+    BE->dropout(dx, dx, n, p, 0xD509ull); /* in place */
+    dget(out2, dx, n, op, "in place"), cmp(op, "dropout in place", out2, r, n, TOL.elem);
+    size_t kept = 0, same = 0;
+    for (size_t i = 0; i < n; i++) kept += out[i] != 0.0f;
+    float *dz = dput(x, n);
+    BE->dropout(dz, dz, n, p, 0xD50Aull);
+    dget(out2, dz, n, op, "seed 2");
+    for (size_t i = 0; i < n; i++) same += (out[i] != 0.0f) == (out2[i] != 0.0f);
+    double q = 1.0 - (double)p, sd = sqrt((double)n * q * (double)p);
+    if (fabs((double)kept - (double)n * q) > 5 * sd + 1) bad(op, "keep rate", (double)kept / (double)n, q);
+    if (p > 0 && n >= 64 && same == n) bad(op, "the mask does not depend on the seed", 1, 0);
+    dfree(dx), dfree(dy), dfree(dz);
+    free(x), free(out), free(out2), free(xd), free(r);
+}
+
 /* ------------------------------------------------------------------ memory entries */
 static void t_memory(void) {
     COVER(alloc), COVER(free), COVER(copy_to_device), COVER(copy_to_host), COVER(copy), COVER(zero), COVER(sync), COVER(supports);
@@ -526,7 +556,7 @@ static void t_memory(void) {
      * that declines a shape gets a test of the refusal instead). */
     static const char *ops[] = {"linear_fwd", "linear_bwd", "rmsnorm_fwd", "rmsnorm_bwd", "rope_fwd", "rope_bwd",
                                 "attn_fwd",   "attn_bwd",   "attn_merge",   "swiglu_fwd",  "swiglu_bwd",  "embed_fwd", "embed_bwd",
-                                "xent_fwd_bwd", "adamw_update", "sumsq", "scale", "add_inplace", "reg_quad", "sq_accum"};
+                                "xent_fwd_bwd", "adamw_update", "sumsq", "scale", "add_inplace", "reg_quad", "sq_accum", "dropout"};
     for (size_t i = 0; i < sizeof ops / sizeof *ops; i++)
         if (!BE->supports(ops[i])) bad("supports", ops[i], INFINITY, 0);
     if (!g_quiet) fprintf(stderr, "  [%s] memory entries and supports: ok\n", BE->name);
@@ -556,6 +586,10 @@ static int run_all(const cpt_backend *be, int quiet) {
     t_attn(2, 4, 13, 9, 4, 1, 20, 1);  /* a chunk of queries after a prefix, block-causal */
     t_attn_split(6, 16, 8, 4, 2, 20);  /* ring attention: two key blocks merged */
     t_attn_split(14, 40, 24, 3, 1, 24);
+    t_dropout(1, 0.5f);
+    t_dropout(4099, 0.1f);
+    t_dropout(20000, 0.5f);
+    t_dropout(300, 0.0f);
     t_swiglu(1);
     t_swiglu(257);
     t_swiglu(1031);
@@ -657,6 +691,7 @@ static double mu_reg(const float *t, const float *c, const float *w, float *g, s
     return CPU->reg_quad(t, c, w, g, n, coef) * (1 + 1e-9);
 }
 static void mu_sq(float *a, const float *g, size_t n) { CPU->sq_accum(a, g, n), bump(a, n); }
+static void mu_drop(float *y, const float *x, size_t n, float p, uint64_t seed) { CPU->dropout(y, x, n, p, seed + 1); }
 
 static void mu_merge(float *out, float *lse, const float *op, const float *lp, int Tq, int H, int hd_, int ld) {
     CPU->attn_merge(out, lse, op, lp, Tq > 1 ? Tq - 1 : Tq, H, hd_, ld); /* drops the last row */
@@ -696,6 +731,7 @@ static void run_mutants(void) {
     MUT(add_inplace, mu_add);
     MUT(reg_quad, mu_reg);
     MUT(sq_accum, mu_sq);
+    MUT(dropout, mu_drop);
 #undef MUT
     /* Not mutated: free (nothing observable on the host but a leak) and sync (a no-op on a
      * synchronous backend: a dropped sync can only be seen on an asynchronous one). */

@@ -6,7 +6,9 @@
  * + embed_tokens + lm_head). B is set to random values (PEFT's zero init would make dA
  * vanish). Also: with B = 0 the adapted model's logits equal the base model's bit for
  * bit, the base model gets no gradient (grads = NULL), and the merged model
- * (W += s B A) gives the adapted logits.
+ * (W += s B A) gives the adapted logits. Dropout (p = 0.3): with a fixed key the loss is
+ * one function of the parameters and the FD holds for it, the key fixes the mask and another
+ * key changes it, no key means no dropout, and recompute full gives the same gradients bitwise.
  *
  * FD: loss = sum of token losses, step h = 1e-2 (the actual step (p+h)-(p-h) as the
  * divisor). Error per tensor: max |num - ana| over the sampled entries / max |ana| over
@@ -68,7 +70,7 @@ static double loss_of(cpt_model *m, cpt_acts *a, const cpt_batch *b, float *logi
 static uint64_t rng = 12345;
 static double urand(void) { return (cpt_splitmix64(&rng) >> 11) * 0x1.0p-53; }
 
-static void run_case(int arch, unsigned targets, int save_embed, int save_lm_head, int rslora) {
+static void run_case(int arch, unsigned targets, int save_embed, int save_lm_head, int rslora, double dropout) {
     cpt_model *m = NULL;
     if (make(&m, arch, 7 + arch)) {
         CHECK(0);
@@ -87,7 +89,7 @@ static void run_case(int arch, unsigned targets, int save_embed, int save_lm_hea
     cpt_acts_free(a0);
 
     cpt_lora_cfg lc = {.rank = 3, .alpha = 5, .targets = targets, .save_embed = save_embed,
-                       .save_lm_head = save_lm_head, .use_rslora = rslora};
+                       .save_lm_head = save_lm_head, .use_rslora = rslora, .dropout = dropout};
     cpt_lora *lo = NULL;
     CHECK_OK(cpt_lora_create(&lo, m, &lc, 99, &e), &e);
     if (!lo) return;
@@ -118,6 +120,36 @@ static void run_case(int arch, unsigned targets, int save_embed, int save_lm_hea
             else if (!isA) pm->params[t->off + j] += (float)(0.1 * (urand() - 0.5));
     }
     float *g = calloc(pm->n_params, sizeof(float));
+    if (dropout > 0) {
+        /* Dropout: a fixed key for every evaluation below, so the loss is a fixed function of
+         * the parameters (one mask) and the FD checks the backward of that function. Without a
+         * key (or in inference) it is off: the loss is the undropped one. */
+        double l_nokey = loss_of(m, a, &b, NULL);
+        lo->drop_key = 0xD0D0;
+        double l_key = loss_of(m, a, &b, NULL), l_key2 = loss_of(m, a, &b, NULL);
+        lo->drop_key = 0xD0D1;
+        double l_other = loss_of(m, a, &b, NULL);
+        lo->drop_key = 0xD0D0;
+        CHECKF(l_key == l_key2 && l_key != l_nokey && l_other != l_key,
+               "dropout: the key fixes the mask (%.9g %.9g), changes the loss (%.9g without) and another key another mask (%.9g)", l_key,
+               l_key2, l_nokey, l_other);
+        /* recompute rebuilds the same masks: the gradients equal the stored run's bitwise */
+        float *g2 = calloc(pm->n_params, sizeof(float));
+        cpt_acts *ar = NULL;
+        CHECK_OK(cpt_acts_create_ex(&ar, m, B, T, 1, CPT_RECOMPUTE_FULL, &e), &e);
+        double l1 = 0, l2 = 0;
+        long long n1 = 0, n2 = 0;
+        lo->grads = g;
+        CHECK_OK(cpt_model_step(m, a, &b, NULL, 1.0f, NULL, &l1, &n1, NULL, &e), &e);
+        lo->grads = g2;
+        if (ar) CHECK_OK(cpt_model_step(m, ar, &b, NULL, 1.0f, NULL, &l2, &n2, NULL, &e), &e);
+        lo->grads = NULL;
+        CHECKF(l1 == l2 && !memcmp(g, g2, sizeof(float) * pm->n_params), "dropout + recompute full: loss %.9g vs %.9g, gradients differ",
+               l1, l2);
+        memset(g, 0, sizeof(float) * pm->n_params);
+        cpt_acts_free(ar);
+        free(g2);
+    }
     lo->grads = g;
     double ls = 0;
     long long nv = 0;
@@ -142,10 +174,11 @@ static void run_case(int arch, unsigned targets, int save_embed, int save_lm_hea
             md = fmax(md, fabs(num - g[t->off + j]));
         }
         double rel = md / (amax > 1e-12 ? amax : 1e-12);
-        CHECKF(rel < FD_TOL, "arch %d %s: FD rel err %.3e (tol %.0e)", arch, t->name, rel, FD_TOL);
+        CHECKF(rel < FD_TOL, "arch %d%s %s: FD rel err %.3e (tol %.0e)", arch, dropout > 0 ? " dropout" : "", t->name, rel, FD_TOL);
         CHECKF(amax > 1e-3, "arch %d %s: gradient ~0 (max %.3e), the check would be vacuous", arch, t->name, amax);
-        if (i < 3 || rel > FD_TOL) printf("  arch %d %-62s FD rel err %.2e (max |g| %.3f)\n", arch, t->name, rel, amax);
+        if (i < 3 || rel > FD_TOL) printf("  arch %d%s %-62s FD rel err %.2e (max |g| %.3f)\n", arch, dropout > 0 ? " dropout" : "", t->name, rel, amax);
     }
+    lo->drop_key = 0;
     /* Merge: W + s B A (and the copies) in the base weights gives the adapted logits. */
     double la = loss_of(m, a, &b, logits);
     cpt_acts_free(a);
@@ -184,9 +217,9 @@ static void bad_configs(void) {
     c.rank = 4, c.save_lm_head = 1;
     e = (cpt_err){0};
     CHECK(cpt_lora_create(&lo, m, &c, 1, &e) == CPT_EINVAL && strstr(e.msg, "HINT"));
-    c.save_lm_head = 0, c.dropout = 0.1;
+    c.save_lm_head = 0, c.dropout = 1.0;
     e = (cpt_err){0};
-    CHECK(cpt_lora_create(&lo, m, &c, 1, &e) == CPT_EUNSUPPORTED && strstr(e.msg, "lora.dropout"));
+    CHECK(cpt_lora_create(&lo, m, &c, 1, &e) == CPT_EINVAL && strstr(e.msg, "lora.dropout"));
     c.dropout = 0, c.targets = 0;
     e = (cpt_err){0};
     CHECK(cpt_lora_create(&lo, m, &c, 1, &e) == CPT_EINVAL && strstr(e.msg, "lora.targets"));
@@ -198,7 +231,9 @@ static void bad_configs(void) {
 
 int main(void) {
     bad_configs();
-    run_case(0, CPT_LORA_ALL_LINEAR, 1, 0, 0);
-    run_case(1, (1u << CPT_LORA_Q) | (1u << CPT_LORA_V) | (1u << CPT_LORA_O) | (1u << CPT_LORA_DOWN), 1, 1, 1);
+    run_case(0, CPT_LORA_ALL_LINEAR, 1, 0, 0, 0.0);
+    run_case(1, (1u << CPT_LORA_Q) | (1u << CPT_LORA_V) | (1u << CPT_LORA_O) | (1u << CPT_LORA_DOWN), 1, 1, 1, 0.0);
+    run_case(0, CPT_LORA_ALL_LINEAR, 0, 0, 0, 0.3); /* dropout */
+    run_case(1, (1u << CPT_LORA_Q) | (1u << CPT_LORA_K) | (1u << CPT_LORA_GATE) | (1u << CPT_LORA_DOWN), 0, 1, 0, 0.3);
     TEST_END();
 }
