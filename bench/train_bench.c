@@ -3,12 +3,15 @@
  * (../shared/bench/peer_torch_llama.py) plus MFU against the measured FMA peak and
  * peak RSS. bench/run_train_bench.sh runs both side by side.
  * Usage: train_bench --shape stories15m|smollm135m|tiny [--seq T] [--batch B] [--steps S] [--threads N]
- *                    [--recompute none|full|selective] [--warmup W]
+ *                    [--recompute none|full|selective] [--warmup W] [--lora R]
+ * --lora R trains a LoRA adapter instead (rank R, alpha 2R, on all seven linears, as
+ * `cpt train` with lora.rank: R): gradients and AdamW moments exist only for the adapter.
  * It also times the attention kernels alone on the step's shapes (forward and backward of
  * one layer, times the layers and the forward recomputations the mode does) to report
  * attention's share of the step, and gives MFU twice: with PaLM's attention FLOPs
  * (12*L*H*hd*T per token, full attention) and with causal attention's (half of that, what
- * a kernel that skips masked tiles has to do). Recomputation is never counted. */
+ * a kernel that skips masked tiles has to do). Recomputation is never counted. With
+ * --lora the weight term is 4N + 6 N_adapter (no weight gradients for the frozen base). */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -17,6 +20,7 @@
 
 #include "bench_util.h"
 #include "cpt/backend.h"
+#include "cpt/lora.h"
 #include "cpt/optim.h"
 
 typedef struct { const char *name; int dim, layers, heads, kv, ffn, vocab, tied; } shape;
@@ -30,7 +34,7 @@ static const shape SHAPES[] = {
 int main(int argc, char **argv) {
     cpt_backend_cpu_select_core(argv);
     const char *sname = "stories15m";
-    int T = 256, B = 4, steps = 5, threads = 2, recompute = CPT_RECOMPUTE_NONE, warmup = 1;
+    int T = 256, B = 4, steps = 5, threads = 2, recompute = CPT_RECOMPUTE_NONE, warmup = 1, lora_r = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--shape")) sname = argv[i + 1];
         else if (!strcmp(argv[i], "--seq")) T = atoi(argv[i + 1]);
@@ -38,6 +42,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--steps")) steps = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--warmup")) warmup = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--lora")) lora_r = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--recompute")) {
             const char *v = argv[i + 1];
             recompute = !strcmp(v, "none") ? CPT_RECOMPUTE_NONE : !strcmp(v, "full") ? CPT_RECOMPUTE_FULL
@@ -49,7 +54,7 @@ int main(int argc, char **argv) {
     const shape *s = NULL;
     for (size_t i = 0; i < sizeof SHAPES / sizeof SHAPES[0]; i++)
         if (!strcmp(SHAPES[i].name, sname)) s = &SHAPES[i];
-    if (!s || T < 2 || B < 1 || steps < 1 || threads < 1 || warmup < 0) { fprintf(stderr, "train_bench: bad arguments\n"); return 2; }
+    if (!s || T < 2 || B < 1 || steps < 1 || threads < 1 || warmup < 0 || lora_r < 0) { fprintf(stderr, "train_bench: bad arguments\n"); return 2; }
     omp_set_num_threads(threads);
     cpt_config c;
     memset(&c, 0, sizeof c);
@@ -64,14 +69,26 @@ int main(int argc, char **argv) {
     cpt_model *m = NULL;
     cpt_adamw *opt = NULL;
     cpt_acts *acts = NULL;
-    if (cpt_model_create(&m, &c, &err) || cpt_adamw_create(&opt, m, &err) || cpt_acts_create_ex(&acts, m, B, T, 1, recompute, &err)) {
+    cpt_lora *lo = NULL;
+    cpt_lora_cfg lc = {.rank = lora_r, .alpha = 2.0 * lora_r, .targets = CPT_LORA_ALL_LINEAR};
+    if (cpt_model_create(&m, &c, &err)) {
         fprintf(stderr, "train_bench: %s\n", err.msg);
         return 1;
     }
     cpt_model_init_random(m, 0, 0.02f);
+    /* P: what is trained (the model, or the adapter's parameter set) */
+    if (lora_r > 0 && cpt_lora_create(&lo, m, &lc, 1, &err)) {
+        fprintf(stderr, "train_bench: %s\n", err.msg);
+        return 1;
+    }
+    cpt_model *P = lo ? lo->pm : m;
+    if (cpt_adamw_create(&opt, P, &err) || cpt_acts_create_ex(&acts, m, B, T, 1, recompute, &err)) {
+        fprintf(stderr, "train_bench: %s\n", err.msg);
+        return 1;
+    }
     size_t nparam = 0;
     for (int i = 0; i < m->n_tensors; i++) nparam += m->tensors[i].numel;
-    float *grads = cpt_alloc_aligned(sizeof(float) * m->n_params);
+    float *grads = cpt_alloc_aligned(sizeof(float) * P->n_params);
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)B * T), *tg = malloc(sizeof(int32_t) * (size_t)B * T);
     uint64_t r = 12345;
     for (int i = 0; i < B * T; i++) {
@@ -84,16 +101,18 @@ int main(int argc, char **argv) {
     double t0 = 0;
     for (int st = 0; st < warmup + steps; st++) { /* the first `warmup` steps are not timed */
         if (st == warmup) t0 = cpt_now();
-        memset(grads, 0, sizeof(float) * m->n_params);
+        memset(grads, 0, sizeof(float) * P->n_params);
         cpt_batch b = {B, T, ids, tg, NULL, NULL};
         double ls = 0;
         long long nv = 0;
-        if (cpt_model_step(m, acts, &b, grads, 1.0f / (float)(B * (T - 1)), NULL, &ls, &nv, NULL, &err)) {
+        if (lo) lo->grads = grads;
+        if (cpt_model_step(m, acts, &b, lo ? NULL : grads, 1.0f / (float)(B * (T - 1)), NULL, &ls, &nv, NULL, &err)) {
             fprintf(stderr, "train_bench: %s\n", err.msg);
             return 1;
         }
-        cpt_grad_clip(m, grads, 1.0);
-        cpt_adamw_step(opt, m, grads, &oc, oc.lr, NULL, NULL);
+        if (lo) lo->grads = NULL;
+        cpt_grad_clip(P, grads, 1.0);
+        cpt_adamw_step(opt, P, grads, &oc, oc.lr, NULL, NULL);
         loss = ls / (double)nv;
     }
     double dt = (cpt_now() - t0) / steps, tok = (double)B * T;
@@ -102,9 +121,11 @@ int main(int argc, char **argv) {
      * where N excludes the input embedding (a lookup, no matmul) unless it is tied to
      * the LM head. This is the MFU numerator; gflops_6N is kept to compare with the peer. */
     double n_mm = (double)nparam - (s->tied ? 0.0 : (double)s->vocab * s->dim);
-    double flops_tok = 6.0 * n_mm + 12.0 * s->layers * s->heads * (double)(s->dim / s->heads) * T;
+    /* LoRA: the frozen weights need no weight gradient (2N of the 6N), the adapter's full 6 */
+    double w_flops = lo ? 4.0 * n_mm + 6.0 * (double)cpt_lora_n_trainable(lo) : 6.0 * n_mm;
+    double flops_tok = w_flops + 12.0 * s->layers * s->heads * (double)(s->dim / s->heads) * T;
     double gmodel = flops_tok * tok / dt / 1e9;
-    double flops_tok_causal = 6.0 * n_mm + 6.0 * s->layers * s->heads * (double)(s->dim / s->heads) * T;
+    double flops_tok_causal = w_flops + 6.0 * s->layers * s->heads * (double)(s->dim / s->heads) * T;
     double gmodel_causal = flops_tok_causal * tok / dt / 1e9;
     /* Attention alone: one layer's forward and backward on the step's shapes (causal). */
     const cpt_backend *be = m->be;
@@ -132,14 +153,16 @@ int main(int argc, char **argv) {
     printf("{\"impl\": \"cpt\", \"shape\": \"%s\", \"params\": %zu, \"seq\": %d, \"batch\": %d, \"threads\": %d, "
            "\"recompute\": \"%s\", \"step_s\": %.4f, \"tokens_per_s\": %.1f, \"gflops_6N\": %.1f, \"gflops_model\": %.1f, \"fma_peak_gflops\": %.1f, \"mfu\": %.3f, \"mfu_causal\": %.3f, "
            "\"attn_fwd_s\": %.4f, \"attn_bwd_s\": %.4f, \"attn_share\": %.3f, "
-           "\"peak_rss_mib\": %.0f, \"activations_mib\": %.0f, \"last_loss\": %.4f, \"blas_core\": \"%s\"}\n",
+           "\"peak_rss_mib\": %.0f, \"activations_mib\": %.0f, \"last_loss\": %.4f, \"blas_core\": \"%s\", \"lora_rank\": %d, \"trainable\": %zu}\n",
            s->name, nparam, T, B, threads, recompute == CPT_RECOMPUTE_FULL ? "full" : recompute == CPT_RECOMPUTE_SELECTIVE ? "selective" : "none",
            dt, tok / dt, g6n, gmodel, peak, gmodel / peak, gmodel_causal / peak, t_fwd, t_bwd, attn_share, cpt_bench_peak_rss_mib(),
-           (double)cpt_acts_bytes(acts) / 1048576.0, loss, getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "default");
+           (double)cpt_acts_bytes(acts) / 1048576.0, loss, getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "default", lora_r,
+           lo ? cpt_lora_n_trainable(lo) : nparam);
     free(ids), free(tg);
     cpt_free_aligned(grads);
     cpt_acts_free(acts);
     cpt_adamw_free(opt);
+    cpt_lora_free(lo);
     cpt_model_free(m);
     return 0;
 }

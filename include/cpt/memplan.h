@@ -12,7 +12,8 @@
  *   weights          the fp32 parameters (with a LoRA adapter attached, m->lora: the
  *                    model's plus the adapter's)
  *   gradients        one buffer in the layout of what is trained (the model's parameters,
- *                    or with LoRA only the adapter's: the frozen base has none)
+ *                    or with LoRA only the adapter's: the frozen base has none; with tensors
+ *                    that no step trains, the range of those that are, in.trained)
  *   adamw            m and v of what is trained
  *   l2_base          the base weights kept for regularization.l2_base (0 when off)
  *   ewc              EWC Fisher + base weights (0 when off)
@@ -86,6 +87,8 @@ typedef struct cpt_memplan_in {
     size_t process_bytes; /* measured: see cpt_memplan_process_bytes */
     size_t ewc_estimate_bytes; /* Fisher transient (0: no EWC): cpt_ewc_estimate_plan_bytes +
                                   the caller's row buffer, or the cache file's size */
+    const cpt_model *trained; /* a view of the model's trained tensors (cpt_model_view_range):
+                                 gradients, moments and regularizer copies are its; NULL: all */
 } cpt_memplan_in;
 
 typedef struct cpt_memplan {
@@ -93,9 +96,10 @@ typedef struct cpt_memplan {
     size_t total;
     /* echo of the inputs, for the table and the JSON */
     size_t n_params;      /* the model's */
-    size_t n_trainable;   /* what gets gradients and moments: n_params, or the LoRA
-                             adapter's parameter count (cpt_lora_n_trainable) */
+    size_t n_trainable;   /* what gets gradients and moments: n_params, the LoRA adapter's
+                             parameter count (cpt_lora_n_trainable), or the trained view's */
     int micro_batch, seq_len, grad_accum, recompute, threads;
+    int lora;             /* 1: the trained set is a LoRA adapter */
 } cpt_memplan;
 
 /* Build the plan for model m (its config and tensor table) at the current OpenMP thread

@@ -141,6 +141,12 @@ typedef struct cpt_model {
     /* Non-NULL: this "model" is that adapter's parameter set (lo->pm: a tensor table and
      * one buffer, no layers); checkpoints hold it as a PEFT adapter (cpt/checkpoint.h). */
     struct cpt_lora *adapter;
+    /* Non-NULL: this model is a view of a contiguous tensor range of that model
+     * (cpt_model_view_range): params point into its buffer, tensors[i].off count from the
+     * range's start, and there are no layer views. A trainer that keeps gradients and AdamW
+     * moments only for what it trains works on it; checkpoints then save the whole model's
+     * weights and the view's optimizer state. cpt_model_free frees only the view. */
+    struct cpt_model *view_of;
 } cpt_model;
 
 /* Build an empty model (parameters zeroed) for a validated config. */
@@ -159,6 +165,11 @@ size_t cpt_model_buffer_bytes(const cpt_model *m);
 int cpt_model_view(const cpt_model *m, float *base, cpt_view *v, cpt_err *err);
 void cpt_view_free(cpt_view *v);
 const cpt_tensor *cpt_model_find(const cpt_model *m, const char *name);
+/* The smallest contiguous range of m's tensors (in layout order) holding every tensor with
+ * trained[i] != 0, as a view (*out, see cpt_model.view_of): NULL when that range is the
+ * whole model or nothing is trained. *first (may be NULL) gets the range's first tensor
+ * index in m, so a per-tensor mask of m maps to the view by an offset. */
+int cpt_model_view_range(cpt_model *m, const uint8_t *trained, cpt_model **out, int *first, cpt_err *err);
 /* Fill parameters like transformers' init (normal(0, std) for matrices, ones for
  * norms, zeros for biases) from a seed. */
 void cpt_model_init_random(cpt_model *m, uint64_t seed, float std);
@@ -213,6 +224,11 @@ int cpt_acts_create_ex(cpt_acts **out, const cpt_model *m, int B, int T, int tra
  * CPT_EINVAL for bad arguments, CPT_ENOMEM when the size overflows. */
 int cpt_acts_plan_bytes(const cpt_config *c, int B, int T, int training, int recompute, int lora_rank, size_t *bytes);
 void cpt_acts_free(cpt_acts *a);
+/* From now on the gradient buffer given to cpt_model_step with these activations holds only
+ * the parameter range [off, off + n) (the trained tensors' range, cpt_model_view_range):
+ * tensors inside it accumulate at grads + (t->off - off), tensors outside it get no
+ * gradient (as if frozen). n = 0: the whole layout (the default). */
+void cpt_acts_set_grad_window(cpt_acts *a, size_t off, size_t n);
 /* Context parallelism (cpt/cp.h): from now on the batches given with these activations
  * are this rank's zigzag rows (T = the local length, pos = global positions) and
  * attention runs on the ring `cp` (not owned; NULL turns it off). Training only. */

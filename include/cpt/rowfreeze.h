@@ -21,8 +21,9 @@ typedef struct cpt_rowfreeze cpt_rowfreeze;
 /* lo < hi <= vocab_size. */
 int cpt_rowfreeze_create(cpt_rowfreeze **out, const cpt_model *m, int lo, int hi, cpt_err *err);
 void cpt_rowfreeze_free(cpt_rowfreeze *r);
-/* Zero the gradient rows outside [lo, hi) of embed_tokens and lm_head (grads: the
- * parameter layout). The first call also snapshots the parameter rows outside [lo, hi). */
+/* Zero the gradient rows outside [lo, hi) of embed_tokens and lm_head (grads: m's layout;
+ * m is the model the freezer was made for, or a trained-tensor view of it covering those
+ * tensors, cpt_model_view_range). The first call also snapshots the parameter rows outside [lo, hi). */
 int cpt_rowfreeze_grads(cpt_rowfreeze *r, const cpt_model *m, float *grads, cpt_err *err);
 /* After the optimizer step: write the snapshot back. */
 void cpt_rowfreeze_restore(const cpt_rowfreeze *r, cpt_model *m);

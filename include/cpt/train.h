@@ -132,6 +132,12 @@ typedef struct cpt_train_cfg {
      * work on the adapter's parameter set lora->pm (frozen / frozen_fn / rows_fn must be
      * NULL; embed_lr_mult applies to its modules_to_save copies). */
     struct cpt_lora *lora;
+    /* Frozen tensors that no step trains: a view of the model's contiguous range holding
+     * every tensor some step trains (cpt_model_view_range over the union of the masks),
+     * or NULL (the whole model). The gradients, the AdamW moments, clipping, the penalty,
+     * the reduction and the checkpoints' optimizer state are then the view's (tensors
+     * outside it must be frozen in every step); checkpoints still save every weight. */
+    cpt_model *trained;
 } cpt_train_cfg;
 
 typedef struct cpt_eval_result {

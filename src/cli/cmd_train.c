@@ -292,7 +292,7 @@ static size_t resume_map_bytes(const char *dir) {
  * training.memory_check is false. *md receives the report section. */
 static int memory_plan(const cpt_recipe *r, const cpt_model *m, int T, int B, int A, int n_ev, const char *resume_dir,
                        int plan_only, const char *run_dir, FILE *log, cpt_memplan *plan, char **md, size_t *avail_out,
-                       char *src, size_t src_n, int zero_ranks, cpt_err *err) {
+                       char *src, size_t src_n, int zero_ranks, const cpt_model *trained, cpt_err *err) {
     cpt_memplan_in in;
     memset(&in, 0, sizeof in);
     in.zero_ranks = zero_ranks;
@@ -304,6 +304,7 @@ static int memory_plan(const cpt_recipe *r, const cpt_model *m, int T, int B, in
     in.l2_base = cpt_recipe_float(r, "regularization.l2_base") > 0;
     in.ewc = cpt_recipe_float(r, "regularization.ewc.lambda") > 0;
     in.n_evals = n_ev;
+    in.trained = trained;
     in.resume_bytes = resume_dir ? resume_map_bytes(resume_dir) : 0;
     if (in.ewc) {
         /* Before training allocates: the Fisher is read from its cache (the mapped file is
@@ -315,7 +316,7 @@ static int memory_plan(const cpt_recipe *r, const cpt_model *m, int T, int B, in
         else {
             size_t est = 0;
             int n = (int)cpt_recipe_int(r, "regularization.ewc.samples");
-            if (cpt_ewc_estimate_plan_bytes(m, T + 1, &est) || !cpt_add_size(est, ewc_rows_bytes(n, T), &in.ewc_estimate_bytes))
+            if (cpt_ewc_estimate_plan_bytes(m, trained, T + 1, &est) || !cpt_add_size(est, ewc_rows_bytes(n, T), &in.ewc_estimate_bytes))
                 in.ewc_estimate_bytes = SIZE_MAX;
         }
     }
@@ -490,6 +491,7 @@ int cpt_cmd_train(int argc, char **argv) {
 
     cpt_model *m = NULL;
     cpt_lora *lo = NULL; /* lora.rank > 0: the adapter trained instead of the weights */
+    cpt_model *Pv = NULL; /* tensors that no stage trains: the view of the trained range */
     cpt_tok *tok = NULL;
     cpt_mixdata *md = NULL, *smd[MAXS] = {0};
     cpt_train_stage stages[MAXS];
@@ -651,6 +653,25 @@ int cpt_cmd_train(int argc, char **argv) {
         }
     }
     max_steps = ctx.start[ctx.n_stages];
+    if (!lo) {
+        /* Tensors that no stage trains get no gradient or moments: the trainer works on the
+         * view of the contiguous range of those that some stage trains. */
+        uint8_t *any = calloc((size_t)m->n_tensors, 1);
+        if (!any) {
+            rc = cpt_err_set(&err, CPT_ENOMEM, "out of memory");
+            goto done;
+        }
+        for (int s = 0; s < ctx.n_stages; s++)
+            for (int i = 0; i < m->n_tensors; i++) any[i] |= !ctx.frozen[s] || !ctx.frozen[s][i];
+        rc = cpt_model_view_range(m, any, &Pv, NULL, &err);
+        free(any);
+        if (rc) goto done;
+        if (Pv) {
+            P = Pv;
+            fprintf(log, "frozen in every stage: %zu of %zu parameters outside the trained tensors' range get no gradient or AdamW moments (%s .. %s)\n",
+                     m->n_params - Pv->n_params, m->n_params, Pv->tensors[0].name, Pv->tensors[Pv->n_tensors - 1].name);
+        }
+    }
     if (max_steps <= 0) {
         rc = cpt_err_set(&err, CPT_EINVAL, "training: set training.max_steps, training.max_tokens or stages with steps");
         goto done;
@@ -741,7 +762,7 @@ int cpt_cmd_train(int argc, char **argv) {
     if (resume_dir && (rc = cpt_train_check_resume_recipe(r, resume_dir, Wdp, allow_changes, log, &err))) goto done;
     /* ---- memory plan: before anything big is allocated ---- */
     if ((rc = memory_plan(r, m, sT[plan_s], sB[plan_s], sA[plan_s], n_ev, resume_dir, plan_only, run_dir, log, &plan, &plan_md, &plan_avail, plan_src,
-                          sizeof plan_src, cpt_recipe_int(r, "training.zero") ? comm->size : 1, &err)) ||
+                          sizeof plan_src, cpt_recipe_int(r, "training.zero") ? comm->size : 1, Pv, &err)) ||
         plan_only)
         goto done;
     /* ---- anchor penalties ---- */
@@ -794,7 +815,7 @@ int cpt_cmd_train(int argc, char **argv) {
             cpt_shardseq_close(ss);
             if (!rc) {
                 fprintf(log, "EWC: estimating the diagonal Fisher on %d sequences of '%s'\n", n, src);
-                rc = cpt_ewc_estimate(&ctx.ewc, m, rows, n, T + 1, &err);
+                rc = cpt_ewc_estimate(&ctx.ewc, m, Pv, rows, n, T + 1, &err);
             }
             free(rows);
             if (!rc && rank0) rc = cpt_ewc_save(ctx.ewc, P, cache, &err);
@@ -829,6 +850,7 @@ int cpt_cmd_train(int argc, char **argv) {
     tc.penalty_fn = (ctx.l2 > 0 || ctx.ewc_lambda > 0) ? penalty : NULL, tc.penalty_ctx = &ctx;
     tc.frozen_fn = lo ? NULL : frozen_at, tc.frozen_ctx = &ctx;
     tc.lora = lo;
+    tc.trained = Pv;
     tc.skip_zscore = cpt_recipe_float(r, "stability.skip_zscore");
     tc.skip_window = (int)cpt_recipe_int(r, "stability.window");
     tc.train_data = cpt_mixdata_iface(md);
@@ -982,6 +1004,7 @@ done:
     cpt_mixdata_close(md);
     cpt_tok_free(tok);
     cpt_lora_free(lo);
+    cpt_model_free(Pv);
     cpt_model_free(m);
     if (log != stderr) fclose(log); /* ranks > 0: /dev/null */
 out:

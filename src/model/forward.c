@@ -64,6 +64,9 @@ struct cpt_acts {
     /* Context parallelism (cpt/cp.h): the rows are this rank's zigzag part of each
      * sequence and attention runs on the ring; NULL otherwise. Not owned. */
     cpt_cp *cp;
+    /* Gradient window (cpt_acts_set_grad_window): gw_n > 0 = the gradient buffer of a step
+     * holds only the parameter range [gw_off, gw_off + gw_n). */
+    size_t gw_off, gw_n;
 };
 
 /* The arena plan, shared by cpt_acts_create and cpt_acts_plan_bytes so the planned
@@ -218,6 +221,8 @@ void cpt_acts_free(cpt_acts *a) {
 }
 
 size_t cpt_acts_bytes(const cpt_acts *a) { return a->bytes; }
+
+void cpt_acts_set_grad_window(cpt_acts *a, size_t off, size_t n) { a->gw_off = off, a->gw_n = n; }
 
 int cpt_acts_set_cp(cpt_acts *a, cpt_cp *cp, cpt_err *err) {
     if (cp && (a->T % 2 || !a->training))
@@ -410,7 +415,7 @@ static int model_run(cpt_model *m, cpt_acts *a, const cpt_batch *b, float *grads
     if (rc) return rc;
     const cpt_view *W = &m->w;
     cpt_view G = {0};
-    if (grads && (rc = cpt_model_view_masked(m, grads, frozen, &G, err))) return rc;
+    if (grads && (rc = cpt_model_view_masked(m, grads, frozen, a->gw_off, a->gw_n, &G, err))) return rc;
     if (train && !grads && !(G.layers = calloc((size_t)c->n_layers, sizeof(cpt_layer_view))))
         return cpt_err_set(err, CPT_ENOMEM, "out of memory");
     if (lora_train) {

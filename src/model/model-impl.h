@@ -5,8 +5,11 @@
 #include "cpt/model.h"
 #include "cpt/ops.h"
 
-/* Like cpt_model_view, but tensors flagged in `frozen` get NULL pointers. */
-int cpt_model_view_masked(const cpt_model *m, float *base, const uint8_t *frozen, cpt_view *v, cpt_err *err);
+/* Like cpt_model_view, but tensors flagged in `frozen` get NULL pointers, and with a window
+ * (win_n > 0) `base` holds only the parameter range [win_off, win_off + win_n): tensors
+ * inside it point to base + (off - win_off), tensors outside it get NULL. */
+int cpt_model_view_masked(const cpt_model *m, float *base, const uint8_t *frozen, size_t win_off, size_t win_n, cpt_view *v,
+                          cpt_err *err);
 
 /* The KV cache's layout, for cpt_model_prefill (forward.c) to fill it in one forward. */
 struct cpt_kvcache {

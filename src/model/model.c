@@ -104,6 +104,11 @@ fail:
 
 void cpt_model_free(cpt_model *m) {
     if (!m) return;
+    if (m->view_of) { /* a view (cpt_model_view_range): its table only */
+        free(m->tensors);
+        free(m);
+        return;
+    }
     cpt_view_free(&m->w);
     if (m->params) m->be->free(m->params);
     free(m->tensors);
@@ -113,19 +118,54 @@ void cpt_model_free(cpt_model *m) {
     free(m);
 }
 
+int cpt_model_view_range(cpt_model *m, const uint8_t *trained, cpt_model **out, int *first, cpt_err *err) {
+    *out = NULL;
+    if (first) *first = 0;
+    int i0 = -1, i1 = -1;
+    for (int i = 0; i < m->n_tensors; i++)
+        if (trained[i]) i1 = i, i0 = i0 < 0 ? i : i0;
+    if (i0 < 0 || (i0 == 0 && i1 == m->n_tensors - 1)) return CPT_OK; /* nothing, or everything */
+    for (int i = 1; i < m->n_tensors; i++)
+        if (m->tensors[i].off <= m->tensors[i - 1].off)
+            return cpt_err_set(err, CPT_ESTATE, "tensor table of the model is not in layout order at '%s'", m->tensors[i].name);
+    cpt_model *v = calloc(1, sizeof *v);
+    int n = i1 - i0 + 1;
+    if (!v || !(v->tensors = malloc(sizeof(cpt_tensor) * (size_t)n))) {
+        free(v);
+        return cpt_err_set(err, CPT_ENOMEM, "out of memory");
+    }
+    size_t lo = m->tensors[i0].off, hi = m->tensors[i1].off + ((m->tensors[i1].numel + 15) & ~(size_t)15);
+    for (int i = 0; i < n; i++) {
+        v->tensors[i] = m->tensors[i0 + i];
+        v->tensors[i].off -= lo;
+    }
+    v->n_tensors = n;
+    v->n_params = hi - lo;
+    v->params = m->params + lo;
+    v->be = m->be;
+    v->cfg = m->cfg;
+    v->cfg.raw_json = NULL; /* borrowed fields are not freed: cpt_model_free of a view frees its table only */
+    v->view_of = m;
+    *out = v;
+    if (first) *first = i0;
+    return CPT_OK;
+}
+
 const cpt_tensor *cpt_model_find(const cpt_model *m, const char *name) {
     for (int i = 0; i < m->n_tensors; i++)
         if (!strcmp(m->tensors[i].name, name)) return &m->tensors[i];
     return NULL;
 }
 
-int cpt_model_view_masked(const cpt_model *m, float *base, const uint8_t *frozen, cpt_view *v, cpt_err *err) {
+int cpt_model_view_masked(const cpt_model *m, float *base, const uint8_t *frozen, size_t win_off, size_t win_n, cpt_view *v,
+                          cpt_err *err) {
     memset(v, 0, sizeof *v);
     v->layers = calloc((size_t)m->cfg.n_layers, sizeof(cpt_layer_view));
     if (!v->layers) return cpt_err_set(err, CPT_ENOMEM, "out of memory");
     for (int i = 0; i < m->n_tensors; i++) {
         const cpt_tensor *t = &m->tensors[i];
-        float *p = (frozen && frozen[i]) ? NULL : base + t->off;
+        int outside = win_n > 0 && (t->off < win_off || t->off + t->numel > win_off + win_n);
+        float *p = (frozen && frozen[i]) || outside ? NULL : base + (t->off - (win_n > 0 ? win_off : 0));
         const char *n = t->name;
         if (!strcmp(n, "model.embed_tokens.weight")) v->embed = p;
         else if (!strcmp(n, "model.norm.weight")) v->final_norm = p;
@@ -157,7 +197,7 @@ int cpt_model_view_masked(const cpt_model *m, float *base, const uint8_t *frozen
 }
 
 int cpt_model_view(const cpt_model *m, float *base, cpt_view *v, cpt_err *err) {
-    return cpt_model_view_masked(m, base, NULL, v, err);
+    return cpt_model_view_masked(m, base, NULL, 0, 0, v, err);
 }
 
 void cpt_view_free(cpt_view *v) {

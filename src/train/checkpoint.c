@@ -206,7 +206,10 @@ static int ckpt_commit(const char *cdir, const char *tmp, const cpt_model *m, co
     unsigned long crc_m = 0;
     /* A LoRA run's checkpoint is a PEFT adapter directory (PeftModel.from_pretrained loads
      * it onto the base model) plus the optimizer and trainer state. */
-    int rc = m->adapter ? cpt_lora_save_peft(m->adapter, tmp, NULL, err) : cpt_model_save_hf(m, tmp, CPT_DT_F32, 0, NULL, err);
+    /* a view of the trained range (cpt_model_view_range): the whole model's weights */
+    int rc = m->adapter   ? cpt_lora_save_peft(m->adapter, tmp, NULL, err)
+             : m->view_of ? cpt_model_save_hf(m->view_of, tmp, CPT_DT_F32, 0, NULL, err)
+                          : cpt_model_save_hf(m, tmp, CPT_DT_F32, 0, NULL, err);
     if (!rc) {
         snprintf(path, sizeof path, "%s/%s", tmp, m->adapter ? "adapter_model.safetensors" : "model.safetensors");
         rc = file_crc(path, &crc_m, err);
@@ -494,8 +497,9 @@ int cpt_ckpt_load(const char *dir, cpt_model *m, cpt_adamw *opt, cpt_ckpt_state 
     if (is_adapter) {
         if ((rc = cpt_lora_check_config(m->adapter, dir, err)) || (rc = cpt_lora_read_tensors(m->adapter, dir, err))) goto fail;
     } else {
+        cpt_model *W = m->view_of ? m->view_of : m; /* a view: the whole model's weights */
         if ((rc = cpt_st_open(&f, path, err))) goto fail;
-        for (int i = 0; i < m->n_tensors && !rc; i++) rc = read_into(f, &m->tensors[i], "", m->params + m->tensors[i].off, path, err);
+        for (int i = 0; i < W->n_tensors && !rc; i++) rc = read_into(f, &W->tensors[i], "", W->params + W->tensors[i].off, path, err);
         cpt_st_close(f);
         if (rc) goto fail;
     }

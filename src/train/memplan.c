@@ -56,10 +56,11 @@ int cpt_memplan_make(const cpt_model *m, const cpt_memplan_in *in, cpt_memplan *
                            A, in->recompute);
     /* P: what is trained (gradients, moments, regularizer copies): the model, or the
      * attached LoRA adapter's parameter set, whose weights come on top of the model's */
-    const cpt_model *P = m->lora ? m->lora->pm : m;
+    const cpt_model *P = m->lora ? m->lora->pm : in->trained ? in->trained : m;
     int lr = m->lora ? m->lora->cfg.rank : 0;
     p->n_params = m->n_params;
-    p->n_trainable = m->lora ? cpt_lora_n_trainable(m->lora) : m->n_params;
+    p->n_trainable = m->lora ? cpt_lora_n_trainable(m->lora) : P->n_params;
+    p->lora = m->lora != NULL;
     p->micro_batch = B, p->seq_len = T, p->grad_accum = A, p->recompute = in->recompute;
     p->threads = omp_get_max_threads();
     size_t *t = p->term;
@@ -266,7 +267,7 @@ char *cpt_memplan_table(const cpt_memplan *p, size_t available, const char *sour
     char h[32];
     fprintf(f, "memory plan: micro-batch %d x %d tokens, grad_accum %d, recompute %s, %d threads, %zu parameters", p->micro_batch,
             p->seq_len, p->grad_accum, recompute_name(p->recompute), p->threads, p->n_params);
-    if (p->n_trainable != p->n_params) fprintf(f, " (%zu trained: LoRA)", p->n_trainable);
+    if (p->n_trainable != p->n_params) fprintf(f, " (%zu trained%s)", p->n_trainable, p->lora ? ": LoRA" : ": the range of the unfrozen tensors");
     fputc('\n', f);
     for (int i = 0; i < CPT_MEM_N_TERMS; i++) {
         human(h, sizeof h, p->term[i]);

@@ -69,11 +69,11 @@ size_t cpt_ewc_state_bytes(const cpt_model *m) { return 2 * cpt_model_buffer_byt
 /* ids and targets of one Fisher row of T inputs. */
 static size_t row_buf_bytes(int T) { return 2 * sizeof(int32_t) * (size_t)T; }
 
-int cpt_ewc_estimate_plan_bytes(const cpt_model *m, int seq_len, size_t *bytes) {
+int cpt_ewc_estimate_plan_bytes(const cpt_model *m, const cpt_model *trained, int seq_len, size_t *bytes) {
     *bytes = 0;
     if (seq_len < 2) return CPT_EINVAL;
     size_t acts = 0, tot;
-    const cpt_model *P = m->lora ? m->lora->pm : m; /* the gradients are of what is trained */
+    const cpt_model *P = m->lora ? m->lora->pm : trained ? trained : m; /* the gradients are of what is trained */
     int rc = cpt_acts_plan_bytes(&m->cfg, 1, seq_len - 1, 1, CPT_RECOMPUTE_NONE, m->lora ? m->lora->cfg.rank : 0, &acts);
     if (rc) return rc;
     if (!cpt_add_size(acts, cpt_model_buffer_bytes(P), &tot) || !cpt_add_size(tot, row_buf_bytes(seq_len - 1), &tot)) return CPT_ENOMEM;
@@ -124,7 +124,8 @@ static int row_batch(const int32_t *row, int L, int n, int V, int32_t *ids, int3
     return len - 1;
 }
 
-int cpt_ewc_estimate(cpt_ewc **out, cpt_model *m, const int32_t *tokens, int n_seqs, int seq_len, cpt_err *err) {
+int cpt_ewc_estimate(cpt_ewc **out, cpt_model *m, const cpt_model *trained, const int32_t *tokens, int n_seqs, int seq_len,
+                     cpt_err *err) {
     CPT_ASSERT(out && m && (tokens || n_seqs <= 0));
     *out = NULL;
     if (n_seqs < 1) return cpt_err_set(err, CPT_EINVAL, "Fisher: n_seqs = %d; need at least 1 sequence. HINT: use a few hundred sequences of old-domain data", n_seqs);
@@ -132,14 +133,18 @@ int cpt_ewc_estimate(cpt_ewc **out, cpt_model *m, const int32_t *tokens, int n_s
     const int T = seq_len - 1;
     cpt_ewc *e = NULL;
     cpt_acts *a = NULL;
-    /* P: what is trained, the model or its attached LoRA adapter's parameter set */
+    /* P: what is trained: the model, its attached LoRA adapter's parameter set, or a view of
+     * its trained tensors (the gradients then hold that range only) */
     cpt_lora *lo = m->lora;
-    const cpt_model *P = lo ? lo->pm : m;
+    const cpt_model *P = lo ? lo->pm : trained ? trained : m;
+    if (!lo && trained && trained->view_of != m)
+        return cpt_err_set(err, CPT_EINVAL, "Fisher: `trained` is not a view of this model");
     float *g = m->be->alloc(cpt_model_buffer_bytes(P)); /* gradients: backend memory, as the trainer's */
     int32_t *ids = malloc(row_buf_bytes(T) / 2), *tgt = malloc(row_buf_bytes(T) / 2);
     int rc = (!g || !ids || !tgt) ? cpt_err_set(err, CPT_ENOMEM, "Fisher: out of memory") : CPT_OK;
     if (!rc) rc = ewc_alloc(&e, P, err);
     if (!rc) rc = cpt_acts_create(&a, m, 1, T, 1, err);
+    if (!rc && !lo && P != m) cpt_acts_set_grad_window(a, (size_t)(P->params - m->params), P->n_params);
     if (rc) goto done;
     /* Bit for bit (cpt_ewc_check_base compares bitwise); both are backend memory. */
     m->be->copy(e->theta_star, P->params, sizeof(float) * P->n_params);

@@ -46,11 +46,16 @@ void cpt_rowfreeze_free(cpt_rowfreeze *r) {
     free(r);
 }
 
+/* Offset of the model's parameter range that m (a trained-tensor view, or the model) starts at. */
+static size_t base_off(const cpt_model *m) { return m->view_of ? (size_t)(m->params - m->view_of->params) : 0; }
+
 int cpt_rowfreeze_grads(cpt_rowfreeze *r, const cpt_model *m, float *grads, cpt_err *err) {
-    (void)err;
-    size_t D = (size_t)r->D, a = (size_t)r->lo * D, b = (size_t)(r->rows - r->hi) * D;
+    size_t D = (size_t)r->D, a = (size_t)r->lo * D, b = (size_t)(r->rows - r->hi) * D, o = base_off(m);
+    for (int i = 0; i < r->n_t; i++)
+        if (r->off[i] < o || r->off[i] - o >= m->n_params)
+            return cpt_err_set(err, CPT_EINVAL, "row freezing: the embedding rows lie outside the trained tensors");
     for (int i = 0; i < r->n_t; i++) {
-        float *g = grads + r->off[i], *p = m->params + r->off[i];
+        float *g = grads + (r->off[i] - o), *p = m->params + (r->off[i] - o);
         if (a) m->be->zero(g, a * sizeof(float));
         if (b) m->be->zero(g + (size_t)r->hi * D, b * sizeof(float));
         if (!r->have) {
@@ -64,9 +69,9 @@ int cpt_rowfreeze_grads(cpt_rowfreeze *r, const cpt_model *m, float *grads, cpt_
 
 void cpt_rowfreeze_restore(const cpt_rowfreeze *r, cpt_model *m) {
     if (!r->have) return;
-    size_t D = (size_t)r->D, a = (size_t)r->lo * D, b = (size_t)(r->rows - r->hi) * D;
+    size_t D = (size_t)r->D, a = (size_t)r->lo * D, b = (size_t)(r->rows - r->hi) * D, o = base_off(m);
     for (int i = 0; i < r->n_t; i++) {
-        float *p = m->params + r->off[i];
+        float *p = m->params + (r->off[i] - o);
         if (a) m->be->copy_to_device(p, r->keep[i], a * sizeof(float));
         if (b) m->be->copy_to_device(p + (size_t)r->hi * D, r->keep[i] + a, b * sizeof(float));
     }

@@ -140,6 +140,8 @@ static int make_acts(const cpt_train_cfg *cfg, cpt_model *m, int B, int T, cpt_a
     free(*lbuf);
     *lbuf = NULL;
     int rc = cpt_acts_create_ex(acts, m, B, T / K, 1, cfg->recompute, err);
+    if (!rc && cfg->trained) /* the gradients are the trained view's range only */
+        cpt_acts_set_grad_window(*acts, (size_t)(cfg->trained->params - m->params), cfg->trained->n_params);
     if (rc || K == 1) return rc;
     const cpt_config *c = &m->cfg;
     if ((rc = cpt_cp_create(cp, cfg->comm, K, m->be, B, T / K, c->n_heads, c->n_kv_heads, c->head_dim, err))) return rc;
@@ -336,7 +338,16 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
         return cpt_err_set(err, CPT_EINVAL, "training: the LoRA adapter is not attached to this model");
     if (lo && (cfg->frozen || cfg->frozen_fn || cfg->rows_fn))
         return cpt_err_set(err, CPT_EINVAL, "training: frozen tensors or rows with LoRA (the base model is frozen already). HINT: drop regularization.freeze.* and training.train_only, or lora.*");
-    cpt_model *P = lo ? lo->pm : m;
+    if (cfg->trained && (lo || cfg->trained->view_of != m))
+        return cpt_err_set(err, CPT_EINVAL, "training: the trained-tensor view is not a view of this model%s", lo ? " (or LoRA is on)" : "");
+    cpt_model *P = lo ? lo->pm : cfg->trained ? cfg->trained : m;
+    /* A view: its tensors are the model's [vfirst, vfirst + n) */
+    int vfirst = 0;
+    if (P->view_of) {
+        while (vfirst < m->n_tensors && strcmp(m->tensors[vfirst].name, P->tensors[0].name)) vfirst++;
+        if (vfirst + P->n_tensors > m->n_tensors) return cpt_err_set(err, CPT_EINVAL, "training: the trained-tensor view does not match the model");
+    }
+    const uint8_t *last_frozen = NULL;
     stage_geom(cfg, 0, &B, &A, &T, &s_start, &td);
     int cur_stage = stage_at(cfg, 0);
     int rc = CPT_OK;
@@ -480,6 +491,16 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
         res->t_data += tp1 - tp0;
         P->be->zero(grads, sizeof(float) * P->n_params);
         const uint8_t *frozen = cfg->frozen_fn ? cfg->frozen_fn(cfg->frozen_ctx, step) : cfg->frozen;
+        if (P->view_of && frozen != last_frozen) { /* a step may train nothing outside the view */
+            for (int i = 0; i < m->n_tensors; i++)
+                if ((i < vfirst || i >= vfirst + P->n_tensors) && !(frozen && frozen[i])) {
+                    rc = cpt_err_set(err, CPT_EINVAL, "training step %lld trains '%s', outside the trained-tensor view (cpt_train_cfg.trained)", step,
+                                     m->tensors[i].name);
+                    goto done;
+                }
+            last_frozen = frozen;
+        }
+        const uint8_t *frozen_p = frozen && P->view_of ? frozen + vfirst : lo ? NULL : frozen; /* indexed like P's tensors */
         double loss_sum = 0;
         for (int a = 0; a < A && !rc; a++) {
             int32_t *base = buf + (size_t)a * N * 4;
@@ -523,7 +544,7 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
         if (rc) goto done;
         res->t_comm += zr ? 0.0 : cpt_now() - tr0; /* ZeRO-1: its own clock, all its collectives */
         double penalty = cfg->penalty_fn ? cfg->penalty_fn(cfg->penalty_ctx, P, grads) : 0.0;
-        if (cfg->rows_fn && (rc = cfg->rows_fn(cfg->rows_ctx, m, grads, step, 0, err))) goto done;
+        if (cfg->rows_fn && (rc = cfg->rows_fn(cfg->rows_ctx, P, grads, step, 0, err))) goto done;
         double norm = 0;
         if (!zr) norm = cpt_grad_norm(P, grads);
         else if ((rc = cpt_zero_grad_norm(zr, P, grads, red, 1 + cfg->train_data.n_sources, &norm, err))) goto done;
@@ -551,14 +572,14 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
                 if ((rc = cpt_metrics_event(mx, step, ev, err))) goto done;
             }
         } else if (zr) {
-            if ((rc = cpt_zero_update(zr, opt, P, grads, &cfg->optim, lr, lr_mult, frozen, cfg->clip, norm, err))) goto done;
+            if ((rc = cpt_zero_update(zr, opt, P, grads, &cfg->optim, lr, lr_mult, frozen_p, cfg->clip, norm, err))) goto done;
             window_push(&st, cfg->skip_window, loss, norm);
         } else {
             cpt_grad_clip(P, grads, cfg->clip);
-            cpt_adamw_step(opt, P, grads, &cfg->optim, lr, lr_mult, frozen);
+            cpt_adamw_step(opt, P, grads, &cfg->optim, lr, lr_mult, frozen_p);
             window_push(&st, cfg->skip_window, loss, norm);
         }
-        if (!why && cfg->rows_fn && (rc = cfg->rows_fn(cfg->rows_ctx, m, NULL, step, 1, err))) goto done;
+        if (!why && cfg->rows_fn && (rc = cfg->rows_fn(cfg->rows_ctx, P, NULL, step, 1, err))) goto done;
         res->t_optim += cpt_now() - tp2;
         for (int k = 0; k < cfg->train_data.n_sources; k++) res->source_tokens[k] += (long long)red[1 + k] * T;
         tokens += (long long)A * B * T * W;

@@ -620,7 +620,10 @@ static void test_help(void) {
         /* long-context checks in the loop (issue 11) */
         "eval.ifeval.every", "eval.ifeval.prompts", "eval.ifeval.limit", "eval.ifeval.max_new", "eval.ifeval.budget", "eval.tasks.names", "eval.tasks.every", "eval.tasks.limit", "eval.tasks.fewshot", "eval.tasks.max_new",
         "eval.tasks.budget", "eval.tasks.data_dir", "eval.long.lengths", "eval.long.depths", "eval.long.trials", "eval.long.every", "eval.long.haystack",
-        "eval.long.ppl_text", "eval.long.bucket", "eval.long.ppl_windows"};
+        "eval.long.ppl_text", "eval.long.bucket", "eval.long.ppl_windows",
+        /* LoRA inside cpt train (issue 13) */
+        "lora.rank", "lora.alpha", "lora.dropout", "lora.targets", "lora.targets.#", "lora.modules_to_save",
+        "lora.modules_to_save.#", "lora.rslora", "lora.seed", "lora.merge_export"};
     size_t nk = sizeof keys / sizeof *keys, ns = sizeof sched / sizeof *sched;
     char *buf = NULL;
     size_t len = 0;
