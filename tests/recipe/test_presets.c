@@ -146,6 +146,13 @@ static void check_values(const char *name, cpt_recipe *r, const char *shared) {
         CHECK(cpt_recipe_bool(r, "training.block_causal"));
         /* eval.long checks the native length and every stage's length */
         CHECK(cpt_recipe_has(r, "eval.long.lengths") && !strcmp(cpt_recipe_str(r, "eval.long.lengths"), "4096,8192,16384"));
+    } else if (!strcmp(name, "lora-cpt.yaml")) {
+        /* LoRA CPT: a high rank on every linear, rsLoRA, a LoRA LR 1e-4..5e-4, replay 5-10% */
+        CHECK(cpt_recipe_int(r, "lora.rank") >= 64);
+        CHECK(cpt_recipe_bool(r, "lora.rslora"));
+        CHECK(!strcmp(cpt_recipe_str(r, "lora.targets"), "all-linear"));
+        CHECK(in(cpt_recipe_float(r, "optim.lr"), 1e-4, 5e-4));
+        CHECK(in(cpt_recipe_float(r, "data.replay.fraction"), 0.05, 0.10));
     } else {
         CHECKF(0, "recipes/%s: a preset without value checks in test_presets.c", name);
     }
