@@ -13,7 +13,8 @@ real GPT-2 byte-level BPE tokenizer.json from $CPT_SHARED/data/tokenizers/gpt2/h
        token's decoded text (abs 1e-6);
      - transformers loads the extended model and its float32 logits == `cpt score --logits`
        on a domain text that uses the new ids (abs 2e-4, as the forward parity tests).
-  2. --tokens (400 whole tokens), tied, --init hewitt: added_tokens ids equal in HF and cpt
+  2. --tokens (400 whole tokens), tied and untied, --init hewitt (untied: embed_tokens and
+     lm_head each from their own rows' statistics, independent draws): added_tokens ids equal in HF and cpt
      (text containing them); whitened new rows z = L^-1 (x - mu), L = chol(1e-5 Sigma) from
      numpy on the base rows, have mean within 0.05 of 0 and variance within 0.06 of 1
      (12800 values: about 5 standard errors) and dimension correlations under 0.25.
@@ -178,15 +179,34 @@ check(at2(probe, add_special_tokens=False).input_ids == cpt_ids(ext2, probe), "A
 B, E = tensors(base_t)["model.embed_tokens.weight"].astype(np.float64), tensors(ext2)["model.embed_tokens.weight"]
 check("lm_head.weight" not in tensors(ext2), "tied model keeps no lm_head tensor")
 check(np.array_equal(E[:V0], B.astype(np.float32)), "old rows unchanged (tied)")
-mu = B.mean(axis=0)
-sigma = (B - mu).T @ (B - mu) / B.shape[0]
-L = np.linalg.cholesky(1e-5 * sigma)
-z = np.linalg.solve(L, (E[V0:].astype(np.float64) - mu).T).T
-print("hewitt whitened: mean %.4f var %.4f" % (z.mean(), z.var()))
-check(abs(z.mean()) < 0.05, "hewitt mean (%.4f)" % z.mean())
-check(abs(z.var() - 1) < 0.06, "hewitt variance (%.4f)" % z.var())
-c = np.corrcoef(z.T)
-check(np.abs(c - np.eye(c.shape[0])).max() < 0.25, "hewitt dims uncorrelated")
+
+
+def hewitt_check(B, E, what):
+    """New rows E[V0:] whitened by the old rows' mean and 1e-5 x covariance: standard normal."""
+    mu = B.mean(axis=0)
+    sigma = (B - mu).T @ (B - mu) / B.shape[0]
+    L = np.linalg.cholesky(1e-5 * sigma)
+    z = np.linalg.solve(L, (E[V0:].astype(np.float64) - mu).T).T
+    print("hewitt whitened (%s): mean %.4f var %.4f" % (what, z.mean(), z.var()))
+    check(abs(z.mean()) < 0.05, "hewitt mean, %s (%.4f)" % (what, z.mean()))
+    check(abs(z.var() - 1) < 0.06, "hewitt variance, %s (%.4f)" % (what, z.var()))
+    c = np.corrcoef(z.T)
+    check(np.abs(c - np.eye(c.shape[0])).max() < 0.25, "hewitt dims uncorrelated, " + what)
+    return z
+
+
+hewitt_check(B, E, "tied embed_tokens")
+# untied: embed_tokens and lm_head each from their own rows' mean and covariance
+ext2u = os.path.join(TMP, "ext_hewitt_untied")
+run("vocab", "extend", "--model", base_u, "--tokens", tok_file, "--init", "hewitt", "--seed", "11", "--out", ext2u)
+TU, TB = tensors(ext2u), tensors(base_u)
+zs = []
+for name in ("model.embed_tokens.weight", "lm_head.weight"):
+    Bo = TB[name].astype(np.float64)
+    check(TU[name].shape[0] >= V0 + len(toks) and np.array_equal(TU[name][:V0], TB[name][:V0]), "untied %s: old rows unchanged" % name)
+    zs.append(hewitt_check(Bo[:V0], TU[name][:V0 + len(toks)], "untied " + name))
+check(abs(np.corrcoef(zs[0].ravel(), zs[1].ravel())[0, 1]) < 0.1, "untied: lm_head's standard-normal draws are not embed_tokens' (corr %.3f)"
+      % np.corrcoef(zs[0].ravel(), zs[1].ravel())[0, 1])
 
 # ---- 3. whole tokens, tied, mean ------------------------------------------------------
 ext3 = os.path.join(TMP, "ext_mean_tied")

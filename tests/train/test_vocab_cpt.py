@@ -16,7 +16,9 @@ rest of it (`cpt data prepare` with the extended tokenizer).
      parameter with a non-zero gradient by lr * |g| / (|g| + eps), i.e. by the LR (AdamW's
      first step, m / sqrt(v) = sign(g)): max |delta| of embed_tokens == embed_lr and of the
      layer matrices == optim.lr (rel 1e-3);
-  5. a recipe with train_only: new_embeddings on a model without vocab_extend.json fails
+  5. the two-stage run on 2 ranks (mpirun) equals 1 rank with the same global batch, and
+     stage 1 keeps the old rows bitwise there too;
+  6. a recipe with train_only: new_embeddings on a model without vocab_extend.json fails
      with a HINT; embed_lr with embed_lr_mult fails.
 """
 import json
@@ -163,7 +165,27 @@ print("first-step max |delta|: embed %.6g lm_head %.6g layer %.6g" % (d_emb, d_h
 check(abs(d_emb - 2e-2) < 2e-5 and abs(d_head - 2e-2) < 2e-5, "embeddings move by embed_lr")
 check(abs(d_lay - 1e-3) < 1e-6, "layers move by optim.lr")
 
-# 5. errors
+# 5. data parallel: the two-stage run (new rows only, then everything) on 2 ranks with micro-batch
+# 2 equals 1 rank with micro-batch 2 x grad_accum 2 (the same global batch); stage 1 keeps the
+# old rows bitwise under DP too (each rank zeroes its gradient rows before the reduction)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import mpiutil  # noqa: E402
+out5a, out5b = os.path.join(TMP, "run_dp1"), os.path.join(TMP, "run_dp2")
+run("train", recipe, "out_dir=" + out5a, "training.micro_batch=2", "training.grad_accum=2")
+p = subprocess.run(mpiutil.cmd(2, [CPT, "train", recipe, "out_dir=" + out5b, "training.micro_batch=2", "training.grad_accum=1"]),
+                   capture_output=True, env=mpiutil.env())
+check(p.returncode == 0, "2 ranks: " + p.stderr.decode(errors="replace")[-600:])
+if p.returncode == 0:
+    for step in (6, 12):
+        a, b = ck(out5a, step), ck(out5b, step)
+        worst = max(float(np.abs(a[k] - b[k]).max() / max(np.abs(a[k]).max(), 1e-30)) for k in a)
+        check(worst < 1e-5, "step %d: 2 ranks = 1 rank, worst rel %.2e (tol 1e-5)" % (step, worst))
+    b6 = ck(out5b, 6)
+    for k in ("model.embed_tokens.weight", "lm_head.weight"):
+        check(np.array_equal(b6[k][:V0], E[k][:V0]), k + ": old rows bitwise unchanged in stage 1 on 2 ranks")
+    print("data parallel: 2 ranks = 1 rank")
+
+# 6. errors
 p = run("train", recipe, "out_dir=" + os.path.join(TMP, "x"), "model=" + base, ok=False)
 e = p.stderr.decode()
 check("vocab_extend.json" in e and "HINT" in e, "no vocab_extend.json: " + e[-400:])
