@@ -4,6 +4,8 @@
  * peak RSS. bench/run_train_bench.sh runs both side by side.
  * Usage: train_bench --shape stories15m|smollm135m|tiny [--seq T] [--batch B] [--steps S] [--threads N]
  *                    [--recompute none|full|selective] [--warmup W] [--lora R]
+ * --precision bf16 multiplies the decoder's linears in bf16 (cpt_model_set_precision; the copy
+ * re-rounded after every AdamW step, as cpt train does); the path that ran is printed.
  * --lora R trains a LoRA adapter instead (rank R, alpha 2R, on all seven linears, as
  * `cpt train` with lora.rank: R): gradients and AdamW moments exist only for the adapter.
  * It also times the attention kernels alone on the step's shapes (forward and backward of
@@ -21,6 +23,7 @@
 #include "bench_util.h"
 #include "cpt/backend.h"
 #include "cpt/lora.h"
+#include "cpt/ops.h"
 #include "cpt/optim.h"
 
 typedef struct { const char *name; int dim, layers, heads, kv, ffn, vocab, tied; } shape;
@@ -34,7 +37,7 @@ static const shape SHAPES[] = {
 int main(int argc, char **argv) {
     cpt_backend_cpu_select_core(argv);
     const char *sname = "stories15m";
-    int T = 256, B = 4, steps = 5, threads = 2, recompute = CPT_RECOMPUTE_NONE, warmup = 1, lora_r = 0;
+    int T = 256, B = 4, steps = 5, threads = 2, recompute = CPT_RECOMPUTE_NONE, warmup = 1, lora_r = 0, bf16 = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--shape")) sname = argv[i + 1];
         else if (!strcmp(argv[i], "--seq")) T = atoi(argv[i + 1]);
@@ -43,6 +46,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--warmup")) warmup = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--lora")) lora_r = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--precision")) bf16 = !strcmp(argv[i + 1], "bf16");
         else if (!strcmp(argv[i], "--recompute")) {
             const char *v = argv[i + 1];
             recompute = !strcmp(v, "none") ? CPT_RECOMPUTE_NONE : !strcmp(v, "full") ? CPT_RECOMPUTE_FULL
@@ -82,6 +86,10 @@ int main(int argc, char **argv) {
         return 1;
     }
     cpt_model *P = lo ? lo->pm : m;
+    if (bf16 && cpt_model_set_precision(m, CPT_PREC_BF16, &err)) {
+        fprintf(stderr, "train_bench: %s\n", err.msg);
+        return 1;
+    }
     if (cpt_adamw_create(&opt, P, &err) || cpt_acts_create_ex(&acts, m, B, T, 1, recompute, &err)) {
         fprintf(stderr, "train_bench: %s\n", err.msg);
         return 1;
@@ -113,6 +121,7 @@ int main(int argc, char **argv) {
         if (lo) lo->grads = NULL;
         cpt_grad_clip(P, grads, 1.0);
         cpt_adamw_step(opt, P, grads, &oc, oc.lr, NULL, NULL);
+        if (!lo) cpt_model_refresh_lowp(m);
         loss = ls / (double)nv;
     }
     double dt = (cpt_now() - t0) / steps, tok = (double)B * T;
@@ -153,11 +162,11 @@ int main(int argc, char **argv) {
     printf("{\"impl\": \"cpt\", \"shape\": \"%s\", \"params\": %zu, \"seq\": %d, \"batch\": %d, \"threads\": %d, "
            "\"recompute\": \"%s\", \"step_s\": %.4f, \"tokens_per_s\": %.1f, \"gflops_6N\": %.1f, \"gflops_model\": %.1f, \"fma_peak_gflops\": %.1f, \"mfu\": %.3f, \"mfu_causal\": %.3f, "
            "\"attn_fwd_s\": %.4f, \"attn_bwd_s\": %.4f, \"attn_share\": %.3f, "
-           "\"peak_rss_mib\": %.0f, \"activations_mib\": %.0f, \"last_loss\": %.4f, \"blas_core\": \"%s\", \"lora_rank\": %d, \"trainable\": %zu}\n",
+           "\"peak_rss_mib\": %.0f, \"activations_mib\": %.0f, \"last_loss\": %.4f, \"blas_core\": \"%s\", \"lora_rank\": %d, \"trainable\": %zu, \"precision\": \"%s\"}\n",
            s->name, nparam, T, B, threads, recompute == CPT_RECOMPUTE_FULL ? "full" : recompute == CPT_RECOMPUTE_SELECTIVE ? "selective" : "none",
            dt, tok / dt, g6n, gmodel, peak, gmodel / peak, gmodel_causal / peak, t_fwd, t_bwd, attn_share, cpt_bench_peak_rss_mib(),
            (double)cpt_acts_bytes(acts) / 1048576.0, loss, getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "default", lora_r,
-           lo ? cpt_lora_n_trainable(lo) : nparam);
+           lo ? cpt_lora_n_trainable(lo) : nparam, bf16 ? cpt_bf16_isa_name(cpt_cpu_bf16_isa()) : "fp32");
     free(ids), free(tg);
     cpt_free_aligned(grads);
     cpt_acts_free(acts);

@@ -11,10 +11,11 @@
 # it marks that directory with $marker so it never deletes a directory it did not make.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-cpt="$here/build/cpt"
+cpt="${CPT_BIN:-$here/build/cpt}"
 export DEMO_OUT=${DEMO_OUT:-$here/demo-out}
 shared="$here/../shared/data"
 steps=${DEMO_STEPS:-150}
+precision=${DEMO_PRECISION:-fp32}   # the continued-pretraining runs' precision (fp32 | bf16)
 marker=.cpt-demo-out
 t0=$(date +%s)
 say() { printf '\n== %s\n' "$*"; }
@@ -83,7 +84,7 @@ for variant in replay noreplay; do
   extra=()
   if [ "$variant" = noreplay ]; then extra=("data.replay.source=" "data.replay.fraction=" "data.mixture={domain: 1.0, general: 0.0}"); fi
   say "continued pretraining on the domain, $variant (cpt train demo/cpt.yaml)"
-  "$cpt" train "$here/demo/cpt.yaml" out_dir="$DEMO_OUT/cpt-$variant" training.max_steps="$steps" \
+  "$cpt" train "$here/demo/cpt.yaml" out_dir="$DEMO_OUT/cpt-$variant" training.max_steps="$steps" precision="$precision" \
     ${tok:+tokenizer="$tok"} "${extra[@]}" 2> "$DEMO_OUT/cpt-$variant.log" || { tail -20 "$DEMO_OUT/cpt-$variant.log"; echo "demo: FAILED (path: $mode): cpt train failed, log above" >&2; exit 1; }
   grep -E "^  (domain|general)|^done" "$DEMO_OUT/cpt-$variant.log"
 done

@@ -16,6 +16,7 @@ BUILD_PACKAGES=(
   libpcre2-dev libutf8proc-dev                                  # tokenizer regexes and Unicode normalization
   zlib1g-dev libzstd-dev                                        # compressed corpora
   openmpi-bin libopenmpi-dev                                    # multi-process training (src/comm/mpi.c, mpirun in tests)
+  libdnnl-dev                                                   # oneDNN: bf16 products on AMX / AVX512-BF16 (src/ops/gemm_bf16.c)
   python3                                                       # tests/CMakeLists.txt finds the interpreter at configure time
 )
 apt_ensure install-build-deps "${BUILD_PACKAGES[@]}"

@@ -71,6 +71,15 @@ typedef struct cpt_backend {
     /* Inverted dropout with the counter-based mask of cpt/ops.h (cpt_dropout_keep): y_i =
      * x_i / (1 - p) where element i is kept for `seed`, else 0; y may be x (LoRA dropout). */
     void (*dropout)(float *y, const float *x, size_t n, float p, uint64_t seed);
+    /* bf16 mode (cpt_model_set_precision): linear_fwd / linear_bwd with the weights' bf16
+     * copy Wb and x (and dy) rounded to bf16 into the scratch xs [N*K] (and dys [N*O]):
+     * bf16 products, fp32 accumulation, fp32 outputs (y =, dx = or +=, dW and db +=, db from
+     * the fp32 dy). to_bf16 rounds n values to nearest even (the weight copies). A backend
+     * without a bf16 kernel on this CPU answers supports("linear_bf16") with 0. */
+    void (*linear_fwd_bf16)(float *y, const float *x, const uint16_t *Wb, const float *b, int N, int K, int O, uint16_t *xs);
+    void (*linear_bwd_bf16)(float *dx, float *dW, float *db, const float *dy, const float *x, const uint16_t *Wb, int N, int K,
+                            int O, int accum_dx, uint16_t *xs, uint16_t *dys);
+    void (*to_bf16)(uint16_t *dst, const float *src, size_t n);
 } cpt_backend;
 
 /* Block size of the fixed-order reductions (sumsq, reg_quad). */

@@ -10,7 +10,7 @@
  *
  * Terms (bytes):
  *   weights          the fp32 parameters (with a LoRA adapter attached, m->lora: the
- *                    model's plus the adapter's)
+ *                    model's plus the adapter's; in bf16 precision plus the bf16 copy)
  *   gradients        one buffer in the layout of what is trained (the model's parameters,
  *                    or with LoRA only the adapter's: the frozen base has none; with tensors
  *                    that no step trains, the range of those that are, in.trained)

@@ -147,7 +147,24 @@ typedef struct cpt_model {
      * moments only for what it trains works on it; checkpoints then save the whole model's
      * weights and the view's optimizer state. cpt_model_free frees only the view. */
     struct cpt_model *view_of;
+    /* Precision bf16 (cpt_model_set_precision): the bf16 copy of params (same layout; backend
+     * memory) the linear layers multiply with; NULL: fp32. The fp32 params stay the master
+     * copy: whoever changes them calls cpt_model_refresh_lowp (the trainer after each step). */
+    uint16_t *lowp;
 } cpt_model;
+
+/* Precision of the linear layers' products (forward and backward of training, scoring,
+ * prefill): CPT_PREC_FP32, or CPT_PREC_BF16 = bf16 copies of the weights and of the
+ * activations going into each product, fp32 accumulation, fp32 everything else (norms,
+ * softmax, RoPE, the loss, reductions, gradients, AdamW). bf16 needs a backend with bf16
+ * kernels (supports("linear_bf16")): CPT_EUNSUPPORTED with a HINT otherwise. The LM head and
+ * the attention products stay fp32. Setting fp32 frees the copy. */
+enum { CPT_PREC_FP32 = 0, CPT_PREC_BF16 = 1 };
+int cpt_model_set_precision(cpt_model *m, int precision, cpt_err *err);
+/* Re-round the bf16 copy from the fp32 parameters (no-op in fp32). */
+void cpt_model_refresh_lowp(cpt_model *m);
+/* Bytes of the bf16 copy (what cpt_model_set_precision allocates). */
+size_t cpt_model_lowp_bytes(const cpt_model *m);
 
 /* Build an empty model (parameters zeroed) for a validated config. */
 int cpt_model_create(cpt_model **out, const cpt_config *cfg, cpt_err *err);
@@ -219,10 +236,11 @@ enum { CPT_RECOMPUTE_NONE = 0, CPT_RECOMPUTE_FULL = 1, CPT_RECOMPUTE_SELECTIVE =
 int cpt_acts_create_ex(cpt_acts **out, const cpt_model *m, int B, int T, int training, int recompute,
                        cpt_err *err);
 /* The exact bytes cpt_acts_create_ex would allocate for (c, B, T, training, recompute)
- * on a model with a LoRA adapter of rank lora_rank attached (0: none) (the same plan;
+ * on a model with a LoRA adapter of rank lora_rank attached (0: none), in bf16 precision
+ * when bf16 (the products' rounded inputs; cpt_model_set_precision) (the same plan;
  * attention, cross-entropy and adapter scratch included), without allocating.
  * CPT_EINVAL for bad arguments, CPT_ENOMEM when the size overflows. */
-int cpt_acts_plan_bytes(const cpt_config *c, int B, int T, int training, int recompute, int lora_rank, size_t *bytes);
+int cpt_acts_plan_bytes(const cpt_config *c, int B, int T, int training, int recompute, int lora_rank, int bf16, size_t *bytes);
 void cpt_acts_free(cpt_acts *a);
 /* From now on the gradient buffer given to cpt_model_step with these activations holds only
  * the parameter range [off, off + n) (the trained tensors' range, cpt_model_view_range):

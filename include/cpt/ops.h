@@ -167,6 +167,26 @@ double cpt_sumsq(const float *x, size_t n); /* deterministic for a fixed thread 
 void cpt_scale(float *x, size_t n, float s);
 void cpt_add_inplace(float *y, const float *x, size_t n); /* y += x */
 
+/* ---- bf16 products (src/ops/gemm_bf16.c): bf16 inputs, fp32 accumulation and output ----
+ * bf16 = the upper 16 bits of an fp32 (8-bit mantissa); conversions round to nearest even.
+ * cpt_gemm_bf16: C[M,N] = alpha op(A) op(B) + beta C, row-major like cpt_sgemm, with the same
+ * shape-only tiling (bitwise independent of the thread count); 0 on success, -1 when no bf16
+ * kernel exists (cpt built without oneDNN, or the CPU has no AVX-512) or oneDNN refused. */
+enum { CPT_BF16_ISA_NONE = 0, CPT_BF16_ISA_AVX512 = 1, CPT_BF16_ISA_AVX512_BF16 = 2, CPT_BF16_ISA_AMX = 3 };
+int cpt_cpu_bf16_isa(void);              /* the best bf16 path this CPU (and OS) has, capped by $CPT_BF16_ISA */
+const char *cpt_bf16_isa_name(int isa);
+int cpt_bf16_gemm_available(void);       /* a kernel exists: built with oneDNN and AVX-512 at least */
+/* The bf16 linears of the CPU backend (src/ops/linear.c; cpt/backend.h linear_*_bf16): y = x W^T + b
+ * with x rounded into xs and Wb the weights' bf16 copy; the backward as cpt_linear_bwd. On a
+ * failing product (no kernel) the outputs are NaN, so a non-finite loss surfaces it. */
+void cpt_linear_fwd_bf16(float *y, const float *x, const uint16_t *Wb, const float *b, int N, int K, int O, uint16_t *xs);
+void cpt_linear_bwd_bf16(float *dx, float *dW, float *db, const float *dy, const float *x, const uint16_t *Wb, int N, int K, int O,
+                         int accum_dx, uint16_t *xs, uint16_t *dys);
+/* n values at once, as cpt_f32_to_bf16 (cpt/safetensors.h) each */
+void cpt_f32_to_bf16_n(uint16_t *dst, const float *src, size_t n);
+int cpt_gemm_bf16(int ta, int tb, int M, int N, int K, float alpha, const uint16_t *A, int lda, const uint16_t *B, int ldb,
+                  float beta, float *C, int ldc);
+
 /* ---- inverted dropout (src/ops/dropout.c) ----
  * y_i = x_i / (1 - p) where kept, else 0 (y may be x). Element i of a call with `seed` is
  * kept when the top 32 bits of cpt_mix64(seed + i * golden) are at or above p * 2^32:

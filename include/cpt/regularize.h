@@ -67,14 +67,14 @@ typedef struct cpt_ewc {
  * Errors (CPT_EINVAL, naming the row and position): n_seqs < 1, seq_len < 2, a row with
  * fewer than 2 tokens, a token after padding, an id outside the vocabulary; a Fisher that
  * is zero everywhere. Memory: three fp32 copies of the parameters plus activations for
- * (1, seq_len - 1). The parameters are what is trained: the model's, its attached LoRA
- * adapter's (m->lora), or those of `trained`, a view of m's trained tensors
- * (cpt_model_view_range; NULL: all). The state then has that layout. */
-int cpt_ewc_estimate(cpt_ewc **out, cpt_model *m, const cpt_model *trained, const int32_t *tokens, int n_seqs, int seq_len,
-                     cpt_err *err);
+ * (1, seq_len - 1). The parameters are what is trained: the model's, or its attached LoRA
+ * adapter's (m->lora); the state has that layout. */
+int cpt_ewc_estimate(cpt_ewc **out, cpt_model *m, const int32_t *tokens, int n_seqs, int seq_len, cpt_err *err);
 
 /* EWC penalty (and gradient into grads when not NULL) with strength lambda >= 0 (asserted),
- * over non-frozen tensors. The model must have the layout of e (asserted: same n_params). */
+ * over non-frozen tensors. The model must have the layout of e (asserted: same n_params), or
+ * be a view of the trained tensors of such a model (cpt_model_view_range; grads in the view's
+ * layout): the penalty is then over the view's range of e. */
 double cpt_ewc_penalty(const cpt_ewc *e, const cpt_model *m, float *grads, double lambda, const uint8_t *frozen);
 
 /* Cache file (safetensors, written atomically):
@@ -95,7 +95,7 @@ size_t cpt_ewc_state_bytes(const cpt_model *m);
 /* Bytes cpt_ewc_estimate(m, ..., seq_len) allocates besides the state it returns: a
  * gradient buffer, the (1, seq_len - 1) training activations (recompute none) and one
  * row's ids and targets. CPT_EINVAL for seq_len < 2, CPT_ENOMEM on overflow. */
-int cpt_ewc_estimate_plan_bytes(const cpt_model *m, const cpt_model *trained, int seq_len, size_t *bytes);
+int cpt_ewc_estimate_plan_bytes(const cpt_model *m, int seq_len, size_t *bytes);
 
 /* On a fresh run (not a resume) the model should start at theta*: CPT_ESTATE naming the
  * first tensor whose parameters differ bitwise from e->theta_star (a cache estimated on

@@ -181,7 +181,7 @@ int cpt_eval_loss(cpt_model *m, const cpt_data_iface *d, long long n, int T, int
  * batch buffer (CPT_EINVAL / CPT_ENOMEM as cpt_acts_plan_bytes). The trainer's gradients
  * are one cpt_model_buffer_bytes, its AdamW state cpt_adamw_state_bytes. */
 size_t cpt_train_batch_bytes(int B, int T, int A);
-int cpt_eval_plan_bytes(const cpt_config *c, int B, int T, int lora_rank, size_t *bytes);
+int cpt_eval_plan_bytes(const cpt_config *c, int B, int T, int lora_rank, int bf16, size_t *bytes);
 
 /* A simple deterministic data source over one token array (tests, demo): sequence g is
  * the window of T+1 tokens starting at (g * T) mod (n - T - 1), with documents separated

@@ -38,7 +38,8 @@ static void *cpu_alloc(size_t bytes) {
 static void cpu_sync(void) {}
 
 static int cpu_supports(const char *op) {
-    (void)op;
+    /* the bf16 products need oneDNN and AVX-512 (src/ops/gemm_bf16.c) */
+    if (!strcmp(op, "linear_bf16")) return cpt_bf16_gemm_available();
     return 1;
 }
 
@@ -75,6 +76,9 @@ static const cpt_backend cpu_backend = {
     .reg_quad = cpt_quad_penalty,
     .sq_accum = cpt_sq_accum,
     .dropout = cpt_dropout,
+    .linear_fwd_bf16 = cpt_linear_fwd_bf16,
+    .linear_bwd_bf16 = cpt_linear_bwd_bf16,
+    .to_bf16 = cpt_f32_to_bf16_n,
 };
 
 const cpt_backend *cpt_backend_cpu(void) { return &cpu_backend; }

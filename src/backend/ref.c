@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "cpt/common.h"
+#include "cpt/safetensors.h" /* cpt_f32_to_bf16 */
 
 enum { CHUNK = 256 }; /* elements per stack chunk of the elementwise entries */
 
@@ -343,6 +344,52 @@ static void ref_dropout(float *y, const float *x, size_t n, float p, uint64_t se
     }
 }
 
+/* bf16 mode: the same float64 products on the bf16-rounded operands (what the CPU kernel
+ * computes up to its fp32 accumulation). */
+static double *dup_bf16(const float *x, size_t n) {
+    double *d = malloc(sizeof(double) * (n ? n : 1));
+    if (d && x)
+        for (size_t i = 0; i < n; i++) d[i] = cpt_bf16_to_f32(cpt_f32_to_bf16(x[i]));
+    return d;
+}
+static double *dup_h(const uint16_t *h, size_t n) {
+    double *d = malloc(sizeof(double) * (n ? n : 1));
+    if (d && h)
+        for (size_t i = 0; i < n; i++) d[i] = cpt_bf16_to_f32(h[i]);
+    return d;
+}
+static void ref_to_bf16(uint16_t *dst, const float *src, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] = cpt_f32_to_bf16(src[i]);
+}
+static void ref_linear_fwd_bf16(float *y, const float *x, const uint16_t *Wb, const float *b, int N, int K, int O, uint16_t *xs) {
+    size_t nx = (size_t)N * K, nw = (size_t)O * K, ny = (size_t)N * O;
+    ref_to_bf16(xs, x, nx);
+    double *xd = dup_h(xs, nx), *Wd = dup_h(Wb, nw), *bd = b ? dup_d(b, (size_t)O) : NULL, *yd = new_d(ny);
+    if (!xd || !Wd || (b && !bd) || !yd) nan_fill(y, ny);
+    else {
+        cpt_ref_linear_fwd(yd, xd, Wd, bd, N, K, O);
+        store(y, yd, ny, 0);
+    }
+    free(xd), free(Wd), free(bd), free(yd);
+}
+static void ref_linear_bwd_bf16(float *dx, float *dW, float *db, const float *dy, const float *x, const uint16_t *Wb, int N, int K,
+                                int O, int accum_dx, uint16_t *xs, uint16_t *dys) {
+    size_t nx = (size_t)N * K, nw = (size_t)O * K, ny = (size_t)N * O;
+    (void)xs, (void)dys; /* the reference rounds into its own float64 copies */
+    double *dyd = dup_bf16(dy, ny), *xd = dup_bf16(x, nx), *Wd = dup_h(Wb, nw), *dy32 = dup_d(dy, ny);
+    double *dxd = new_d(nx), *dWd = new_d(nw), *dbd = new_d((size_t)O), *dxs = new_d(nx), *dWs = new_d(nw);
+    if (!dyd || !xd || !Wd || !dy32 || !dxd || !dWd || !dbd || !dxs || !dWs) {
+        nan_fill(dx, nx), nan_fill(dW, nw), nan_fill(db, (size_t)O);
+    } else {
+        cpt_ref_linear_bwd(dxd, dWd, dbd, dyd, xd, Wd, N, K, O);
+        cpt_ref_linear_bwd(dxs, dWs, dbd, dy32, xd, Wd, N, K, O); /* db from the fp32 dy */
+        store(dx, dxd, nx, accum_dx);
+        store(dW, dWd, nw, 1);
+        store(db, dbd, (size_t)O, 1);
+    }
+    free(dyd), free(xd), free(Wd), free(dy32), free(dxd), free(dWd), free(dbd), free(dxs), free(dWs);
+}
+
 static const cpt_backend ref_backend = {
     .name = "ref",
     .alloc = cpt_alloc_aligned,
@@ -376,6 +423,9 @@ static const cpt_backend ref_backend = {
     .reg_quad = ref_reg_quad,
     .sq_accum = ref_sq_accum,
     .dropout = ref_dropout,
+    .linear_fwd_bf16 = ref_linear_fwd_bf16,
+    .linear_bwd_bf16 = ref_linear_bwd_bf16,
+    .to_bf16 = ref_to_bf16,
 };
 
 const cpt_backend *cpt_backend_ref(void) { return &ref_backend; }

@@ -11,11 +11,13 @@
 #include <sys/stat.h>
 
 #include "cli/cli.h"
+#include "cpt/backend.h"
 #include "cpt/comm.h"
 #include "cpt/fileio.h"
 #include "cpt/lora.h"
 #include "cpt/memplan.h"
 #include "cpt/metrics.h"
+#include "cpt/ops.h"
 #include "cpt/recipe.h"
 #include "cpt/regularize.h"
 #include "cpt/safetensors.h"
@@ -316,7 +318,7 @@ static int memory_plan(const cpt_recipe *r, const cpt_model *m, int T, int B, in
         else {
             size_t est = 0;
             int n = (int)cpt_recipe_int(r, "regularization.ewc.samples");
-            if (cpt_ewc_estimate_plan_bytes(m, trained, T + 1, &est) || !cpt_add_size(est, ewc_rows_bytes(n, T), &in.ewc_estimate_bytes))
+            if (cpt_ewc_estimate_plan_bytes(m, T + 1, &est) || !cpt_add_size(est, ewc_rows_bytes(n, T), &in.ewc_estimate_bytes))
                 in.ewc_estimate_bytes = SIZE_MAX;
         }
     }
@@ -574,6 +576,19 @@ int cpt_cmd_train(int argc, char **argv) {
     }
     if ((rc = apply_rope(r, m, sT[0], &err))) goto done;
     if ((rc = cpt_train_lora_setup(r, m, log, &lo, &err))) goto done;
+    if (!strcmp(cpt_recipe_str(r, "precision"), "bf16")) {
+        /* bf16 products where the CPU has them (AMX, AVX512-BF16); emulated bf16 on plain
+         * AVX-512 is slower than fp32, so there (and without a kernel) the run stays fp32 */
+        int isa = cpt_cpu_bf16_isa(), cpu = !strcmp(m->be->name, "cpu");
+        if (!m->be->supports("linear_bf16") || (cpu && isa < CPT_BF16_ISA_AVX512_BF16)) {
+            fprintf(log, "precision bf16: no bf16 dot-product kernel here (CPU: %s; bf16 runs on AMX or AVX512-BF16 with cpt built with oneDNN): training in fp32\n",
+                    cpt_bf16_isa_name(isa));
+        } else {
+            if ((rc = cpt_model_set_precision(m, CPT_PREC_BF16, &err))) goto done;
+            fprintf(log, "precision: bf16 products of the decoder's linears (%s, oneDNN), fp32 master weights, gradients, AdamW, LM head and attention; bf16 weight copy %.1f MiB\n",
+                    cpu ? cpt_bf16_isa_name(isa) : m->be->name, (double)cpt_model_lowp_bytes(m) / 1048576.0);
+        }
+    }
     /* what is trained: the model, or the adapter's parameter set */
     cpt_model *P = lo ? lo->pm : m;
     /* Per-stage RoPE (stages.N.rope.*), cumulative from that stage on; each stage's
@@ -785,8 +800,9 @@ int cpt_cmd_train(int argc, char **argv) {
         char cache[4200];
         ewc_cache_path(r, run_dir, cache, sizeof cache);
         if (cpt_is_file(cache)) {
-            rc = cpt_ewc_load(&ctx.ewc, P, cache, &err);
-            if (!rc && !resume) rc = cpt_ewc_check_base(ctx.ewc, P, &err);
+            /* the Fisher is the whole model's (or the LoRA adapter's), whatever is frozen */
+            rc = cpt_ewc_load(&ctx.ewc, lo ? P : m, cache, &err);
+            if (!rc && !resume) rc = cpt_ewc_check_base(ctx.ewc, lo ? P : m, &err);
             if (rc) goto done;
             fprintf(log, "EWC: Fisher loaded from %s\n", cache);
         } else {
@@ -815,10 +831,10 @@ int cpt_cmd_train(int argc, char **argv) {
             cpt_shardseq_close(ss);
             if (!rc) {
                 fprintf(log, "EWC: estimating the diagonal Fisher on %d sequences of '%s'\n", n, src);
-                rc = cpt_ewc_estimate(&ctx.ewc, m, Pv, rows, n, T + 1, &err);
+                rc = cpt_ewc_estimate(&ctx.ewc, m, rows, n, T + 1, &err);
             }
             free(rows);
-            if (!rc && rank0) rc = cpt_ewc_save(ctx.ewc, P, cache, &err);
+            if (!rc && rank0) rc = cpt_ewc_save(ctx.ewc, lo ? P : m, cache, &err);
             if (rc) goto done;
         }
     }

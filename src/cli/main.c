@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cpt/ops.h"
 #include "cpt/backend.h"
 
 static const struct {
@@ -47,7 +48,10 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(argv[1], "--version")) {
-        printf("cpt %s\n", CPT_VERSION);
+        /* what this build can run here: the bf16 products need oneDNN and AMX or AVX512-BF16 */
+        int isa = cpt_cpu_bf16_isa();
+        printf("cpt %s\nbf16: %s (CPU: %s)\n", CPT_VERSION,
+               cpt_bf16_gemm_available() && isa >= CPT_BF16_ISA_AVX512_BF16 ? "yes" : "no", cpt_bf16_isa_name(isa));
         return 0;
     }
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)

@@ -57,6 +57,10 @@ struct cpt_acts {
     int lora_r;
     float *lora_t, *lora_y, *lora_dt;
     size_t sLt;
+    /* Precision bf16 (the model had a bf16 weight copy at creation): the linears' inputs and
+     * output gradients rounded to bf16, [N, widest] each (arena blocks of uint16). */
+    int bf16;
+    float *xs16f, *dys16f;
     /* cpt_model_prefill: each layer's post-RoPE keys and values also go to
      * kv_k/kv_v + l * kv_stride (a KV cache); NULL otherwise. */
     float *kv_k, *kv_v;
@@ -73,7 +77,7 @@ struct cpt_acts {
  * bytes are exactly what gets allocated. Fills a's strides, and its block pointers
  * when base is not NULL; returns the total floats, or 0 on size overflow. */
 static size_t acts_plan(cpt_acts *a, const cpt_backend *be, const cpt_config *c, int B, int T, int training,
-                        int recompute, int lora_r, float *base) {
+                        int recompute, int lora_r, int bf16, float *base) {
     size_t N = (size_t)B * T, D = (size_t)c->hidden_size, I = (size_t)c->intermediate_size;
     size_t qd = (size_t)c->n_heads * c->head_dim, kd = (size_t)c->n_kv_heads * c->head_dim;
     size_t HT = (size_t)B * c->n_heads * T;
@@ -148,6 +152,11 @@ static size_t acts_plan(cpt_acts *a, const cpt_backend *be, const cpt_config *c,
         if (training) BLK(a->lora_dt, N * (size_t)lora_r);
     }
     a->lora_r = lora_r;
+    if (bf16) { /* uint16 scratch: N * wid halves, in floats */
+        BLK(a->xs16f, (N * wid + 1) / 2);
+        if (training) BLK(a->dys16f, (N * wid + 1) / 2);
+    }
+    a->bf16 = bf16;
 #undef BLK
     size_t off = 0;
     for (int i = 0; i < np; i++) {
@@ -163,12 +172,12 @@ static size_t acts_plan(cpt_acts *a, const cpt_backend *be, const cpt_config *c,
     return off;
 }
 
-int cpt_acts_plan_bytes(const cpt_config *c, int B, int T, int training, int recompute, int lora_rank, size_t *bytes) {
+int cpt_acts_plan_bytes(const cpt_config *c, int B, int T, int training, int recompute, int lora_rank, int bf16, size_t *bytes) {
     *bytes = 0;
     if (B <= 0 || T <= 0 || recompute < 0 || recompute > CPT_RECOMPUTE_SELECTIVE || lora_rank < 0) return CPT_EINVAL;
     cpt_acts a;
     memset(&a, 0, sizeof a);
-    size_t total = acts_plan(&a, cpt_backend_default(), c, B, T, training, recompute, lora_rank, NULL);
+    size_t total = acts_plan(&a, cpt_backend_default(), c, B, T, training, recompute, lora_rank, bf16, NULL);
     if (!total || !cpt_mul_size(total, sizeof(float), bytes)) return CPT_ENOMEM;
     return CPT_OK;
 }
@@ -184,7 +193,7 @@ int cpt_acts_create_ex(cpt_acts **out, const cpt_model *m, int B, int T, int tra
     if (!a) return cpt_err_set(err, CPT_ENOMEM, "out of memory");
     a->be = m->be;
     int lora_r = m->lora ? m->lora->cfg.rank : 0;
-    size_t total = acts_plan(a, m->be, c, B, T, training, recompute, lora_r, NULL);
+    size_t total = acts_plan(a, m->be, c, B, T, training, recompute, lora_r, m->lowp != NULL, NULL);
     size_t bytes = 0;
     if (!total || !cpt_mul_size(total, sizeof(float), &bytes) || !(a->arena = m->be->alloc(bytes))) {
         free(a);
@@ -194,7 +203,7 @@ int cpt_acts_create_ex(cpt_acts **out, const cpt_model *m, int B, int T, int tra
     }
     a->bytes = bytes;
     /* The backend's allocator zeroes it (first-touched by the threads that use it, on cpu). */
-    acts_plan(a, m->be, c, B, T, training, recompute, lora_r, a->arena);
+    acts_plan(a, m->be, c, B, T, training, recompute, lora_r, m->lowp != NULL, a->arena);
     a->pos0 = (int32_t *)a->pos0f;
     size_t N = (size_t)B * T;
     int32_t *host = malloc(sizeof(int32_t) * N);
@@ -283,6 +292,28 @@ static void lora_bwd(const cpt_model *m, cpt_acts *a, int l, int t, float *dx, c
     be->add_inplace(dx, a->lora_y, nk);
 }
 
+/* The bf16 copy of weight W (a pointer into m->params) when the model trains in bf16; NULL:
+ * use fp32 (fp32 mode, or a weight outside the model's buffer such as a LoRA copy). */
+static const uint16_t *lowp_of(const cpt_model *m, const float *W) {
+    if (!m->lowp || !W || W < m->params || W >= m->params + m->n_params) return NULL;
+    return m->lowp + (W - m->params);
+}
+
+/* A decoder linear in the model's precision (cpt_model_set_precision). */
+static void lin_fwd(const cpt_model *m, cpt_acts *a, float *y, const float *x, const float *W, const float *b, int N, int K,
+                    int O) {
+    const uint16_t *Wb = a->bf16 ? lowp_of(m, W) : NULL;
+    if (Wb) m->be->linear_fwd_bf16(y, x, Wb, b, N, K, O, (uint16_t *)a->xs16f);
+    else m->be->linear_fwd(y, x, W, b, N, K, O);
+}
+
+static void lin_bwd(const cpt_model *m, cpt_acts *a, float *dx, float *dW, float *db, const float *dy, const float *x,
+                    const float *W, int N, int K, int O, int accum_dx) {
+    const uint16_t *Wb = a->bf16 ? lowp_of(m, W) : NULL;
+    if (Wb) m->be->linear_bwd_bf16(dx, dW, db, dy, x, Wb, N, K, O, accum_dx, (uint16_t *)a->xs16f, (uint16_t *)a->dys16f);
+    else m->be->linear_bwd(dx, dW, db, dy, x, W, N, K, O, accum_dx);
+}
+
 /* Layer l's forward. recompute == 0: the pass itself (writes x[l+1]). recompute == 1:
  * rebuild in the backward what layer l's backward reads, from the kept x[l], with the
  * same kernels in the same order (so bitwise the same values): it stops after swiglu
@@ -304,19 +335,19 @@ static int layer_fwd(const cpt_model *m, cpt_acts *a, const cpt_batch *b, const 
     be->rmsnorm_fwd(a1, a->rstd1 + l * a->sN, x, L->attn_norm, N, D, eps);
     if (c->qk_norm) {
         float *qr = a->qraw + l * a->sQ, *kr = a->kraw + l * a->sK;
-        be->linear_fwd(qr, a1, L->wq, L->bq, N, D, qd);
+        lin_fwd(m, a, qr, a1, L->wq, L->bq, N, D, qd);
         lora_fwd(m, a, l, CPT_LORA_Q, qr, a1, N);
-        be->linear_fwd(kr, a1, L->wk, L->bk, N, D, kd);
+        lin_fwd(m, a, kr, a1, L->wk, L->bk, N, D, kd);
         lora_fwd(m, a, l, CPT_LORA_K, kr, a1, N);
         be->rmsnorm_fwd(q, a->qrstd + l * a->sH, qr, L->q_norm, N * H, hd, eps);
         be->rmsnorm_fwd(k, a->krstd + l * a->sKV, kr, L->k_norm, N * KV, hd, eps);
     } else {
-        be->linear_fwd(q, a1, L->wq, L->bq, N, D, qd);
+        lin_fwd(m, a, q, a1, L->wq, L->bq, N, D, qd);
         lora_fwd(m, a, l, CPT_LORA_Q, q, a1, N);
-        be->linear_fwd(k, a1, L->wk, L->bk, N, D, kd);
+        lin_fwd(m, a, k, a1, L->wk, L->bk, N, D, kd);
         lora_fwd(m, a, l, CPT_LORA_K, k, a1, N);
     }
-    be->linear_fwd(v, a1, L->wv, L->bv, N, D, kd);
+    lin_fwd(m, a, v, a1, L->wv, L->bv, N, D, kd);
     lora_fwd(m, a, l, CPT_LORA_V, v, a1, N);
     be->rope_fwd(q, m->rope_cos, m->rope_sin, pos, N, H, hd, rot);
     be->rope_fwd(k, m->rope_cos, m->rope_sin, pos, N, KV, hd, rot);
@@ -328,7 +359,7 @@ static int layer_fwd(const cpt_model *m, cpt_acts *a, const cpt_batch *b, const 
         (a->cp ? cpt_cp_attn_fwd(a->cp, att, lse, q, k, v, b->seg, B, T, H, KV, hd, scale, a->attn_ws, a->attn_ws_bytes)
                : be->attn_fwd(att, lse, q, k, v, b->seg, b->seg, B, T, T, 0, H, KV, hd, scale, a->attn_ws, a->attn_ws_bytes)))
         return -1;
-    be->linear_fwd(a->tmp, att, L->wo, L->bo, N, qd, D);
+    lin_fwd(m, a, a->tmp, att, L->wo, L->bo, N, qd, D);
     lora_fwd(m, a, l, CPT_LORA_O, a->tmp, att, N);
     if (a->training) {
         be->copy(xmid, x, sizeof(float) * (size_t)N * D);
@@ -338,13 +369,13 @@ static int layer_fwd(const cpt_model *m, cpt_acts *a, const cpt_batch *b, const 
         xmid = x;
     }
     be->rmsnorm_fwd(a2, a->rstd2 + l * a->sN, xmid, L->mlp_norm, N, D, eps);
-    be->linear_fwd(g, a2, L->wg, L->bg, N, D, I);
+    lin_fwd(m, a, g, a2, L->wg, L->bg, N, D, I);
     lora_fwd(m, a, l, CPT_LORA_GATE, g, a2, N);
-    be->linear_fwd(u, a2, L->wu, L->bu, N, D, I);
+    lin_fwd(m, a, u, a2, L->wu, L->bu, N, D, I);
     lora_fwd(m, a, l, CPT_LORA_UP, u, a2, N);
     be->swiglu_fwd(h, g, u, (size_t)N * I);
     if (recompute) return 0;
-    be->linear_fwd(a->tmp, h, L->wd, L->bd, N, I, D);
+    lin_fwd(m, a, a->tmp, h, L->wd, L->bd, N, I, D);
     lora_fwd(m, a, l, CPT_LORA_DOWN, a->tmp, h, N);
     if (a->training) {
         be->copy(xn, xmid, sizeof(float) * (size_t)N * D);
@@ -482,16 +513,16 @@ static int model_run(cpt_model *m, cpt_acts *a, const cpt_batch *b, float *grads
         float *lse = a->lse + l * a->sP, *att = a->att + l * a->sAtt;
         float *g = a->g + l * a->sI, *u = a->u + l * a->sI, *h = a->h + l * a->sI;
         /* MLP: x_{l+1} = xmid + down(silu(gate(a2)) * up(a2)) */
-        be->linear_bwd(a->dh, GL->wd, GL->bd, a->dx, h, L->wd, N, I, D, 0);
+        lin_bwd(m, a, a->dh, GL->wd, GL->bd, a->dx, h, L->wd, N, I, D, 0);
         lora_bwd(m, a, l, CPT_LORA_DOWN, a->dh, a->dx, h, N);
         be->swiglu_bwd(a->dg, a->du, a->dh, g, u, (size_t)N * I);
-        be->linear_bwd(a->tmp, GL->wg, GL->bg, a->dg, a2, L->wg, N, D, I, 0);
+        lin_bwd(m, a, a->tmp, GL->wg, GL->bg, a->dg, a2, L->wg, N, D, I, 0);
         lora_bwd(m, a, l, CPT_LORA_GATE, a->tmp, a->dg, a2, N);
-        be->linear_bwd(a->tmp, GL->wu, GL->bu, a->du, a2, L->wu, N, D, I, 1);
+        lin_bwd(m, a, a->tmp, GL->wu, GL->bu, a->du, a2, L->wu, N, D, I, 1);
         lora_bwd(m, a, l, CPT_LORA_UP, a->tmp, a->du, a2, N);
         be->rmsnorm_bwd(a->dx, GL->mlp_norm, a->tmp, xmid, L->mlp_norm, a->rstd2 + l * a->sN, N, D, 1);
         /* Attention: xmid = x + o_proj(attn(rope(q), rope(k), v)) */
-        be->linear_bwd(a->datt, GL->wo, GL->bo, a->dx, att, L->wo, N, qd, D, 0);
+        lin_bwd(m, a, a->datt, GL->wo, GL->bo, a->dx, att, L->wo, N, qd, D, 0);
         lora_bwd(m, a, l, CPT_LORA_O, a->datt, a->dx, att, N);
         if (a->cp ? cpt_cp_attn_bwd(a->cp, a->dq, a->dk, a->dv, a->datt, att, lse, q, k, v, b->seg, B, T, H, KV, hd, scale,
                                     a->attn_ws, a->attn_ws_bytes)
@@ -508,11 +539,11 @@ static int model_run(cpt_model *m, cpt_acts *a, const cpt_batch *b, float *grads
             be->rmsnorm_bwd(a->dkn, GL->k_norm, a->dk, a->kraw + l * a->sK, L->k_norm, a->krstd + l * a->sKV, N * KV, hd, 0);
             dq = a->dqn, dk = a->dkn;
         }
-        be->linear_bwd(a->tmp, GL->wq, GL->bq, dq, a1, L->wq, N, D, qd, 0);
+        lin_bwd(m, a, a->tmp, GL->wq, GL->bq, dq, a1, L->wq, N, D, qd, 0);
         lora_bwd(m, a, l, CPT_LORA_Q, a->tmp, dq, a1, N);
-        be->linear_bwd(a->tmp, GL->wk, GL->bk, dk, a1, L->wk, N, D, kd, 1);
+        lin_bwd(m, a, a->tmp, GL->wk, GL->bk, dk, a1, L->wk, N, D, kd, 1);
         lora_bwd(m, a, l, CPT_LORA_K, a->tmp, dk, a1, N);
-        be->linear_bwd(a->tmp, GL->wv, GL->bv, a->dv, a1, L->wv, N, D, kd, 1);
+        lin_bwd(m, a, a->tmp, GL->wv, GL->bv, a->dv, a1, L->wv, N, D, kd, 1);
         lora_bwd(m, a, l, CPT_LORA_V, a->tmp, a->dv, a1, N);
         be->rmsnorm_bwd(a->dx, GL->attn_norm, a->tmp, x, L->attn_norm, a->rstd1 + l * a->sN, N, D, 1);
     }

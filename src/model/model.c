@@ -110,12 +110,35 @@ void cpt_model_free(cpt_model *m) {
         return;
     }
     cpt_view_free(&m->w);
+    if (m->lowp) m->be->free(m->lowp);
     if (m->params) m->be->free(m->params);
     free(m->tensors);
     if (m->rope_cos) m->be->free(m->rope_cos);
     if (m->rope_sin) m->be->free(m->rope_sin);
     cpt_config_free(&m->cfg);
     free(m);
+}
+
+size_t cpt_model_lowp_bytes(const cpt_model *m) { return sizeof(uint16_t) * m->n_params; }
+
+int cpt_model_set_precision(cpt_model *m, int precision, cpt_err *err) {
+    if (precision == CPT_PREC_FP32) {
+        if (m->lowp) m->be->free(m->lowp);
+        m->lowp = NULL;
+        return CPT_OK;
+    }
+    if (precision != CPT_PREC_BF16) return cpt_err_set(err, CPT_EINVAL, "unknown precision %d", precision);
+    if (!m->be->supports("linear_bf16"))
+        return cpt_err_set(err, CPT_EUNSUPPORTED, "precision bf16: the %s backend has no bf16 kernel on this machine (needs AVX-512 and cpt built with oneDNN). HINT: use precision: fp32",
+                           m->be->name);
+    if (!m->lowp && !(m->lowp = m->be->alloc(cpt_model_lowp_bytes(m) ? cpt_model_lowp_bytes(m) : 64)))
+        return cpt_err_set(err, CPT_ENOMEM, "out of memory for the bf16 copy of the weights (%zu bytes)", cpt_model_lowp_bytes(m));
+    cpt_model_refresh_lowp(m);
+    return CPT_OK;
+}
+
+void cpt_model_refresh_lowp(cpt_model *m) {
+    if (m->lowp) m->be->to_bf16(m->lowp, m->params, m->n_params);
 }
 
 int cpt_model_view_range(cpt_model *m, const uint8_t *trained, cpt_model **out, int *first, cpt_err *err) {
@@ -358,6 +381,8 @@ int cpt_model_set_backend(cpt_model *m, const cpt_backend *be, cpt_err *err) {
     m->rope_cos = moved[0], m->rope_sin = moved[1];
     cpt_view_free(&m->w);
     m->be->free(m->params);
+    int had_lowp = m->lowp != NULL; /* the bf16 copy is remade on the new backend */
+    if (had_lowp) m->be->free(m->lowp), m->lowp = NULL;
     m->params = dev, m->w = nv, m->be = be;
-    return CPT_OK;
+    return had_lowp ? cpt_model_set_precision(m, CPT_PREC_BF16, err) : CPT_OK;
 }

@@ -8,6 +8,8 @@
  * Every product goes through cpt_sgemm (gemm.c), which splits the threads' work by shape
  * so the result does not depend on the thread count. */
 
+#include <math.h>
+
 #include "cpt/ops.h"
 
 void cpt_linear_fwd(float *y, const float *x, const float *W, const float *b, int N, int K, int O) {
@@ -37,6 +39,37 @@ void cpt_linear_bwd(float *dx, float *dW, float *db, const float *dy, const floa
             for (int o = o0; o < o1; o++) db[o] += acc[o - o0];
         }
     }
+}
+
+static void nan_out(float *p, size_t n) {
+    if (p)
+        for (size_t i = 0; i < n; i++) p[i] = NAN;
+}
+
+void cpt_linear_fwd_bf16(float *y, const float *x, const uint16_t *Wb, const float *b, int N, int K, int O, uint16_t *xs) {
+    cpt_f32_to_bf16_n(xs, x, (size_t)N * K);
+    if (cpt_gemm_bf16(0, 1, N, O, K, 1.0f, xs, K, Wb, K, 0.0f, y, O)) {
+        nan_out(y, (size_t)N * O);
+        return;
+    }
+    if (b) {
+#pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n++) {
+            float *yr = y + (size_t)n * O;
+            for (int o = 0; o < O; o++) yr[o] += b[o];
+        }
+    }
+}
+
+void cpt_linear_bwd_bf16(float *dx, float *dW, float *db, const float *dy, const float *x, const uint16_t *Wb, int N, int K, int O,
+                         int accum_dx, uint16_t *xs, uint16_t *dys) {
+    if (dx || dW) cpt_f32_to_bf16_n(dys, dy, (size_t)N * O);
+    if (dx && cpt_gemm_bf16(0, 0, N, K, O, 1.0f, dys, O, Wb, K, accum_dx ? 1.0f : 0.0f, dx, K)) nan_out(dx, (size_t)N * K);
+    if (dW) {
+        cpt_f32_to_bf16_n(xs, x, (size_t)N * K);
+        if (cpt_gemm_bf16(1, 0, O, K, N, 1.0f, dys, O, xs, K, 1.0f, dW, K)) nan_out(dW, (size_t)O * K);
+    }
+    if (db) cpt_linear_bwd(NULL, NULL, db, dy, NULL, NULL, N, K, O, 0); /* the fp32 column sums */
 }
 
 void cpt_ref_linear_fwd(double *y, const double *x, const double *W, const double *b, int N, int K, int O) {

@@ -66,18 +66,19 @@ int cpt_memplan_make(const cpt_model *m, const cpt_memplan_in *in, cpt_memplan *
     size_t *t = p->term;
     t[CPT_MEM_WEIGHTS] = cpt_model_buffer_bytes(m);
     if (m->lora && !cpt_add_size(t[CPT_MEM_WEIGHTS], cpt_model_buffer_bytes(P), &t[CPT_MEM_WEIGHTS])) t[CPT_MEM_WEIGHTS] = SIZE_MAX;
+    if (m->lowp && !cpt_add_size(t[CPT_MEM_WEIGHTS], cpt_model_lowp_bytes(m), &t[CPT_MEM_WEIGHTS])) t[CPT_MEM_WEIGHTS] = SIZE_MAX;
     t[CPT_MEM_GRADS] = cpt_model_buffer_bytes(P);
     t[CPT_MEM_ADAMW] = in->zero_ranks > 1 ? cpt_adamw_state_bytes_sharded(P, in->zero_ranks) : cpt_adamw_state_bytes(P);
     t[CPT_MEM_L2_BASE] = in->l2_base ? cpt_model_buffer_bytes(P) : 0;
-    t[CPT_MEM_EWC] = in->ewc ? cpt_ewc_state_bytes(P) : 0;
+    t[CPT_MEM_EWC] = in->ewc ? cpt_ewc_state_bytes(m->lora ? P : m) : 0; /* the whole model's Fisher with a view */
     int K = in->context_parallel > 1 ? in->context_parallel : 1;
     if (T % K) return cpt_err_set(err, CPT_EINVAL, "memory plan: seq_len %d is not a multiple of the context-parallel size %d", T, K);
-    int rc = cpt_acts_plan_bytes(&m->cfg, B, T / K, 1, in->recompute, lr, &t[CPT_MEM_ACTS]);
+    int rc = cpt_acts_plan_bytes(&m->cfg, B, T / K, 1, in->recompute, lr, m->lowp != NULL, &t[CPT_MEM_ACTS]);
     if (!rc && K > 1) { /* the ring's buffers and the local micro-batch (ids, targets, positions, documents) */
         size_t ring = cpt_cp_plan_bytes(B, T / K, m->cfg.n_heads, m->cfg.n_kv_heads, m->cfg.head_dim);
         if (!cpt_add_size(t[CPT_MEM_ACTS], ring + 16 * (size_t)B * (size_t)(T / K), &t[CPT_MEM_ACTS])) rc = CPT_ENOMEM;
     }
-    if (!rc && in->n_evals > 0) rc = cpt_eval_plan_bytes(&m->cfg, B, T, lr, &t[CPT_MEM_EVAL]);
+    if (!rc && in->n_evals > 0) rc = cpt_eval_plan_bytes(&m->cfg, B, T, lr, m->lowp != NULL, &t[CPT_MEM_EVAL]);
     if (rc == CPT_ENOMEM)
         return cpt_err_set(err, CPT_ENOMEM,
                            "memory plan: the activations for micro-batch %d x %d tokens overflow the address space. "

@@ -38,8 +38,11 @@ double cpt_reg_l2sp(const cpt_model *m, const float *theta0, float *grads, doubl
 }
 
 double cpt_ewc_penalty(const cpt_ewc *e, const cpt_model *m, float *grads, double lambda, const uint8_t *frozen) {
-    CPT_ASSERT(e && m && e->n == m->n_params && lambda >= 0.0);
-    return quad_model(m, e->theta_star, e->fisher, grads, lambda, frozen);
+    /* m may be a view of the trained tensors of the model e was made for: the state's
+     * range of the view (a Fisher cache stays the whole model's, whatever is frozen) */
+    size_t off = m->view_of && e->n == m->view_of->n_params ? (size_t)(m->params - m->view_of->params) : 0;
+    CPT_ASSERT(e && m && (e->n == m->n_params || (m->view_of && e->n == m->view_of->n_params)) && lambda >= 0.0);
+    return quad_model(m, e->theta_star + off, e->fisher + off, grads, lambda, frozen);
 }
 
 uint64_t cpt_reg_config_hash(const cpt_config *c) {
@@ -69,12 +72,12 @@ size_t cpt_ewc_state_bytes(const cpt_model *m) { return 2 * cpt_model_buffer_byt
 /* ids and targets of one Fisher row of T inputs. */
 static size_t row_buf_bytes(int T) { return 2 * sizeof(int32_t) * (size_t)T; }
 
-int cpt_ewc_estimate_plan_bytes(const cpt_model *m, const cpt_model *trained, int seq_len, size_t *bytes) {
+int cpt_ewc_estimate_plan_bytes(const cpt_model *m, int seq_len, size_t *bytes) {
     *bytes = 0;
     if (seq_len < 2) return CPT_EINVAL;
     size_t acts = 0, tot;
-    const cpt_model *P = m->lora ? m->lora->pm : trained ? trained : m; /* the gradients are of what is trained */
-    int rc = cpt_acts_plan_bytes(&m->cfg, 1, seq_len - 1, 1, CPT_RECOMPUTE_NONE, m->lora ? m->lora->cfg.rank : 0, &acts);
+    const cpt_model *P = m->lora ? m->lora->pm : m; /* the gradients are of what is trained */
+    int rc = cpt_acts_plan_bytes(&m->cfg, 1, seq_len - 1, 1, CPT_RECOMPUTE_NONE, m->lora ? m->lora->cfg.rank : 0, m->lowp != NULL, &acts);
     if (rc) return rc;
     if (!cpt_add_size(acts, cpt_model_buffer_bytes(P), &tot) || !cpt_add_size(tot, row_buf_bytes(seq_len - 1), &tot)) return CPT_ENOMEM;
     *bytes = tot;
@@ -124,8 +127,7 @@ static int row_batch(const int32_t *row, int L, int n, int V, int32_t *ids, int3
     return len - 1;
 }
 
-int cpt_ewc_estimate(cpt_ewc **out, cpt_model *m, const cpt_model *trained, const int32_t *tokens, int n_seqs, int seq_len,
-                     cpt_err *err) {
+int cpt_ewc_estimate(cpt_ewc **out, cpt_model *m, const int32_t *tokens, int n_seqs, int seq_len, cpt_err *err) {
     CPT_ASSERT(out && m && (tokens || n_seqs <= 0));
     *out = NULL;
     if (n_seqs < 1) return cpt_err_set(err, CPT_EINVAL, "Fisher: n_seqs = %d; need at least 1 sequence. HINT: use a few hundred sequences of old-domain data", n_seqs);
@@ -133,18 +135,14 @@ int cpt_ewc_estimate(cpt_ewc **out, cpt_model *m, const cpt_model *trained, cons
     const int T = seq_len - 1;
     cpt_ewc *e = NULL;
     cpt_acts *a = NULL;
-    /* P: what is trained: the model, its attached LoRA adapter's parameter set, or a view of
-     * its trained tensors (the gradients then hold that range only) */
+    /* P: what is trained, the model or its attached LoRA adapter's parameter set */
     cpt_lora *lo = m->lora;
-    const cpt_model *P = lo ? lo->pm : trained ? trained : m;
-    if (!lo && trained && trained->view_of != m)
-        return cpt_err_set(err, CPT_EINVAL, "Fisher: `trained` is not a view of this model");
+    const cpt_model *P = lo ? lo->pm : m;
     float *g = m->be->alloc(cpt_model_buffer_bytes(P)); /* gradients: backend memory, as the trainer's */
     int32_t *ids = malloc(row_buf_bytes(T) / 2), *tgt = malloc(row_buf_bytes(T) / 2);
     int rc = (!g || !ids || !tgt) ? cpt_err_set(err, CPT_ENOMEM, "Fisher: out of memory") : CPT_OK;
     if (!rc) rc = ewc_alloc(&e, P, err);
     if (!rc) rc = cpt_acts_create(&a, m, 1, T, 1, err);
-    if (!rc && !lo && P != m) cpt_acts_set_grad_window(a, (size_t)(P->params - m->params), P->n_params);
     if (rc) goto done;
     /* Bit for bit (cpt_ewc_check_base compares bitwise); both are backend memory. */
     m->be->copy(e->theta_star, P->params, sizeof(float) * P->n_params);

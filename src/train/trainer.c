@@ -57,9 +57,9 @@ static size_t batch_src_bytes(int B, int A) { return sizeof(int) * (size_t)B * (
 
 size_t cpt_train_batch_bytes(int B, int T, int A) { return batch_ids_bytes(B, T, A) + batch_src_bytes(B, A); }
 
-int cpt_eval_plan_bytes(const cpt_config *c, int B, int T, int lora_rank, size_t *bytes) {
+int cpt_eval_plan_bytes(const cpt_config *c, int B, int T, int lora_rank, int bf16, size_t *bytes) {
     size_t acts = 0;
-    int rc = cpt_acts_plan_bytes(c, B, T, 0, CPT_RECOMPUTE_NONE, lora_rank, &acts);
+    int rc = cpt_acts_plan_bytes(c, B, T, 0, CPT_RECOMPUTE_NONE, lora_rank, bf16, &acts);
     if (rc) return rc;
     if (!cpt_add_size(acts, batch_ids_bytes(B, T, 1), bytes)) return CPT_ENOMEM;
     return CPT_OK;
@@ -405,6 +405,7 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
             stage_geom(cfg, ck.step, &rB, &rA, &rT, &rs, &rd);
             if ((rc = tstate_load(&st, ck.trainer_json, cfg, rB, rA, rT, err))) goto done;
         }
+        if (!lo) cpt_model_refresh_lowp(m); /* the loaded weights' bf16 copy (bf16 precision) */
         step = ck.step;
         tokens = ck.tokens;
         for (int i = 0; i < ck.n_sources; i++)
@@ -580,6 +581,7 @@ int cpt_train_run(const cpt_train_cfg *cfg, cpt_model *m, const char *resume_dir
             window_push(&st, cfg->skip_window, loss, norm);
         }
         if (!why && cfg->rows_fn && (rc = cfg->rows_fn(cfg->rows_ctx, P, NULL, step, 1, err))) goto done;
+        if (!why && !lo) cpt_model_refresh_lowp(m); /* bf16 precision: the copy follows the fp32 masters */
         res->t_optim += cpt_now() - tp2;
         for (int k = 0; k < cfg->train_data.n_sources; k++) res->source_tokens[k] += (long long)red[1 + k] * T;
         tokens += (long long)A * B * T * W;

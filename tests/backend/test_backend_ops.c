@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "cpt/backend.h"
+#include "cpt/safetensors.h"
 #include "ops/opsutil.h"
 #include "testutil.h"
 
@@ -148,6 +149,70 @@ static void t_linear(int N, int K, int O) {
     dfree(gx), dfree(dx_), dfree(dW_), dfree(db_), dfree(ddy);
     free(x), free(W), free(b), free(dy), free(y), free(xd), free(Wd), free(bd), free(dyd), free(yr), free(dxr), free(dWr),
         free(dbr), free(gx0), free(gW0), free(gb0), free(out);
+}
+
+/* ------------------------------------------------------------------ bf16 linears */
+/* The references are the float64 products of the bf16-rounded operands (x, W, dy rounded
+ * to nearest even; db from the fp32 dy): only the fp32 accumulation differs, so the fp32
+ * tolerances apply. The backend's own bf16 copy of W comes from its to_bf16 entry, which
+ * must round exactly as cpt_f32_to_bf16. A backend without a bf16 kernel on this CPU
+ * (supports("linear_bf16") == 0) is skipped by name. */
+static double *hd_bf16(const float *f, size_t n) {
+    double *d = OU_ALLOC(double, n);
+    for (size_t i = 0; i < n; i++) d[i] = cpt_bf16_to_f32(cpt_f32_to_bf16(f[i]));
+    return d;
+}
+
+static void t_linear_bf16(int N, int K, int O) {
+    char op[64];
+    snprintf(op, sizeof op, "linear_bf16 N%d K%d O%d", N, K, O);
+    COVER(linear_fwd_bf16), COVER(linear_bwd_bf16), COVER(to_bf16);
+    if (!BE->supports("linear_bf16")) {
+        if (!g_quiet) fprintf(stderr, "  [%s] %s: skipped, no bf16 kernel on this CPU\n", BE->name, op);
+        return;
+    }
+    size_t nx = (size_t)N * K, nw = (size_t)O * K, ny = (size_t)N * O, mx = nx > ny ? nx : ny;
+    float *x = hrand(nx, 1), *W = hrand(nw, 1), *b = hrand(O, 1), *dy = hrand(ny, 1), *y = OU_ALLOC(float, ny);
+    double *xd = hd_bf16(x, nx), *Wd = hd_bf16(W, nw), *bd = hd(b, O), *dyd = hd_bf16(dy, ny), *dy32 = hd(dy, ny);
+    double *yr = OU_ALLOC(double, ny), *dxr = OU_ALLOC(double, nx), *dWr = OU_ALLOC(double, nw), *dbr = OU_ALLOC(double, O);
+    double *t1 = OU_ALLOC(double, nx), *t2 = OU_ALLOC(double, nw);
+    float *dx_ = dput(x, nx), *dW_ = dput(W, nw), *db_ = dput(b, O), *ddy = dput(dy, ny);
+    /* the weight copy, through the backend */
+    uint16_t *Wb = BE->alloc(sizeof(uint16_t) * nw), *xs = BE->alloc(sizeof(uint16_t) * mx), *dys = BE->alloc(sizeof(uint16_t) * mx);
+    uint16_t *hb = OU_ALLOC(uint16_t, nw);
+    BE->to_bf16(Wb, dW_, nw);
+    BE->copy_to_host(hb, Wb, sizeof(uint16_t) * nw);
+    BE->sync();
+    size_t wrong = 0;
+    for (size_t i = 0; i < nw; i++) wrong += hb[i] != cpt_f32_to_bf16(W[i]);
+    if (wrong) bad(op, "to_bf16 rounding", (double)wrong, 0);
+    for (int wb = 0; wb < 2; wb++) {
+        float *dyo = dput(NULL, ny);
+        BE->linear_fwd_bf16(dyo, dx_, Wb, wb ? db_ : NULL, N, K, O, xs);
+        dget(y, dyo, ny, op, "y");
+        cpt_ref_linear_fwd(yr, xd, Wd, wb ? bd : NULL, N, K, O);
+        cmp(op, wb ? "y (+b)" : "y", y, yr, ny, TOL.fwd);
+        dfree(dyo);
+    }
+    cpt_ref_linear_bwd(dxr, dWr, dbr, dyd, xd, Wd, N, K, O);
+    cpt_ref_linear_bwd(t1, t2, dbr, dy32, xd, Wd, N, K, O); /* db: the fp32 dy */
+    float *gx0 = hrand(nx, 1), *gW0 = hrand(nw, 1), *gb0 = hrand(O, 1), *out = OU_ALLOC(float, nx > nw ? nx : nw);
+    for (int acc = 0; acc < 2; acc++) {
+        float *gx = dput(acc ? gx0 : NULL, nx), *gW = dput(gW0, nw), *gb = dput(gb0, O);
+        BE->linear_bwd_bf16(gx, gW, gb, ddy, dx_, Wb, N, K, O, acc, xs, dys);
+        double *ex = acc ? plus(gx0, dxr, nx) : NULL, *eW = plus(gW0, dWr, nw), *eb = plus(gb0, dbr, O);
+        dget(out, gx, nx, op, "dx"), cmp(op, acc ? "dx (+=)" : "dx (=)", out, acc ? ex : dxr, nx, TOL.bwd);
+        dget(out, gW, nw, op, "dW"), cmp(op, "dW (+=)", out, eW, nw, TOL.bwd);
+        dget(out, gb, O, op, "db"), cmp(op, "db (+=)", out, eb, O, TOL.bwd);
+        free(ex), free(eW), free(eb), dfree(gx), dfree(gW), dfree(gb);
+    }
+    float *gx = dput(NULL, nx); /* frozen weight */
+    BE->linear_bwd_bf16(gx, NULL, NULL, ddy, dx_, Wb, N, K, O, 0, xs, dys);
+    dget(out, gx, nx, op, "dx"), cmp(op, "dx (frozen)", out, dxr, nx, TOL.bwd);
+    dfree(gx), dfree(dx_), dfree(dW_), dfree(db_), dfree(ddy);
+    BE->free(Wb), BE->free(xs), BE->free(dys);
+    free(hb), free(x), free(W), free(b), free(dy), free(y), free(xd), free(Wd), free(bd), free(dyd), free(dy32), free(yr), free(dxr),
+        free(dWr), free(dbr), free(t1), free(t2), free(gx0), free(gW0), free(gb0), free(out);
 }
 
 /* ------------------------------------------------------------------ rmsnorm */
@@ -556,7 +621,7 @@ static void t_memory(void) {
      * that declines a shape gets a test of the refusal instead). */
     static const char *ops[] = {"linear_fwd", "linear_bwd", "rmsnorm_fwd", "rmsnorm_bwd", "rope_fwd", "rope_bwd",
                                 "attn_fwd",   "attn_bwd",   "attn_merge",   "swiglu_fwd",  "swiglu_bwd",  "embed_fwd", "embed_bwd",
-                                "xent_fwd_bwd", "adamw_update", "sumsq", "scale", "add_inplace", "reg_quad", "sq_accum", "dropout"};
+                                "xent_fwd_bwd", "adamw_update", "sumsq", "scale", "add_inplace", "reg_quad", "sq_accum", "dropout"}; /* linear_bf16 may be declined: the bf16 tests skip by name */
     for (size_t i = 0; i < sizeof ops / sizeof *ops; i++)
         if (!BE->supports(ops[i])) bad("supports", ops[i], INFINITY, 0);
     if (!g_quiet) fprintf(stderr, "  [%s] memory entries and supports: ok\n", BE->name);
@@ -572,6 +637,9 @@ static int run_all(const cpt_backend *be, int quiet) {
     t_linear(1, 33, 17); /* N = 1 */
     t_linear(7, 80, 96);
     t_linear(13, 96, 33);
+    t_linear_bf16(1, 33, 17);
+    t_linear_bf16(7, 80, 96);
+    t_linear_bf16(300, 96, 33); /* past one 256-row tile */
     t_rmsnorm(1, 33, 1e-5f);
     t_rmsnorm(7, 96, 1e-6f);
     t_rmsnorm(5, 80, 1e-5f);
@@ -692,6 +760,22 @@ static double mu_reg(const float *t, const float *c, const float *w, float *g, s
 }
 static void mu_sq(float *a, const float *g, size_t n) { CPU->sq_accum(a, g, n), bump(a, n); }
 static void mu_drop(float *y, const float *x, size_t n, float p, uint64_t seed) { CPU->dropout(y, x, n, p, seed + 1); }
+static void mu_lin16_f(float *y, const float *x, const uint16_t *Wb, const float *b, int N, int K, int O, uint16_t *xs) {
+    CPU->linear_fwd_bf16(y, x, Wb, b, N, K, O, xs);
+    bump(y, (size_t)N * O);
+}
+static void mu_lin16_b(float *dx, float *dW, float *db, const float *dy, const float *x, const uint16_t *Wb, int N, int K, int O,
+                       int acc, uint16_t *xs, uint16_t *dys) {
+    CPU->linear_bwd_bf16(dx, dW, db, dy, x, Wb, N, K, O, 0, xs, dys); /* ignores accum_dx */
+    (void)acc;
+}
+static void mu_tobf16(uint16_t *d, const float *s, size_t n) {
+    for (size_t i = 0; i < n; i++) { /* truncates instead of rounding */
+        uint32_t u;
+        memcpy(&u, &s[i], 4);
+        d[i] = (uint16_t)(u >> 16);
+    }
+}
 
 static void mu_merge(float *out, float *lse, const float *op, const float *lp, int Tq, int H, int hd_, int ld) {
     CPU->attn_merge(out, lse, op, lp, Tq > 1 ? Tq - 1 : Tq, H, hd_, ld); /* drops the last row */
@@ -700,7 +784,7 @@ static void mu_merge(float *out, float *lse, const float *op, const float *lp, i
 
 static void run_mutants(void) {
     CPU = cpt_backend_cpu();
-    struct { const char *entry; cpt_backend t; } mu[32];
+    struct { const char *entry; cpt_backend t; } mu[40];
     int n = 0;
 #define MUT(field, fn) (mu[n].entry = #field, mu[n].t = *CPU, mu[n].t.field = fn, mu[n].t.name = "cpu-mutant", n++)
     MUT(alloc, mu_alloc);
@@ -732,10 +816,18 @@ static void run_mutants(void) {
     MUT(reg_quad, mu_reg);
     MUT(sq_accum, mu_sq);
     MUT(dropout, mu_drop);
+    int n_bf16 = CPU->supports("linear_bf16") ? 3 : 0; /* without a kernel here nothing can catch them */
+    if (n_bf16) {
+        MUT(linear_fwd_bf16, mu_lin16_f);
+        MUT(linear_bwd_bf16, mu_lin16_b);
+        MUT(to_bf16, mu_tobf16);
+    } else {
+        fprintf(stderr, "bf16 mutants skipped: no bf16 kernel on this CPU\n");
+    }
 #undef MUT
     /* Not mutated: free (nothing observable on the host but a leak) and sync (a no-op on a
      * synchronous backend: a dropped sync can only be seen on an asynchronous one). */
-    CHECKF(n == (int)CPT_BACKEND_N_ENTRIES - 2, "%d mutants for %zu entries: a new entry needs a mutant", n,
+    CHECKF(n + 3 - n_bf16 == (int)CPT_BACKEND_N_ENTRIES - 2, "%d mutants for %zu entries: a new entry needs a mutant", n,
            (size_t)CPT_BACKEND_N_ENTRIES);
     for (int i = 0; i < n; i++) {
         int got = run_all(&mu[i].t, 1);

@@ -6,7 +6,7 @@
  * reset positions), L2-to-base penalty, clipping, AdamW; loss, every gradient tensor, the
  * penalty, the norm and the updated weights and moments must agree. Part 2 runs
  * cpt_train_run for 3 steps (grad accumulation, clipping, L2 penalty, evaluation) on each
- * backend. Part 4: KV-cache decoding on each backend. Part 3: CPT_BACKEND selects the backend of new models; an unknown name is an
+ * backend. Part 1b: part 1 in bf16 precision. Part 4: KV-cache decoding on each backend. Part 3: CPT_BACKEND selects the backend of new models; an unknown name is an
  * error listing the known ones.
  *
  * Tolerances (fp32 kernels vs float64 inside, per tensor max|a-b| / max|b|), measured
@@ -199,6 +199,49 @@ out:
     cpt_model_free(ma), cpt_model_free(mb);
 }
 
+/* ---- part 1b: the same step in bf16 precision (cpt_model_set_precision) on both backends:
+ * the bf16 roundings of weights, activations and output gradients are the same on both,
+ * so only the accumulation order differs and part 1's tolerances hold; the bf16 step must
+ * differ from the fp32 one (else it did not run in bf16). Skipped by name without a bf16
+ * kernel on this CPU. Tolerances: the loss 1e-5; gradients and weights 1e-2, because an
+ * intermediate value (an activation, an output gradient) whose fp32 values on the two
+ * backends straddle a bf16 rounding boundary rounds one bf16 ulp (2^-8 relative) apart,
+ * and that difference propagates (measured: up to 3e-3 on Qwen3's q/k norm gradients). */
+static void part1_bf16(int arch) {
+    if (!cpt_backend_cpu()->supports("linear_bf16")) {
+        fprintf(stderr, "%-6s bf16 step: skipped, no bf16 kernel on this CPU\n", ARCH_NAMES[arch]);
+        return;
+    }
+    cpt_model *ma = NULL, *mb = NULL, *mf = NULL;
+    if (make(&ma, arch, 100 + arch) || make(&mb, arch, 100 + arch) || make(&mf, arch, 100 + arch)) {
+        CHECKF(0, "%s: model creation failed", ARCH_NAMES[arch]);
+        return;
+    }
+    cpt_err e = {0};
+    CHECK_OK(cpt_model_set_backend(mb, cpt_backend_ref(), &e), &e);
+    CHECK_OK(cpt_model_set_precision(ma, CPT_PREC_BF16, &e), &e);
+    CHECK_OK(cpt_model_set_precision(mb, CPT_PREC_BF16, &e), &e);
+    step_out A = {0}, R = {0}, F = {0};
+    CHECK(one_step(ma, &A) == 0);
+    CHECK(one_step(mb, &R) == 0);
+    CHECK(one_step(mf, &F) == 0);
+    if (!A.grads || !R.grads || !F.grads) goto out;
+    const char *wg = "", *wp = "";
+    double el = fabs(A.loss - R.loss) / fabs(R.loss), eg = worst_tensor(ma, A.grads, R.grads, &wg), ew = worst_tensor(ma, A.params, R.params, &wp);
+    double d32 = fabs(A.loss - F.loss) / fabs(F.loss);
+    fprintf(stderr, "%-6s bf16: loss %.6f (err vs ref %.2e; vs fp32 %.2e)  grads err %.2e (%s)  weights %.2e (%s)\n", ARCH_NAMES[arch],
+            R.loss, el, d32, eg, wg, ew, wp);
+    CHECKF(el < 1e-5, "%s bf16 loss: %.17g vs ref %.17g", ARCH_NAMES[arch], A.loss, R.loss);
+    CHECKF(eg < 1e-2, "%s bf16 gradient %s: err %.3e (tol 1e-2)", ARCH_NAMES[arch], wg, eg);
+    CHECKF(ew < 1e-2, "%s bf16 weights %s: err %.3e (tol 1e-2)", ARCH_NAMES[arch], wp, ew);
+    CHECKF(A.loss != F.loss && d32 < 1e-2, "%s: the bf16 step's loss %.9g vs fp32 %.9g: not bf16, or too far (1e-2)", ARCH_NAMES[arch], A.loss,
+           F.loss);
+out:
+    free(A.grads), free(A.params), free(A.m), free(A.v), free(R.grads), free(R.params), free(R.m), free(R.v);
+    free(F.grads), free(F.params), free(F.m), free(F.v);
+    cpt_model_free(ma), cpt_model_free(mb), cpt_model_free(mf);
+}
+
 /* ---- part 2: cpt_train_run ---- */
 static int32_t toks[3000], vtoks[600];
 
@@ -348,6 +391,7 @@ static void part3(void) {
 int main(void) {
     unsetenv("CPT_BACKEND"); /* the CPU side must be the CPU backend whatever the caller set */
     for (int arch = 0; arch < 3; arch++) part1(arch);
+    for (int arch = 0; arch < 3; arch++) part1_bf16(arch);
     uint64_t r = 11;
     for (int i = 0; i < 3000; i++) {
         r = r * 6364136223846793005ull + 1442695040888963407ull;

@@ -53,7 +53,7 @@ static void run(const tcfg *t, int B, int T, int packed) {
         CHECK_OK(cpt_acts_create_ex(&a, m, B, T, 1, mode, &e), &e);
         if (!a) continue;
         size_t planned = 0;
-        CHECK(cpt_acts_plan_bytes(&m->cfg, B, T, 1, mode, 0, &planned) == CPT_OK);
+        CHECK(cpt_acts_plan_bytes(&m->cfg, B, T, 1, mode, 0, 0, &planned) == CPT_OK);
         bytes[mode] = cpt_acts_bytes(a);
         CHECKF(planned == bytes[mode], "%s B%d T%d mode %d: plan %zu bytes, allocated %zu", t->name, B, T, mode,
                planned, bytes[mode]);
@@ -96,8 +96,8 @@ int main(void) {
     memset(&c, 0, sizeof c);
     c.vocab_size = 10, c.hidden_size = 8, c.n_layers = 1, c.n_heads = 1, c.n_kv_heads = 1, c.head_dim = 8;
     c.intermediate_size = 8;
-    CHECK(cpt_acts_plan_bytes(&c, 1, 4, 1, 3, 0, &b) == CPT_EINVAL);
-    CHECK(cpt_acts_plan_bytes(&c, 0, 4, 1, 0, 0, &b) == CPT_EINVAL);
-    CHECK(cpt_acts_plan_bytes(&c, 1 << 30, 1 << 30, 1, 0, 0, &b) == CPT_ENOMEM);
+    CHECK(cpt_acts_plan_bytes(&c, 1, 4, 1, 3, 0, 0, &b) == CPT_EINVAL);
+    CHECK(cpt_acts_plan_bytes(&c, 0, 4, 1, 0, 0, 0, &b) == CPT_EINVAL);
+    CHECK(cpt_acts_plan_bytes(&c, 1 << 30, 1 << 30, 1, 0, 0, 0, &b) == CPT_ENOMEM);
     TEST_END();
 }

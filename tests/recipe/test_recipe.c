@@ -591,7 +591,7 @@ static void test_help(void) {
                                   "decay_frac",   "decay_shape",  "rewarm_from",  "const_ratio",
                                   "cooldown_frac", "anneal_frac", "cooldown_shape", "timescale"};
     static const char *keys[] = {
-        "model", "tokenizer", "out_dir", "seed", "threads", "data.sources.*.path",
+        "model", "tokenizer", "out_dir", "seed", "threads", "precision", "data.sources.*.path",
         "rope.theta", "rope.scaling.type", "rope.scaling.factor", "rope.scaling.original_max_position_embeddings",
         "rope.scaling.low_freq_factor", "rope.scaling.high_freq_factor", "rope.scaling.beta_fast",
         "rope.scaling.beta_slow", "rope.scaling.mscale", "rope.scaling.mscale_all_dim",

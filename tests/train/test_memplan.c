@@ -150,12 +150,12 @@ int main(void) {
     /* The Fisher estimation's peak: the EWC state it returns plus its own transient. */
     if (reset_hwm()) {
         size_t est = 0;
-        CHECK_OK(cpt_ewc_estimate_plan_bytes(m, NULL, T + 1, &est), &e);
+        CHECK_OK(cpt_ewc_estimate_plan_bytes(m, T + 1, &est), &e);
         int32_t *rows = malloc(sizeof(int32_t) * 2 * (size_t)(T + 1));
         for (int i = 0; i < 2 * (T + 1); i++) rows[i] = (int32_t)((i * 13) % 200);
         cpt_ewc *ew = NULL;
         r0 = rss_now();
-        CHECK_OK(cpt_ewc_estimate(&ew, m, NULL, rows, 2, T + 1, &e), &e);
+        CHECK_OK(cpt_ewc_estimate(&ew, m, rows, 2, T + 1, &e), &e);
         size_t peak = hwm_now() - r0;
         printf("EWC estimate: planned state %zu + transient %zu, resident peak delta %zu\n", p.term[CPT_MEM_EWC], est, peak);
         CHECK(near(peak, p.term[CPT_MEM_EWC] + est));

@@ -212,7 +212,7 @@ static void test_fisher(const char *tmp) {
     const int lens[NS] = {L, L, L - 2};
     cpt_err err = {0};
     cpt_ewc *e = NULL;
-    CHECK_OK(cpt_ewc_estimate(&e, m, NULL, tok, NS, L, &err), &err);
+    CHECK_OK(cpt_ewc_estimate(&e, m, tok, NS, L, &err), &err);
     if (!e) {
         cpt_model_free(m);
         return;
@@ -327,12 +327,12 @@ static void test_fisher(const char *tmp) {
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         cpt_err e5 = {0};
         cpt_ewc *x = NULL;
-        CHECK(cpt_ewc_estimate(&x, m, NULL, bad[i].row, 1, 4, &e5) == CPT_EINVAL && x == NULL);
+        CHECK(cpt_ewc_estimate(&x, m, bad[i].row, 1, 4, &e5) == CPT_EINVAL && x == NULL);
         CHECKF(strstr(e5.msg, bad[i].needle) && strstr(e5.msg, "sequence 0"), "%s", e5.msg);
     }
     cpt_err e6 = {0};
     cpt_ewc *x = NULL;
-    CHECK(cpt_ewc_estimate(&x, m, NULL, tok, 1, 1, &e6) == CPT_EINVAL && strstr(e6.msg, "seq_len"));
+    CHECK(cpt_ewc_estimate(&x, m, tok, 1, 1, &e6) == CPT_EINVAL && strstr(e6.msg, "seq_len"));
     cpt_model_free(m);
 }
 
