@@ -80,6 +80,12 @@ typedef struct cpt_backend {
     void (*linear_bwd_bf16)(float *dx, float *dW, float *db, const float *dy, const float *x, const uint16_t *Wb, int N, int K,
                             int O, int accum_dx, uint16_t *xs, uint16_t *dys);
     void (*to_bf16)(uint16_t *dst, const float *src, size_t n);
+    /* The LM head + cross-entropy in bf16 precision: xent_fwd_bwd with the bf16 copy Wb and
+     * hf, dz rounded to bf16 per chunk (cpt_xent_fwd_bwd_bf16); its workspace size. */
+    double (*xent_fwd_bwd_bf16)(float *dhf, float *dW, float *logits_out, float *losses_out, const float *hf, const uint16_t *Wb,
+                                const int32_t *targets, int N, int D, int V, float grad_scale, long long *n_valid, void *ws,
+                                size_t ws_bytes);
+    size_t (*xent_workspace_bytes_bf16)(int N, int D, int V, int nthreads);
 } cpt_backend;
 
 /* Block size of the fixed-order reductions (sumsq, reg_quad). */

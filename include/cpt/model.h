@@ -156,9 +156,9 @@ typedef struct cpt_model {
 /* Precision of the linear layers' products (forward and backward of training, scoring,
  * prefill): CPT_PREC_FP32, or CPT_PREC_BF16 = bf16 copies of the weights and of the
  * activations going into each product, fp32 accumulation, fp32 everything else (norms,
- * softmax, RoPE, the loss, reductions, gradients, AdamW). bf16 needs a backend with bf16
- * kernels (supports("linear_bf16")): CPT_EUNSUPPORTED with a HINT otherwise. The LM head and
- * the attention products stay fp32. Setting fp32 frees the copy. */
+ * softmax, RoPE, the loss, reductions, gradients, AdamW); the LM head too (its fused
+ * cross-entropy, xent_fwd_bwd_bf16), attention stays fp32. bf16 needs a backend with bf16
+ * kernels (supports("linear_bf16")): CPT_EUNSUPPORTED with a HINT otherwise. Setting fp32 frees the copy. */
 enum { CPT_PREC_FP32 = 0, CPT_PREC_BF16 = 1 };
 int cpt_model_set_precision(cpt_model *m, int precision, cpt_err *err);
 /* Re-round the bf16 copy from the fp32 parameters (no-op in fp32). */

@@ -150,6 +150,13 @@ size_t cpt_xent_workspace_bytes(int N, int V, int nthreads);
 double cpt_xent_fwd_bwd(float *dhf, float *dW, float *logits_out, float *losses_out, const float *hf,
                         const float *W, const int32_t *targets, int N, int D, int V, float grad_scale,
                         long long *n_valid, void *ws, size_t ws_bytes);
+/* The same in bf16 precision: the LM head products take the weights' bf16 copy Wb and the
+ * chunk's hf and dz rounded to bf16 (fp32 accumulation; softmax, loss and dz in fp32 as
+ * above); dW += in fp32. ws >= cpt_xent_workspace_bytes_bf16(N, D, V, nthreads). */
+size_t cpt_xent_workspace_bytes_bf16(int N, int D, int V, int nthreads);
+double cpt_xent_fwd_bwd_bf16(float *dhf, float *dW, float *logits_out, float *losses_out, const float *hf, const uint16_t *Wb,
+                             const int32_t *targets, int N, int D, int V, float grad_scale, long long *n_valid, void *ws,
+                             size_t ws_bytes);
 double cpt_ref_xent(double *dhf, double *dW, const double *hf, const double *W, const int32_t *targets,
                     int N, int D, int V, double grad_scale); /* dhf =, dW = ; returns loss sum */
 

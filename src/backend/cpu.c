@@ -79,6 +79,8 @@ static const cpt_backend cpu_backend = {
     .linear_fwd_bf16 = cpt_linear_fwd_bf16,
     .linear_bwd_bf16 = cpt_linear_bwd_bf16,
     .to_bf16 = cpt_f32_to_bf16_n,
+    .xent_fwd_bwd_bf16 = cpt_xent_fwd_bwd_bf16,
+    .xent_workspace_bytes_bf16 = cpt_xent_workspace_bytes_bf16,
 };
 
 const cpt_backend *cpt_backend_cpu(void) { return &cpu_backend; }

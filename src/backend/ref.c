@@ -390,6 +390,62 @@ static void ref_linear_bwd_bf16(float *dx, float *dW, float *db, const float *dy
     free(dyd), free(xd), free(Wd), free(dy32), free(dxd), free(dWd), free(dbd), free(dxs), free(dWs);
 }
 
+/* The bf16 LM head: hf, W and dz rounded to bf16 (dz through fp32, as the kernel rounds
+ * its fp32 dz), everything else float64. */
+static double ref_xent_bf16(float *dhf, float *dW, float *logits_out, float *losses_out, const float *hf, const uint16_t *Wb,
+                            const int32_t *targets, int N, int D, int V, float grad_scale, long long *n_valid, void *ws,
+                            size_t ws_bytes) {
+    (void)ws, (void)ws_bytes;
+    size_t nh = (size_t)N * D, nw = (size_t)V * D;
+    double *hfd = dup_bf16(hf, nh), *Wd = dup_h(Wb, nw), *z = new_d((size_t)V), *dhfd = new_d(nh), *dWd = new_d(nw);
+    double total = 0;
+    long long valid = 0;
+    if (!hfd || !Wd || !z || !dhfd || !dWd) {
+        nan_fill(dhf, nh), nan_fill(dW, nw), nan_fill(logits_out, (size_t)N * V), nan_fill(losses_out, (size_t)N);
+        total = NAN;
+        goto done;
+    }
+    for (int n = 0; n < N; n++) {
+        const double *h = hfd + (size_t)n * D;
+        double mx = -INFINITY, sum = 0;
+        for (int v = 0; v < V; v++) {
+            double acc = 0;
+            for (int d = 0; d < D; d++) acc += h[d] * Wd[(size_t)v * D + d];
+            z[v] = acc;
+            mx = acc > mx ? acc : mx;
+            if (logits_out) logits_out[(size_t)n * V + v] = (float)acc;
+        }
+        int t = targets[n];
+        if (t < 0) {
+            if (losses_out) losses_out[n] = 0.0f;
+            continue;
+        }
+        valid++;
+        for (int v = 0; v < V; v++) sum += exp(z[v] - mx);
+        double loss = mx + log(sum) - z[t];
+        total += loss;
+        if (losses_out) losses_out[n] = (float)loss;
+        if (!dhf && !dW) continue;
+        for (int v = 0; v < V; v++) {
+            double dz = cpt_bf16_to_f32(cpt_f32_to_bf16((float)((double)grad_scale * (exp(z[v] - mx) / sum - (v == t)))));
+            for (int d = 0; d < D; d++) {
+                dhfd[(size_t)n * D + d] += dz * Wd[(size_t)v * D + d];
+                dWd[(size_t)v * D + d] += dz * h[d];
+            }
+        }
+    }
+    if (dhf) store(dhf, dhfd, nh, 0);
+    if (dW) store(dW, dWd, nw, 1);
+done:
+    if (n_valid) *n_valid = valid;
+    free(hfd), free(Wd), free(z), free(dhfd), free(dWd);
+    return total;
+}
+static size_t ref_xent_ws_bf16(int N, int D, int V, int nthreads) {
+    (void)N, (void)D, (void)V, (void)nthreads;
+    return 0;
+}
+
 static const cpt_backend ref_backend = {
     .name = "ref",
     .alloc = cpt_alloc_aligned,
@@ -426,6 +482,8 @@ static const cpt_backend ref_backend = {
     .linear_fwd_bf16 = ref_linear_fwd_bf16,
     .linear_bwd_bf16 = ref_linear_bwd_bf16,
     .to_bf16 = ref_to_bf16,
+    .xent_fwd_bwd_bf16 = ref_xent_bf16,
+    .xent_workspace_bytes_bf16 = ref_xent_ws_bf16,
 };
 
 const cpt_backend *cpt_backend_ref(void) { return &ref_backend; }

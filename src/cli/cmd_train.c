@@ -585,7 +585,7 @@ int cpt_cmd_train(int argc, char **argv) {
                     cpt_bf16_isa_name(isa));
         } else {
             if ((rc = cpt_model_set_precision(m, CPT_PREC_BF16, &err))) goto done;
-            fprintf(log, "precision: bf16 products of the decoder's linears (%s, oneDNN), fp32 master weights, gradients, AdamW, LM head and attention; bf16 weight copy %.1f MiB\n",
+            fprintf(log, "precision: bf16 products of the decoder's linears and the LM head (%s, oneDNN); fp32 master weights, gradients, AdamW, norms, softmax and attention; bf16 weight copy %.1f MiB\n",
                     cpu ? cpt_bf16_isa_name(isa) : m->be->name, (double)cpt_model_lowp_bytes(m) / 1048576.0);
         }
     }

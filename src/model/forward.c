@@ -115,7 +115,8 @@ static size_t acts_plan(cpt_acts *a, const cpt_backend *be, const cpt_config *c,
     BLK(a->lse, La * HT);
     a->attn_ws_bytes = be->attn_workspace_bytes(T, T, c->head_dim, omp_get_max_threads());
     BLK(a->attn_ws, (a->attn_ws_bytes + 3) / 4);
-    a->xent_ws_bytes = be->xent_workspace_bytes((int)N, c->vocab_size, omp_get_max_threads());
+    a->xent_ws_bytes = bf16 ? be->xent_workspace_bytes_bf16((int)N, (int)D, c->vocab_size, omp_get_max_threads())
+                            : be->xent_workspace_bytes((int)N, c->vocab_size, omp_get_max_threads());
     BLK(a->xent_ws, (a->xent_ws_bytes + 3) / 4);
     BLK(a->att, La * N * qd);
     BLK(a->g, Lr * N * I);
@@ -481,8 +482,11 @@ static int model_run(cpt_model *m, cpt_acts *a, const cpt_batch *b, float *grads
         cpt_view_free(&G);
         return cpt_err_set(err, CPT_ENOMEM, "out of memory for %d per-position losses", N);
     }
-    double ls = be->xent_fwd_bwd(train ? a->dhf : NULL, train ? G.lm_head : NULL, logits_out, dloss, a->hf,
-                                 W->lm_head, b->targets, N, D, V, grad_scale, &nv, a->xent_ws, a->xent_ws_bytes);
+    const uint16_t *head16 = a->bf16 ? lowp_of(m, W->lm_head) : NULL; /* bf16: the LM head's copy too */
+    double ls = head16 ? be->xent_fwd_bwd_bf16(train ? a->dhf : NULL, train ? G.lm_head : NULL, logits_out, dloss, a->hf, head16, b->targets,
+                                               N, D, V, grad_scale, &nv, a->xent_ws, a->xent_ws_bytes)
+                       : be->xent_fwd_bwd(train ? a->dhf : NULL, train ? G.lm_head : NULL, logits_out, dloss, a->hf, W->lm_head,
+                                          b->targets, N, D, V, grad_scale, &nv, a->xent_ws, a->xent_ws_bytes);
     if (dloss) {
         be->copy_to_host(losses_out, dloss, sizeof(float) * (size_t)N);
         be->sync();

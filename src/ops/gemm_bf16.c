@@ -16,10 +16,13 @@
  * split, so the result does not depend on the thread count. The path is chosen by oneDNN;
  * DNNL_MAX_CPU_ISA (e.g. AVX512_CORE_BF16, AVX512_CORE_AMX, AVX512_CORE) caps it, which is
  * how the tests force each path. */
+#include <immintrin.h>
 #include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "cpt/ops.h"
 #include "cpt/safetensors.h" /* cpt_f32_to_bf16 (src/io/half.c) */
@@ -58,6 +61,9 @@ static int detect_isa(void) {
     int avx512f = (l7[1] >> 16) & 1, avx512bw = (l7[1] >> 30) & 1, avx512vl = (l7[1] >> 31) & 1;
     if (!avx512f || !avx512bw || !avx512vl) return CPT_BF16_ISA_NONE;
     int amx = ((l7[3] >> 22) & 1) && ((l7[3] >> 24) & 1) && (x & 0x60000ull) == 0x60000ull; /* AMX-BF16, AMX-TILE */
+    /* Linux hands out the tile state on request only (kernel 5.16+): ask once, as oneDNN
+     * does; refused (older kernel, seccomp) means no AMX for this process. */
+    if (amx && syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) != 0) amx = 0;
     if (amx) return CPT_BF16_ISA_AMX;
     if ((l71[0] >> 5) & 1) return CPT_BF16_ISA_AVX512_BF16;
     return CPT_BF16_ISA_AVX512;
@@ -66,7 +72,9 @@ static int detect_isa(void) {
 /* CPT_BF16_ISA (none | avx512 | avx512_bf16 | amx) caps what the CPU has: the tests force
  * each path with it (and with DNNL_MAX_CPU_ISA for oneDNN's own dispatch). */
 int cpt_cpu_bf16_isa(void) {
-    int isa = detect_isa();
+    static int detected = -1;
+    if (detected < 0) detected = detect_isa();
+    int isa = detected;
     const char *cap = getenv("CPT_BF16_ISA");
     if (cap && *cap) {
         int c = !strcmp(cap, "none") ? CPT_BF16_ISA_NONE : !strcmp(cap, "avx512") ? CPT_BF16_ISA_AVX512
@@ -95,7 +103,35 @@ int cpt_bf16_gemm_available(void) {
 
 /* ---- conversions ---- */
 
+/* The same rounding 16 at a time (AVX-512 F + BW integer ops, so denormals and NaNs come out
+ * exactly as cpt_f32_to_bf16's; the hardware's vcvtneps2bf16 would flush denormals). */
+__attribute__((target("avx512f,avx512bw"))) static void to_bf16_avx512(uint16_t *dst, const float *src, size_t n) {
+    const __m512i abs = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000), bias = _mm512_set1_epi32(0x7fff),
+                  one = _mm512_set1_epi32(1), quiet = _mm512_set1_epi32(0x40);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512i u = _mm512_loadu_si512((const void *)(src + i));
+        __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, abs), inf);
+        __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(bias, _mm512_and_si512(_mm512_srli_epi32(u, 16), one))), 16);
+        r = _mm512_mask_or_epi32(r, nan, _mm512_srli_epi32(u, 16), quiet);
+        _mm256_storeu_si256((__m256i *)(dst + i), _mm512_cvtepi32_epi16(r));
+    }
+    for (; i < n; i++) dst[i] = cpt_f32_to_bf16(src[i]);
+}
+
 void cpt_f32_to_bf16_n(uint16_t *dst, const float *src, size_t n) {
+    static int avx512 = -1;
+    if (avx512 < 0) avx512 = detect_isa() >= CPT_BF16_ISA_AVX512;
+    if (avx512) {
+        /* blocks of 64K values over the threads (outside a parallel region) */
+        size_t nb = (n + 65535) / 65536;
+#pragma omp parallel for schedule(static) if (nb > 1 && !omp_in_parallel())
+        for (size_t b = 0; b < nb; b++) {
+            size_t a = b * 65536, e = a + 65536 < n ? a + 65536 : n;
+            to_bf16_avx512(dst + a, src + a, e - a);
+        }
+        return;
+    }
 #pragma omp parallel for simd schedule(static) if (n > 65536 && !omp_in_parallel())
     for (size_t i = 0; i < n; i++) dst[i] = cpt_f32_to_bf16(src[i]);
 }

@@ -27,12 +27,22 @@ size_t cpt_xent_workspace_bytes(int N, int V, int nthreads) {
     return ((C * sizeof(double) + 63) & ~(size_t)63) + C * (size_t)V * sizeof(float);
 }
 
-double cpt_xent_fwd_bwd(float *dhf, float *dW, float *logits_out, float *losses_out, const float *hf,
-                        const float *W, const int32_t *targets, int N, int D, int V, float grad_scale,
-                        long long *n_valid, void *ws, size_t ws_bytes) {
+/* bf16: after the fp32 workspace, the chunk's hf [C, D] and dz [C, V] rounded to bf16. */
+size_t cpt_xent_workspace_bytes_bf16(int N, int D, int V, int nthreads) {
+    size_t base = cpt_xent_workspace_bytes(N, V, nthreads);
+    if (N <= 0 || V <= 0 || D <= 0) return base;
+    size_t C = (size_t)xent_chunk_rows(N, V);
+    return base + ((C * (size_t)D * 2 + 63) & ~(size_t)63) + C * (size_t)V * 2;
+}
+
+/* Wb NULL: fp32 products with W; else bf16 products with Wb and the bf16 scratch after the
+ * fp32 workspace (W is then not read). */
+static double xent_impl(float *dhf, float *dW, float *logits_out, float *losses_out, const float *hf, const float *W,
+                        const uint16_t *Wb, const int32_t *targets, int N, int D, int V, float grad_scale, long long *n_valid,
+                        void *ws, size_t ws_bytes) {
     int backward = dhf || dW;
     int C = xent_chunk_rows(N, V);
-    size_t need = cpt_xent_workspace_bytes(N, V, 1);
+    size_t need = Wb ? cpt_xent_workspace_bytes_bf16(N, D, V, 1) : cpt_xent_workspace_bytes(N, V, 1);
     if (!ws || ws_bytes < need) {
         /* No allocation on the step path: the caller plans this scratch. */
         if (n_valid) *n_valid = -(long long)need;
@@ -40,13 +50,21 @@ double cpt_xent_fwd_bwd(float *dhf, float *dW, float *logits_out, float *losses_
     }
     double *rl = ws;
     float *blk = (float *)((char *)ws + (((size_t)C * sizeof(double) + 63) & ~(size_t)63));
+    uint16_t *hs = Wb ? (uint16_t *)((char *)ws + cpt_xent_workspace_bytes(N, V, 1)) : NULL;
+    uint16_t *dzs = Wb ? hs + (((size_t)C * D * 2 + 63) & ~(size_t)63) / 2 : NULL;
+    int bad = 0;
     float *z = logits_out ? NULL : blk;
     double total = 0.0;
     long long valid = 0;
     for (int r0 = 0; r0 < N; r0 += C) {
         int rows = r0 + C <= N ? C : N - r0;
         float *zc = logits_out ? logits_out + (size_t)r0 * V : z;
-        cpt_sgemm(0, 1, rows, V, D, 1.0f, hf + (size_t)r0 * D, D, W, D, 0.0f, zc, V);
+        if (Wb) {
+            cpt_f32_to_bf16_n(hs, hf + (size_t)r0 * D, (size_t)rows * D);
+            bad |= cpt_gemm_bf16(0, 1, rows, V, D, 1.0f, hs, D, Wb, D, 0.0f, zc, V);
+        } else {
+            cpt_sgemm(0, 1, rows, V, D, 1.0f, hf + (size_t)r0 * D, D, W, D, 0.0f, zc, V);
+        }
         double chunk_loss = 0.0;
         long long chunk_valid = 0;
         /* Per-row losses go to a small array so the sum order is fixed. */
@@ -117,14 +135,30 @@ double cpt_xent_fwd_bwd(float *dhf, float *dW, float *logits_out, float *losses_
                 }
                 dz = tmp;
             }
-            if (dhf)
-                cpt_sgemm(0, 0, rows, D, V, 1.0f, dz, V, W, D, 0.0f, dhf + (size_t)r0 * D, D);
-            if (dW)
-                cpt_sgemm(1, 0, V, D, rows, 1.0f, dz, V, hf + (size_t)r0 * D, D, 1.0f, dW, D);
+            if (Wb) { /* dz rounded to bf16; hs still holds this chunk's hf */
+                cpt_f32_to_bf16_n(dzs, dz, (size_t)rows * V);
+                if (dhf) bad |= cpt_gemm_bf16(0, 0, rows, D, V, 1.0f, dzs, V, Wb, D, 0.0f, dhf + (size_t)r0 * D, D);
+                if (dW) bad |= cpt_gemm_bf16(1, 0, V, D, rows, 1.0f, dzs, V, hs, D, 1.0f, dW, D);
+            } else {
+                if (dhf) cpt_sgemm(0, 0, rows, D, V, 1.0f, dz, V, W, D, 0.0f, dhf + (size_t)r0 * D, D);
+                if (dW) cpt_sgemm(1, 0, V, D, rows, 1.0f, dz, V, hf + (size_t)r0 * D, D, 1.0f, dW, D);
+            }
         }
     }
     if (n_valid) *n_valid = valid;
-    return total;
+    return bad ? NAN : total; /* a failed bf16 product (no kernel) surfaces as a NaN loss */
+}
+
+double cpt_xent_fwd_bwd(float *dhf, float *dW, float *logits_out, float *losses_out, const float *hf, const float *W,
+                        const int32_t *targets, int N, int D, int V, float grad_scale, long long *n_valid, void *ws,
+                        size_t ws_bytes) {
+    return xent_impl(dhf, dW, logits_out, losses_out, hf, W, NULL, targets, N, D, V, grad_scale, n_valid, ws, ws_bytes);
+}
+
+double cpt_xent_fwd_bwd_bf16(float *dhf, float *dW, float *logits_out, float *losses_out, const float *hf, const uint16_t *Wb,
+                             const int32_t *targets, int N, int D, int V, float grad_scale, long long *n_valid, void *ws,
+                             size_t ws_bytes) {
+    return xent_impl(dhf, dW, logits_out, losses_out, hf, NULL, Wb, targets, N, D, V, grad_scale, n_valid, ws, ws_bytes);
 }
 
 double cpt_ref_xent(double *dhf, double *dW, const double *hf, const double *W, const int32_t *targets,

@@ -95,7 +95,7 @@ static const cpt_recipe_opt train_opts[] = {
     OPT("precision", CPT_RT_ENUM, "fp32", 0, 0, "fp32|bf16", 0,
         "Products of the decoder's linear layers: bf16 = bf16 weight copies and inputs with fp32 "
         "accumulation on AMX or AVX512-BF16 (fp32 master weights, gradients, AdamW, norms, "
-        "softmax, loss; the LM head and attention stay fp32); on a CPU without them the run "
+        "softmax, loss; the LM head too, attention stays fp32); on a CPU without them the run "
         "says so and trains in fp32"),
 
     /* RoPE for the run (methods.md 1.2-1.6); applied to the model and written into every

@@ -490,6 +490,60 @@ static void t_xent(int N, int D, int V) {
     free(t), free(hf), free(W), free(gW0), free(out), free(hfd), free(Wd), free(dhr), free(dWr), free(zr), free(lr), free(eW);
 }
 
+/* The bf16 LM head against cpt_ref_xent on the bf16-rounded hf and W: the loss, logits and
+ * per-row losses at the forward tolerance (only fp32 accumulation differs); dhf and dW at
+ * 1e-2, because the kernel also rounds dz to bf16 (2^-9 relative per element) and the
+ * reference does not. Skipped by name without a bf16 kernel. */
+static void t_xent_bf16(int N, int D, int V) {
+    char op[64];
+    snprintf(op, sizeof op, "xent_bf16 N%d D%d V%d", N, D, V);
+    COVER(xent_fwd_bwd_bf16), COVER(xent_workspace_bytes_bf16);
+    if (!BE->supports("linear_bf16")) {
+        if (!g_quiet) fprintf(stderr, "  [%s] %s: skipped, no bf16 kernel on this CPU\n", BE->name, op);
+        return;
+    }
+    size_t nh = (size_t)N * D, nw = (size_t)V * D, nz = (size_t)N * V;
+    int32_t *t = OU_ALLOC(int32_t, N);
+    long long nvr = 0;
+    for (int i = 0; i < N; i++) t[i] = (i % 4 == 3) ? -1 : (int32_t)((i * 11 + 1) % V), nvr += t[i] >= 0;
+    float *hf = hrand(nh, 1), *W = hrand(nw, 1), *gW0 = hrand(nw, 1), *out = OU_ALLOC(float, nz > nw ? nz : nw);
+    double *hfd = hd_bf16(hf, nh), *Wd = hd_bf16(W, nw), *dhr = OU_ALLOC(double, nh), *dWr = OU_ALLOC(double, nw),
+           *zr = OU_ALLOC(double, nz), *lr = OU_ALLOC(double, N);
+    float gs = nvr ? 1.0f / (float)nvr : 1.0f;
+    double Lr = cpt_ref_xent(dhr, dWr, hfd, Wd, t, N, D, V, (double)gs);
+    cpt_ref_linear_fwd(zr, hfd, Wd, NULL, N, D, V);
+    for (int i = 0; i < N; i++) lr[i] = t[i] >= 0 ? cpt_ref_xent(NULL, NULL, hfd + (size_t)i * D, Wd, t + i, 1, D, V, 1.0) : 0.0;
+    double *eW = plus(gW0, dWr, nw);
+    int32_t *dt = iput(t, N);
+    float *dhf_ = dput(hf, nh), *dW_ = dput(W, nw);
+    uint16_t *Wb = BE->alloc(sizeof(uint16_t) * nw);
+    BE->to_bf16(Wb, dW_, nw);
+    size_t wsb = BE->xent_workspace_bytes_bf16(N, D, V, 2);
+    void *ws = BE->alloc(wsb ? wsb : 1);
+    for (int mode = 0; mode < 3; mode++) {
+        float *gh = mode != 1 ? dput(NULL, nh) : NULL, *gW = mode != 1 ? dput(gW0, nw) : NULL;
+        float *z = mode ? dput(NULL, nz) : NULL, *ls = mode ? dput(NULL, N) : NULL;
+        long long nv = -7;
+        if (wsb > 0) {
+            double r = BE->xent_fwd_bwd_bf16(gh, gW, z, ls, dhf_, Wb, dt, N, D, V, gs, &nv, ws, wsb - 1);
+            if (!(isnan(r) && nv < 0)) bad(op, "accepted a workspace 1 byte short", INFINITY, 0);
+        }
+        double L = BE->xent_fwd_bwd_bf16(gh, gW, z, ls, dhf_, Wb, dt, N, D, V, gs, &nv, ws, wsb);
+        const char *m = mode == 0 ? "train" : mode == 1 ? "score" : "both";
+        char w[48];
+        snprintf(w, sizeof w, "loss (%s)", m);
+        cmp_scalar(op, w, L, Lr, TOL.fwd);
+        if (nv != nvr) bad(op, "n_valid", (double)nv, (double)nvr);
+        if (gh) dget(out, gh, nh, op, "dhf"), cmp(op, "dhf (=)", out, dhr, nh, 1e-2);
+        if (gW) dget(out, gW, nw, op, "dW"), cmp(op, "dW (+=)", out, eW, nw, 1e-2);
+        if (z) dget(out, z, nz, op, "logits"), cmp(op, "logits", out, zr, nz, TOL.fwd);
+        if (ls) dget(out, ls, N, op, "losses"), cmp(op, "losses", out, lr, N, TOL.fwd);
+        dfree(gh), dfree(gW), dfree(z), dfree(ls);
+    }
+    BE->free(ws), BE->free(dt), BE->free(Wb), dfree(dhf_), dfree(dW_);
+    free(t), free(hf), free(W), free(gW0), free(out), free(hfd), free(Wd), free(dhr), free(dWr), free(zr), free(lr), free(eW);
+}
+
 /* ------------------------------------------------------------------ AdamW */
 static void t_adamw(size_t n) {
     char op[64];
@@ -666,6 +720,9 @@ static int run_all(const cpt_backend *be, int quiet) {
     t_xent(1, 33, 37);
     t_xent(7, 20, 101); /* odd vocabulary */
     t_xent(13, 24, 37);
+    t_xent_bf16(1, 33, 37);
+    t_xent_bf16(7, 20, 101);
+    t_xent_bf16(13, 24, 37);
     t_adamw(1);
     t_adamw(257);
     t_adamw(4099);
@@ -769,6 +826,11 @@ static void mu_lin16_b(float *dx, float *dW, float *db, const float *dy, const f
     CPU->linear_bwd_bf16(dx, dW, db, dy, x, Wb, N, K, O, 0, xs, dys); /* ignores accum_dx */
     (void)acc;
 }
+static double mu_xent16(float *dhf, float *dW, float *z, float *ls, const float *hf, const uint16_t *Wb, const int32_t *t, int N,
+                        int D, int V, float gs, long long *nv, void *ws, size_t wb) {
+    return CPU->xent_fwd_bwd_bf16(dhf, dW, z, ls, hf, Wb, t, N, D, V, gs * 1.01f, nv, ws, wb); /* a wrong scale */
+}
+static size_t mu_xent16_ws(int N, int D, int V, int nt) { return CPU->xent_workspace_bytes_bf16(N, D, V, nt) / 2; }
 static void mu_tobf16(uint16_t *d, const float *s, size_t n) {
     for (size_t i = 0; i < n; i++) { /* truncates instead of rounding */
         uint32_t u;
@@ -816,18 +878,20 @@ static void run_mutants(void) {
     MUT(reg_quad, mu_reg);
     MUT(sq_accum, mu_sq);
     MUT(dropout, mu_drop);
-    int n_bf16 = CPU->supports("linear_bf16") ? 3 : 0; /* without a kernel here nothing can catch them */
+    int n_bf16 = CPU->supports("linear_bf16") ? 5 : 0; /* without a kernel here nothing can catch them */
     if (n_bf16) {
         MUT(linear_fwd_bf16, mu_lin16_f);
         MUT(linear_bwd_bf16, mu_lin16_b);
         MUT(to_bf16, mu_tobf16);
+        MUT(xent_fwd_bwd_bf16, mu_xent16);
+        MUT(xent_workspace_bytes_bf16, mu_xent16_ws);
     } else {
         fprintf(stderr, "bf16 mutants skipped: no bf16 kernel on this CPU\n");
     }
 #undef MUT
     /* Not mutated: free (nothing observable on the host but a leak) and sync (a no-op on a
      * synchronous backend: a dropped sync can only be seen on an asynchronous one). */
-    CHECKF(n + 3 - n_bf16 == (int)CPT_BACKEND_N_ENTRIES - 2, "%d mutants for %zu entries: a new entry needs a mutant", n,
+    CHECKF(n + 5 - n_bf16 == (int)CPT_BACKEND_N_ENTRIES - 2, "%d mutants for %zu entries: a new entry needs a mutant", n,
            (size_t)CPT_BACKEND_N_ENTRIES);
     for (int i = 0; i < n; i++) {
         int got = run_all(&mu[i].t, 1);

@@ -14,7 +14,7 @@ int main(void) {
      * tests/backend/test_backend_ops.c t_memory) zero sync supports, 19 ops
      * (xent_workspace_bytes is tested in tests/ops/test_ops_cpu.c),
      * reg_quad sq_accum. Update together with a test of the new entry. */
-    CHECKF(CPT_BACKEND_N_ENTRIES == 34, "cpt_backend has %zu entries; a new entry needs a test",
+    CHECKF(CPT_BACKEND_N_ENTRIES == 36, "cpt_backend has %zu entries; a new entry needs a test",
            (size_t)CPT_BACKEND_N_ENTRIES);
     void (*const *fp)(void) = (void (*const *)(void))((const char *)be + sizeof(const char *));
     for (size_t i = 0; i < CPT_BACKEND_N_ENTRIES; i++) CHECKF(fp[i] != NULL, "entry %zu of '%s' is NULL", i, be->name);
