@@ -72,6 +72,12 @@ int cpt_train_evaltasks_run(void *ctx, struct cpt_model *m, long long step, stru
 char *cpt_train_evaltasks_markdown(const cpt_train_evaltasks *e);
 void cpt_train_evaltasks_free(cpt_train_evaltasks *e);
 
+/* precision "fp32" (or NULL: nothing) | "bf16": bf16 products (cpt_model_set_precision) where the
+ * CPU has AMX or AVX512-BF16 and the backend a kernel; elsewhere a line on log says `what`
+ * ("training", "scoring") runs in fp32 and the call succeeds. Other values: CPT_EINVAL. */
+struct cpt_model;
+int cpt_cli_set_precision(struct cpt_model *m, const char *precision, const char *what, FILE *log, cpt_err *err);
+
 /* The recipe's lora.* block (src/cli/train_lora.c): with lora.rank > 0, check it against the
  * rest of the recipe (no freezing, no train_only), build the adapter on m (attached) and
  * describe it on log; NULL *out for a full-parameter run. */

@@ -6,6 +6,9 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cpt/backend.h"
+#include "cpt/model.h"
+#include "cpt/ops.h"
 
 int cpt_parse_ids(const char *text, const char *label, int32_t **ids, size_t *n, cpt_err *err) {
     size_t cap = 64, k = 0, line = 1;
@@ -70,4 +73,26 @@ int cpt_parse_num_list(const char *s, const char *opt, double lo, double hi, int
     }
     if (!*n) return cpt_err_set(err, CPT_EINVAL, "%s: empty list", opt);
     return CPT_OK;
+}
+
+int cpt_cli_set_precision(cpt_model *m, const char *precision, const char *what, FILE *log, cpt_err *err) {
+    if (!precision || !strcmp(precision, "fp32")) return CPT_OK;
+    if (strcmp(precision, "bf16"))
+        return cpt_err_set(err, CPT_EINVAL, "precision '%s': use fp32 or bf16", precision);
+    /* bf16 products where the CPU has them (AMX, AVX512-BF16); emulated bf16 on plain AVX-512
+     * is slower than fp32, so there (and without a kernel) the run stays fp32 */
+    int isa = cpt_cpu_bf16_isa(), cpu = !strcmp(m->be->name, "cpu");
+    if (!m->be->supports("linear_bf16") || (cpu && isa < CPT_BF16_ISA_AVX512_BF16)) {
+        if (log)
+            fprintf(log, "precision bf16: no bf16 dot-product kernel here (CPU: %s; bf16 runs on AMX or AVX512-BF16 with cpt built with oneDNN): %s in fp32\n",
+                    cpt_bf16_isa_name(isa), what);
+        return CPT_OK;
+    }
+    int rc = cpt_model_set_precision(m, CPT_PREC_BF16, err);
+    if (!rc && log)
+        fprintf(log, "precision: bf16 products of the decoder's linears and the LM head (%s, oneDNN), fp32 everything else (%s); bf16 weight copy %.1f MiB\n",
+                cpu ? cpt_bf16_isa_name(isa) : m->be->name,
+                !strcmp(what, "training") ? "master weights, gradients, AdamW, norms, softmax, attention" : "norms, softmax, attention, decoding",
+                (double)cpt_model_lowp_bytes(m) / 1048576.0);
+    return rc;
 }

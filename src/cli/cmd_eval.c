@@ -107,7 +107,7 @@ static int run_qa(cpt_model *m, cpt_tok *tok, const char *name, const cpt_qa_tas
 
 int cpt_cmd_eval(int argc, char **argv) {
     const char *model_dir = NULL, *tasks = NULL, *out_path = NULL, *items_path = NULL, *data_dir = NULL,
-               *tok_path = NULL, *tpl_path = NULL;
+               *tok_path = NULL, *tpl_path = NULL, *precision = "fp32";
     long long limit = 0, fewshot = 0, batch = 4, seed = 1234, max_new = 0;
     int letters = 0;
     cpt_opt opts[] = {
@@ -124,6 +124,7 @@ int cpt_cmd_eval(int argc, char **argv) {
         {"--chat-template", CPT_OPT_STR, &tpl_path, "FILE", "ifeval: a Jinja chat template file instead of the tokenizer's", 0, 0, 0, NULL, 0},
         {"--out", CPT_OPT_STR, &out_path, "FILE.json", "write the per-task metrics as JSON", 0, 0, 0, NULL, 0},
         {"--items", CPT_OPT_STR, &items_path, "FILE.jsonl", "write every item's choice log-likelihoods, predictions and few-shot indices", 0, 0, 0, NULL, 0},
+        {"--precision", CPT_OPT_STR, &precision, "fp32|bf16", "products of the linears and the LM head in scoring and prefill: bf16 on AMX / AVX512-BF16, else fp32 (default fp32; decoding stays fp32)", 0, 0, 0, NULL, 0},
     };
     cpt_cmd_spec spec = {"eval",
                          "Score benchmark tasks the lm-evaluation-harness way: each choice's continuation\n"
@@ -173,6 +174,7 @@ int cpt_cmd_eval(int argc, char **argv) {
     }
     if (!rc && nt == 0) rc = cpt_err_set(&err, CPT_EINVAL, "--tasks names no task. HINT: e.g. --tasks hellaswag,arc_easy");
     if (!rc) rc = cpt_model_load_hf(&m, model_dir, &err);
+    if (!rc) rc = cpt_cli_set_precision(m, precision, "evaluation", stderr, &err);
     if (!rc) rc = cpt_tok_load(&tok, tok_path ? tok_path : model_dir, &err);
     char *tpl = NULL;
     size_t tpl_len = 0;

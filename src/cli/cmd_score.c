@@ -14,6 +14,7 @@
 int cpt_cmd_score(int argc, char **argv) {
     const char *model_dir = NULL, *ids_path = NULL, *text_path = NULL, *tok_path = NULL, *logits_path = NULL;
     int allow_long = 0;
+    const char *precision = "fp32";
     cpt_opt opts[] = {
         {"--model", CPT_OPT_STR, &model_dir, "DIR", "Hugging Face model directory (config.json + safetensors)", 1, 0, 0, NULL, 0},
         {"--ids", CPT_OPT_STR, &ids_path, "FILE", "file of whitespace-separated token ids (one sequence)", 0, 0, 0, NULL, 0},
@@ -21,6 +22,7 @@ int cpt_cmd_score(int argc, char **argv) {
         {"--tokenizer", CPT_OPT_STR, &tok_path, "PATH", "tokenizer for --text (default: the model directory)", 0, 0, 0, NULL, 0},
         {"--logits", CPT_OPT_STR, &logits_path, "OUT.npy", "also write float32 logits [T, vocab] as a NumPy .npy file", 0, 0, 0, NULL, 0},
         {"--allow-long-context", CPT_OPT_FLAG, &allow_long, NULL, "allow positions past the model's context (max_position_embeddings, scaled by rope_scaling)", 0, 0, 0, NULL, 0},
+        {"--precision", CPT_OPT_STR, &precision, "fp32|bf16", "products of the linears and the LM head: bf16 on AMX / AVX512-BF16 (as precision: bf16 in cpt train), else fp32 (default fp32)", 0, 0, 0, NULL, 0},
     };
     cpt_cmd_spec spec = {"score",
                          "Score one token sequence: prints a JSON line with \"tokens\", \"predicted\", \"loss\" (mean\n"
@@ -53,6 +55,7 @@ int cpt_cmd_score(int argc, char **argv) {
     if (!rc && T > (1u << 24)) rc = cpt_err_set(&err, CPT_EINVAL, "%s: %zu tokens is too long to score at once", src, T);
     if (!rc) rc = cpt_model_load_hf(&m, model_dir, &err);
     if (!rc) m->allow_long_context = allow_long;
+    if (!rc) rc = cpt_cli_set_precision(m, precision, "scoring", stderr, &err);
     if (!rc) rc = cpt_acts_create(&acts, m, 1, (int)T, 0, &err);
     if (!rc) {
         targets = malloc(sizeof(int32_t) * T);

@@ -576,19 +576,7 @@ int cpt_cmd_train(int argc, char **argv) {
     }
     if ((rc = apply_rope(r, m, sT[0], &err))) goto done;
     if ((rc = cpt_train_lora_setup(r, m, log, &lo, &err))) goto done;
-    if (!strcmp(cpt_recipe_str(r, "precision"), "bf16")) {
-        /* bf16 products where the CPU has them (AMX, AVX512-BF16); emulated bf16 on plain
-         * AVX-512 is slower than fp32, so there (and without a kernel) the run stays fp32 */
-        int isa = cpt_cpu_bf16_isa(), cpu = !strcmp(m->be->name, "cpu");
-        if (!m->be->supports("linear_bf16") || (cpu && isa < CPT_BF16_ISA_AVX512_BF16)) {
-            fprintf(log, "precision bf16: no bf16 dot-product kernel here (CPU: %s; bf16 runs on AMX or AVX512-BF16 with cpt built with oneDNN): training in fp32\n",
-                    cpt_bf16_isa_name(isa));
-        } else {
-            if ((rc = cpt_model_set_precision(m, CPT_PREC_BF16, &err))) goto done;
-            fprintf(log, "precision: bf16 products of the decoder's linears and the LM head (%s, oneDNN); fp32 master weights, gradients, AdamW, norms, softmax and attention; bf16 weight copy %.1f MiB\n",
-                    cpu ? cpt_bf16_isa_name(isa) : m->be->name, (double)cpt_model_lowp_bytes(m) / 1048576.0);
-        }
-    }
+    if ((rc = cpt_cli_set_precision(m, cpt_recipe_str(r, "precision"), "training", log, &err))) goto done;
     /* what is trained: the model, or the adapter's parameter set */
     cpt_model *P = lo ? lo->pm : m;
     /* Per-stage RoPE (stages.N.rope.*), cumulative from that stage on; each stage's

@@ -9,10 +9,13 @@ Shakespeare with and without replay; DEMO_PRECISION=bf16), against the same runs
      masters after the load, as after every step);
   3. without a bf16 kernel (the CPU's, or forced with CPT_BF16_ISA=none) the run says it
      trains in fp32; on a CPU without one the comparison is skipped by name (the hardware
-     lacks the path; not a failure).
+     lacks the path; not a failure);
+  4. cpt score --precision bf16: within 1% of the fp32 loss (and not equal) where bf16 runs,
+     the fp32 loss with the fallback line where it does not.
 DEMO_STEPS=60 (checkpoints at 50 and 60). Needs ../shared (a failure under CI=true).
 cpt-test: slow
 """
+import json
 import os
 import re
 import shutil
@@ -65,6 +68,22 @@ p = subprocess.run(["bash", os.path.join(src, "demo", "run.sh")], capture_output
 log = open(os.path.join(out, "cpt-replay.log")).read() if os.path.isfile(os.path.join(out, "cpt-replay.log")) else ""
 check(p.returncode == 0 and "no bf16 dot-product kernel here" in log and "training in fp32" in log,
       "without a bf16 kernel the run says it trains in fp32")
+# 4. cpt score --precision bf16 on a story: the loss within 1% of fp32's where bf16 runs; the
+# fp32 loss itself, with the fallback line, where it does not
+story = os.path.join(tmp, "story.txt")
+open(story, "w").write("Once upon a time there was a little girl named Lily. She loved to play outside in the park with her dog.\n")
+model = os.path.join(shared, "data", "models", "stories260K-hf")
+def score(prec, **env):
+    p = subprocess.run([cpt, "score", "--model", model, "--text", story, "--precision", prec], capture_output=True, text=True,
+                       env=dict(os.environ, **env))
+    return (json.loads(p.stdout)["loss"] if p.returncode == 0 else None), p.stderr
+l32, _ = score("fp32")
+lno, eno = score("bf16", CPT_BF16_ISA="none")
+check(l32 is not None and lno == l32 and "scoring in fp32" in eno, "cpt score --precision bf16 without a kernel: the fp32 loss, and says so")
+if has_bf16:
+    l16, e16 = score("bf16")
+    check(l16 is not None and l16 != l32 and abs(l16 / l32 - 1) < 0.01 and "bf16 products" in e16,
+          "cpt score --precision bf16: loss %s vs fp32 %s (within 1%%, not equal)" % (l16, l32))
 if not has_bf16:
     print("skip: the bf16 comparison and resume (no bf16 kernel here: %s)" % ver.strip().splitlines()[-1])
 else:
