@@ -54,15 +54,16 @@ class Harness:
     def run(self, args, **kw):
         return self._sp.run([self.bin] + list(args), capture_output=True, text=True, env=env(), **kw)
 
-    def base(self):
+    def base(self, name="base", tied=True, intermediate=64):
+        """A small random byte-level Llama (cpt init) in TMP/name: 2 layers, 4 heads over 2 KV heads."""
         import json
-        cfg = os.path.join(self.tmp, "config.json")
-        json.dump({"architectures": ["LlamaForCausalLM"], "vocab_size": 264, "hidden_size": 32, "intermediate_size": 64,
-                   "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "tie_word_embeddings": True,
+        cfg = os.path.join(self.tmp, "config.json" if name == "base" else name + ".json")  # tests reuse TMP/config.json
+        json.dump({"architectures": ["LlamaForCausalLM"], "vocab_size": 264, "hidden_size": 32, "intermediate_size": intermediate,
+                   "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "tie_word_embeddings": tied,
                    "bos_token_id": 256, "eos_token_id": 257, "rms_norm_eps": 1e-5}, open(cfg, "w"))
-        base = os.path.join(self.tmp, "base")
+        base = os.path.join(self.tmp, name)
         r = self.run(["init", "--config", cfg, "--byte-tokenizer", "--out", base, "--seed", "3", "--std", "0.1"])
-        self.check(r.returncode == 0, "cpt init: " + r.stderr[-200:])
+        self.check(r.returncode == 0, "cpt init" + ("" if r.returncode == 0 else ": " + r.stderr[-200:]))
         return base
 
     def words_shards(self, base, seed, name="d"):

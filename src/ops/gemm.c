@@ -22,16 +22,8 @@
 #include <omp.h>
 
 #include "cpt/ops.h"
+#include "ops/gemm_tiles.h"
 
-enum { TILE = 256, TILE_ALIGN = 16 };
-
-/* Parts of n of at most about TILE, equal up to TILE_ALIGN rounding. */
-static int part_size(int n) {
-    int parts = (n + TILE - 1) / TILE;
-    int p = (n + parts - 1) / parts;
-    p = (p + TILE_ALIGN - 1) / TILE_ALIGN * TILE_ALIGN;
-    return p < n ? p : n;
-}
 
 static void tile(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                  int ldb, float beta, float *C, int ldc, int mp, int np, long t, int nn) {
@@ -48,7 +40,7 @@ static void tile(int ta, int tb, int M, int N, int K, float alpha, const float *
 void cpt_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
                float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
-    int mp = part_size(M), np = part_size(N);
+    int mp = cpt_gemm_part_size(M), np = cpt_gemm_part_size(N);
     int nm = (M + mp - 1) / mp, nn = (N + np - 1) / np;
     long ntiles = (long)nm * nn;
     if (omp_in_parallel() || omp_get_max_threads() == 1) {

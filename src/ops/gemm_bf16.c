@@ -26,6 +26,7 @@
 
 #include "cpt/ops.h"
 #include "cpt/safetensors.h" /* cpt_f32_to_bf16 (src/io/half.c) */
+#include "ops/gemm_tiles.h"
 
 #ifdef CPT_HAVE_DNNL
 #include <oneapi/dnnl/dnnl.h>
@@ -138,14 +139,6 @@ void cpt_f32_to_bf16_n(uint16_t *dst, const float *src, size_t n) {
 
 /* ---- the product ---- */
 
-enum { TILE = 256, TILE_ALIGN = 16 };
-
-static int part_size(int n) {
-    int parts = (n + TILE - 1) / TILE;
-    int p = (n + parts - 1) / parts;
-    p = (p + TILE_ALIGN - 1) / TILE_ALIGN * TILE_ALIGN;
-    return p < n ? p : n;
-}
 
 #ifdef CPT_HAVE_DNNL
 static int tile(int ta, int tb, int M, int N, int K, float alpha, const uint16_t *A, int lda, const uint16_t *B, int ldb,
@@ -165,7 +158,7 @@ int cpt_gemm_bf16(int ta, int tb, int M, int N, int K, float alpha, const uint16
                   float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return 0;
 #ifdef CPT_HAVE_DNNL
-    int mp = part_size(M), np = part_size(N);
+    int mp = cpt_gemm_part_size(M), np = cpt_gemm_part_size(N);
     int nm = (M + mp - 1) / mp, nn = (N + np - 1) / np;
     long ntiles = (long)nm * nn;
     int bad = 0;

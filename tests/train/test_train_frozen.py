@@ -36,13 +36,7 @@ except ImportError as e:
 
 h = mpiutil.Harness("frozen_train_")
 tmp, check, run = h.tmp, h.check, h.run
-cfgp = os.path.join(tmp, "base.json")
-json.dump({"architectures": ["LlamaForCausalLM"], "vocab_size": 264, "hidden_size": 32, "intermediate_size": 48,
-           "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "tie_word_embeddings": False,
-           "bos_token_id": 256, "eos_token_id": 257, "rms_norm_eps": 1e-5}, open(cfgp, "w"))
-base = os.path.join(tmp, "base")
-r = run(["init", "--config", cfgp, "--byte-tokenizer", "--out", base, "--seed", "3", "--std", "0.1"])
-check(r.returncode == 0, "cpt init" + ("" if r.returncode == 0 else ": " + r.stderr[-300:]))
+base = h.base("base", tied=False, intermediate=48)
 data = h.words_shards(base, 13)
 recipe = os.path.join(tmp, "r.yaml")
 open(recipe, "w").write(f"""

@@ -50,18 +50,7 @@ h = mpiutil.Harness("lora_train_")
 tmp, check, run = h.tmp, h.check, h.run
 
 
-def make_base(name, tied):
-    cfg = os.path.join(tmp, name + ".json")
-    json.dump({"architectures": ["LlamaForCausalLM"], "vocab_size": 264, "hidden_size": 32, "intermediate_size": 48,
-               "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "tie_word_embeddings": tied,
-               "bos_token_id": 256, "eos_token_id": 257, "rms_norm_eps": 1e-5}, open(cfg, "w"))
-    out = os.path.join(tmp, name)
-    r = run(["init", "--config", cfg, "--byte-tokenizer", "--out", out, "--seed", "3", "--std", "0.1"])
-    check(r.returncode == 0, "cpt init %s: %s" % (name, r.stderr[-200:]))
-    return out
-
-
-base = make_base("base", False)
+base = h.base("base", tied=False, intermediate=48)
 data = h.words_shards(base, 11)
 recipe = os.path.join(tmp, "r.yaml")
 
@@ -244,7 +233,7 @@ if p.returncode == 0:
     check(all(f["fisher." + n].any() for n in names if "lora_A" not in n), "Fisher of lora_B and lm_head is non-zero")
 
 # ---- 7. tied model, embed_tokens trained ----
-tied = make_base("tied", True)
+tied = h.base("tied", tied=True, intermediate=48)
 rt = os.path.join(tmp, "rt.yaml")
 write_recipe(rt, tied)
 out = os.path.join(tmp, "tied_run")
