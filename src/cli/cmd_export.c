@@ -2,7 +2,10 @@
  * directory) as a Hugging Face directory with config, weights (F32 or BF16) and the
  * tokenizer files of the run, which transformers loads; or `--gguf OUT.gguf [--type T]`:
  * the same as one llama.cpp GGUF file (cpt/gguf_export.h). With --merge (or --adapter DIR)
- * a PEFT LoRA adapter is merged into the weights first, as PEFT's merge_and_unload. */
+ * a PEFT LoRA adapter is merged into the weights first, as PEFT's merge_and_unload; a LoRA
+ * run's checkpoint (an adapter directory) is merged into the run's base model, read from the
+ * recipe saved in it. */
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,14 +48,37 @@ int cpt_cmd_export(int argc, char **argv) {
     }
     cpt_err err = {0};
     cpt_model *m = NULL;
-    cpt_recipe *r = NULL;
-    int rc = cpt_model_load_hf(&m, ckpt, &err);
-    char adir[4200];
+    cpt_recipe *r = NULL, *lr = NULL;
+    char adir[4200], probe[4200];
+    int rc = CPT_OK;
+    /* A LoRA run's checkpoint is a PEFT adapter directory: its base is the recipe's model. */
+    snprintf(probe, sizeof probe, "%s/adapter_config.json", ckpt);
+    int lora_ckpt = cpt_is_file(probe);
+    snprintf(probe, sizeof probe, "%s/model.safetensors", ckpt);
+    lora_ckpt &= !cpt_is_file(probe);
+    const char *wdir = ckpt; /* where the weights are read from */
+    if (lora_ckpt) {
+        json_error_t je;
+        snprintf(probe, sizeof probe, "%s/trainer_state.json", ckpt);
+        json_t *o = json_load_file(probe, 0, &je);
+        const char *rt = o ? json_string_value(json_object_get(o, "recipe")) : NULL;
+        if (!rt || !*rt)
+            rc = cpt_err_set(&err, CPT_EFORMAT, "%s is a LoRA adapter without the run's recipe (trainer_state.json). HINT: cpt export BASE_MODEL --adapter %s --out DIR",
+                             ckpt, ckpt);
+        else if (!(rc = cpt_recipe_load_text(cpt_recipe_train_schema(), rt, strlen(rt), "checkpoint", NULL, NULL, 0, &lr, &err))) {
+            wdir = cpt_recipe_str(lr, "model");
+            if (!adapter) adapter = ckpt;
+            fprintf(stderr, "cpt export: %s is a LoRA checkpoint: merging it into its base %s\n", ckpt, wdir);
+        }
+        json_decref(o);
+    }
+    if (!rc) rc = cpt_model_load_hf(&m, wdir, &err);
     if (!adapter && merge) {
         snprintf(adir, sizeof adir, "%s/adapter", ckpt);
         adapter = adir;
     }
     /* The run's tokenizer: from the effective recipe saved in the checkpoint. */
+    if (!rc && !tok && lr) tok = cpt_recipe_has(lr, "tokenizer") ? cpt_recipe_str(lr, "tokenizer") : cpt_recipe_str(lr, "model");
     if (!rc && !tok) {
         char p[4200];
         snprintf(p, sizeof p, "%s/trainer_state.json", ckpt);
@@ -86,6 +112,7 @@ int cpt_cmd_export(int argc, char **argv) {
                                     tok && cpt_is_dir(tok) ? tok : NULL, &err);
     if (!rc && !gguf) fprintf(stderr, "cpt export: wrote %s (%s%s%s)\n", out, dtype, tok ? ", tokenizer from " : "", tok ? tok : "");
     cpt_recipe_free(r);
+    cpt_recipe_free(lr);
     cpt_model_free(m);
     return rc ? cpt_cli_fail("export", &err) : 0;
 }

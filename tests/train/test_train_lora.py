@@ -171,6 +171,14 @@ for k in E:
     check(same != trained, "%s %s" % (k, "changed" if trained else "bitwise the base"))
 print("PEFT: logits rel %.2e, merge max abs %.2e" % (rel, worst))
 
+# cpt export of a LoRA checkpoint: merged into the recipe's base, the same model as the run's export
+xo = os.path.join(tmp, "ckpt_export")
+r = run(["export", ckpt(outA, 6), "--out", xo, "--dtype", "f32"])
+check(r.returncode == 0 and "LoRA checkpoint" in r.stderr, "cpt export of a LoRA checkpoint" + ("" if r.returncode == 0 else ": " + r.stderr[-400:]))
+if r.returncode == 0:
+    X = load_file(os.path.join(xo, "model.safetensors"))
+    check(sorted(X) == sorted(E) and all(np.array_equal(X[k], E[k]) for k in E), "cpt export CKPT = the run's merged export, bitwise")
+
 # ---- 4. exact resume ----
 outB = os.path.join(tmp, "B")
 p = train(["out_dir=" + outB, "--resume", c3])
