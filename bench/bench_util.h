@@ -57,17 +57,23 @@ static inline double cpt_bench_fma_peak_impl(int threads) {
  * registers (each: 16 fp32 lanes += 2 bf16 products), the instruction AVX512-BF16 adds; 0
  * when the CPU lacks it. AMX tiles are not measured (no machine here has them to check a
  * tile loop on). The bf16 MFU denominator of bench/train_bench.c --precision bf16. */
-__attribute__((target("avx512f,avx512bf16"))) static double cpt_bench_dpbf16_loop(int threads, long long iters) {
+__attribute__((target("avx512f,avx512bf16"))) static double cpt_bench_dpbf16_chains(long long iters) {
+    __m512 a[12];
+    __m512bh x = (__m512bh)_mm512_set1_epi16(0x3f80), y = (__m512bh)_mm512_set1_epi16(0x3400); /* 1, 2^-23 */
+    for (int i = 0; i < 12; i++) a[i] = _mm512_set1_ps((float)i);
+    for (long long it = 0; it < iters; it++)
+        for (int i = 0; i < 12; i++) a[i] = _mm512_dpbf16_ps(a[i], x, y);
+    double sink = 0;
+    for (int i = 0; i < 12; i++) sink += _mm512_reduce_add_ps(a[i]);
+    return sink;
+}
+
+/* (the parallel region calls the target function: an outlined region would not inherit
+ * its target attribute) */
+static double cpt_bench_dpbf16_loop(int threads, long long iters) {
     double sink = 0;
 #pragma omp parallel num_threads(threads) reduction(+ : sink)
-    {
-        __m512 a[12];
-        __m512bh x = (__m512bh)_mm512_set1_epi16(0x3f80), y = (__m512bh)_mm512_set1_epi16(0x3400); /* 1, 2^-23 */
-        for (int i = 0; i < 12; i++) a[i] = _mm512_set1_ps((float)i);
-        for (long long it = 0; it < iters; it++)
-            for (int i = 0; i < 12; i++) a[i] = _mm512_dpbf16_ps(a[i], x, y);
-        for (int i = 0; i < 12; i++) sink += _mm512_reduce_add_ps(a[i]);
-    }
+    sink += cpt_bench_dpbf16_chains(iters);
     return sink;
 }
 
