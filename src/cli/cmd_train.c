@@ -11,13 +11,11 @@
 #include <sys/stat.h>
 
 #include "cli/cli.h"
-#include "cpt/backend.h"
 #include "cpt/comm.h"
 #include "cpt/fileio.h"
 #include "cpt/lora.h"
 #include "cpt/memplan.h"
 #include "cpt/metrics.h"
-#include "cpt/ops.h"
 #include "cpt/recipe.h"
 #include "cpt/regularize.h"
 #include "cpt/safetensors.h"
@@ -933,7 +931,7 @@ int cpt_cmd_train(int argc, char **argv) {
     if (lo) { /* the trained adapter, as PEFT saves it (PeftModel.from_pretrained(base, DIR)) */
         snprintf(path, sizeof path, "%s/adapter", run_dir);
         if ((rc = cpt_lora_save_peft(lo, path, model_dir, &err))) goto done;
-        fprintf(log, "LoRA adapter: %s (PEFT; cpt export --model %s --adapter %s --merge OUT merges it)\n", path, model_dir, path);
+        fprintf(log, "LoRA adapter: %s (PEFT; cpt export %s --adapter %s --out DIR merges it)\n", path, model_dir, path);
     }
     if (cpt_recipe_bool(r, "export.at_end") && (!lo || cpt_recipe_bool(r, "lora.merge_export"))) {
         char exp_dir[4200];
