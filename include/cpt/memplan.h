@@ -24,7 +24,9 @@
  *   data             the trainer's batch buffers for a whole optimizer step
  *   eval             inference activations + batch buffer of one cpt_eval_loss call
  *                    (allocated during each evaluation, on top of training's; 0 without
- *                    validation sets)
+ *                    validation sets), or when larger eval.long's at its longest length:
+ *                    inference activations for (1, length), a KV cache of length tokens
+ *                    (cpt_kvcache_plan_bytes) and one row of logits
  *   resume           (ZeRO-1: at least the second moments rank 0 gathers at each save,
  *                    plus, when resuming, the whole state read before each rank keeps its slice)
  *                    when resuming: the largest checkpoint file, whose mapped pages are
@@ -89,6 +91,8 @@ typedef struct cpt_memplan_in {
                                   the caller's row buffer, or the cache file's size */
     const cpt_model *trained; /* a view of the model's trained tensors (cpt_model_view_range):
                                  gradients, moments and regularizer copies are its; NULL: all */
+    int eval_long_len;        /* eval.long's longest length (0: none): one prompt's inference
+                                 activations, its KV cache and its logits, in the eval term */
 } cpt_memplan_in;
 
 typedef struct cpt_memplan {

@@ -282,6 +282,8 @@ int cpt_model_token_losses(cpt_model *m, cpt_acts *a, const cpt_batch *b, float 
 typedef struct cpt_kvcache cpt_kvcache;
 int cpt_kvcache_create(cpt_kvcache **out, const cpt_model *m, int max_len, cpt_err *err);
 void cpt_kvcache_free(cpt_kvcache *c);
+/* The bytes cpt_kvcache_create(m, max_len) allocates (the memory plan's eval.long term). */
+size_t cpt_kvcache_plan_bytes(const cpt_model *m, int max_len);
 /* Feed one token at position c->len; writes logits [V]. */
 int cpt_model_decode(cpt_model *m, cpt_kvcache *c, int32_t token, float *logits, cpt_err *err);
 int cpt_kvcache_len(const cpt_kvcache *c);

@@ -305,6 +305,13 @@ static int memory_plan(const cpt_recipe *r, const cpt_model *m, int T, int B, in
     in.ewc = cpt_recipe_float(r, "regularization.ewc.lambda") > 0;
     in.n_evals = n_ev;
     in.trained = trained;
+    if (cpt_recipe_has(r, "eval.long.lengths")) { /* its longest prompt (validated by the eval.long setup) */
+        double lv[64];
+        int nl = 0;
+        cpt_err e0 = {0};
+        if (!cpt_parse_num_list(cpt_recipe_str(r, "eval.long.lengths"), "eval.long.lengths", 2, 1 << 24, 1, lv, 64, &nl, &e0))
+            for (int i = 0; i < nl; i++) in.eval_long_len = lv[i] > in.eval_long_len ? (int)lv[i] : in.eval_long_len;
+    }
     in.resume_bytes = resume_dir ? resume_map_bytes(resume_dir) : 0;
     if (in.ewc) {
         /* Before training allocates: the Fisher is read from its cache (the mapped file is

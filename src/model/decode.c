@@ -15,39 +15,56 @@
 
 /* struct cpt_kvcache is in model/model-impl.h (cpt_model_prefill fills it). */
 
+/* The cache's buffers and their bytes, in one table so that cpt_kvcache_plan_bytes counts
+ * exactly what cpt_kvcache_create allocates. slot[i] NULL: the table is only sized. */
+enum { KV_NB = 21 };
+static void kv_table(const cpt_model *m, int max_len, cpt_kvcache *kc, void **slot[KV_NB], size_t bytes[KV_NB]) {
+    const cpt_config *c = &m->cfg;
+    size_t D = (size_t)c->hidden_size, qd = (size_t)c->n_heads * c->head_dim, I = (size_t)c->intermediate_size,
+           kd = (size_t)c->n_kv_heads * c->head_dim, f = sizeof(float), kvn = (size_t)c->n_layers * (size_t)max_len * kd;
+    size_t lr, lw;
+    cpt_lora_scratch(m, &lr, &lw);
+    size_t ws = m->be->attn_workspace_bytes(1, max_len, c->head_dim, omp_get_max_threads());
+    size_t b[KV_NB] = {f * kvn, f * kvn, f * D, f * D, f * D, f * qd, f * qd, f * qd, f * kd, f * I, f * I, f * I,
+                       f * (size_t)c->n_heads, ws, f * 4, f * (size_t)c->n_heads, f * (size_t)c->n_kv_heads, sizeof(int32_t) * 2,
+                       f * (size_t)c->vocab_size, f * lr, f * lw};
+    memcpy(bytes, b, sizeof b);
+    if (!kc) return;
+    void **p[KV_NB] = {(void **)&kc->k, (void **)&kc->v, (void **)&kc->x, (void **)&kc->xn, (void **)&kc->tmp, (void **)&kc->q,
+                       (void **)&kc->att, (void **)&kc->qr, (void **)&kc->kr, (void **)&kc->g, (void **)&kc->u, (void **)&kc->h,
+                       (void **)&kc->scores, (void **)&kc->ws, (void **)&kc->rstd, (void **)&kc->qrs, (void **)&kc->krs,
+                       (void **)&kc->tok, (void **)&kc->logits, (void **)&kc->lora_t, (void **)&kc->lora_y};
+    memcpy(slot, p, sizeof p);
+    kc->ws_bytes = ws;
+    kc->lora_r = (int)lr;
+}
+
+size_t cpt_kvcache_plan_bytes(const cpt_model *m, int max_len) {
+    void **slot[KV_NB];
+    size_t bytes[KV_NB], tot = 0;
+    if (max_len <= 0) return 0;
+    kv_table(m, max_len, NULL, slot, bytes);
+    for (int i = 0; i < KV_NB; i++) tot += bytes[i];
+    return tot;
+}
+
 int cpt_kvcache_create(cpt_kvcache **out, const cpt_model *m, int max_len, cpt_err *err) {
     const cpt_config *c = &m->cfg;
     *out = NULL;
     if (max_len <= 0) return cpt_err_set(err, CPT_EINVAL, "KV cache length must be positive");
     cpt_kvcache *kc = calloc(1, sizeof *kc);
     if (!kc) return cpt_err_set(err, CPT_ENOMEM, "out of memory");
-    int D = c->hidden_size, qd = c->n_heads * c->head_dim, I = c->intermediate_size;
     const cpt_backend *be = kc->be = m->be;
     kc->max_len = max_len, kc->L = c->n_layers, kc->kd = c->n_kv_heads * c->head_dim, kc->V = c->vocab_size;
-    size_t kvn = (size_t)c->n_layers * max_len * kc->kd, f = sizeof(float);
-    kc->k = be->alloc(f * kvn);
-    kc->v = be->alloc(f * kvn);
-    kc->x = be->alloc(f * D), kc->xn = be->alloc(f * D), kc->tmp = be->alloc(f * D);
-    kc->q = be->alloc(f * qd), kc->att = be->alloc(f * qd), kc->qr = be->alloc(f * qd);
-    kc->kr = be->alloc(f * kc->kd);
-    kc->g = be->alloc(f * I), kc->u = be->alloc(f * I), kc->h = be->alloc(f * I);
-    kc->scores = be->alloc(f * c->n_heads); /* the new row's log-sum-exp per head */
-    kc->ws_bytes = be->attn_workspace_bytes(1, max_len, c->head_dim, omp_get_max_threads());
-    kc->ws = be->alloc(kc->ws_bytes);
-    kc->rstd = be->alloc(f * 4);
-    kc->qrs = be->alloc(f * c->n_heads), kc->krs = be->alloc(f * c->n_kv_heads);
-    kc->tok = be->alloc(sizeof(int32_t) * 2), kc->logits = be->alloc(f * (size_t)kc->V);
-    size_t lr, lw;
-    cpt_lora_scratch(m, &lr, &lw);
-    if (lr && (!(kc->lora_t = be->alloc(f * lr)) || !(kc->lora_y = be->alloc(f * lw)))) {
-        cpt_kvcache_free(kc);
-        return cpt_err_set(err, CPT_ENOMEM, "out of memory for a KV cache of %d tokens", max_len);
-    }
-    kc->lora_r = (int)lr;
-    if (!kc->k || !kc->v || !kc->x || !kc->xn || !kc->tmp || !kc->q || !kc->att || !kc->qr || !kc->kr || !kc->g ||
-        !kc->u || !kc->h || !kc->scores || !kc->ws || !kc->rstd || !kc->qrs || !kc->krs || !kc->tok || !kc->logits) {
-        cpt_kvcache_free(kc);
-        return cpt_err_set(err, CPT_ENOMEM, "out of memory for a KV cache of %d tokens", max_len);
+    void **slot[KV_NB];
+    size_t bytes[KV_NB];
+    kv_table(m, max_len, kc, slot, bytes);
+    for (int i = 0; i < KV_NB; i++) {
+        if (!bytes[i]) continue; /* no LoRA: no adapter scratch */
+        if (!(*slot[i] = be->alloc(bytes[i]))) {
+            cpt_kvcache_free(kc);
+            return cpt_err_set(err, CPT_ENOMEM, "out of memory for a KV cache of %d tokens", max_len);
+        }
     }
     *out = kc;
     return CPT_OK;

@@ -79,6 +79,14 @@ int cpt_memplan_make(const cpt_model *m, const cpt_memplan_in *in, cpt_memplan *
         if (!cpt_add_size(t[CPT_MEM_ACTS], ring + 16 * (size_t)B * (size_t)(T / K), &t[CPT_MEM_ACTS])) rc = CPT_ENOMEM;
     }
     if (!rc && in->n_evals > 0) rc = cpt_eval_plan_bytes(&m->cfg, B, T, lr, m->lowp != NULL, &t[CPT_MEM_EVAL]);
+    if (!rc && in->eval_long_len > 0) { /* eval.long: one prompt at a time, transient like eval */
+        size_t el = 0;
+        rc = cpt_acts_plan_bytes(&m->cfg, 1, in->eval_long_len, 0, CPT_RECOMPUTE_NONE, lr, m->lowp != NULL, &el);
+        if (!rc && (!cpt_add_size(el, cpt_kvcache_plan_bytes(m, in->eval_long_len), &el) ||
+                    !cpt_add_size(el, sizeof(float) * (size_t)m->cfg.vocab_size, &el)))
+            rc = CPT_ENOMEM;
+        if (!rc && el > t[CPT_MEM_EVAL]) t[CPT_MEM_EVAL] = el;
+    }
     if (rc == CPT_ENOMEM)
         return cpt_err_set(err, CPT_ENOMEM,
                            "memory plan: the activations for micro-batch %d x %d tokens overflow the address space. "

@@ -191,6 +191,29 @@ int main(void) {
     CHECK_OK(cpt_memplan_make(m, &ri, &pr, &e), &e);
     CHECK(pr.total == sum + 777 - (trainpart - ri.resume_bytes) + ri.ewc_estimate_bytes);
 
+    /* eval.long: a KV cache of L tokens, planned vs resident, and the eval term with it */
+    {
+        const int L = 3000;
+        cpt_kvcache *kc = NULL;
+        r0 = rss_now();
+        CHECK_OK(cpt_kvcache_create(&kc, m, L, &e), &e);
+        r1 = rss_now();
+        size_t kvp = cpt_kvcache_plan_bytes(m, L);
+        printf("KV cache of %d tokens: planned %zu, resident delta %zu\n", L, kvp, r1 - r0);
+        CHECK(near(r1 - r0, kvp));
+        CHECK(kvp >= 2 * sizeof(float) * (size_t)c.n_layers * L * c.n_kv_heads * c.head_dim);
+        cpt_kvcache_free(kc);
+        cpt_memplan pl;
+        cpt_memplan_in li = in;
+        li.eval_long_len = L;
+        CHECK_OK(cpt_memplan_make(m, &li, &pl, &e), &e);
+        size_t act1 = 0;
+        CHECK_OK(cpt_acts_plan_bytes(&c, 1, L, 0, CPT_RECOMPUTE_NONE, 0, 0, &act1), &e);
+        size_t want_el = act1 + kvp + sizeof(float) * (size_t)c.vocab_size;
+        CHECKF(pl.term[CPT_MEM_EVAL] == (want_el > p.term[CPT_MEM_EVAL] ? want_el : p.term[CPT_MEM_EVAL]) && want_el > p.term[CPT_MEM_EVAL],
+               "eval term with eval.long %zu, want max(%zu, %zu)", pl.term[CPT_MEM_EVAL], p.term[CPT_MEM_EVAL], want_el);
+    }
+
     size_t avail = 0;
     char src[1200];
     CHECK_OK(cpt_mem_available(&avail, src, sizeof src, &e), &e);
