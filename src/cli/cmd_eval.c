@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/task_score.h"
 #include "cli/opts.h"
 #include "cpt/eval.h"
 #include "cpt/fileio.h"
@@ -45,14 +46,6 @@ const char *cpt_eval_default_data_dir(char *buf, size_t cap) {
 
 static json_t *num_or_null(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
-static void task_label(const char *name, char *out, size_t cap) {
-    const char *b = strrchr(name, '/');
-    b = b ? b + 1 : name;
-    snprintf(out, cap, "%s", b);
-    size_t n = strlen(out);
-    if (n > 6 && !strcmp(out + n - 6, ".jsonl")) out[n - 6] = 0;
-}
-
 static void fmt_metric(char *buf, size_t cap, double v, double se) {
     if (isfinite(v)) snprintf(buf, cap, "%.4f | %.4f", v, se);
     else snprintf(buf, cap, "- | -");
@@ -66,7 +59,7 @@ static int run_qa(cpt_model *m, cpt_tok *tok, const char *name, const cpt_qa_tas
     int rc = cpt_qa_run(m, tok, t, &o, NULL, &r, err);
     if (rc) return cpt_err_wrap(err, "task %s", name);
     char label[256], a[64], f[64];
-    task_label(!strncmp(name, "qa:", 3) ? name + 3 : name, label, sizeof label);
+    cpt_cli_task_label(name, label, sizeof label, 1);
     double ips = r.seconds > 0 ? (double)r.n / r.seconds : 0;
     fmt_metric(a, sizeof a, r.em, r.em_stderr);
     fmt_metric(f, sizeof f, r.f1, r.f1_stderr);
@@ -207,7 +200,7 @@ int cpt_cmd_eval(int argc, char **argv) {
                 break;
             }
             char label[256], a[64];
-            task_label(name[6] ? name + 7 : name, label, sizeof label);
+            cpt_cli_task_label(name, label, sizeof label, 1);
             if (name[6]) snprintf(label + strlen(label), sizeof label - strlen(label), " (ifeval)");
             fmt_metric(a, sizeof a, ir.acc, ir.acc_stderr);
             printf("| %s | %zu | %s | inst %.4f | %.4f | - | %.2f |\n", label, ir.n, a, ir.inst_acc, ir.inst_acc_stderr,
@@ -254,7 +247,7 @@ int cpt_cmd_eval(int argc, char **argv) {
             break;
         }
         char label[256], a[64], an[64], ppl[64];
-        task_label(name, label, sizeof label);
+        cpt_cli_task_label(name, label, sizeof label, 1);
         double ips = r.seconds > 0 ? (double)r.n / r.seconds : 0;
         fmt_metric(a, sizeof a, r.acc, r.acc_stderr);
         fmt_metric(an, sizeof an, r.acc_norm, r.acc_norm_stderr);

@@ -10,10 +10,21 @@
 #include "cpt/model.h"
 #include "cpt/tokenizer.h"
 
+void cpt_cli_task_label(const char *name, char *out, size_t cap, int drop_ext) {
+    if (!strncmp(name, "qa:", 3)) name += 3;
+    else if (!strncmp(name, "ifeval:", 7)) name += 7;
+    const char *colon = strchr(name, ':'), *slash = strchr(name, '/');
+    int pre = colon && (!slash || colon < slash) ? (int)(colon - name) + 1 : 0;
+    const char *b = strrchr(name + pre, '/');
+    snprintf(out, cap, "%.*s%s", pre, name, b ? b + 1 : name + pre);
+    size_t n = strlen(out);
+    if (drop_ext && n > 6 && !strcmp(out + n - 6, ".jsonl")) out[n - 6] = 0;
+    else if (drop_ext && n > 5 + (size_t)pre && !strcmp(out + n - 5, ".json")) out[n - 5] = 0;
+}
+
 int cpt_cli_task_load(cpt_cli_task *t, const char *name, const char *data_dir, size_t limit, cpt_err *err) {
     memset(t, 0, sizeof *t);
-    const char *b = strrchr(name, '/');
-    snprintf(t->label, sizeof t->label, "%s", b ? b + 1 : name);
+    cpt_cli_task_label(name, t->label, sizeof t->label, 0);
     int rc;
     if (!strcmp(name, "ifeval") || !strncmp(name, "ifeval:", 7)) {
         t->kind = CPT_CLI_TASK_IF;

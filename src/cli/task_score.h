@@ -21,6 +21,10 @@ typedef struct cpt_cli_task {
     size_t n;
     char label[256]; /* the name without a directory */
 } cpt_cli_task;
+/* A task's name in tables, metrics and JSON: the base name of its file, after the task's
+ * own prefix where it has one (fictional_mem:DIR/docs.json -> fictional_mem:docs.json; qa:
+ * and ifeval: are dropped), without .jsonl / .json when drop_ext. */
+void cpt_cli_task_label(const char *name, char *out, size_t cap, int drop_ext);
 int cpt_cli_task_load(cpt_cli_task *t, const char *name, const char *data_dir, size_t limit, cpt_err *err);
 void cpt_cli_task_free(cpt_cli_task *t);
 const char *cpt_cli_task_metric(const cpt_cli_task *t);

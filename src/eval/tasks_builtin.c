@@ -369,6 +369,15 @@ static int to_letters(cpt_mc_item *it, const char *question, cpt_err *err) {
     return CPT_OK;
 }
 
+/* "mem", "gen", "hard" (optionally followed by ":FILE") -> the dataset's key prefix */
+static const char *fictional_level(const char *s) {
+    size_t n = strcspn(s, ":");
+    if (n == 3 && !strncmp(s, "mem", 3)) return "mem";
+    if (n == 3 && !strncmp(s, "gen", 3)) return "gen";
+    if (n == 4 && !strncmp(s, "hard", 4)) return "hard_gen";
+    return NULL;
+}
+
 static int path_join(char *out, size_t cap, const char *dir, const char *rel, cpt_err *err) {
     if ((size_t)snprintf(out, cap, "%s/%s", dir, rel) >= cap)
         return cpt_err_set(err, CPT_EINVAL, "data directory path too long: %s", dir);
@@ -403,11 +412,16 @@ int cpt_eval_task_load(cpt_mc_task *t, const char *name, const char *data_dir, i
         if (!(rc = path_join(path, sizeof path, data_dir, "llm-foundry/lambada_openai.jsonl", err)))
             rc = load_lines(t, path, lb_line, HINT_LB, err);
         t->kind = CPT_TASK_CLOZE, t->has_norm = 0;
-    } else if (!strncmp(name, "fictional_", 10) &&
-               (!strcmp(name + 10, "mem") || !strcmp(name + 10, "gen") || !strcmp(name + 10, "hard"))) {
-        if (!(rc = path_join(path, sizeof path, data_dir,
-                             "../knowledge-injection/fictional-knowledge/fictional_knowledge.json", err)))
-            rc = load_fictional(t, path, !strcmp(name + 10, "hard") ? "hard_gen" : name + 10, err);
+    } else if (!strncmp(name, "fictional_", 10) && fictional_level(name + 10)) {
+        /* fictional_LEVEL, or fictional_LEVEL:FILE for a file of the same form (e.g. the
+         * documents a run trained on, or held-out ones) */
+        const char *colon = strchr(name, ':');
+        if (colon && !colon[1])
+            return cpt_err_set(err, CPT_EINVAL, "task '%s': no file after ':'. HINT: fictional_mem:FILE.json", name);
+        if (colon) rc = (size_t)snprintf(path, sizeof path, "%s", colon + 1) >= sizeof path
+                            ? cpt_err_set(err, CPT_EINVAL, "task '%s': path too long", name) : CPT_OK;
+        else rc = path_join(path, sizeof path, data_dir, "../knowledge-injection/fictional-knowledge/fictional_knowledge.json", err);
+        if (!rc) rc = load_fictional(t, path, fictional_level(name + 10), err);
         t->kind = CPT_TASK_CLOZE, t->has_norm = 0;
     } else if (!strcmp(name, "arc_easy")) file = "llm-foundry/arc_easy.jsonl";
     else if (!strcmp(name, "arc_challenge")) file = "llm-foundry/arc_challenge.jsonl";
