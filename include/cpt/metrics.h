@@ -73,7 +73,7 @@ typedef struct cpt_metrics cpt_metrics;
 int cpt_metrics_open(cpt_metrics **m, const char *run_dir, long long resume_step, cpt_err *err);
 
 /* Log n numeric fields of kind "train" or "eval" at `step` (one jsonl line, one Event).
- * keys[i]: 1..100 characters of [A-Za-z0-9_.-/], not "step", "kind" or "time", no
+ * keys[i]: 1..100 characters of [A-Za-z0-9_.-/:], not "step", "kind" or "time", no
  * duplicates. Errors: CPT_EINVAL (bad kind/key/n), CPT_EIO (write failed). */
 int cpt_metrics_log(cpt_metrics *m, const char *kind, long long step, const char *const *keys,
                     const double *vals, int n, cpt_err *err);

@@ -119,7 +119,7 @@ static int key_ok(const char *k) {
     for (; k[n]; n++) {
         char c = k[n];
         int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                 c == '_' || c == '.' || c == '-' || c == '/';
+                 c == '_' || c == '.' || c == '-' || c == '/' || c == ':';
         if (!ok || n >= KEY_MAX) return 0;
     }
     return n > 0 && strcmp(k, "step") && strcmp(k, "kind") && strcmp(k, "time");
@@ -161,7 +161,7 @@ int cpt_metrics_log(cpt_metrics *m, const char *kind, long long step, const char
         if (!keys[i] || !key_ok(keys[i]))
             return cpt_err_set(err, CPT_EINVAL,
                                "%s: field %d name \"%.120s\" at step %lld. HINT: names are 1..%d "
-                               "characters of [A-Za-z0-9_.-/] and not step, kind or time",
+                               "characters of [A-Za-z0-9_.-/:] and not step, kind or time",
                                m->jsonl_path, i, keys[i] ? keys[i] : "NULL", step, KEY_MAX);
         for (int j = 0; j < i; j++)
             if (!strcmp(keys[i], keys[j]))

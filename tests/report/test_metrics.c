@@ -109,9 +109,10 @@ static void test_log_and_resume(void) {
         double v[] = {3.0 - 0.25 * s, 1e-4 * s};
         CHECK_OK(cpt_metrics_log(m, "train", s, tk, v, 2, &err), &err);
     }
-    const char *ek[] = {"loss/wiki", "ppl/wiki"};
-    double ev[] = {2.0, exp(2.0)};
-    CHECK_OK(cpt_metrics_log(m, "eval", 5, ek, ev, 2, &err), &err);
+    /* ':' is allowed: task labels carry it (eval.tasks fictional_mem:FILE -> task/fictional_mem:docs.json/acc) */
+    const char *ek[] = {"loss/wiki", "ppl/wiki", "task/fictional_mem:docs.json/acc"};
+    double ev[] = {2.0, exp(2.0), 0.25};
+    CHECK_OK(cpt_metrics_log(m, "eval", 5, ek, ev, 3, &err), &err);
     double nanv[] = {NAN, 1e-4};
     CHECK_OK(cpt_metrics_log(m, "train", 7, tk, nanv, 2, &err), &err);
     CHECK_OK(cpt_metrics_event(m, 7, "{\"what\":\"skipped_step\",\"reason\":\"nan\\nloss\"}", &err),
@@ -134,6 +135,7 @@ static void test_log_and_resume(void) {
         json_t *e5 = json_array_get(a, 6);
         CHECK(!strcmp(kind_of(e5), "eval") && step_of(e5) == 5);
         CHECK(json_real_value(json_object_get(e5, "ppl/wiki")) == exp(2.0)); /* round trip */
+        CHECK(json_real_value(json_object_get(e5, "task/fictional_mem:docs.json/acc")) == 0.25);
     }
     json_decref(a);
 
