@@ -111,9 +111,17 @@ for lv in ("mem", "gen", "hard"):
 for k in ("arc_easy", "hellaswag"):
     print("%s acc_norm: base %.3f +- %.3f, trained %.3f +- %.3f" % (k, b[k]["acc_norm"], b[k]["acc_norm_stderr"], t[k]["acc_norm"], t[k]["acc_norm_stderr"]))
 ms = [json.loads(l) for l in open(os.path.join(out, "run", "metrics.jsonl")) if l.strip()]
-curve = [(m["step"], m.get("task/fictional_mem:trained.json/acc"), m.get("task/fictional_gen:trained.json/acc")) for m in ms
-         if "task/fictional_mem:trained.json/acc" in m]
-print("in the loop (trained documents, acc): " + ", ".join("step %d mem %.2f gen %.2f" % c for c in curve))
+curve = {}
+for m in ms:  # each task's metrics come on their own line
+    for lv in ("mem", "gen"):
+        k = "task/fictional_%s:trained.json/acc" % lv
+        if k in m:
+            curve.setdefault(m["step"], {})[lv] = m[k]
+print("in the loop (trained documents, acc): " + ", ".join("step %d mem %.2f gen %.2f" % (st, c.get("mem", float("nan")),
+      c.get("gen", float("nan"))) for st, c in sorted(curve.items())))
+loss = [m for m in ms if m.get("kind") == "train" and "loss" in m]
+if loss:
+    print("training loss: step %d %.3f -> step %d %.3f" % (loss[0]["step"], loss[0]["loss"], loss[-1]["step"], loss[-1]["loss"]))
 w = os.path.join(out, "wall-train.txt")
 print("train wall: %s s" % (open(w).read().strip() if os.path.exists(w) else "-"))
 PY
