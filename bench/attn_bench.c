@@ -8,7 +8,10 @@
  *   cpt recomputes S and dP in both passes, 7 matmuls, so 100% is out of reach by design)
  * "x sgemm" is the kernel's rate divided by sgemm's on a 1024^3 product with the same
  * threads: the share of the BLAS speed the tiles keep. Best of --reps runs each.
- * The PyTorch side of the comparison is bench/attn_peer.py (SDPA, same shapes). */
+ * The PyTorch side of the comparison is bench/attn_peer.py (SDPA, same shapes).
+ * Each T runs the fp32 kernels and, where the CPU has AVX512-BF16, the bf16 ones
+ * (src/ops/attention_bf16.c, precision: bf16) in the same run; "x sgemm" stays against
+ * fp32 sgemm, and "bf16/fp32" is the bf16 row's speed-up over the fp32 row. */
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -65,7 +68,10 @@ int main(int argc, char **argv) {
     }
     double sg = sgemm_rate(threads);
     printf("threads %d  H %d KV %d hd %d  sgemm 1024^3: %.1f GFLOP/s\n", threads, H, KV, hd, sg);
-    printf("%6s  %10s %8s %8s  %10s %8s %8s\n", "T", "fwd ms", "GFLOP/s", "x sgemm", "bwd ms", "GFLOP/s", "x sgemm");
+    int has16 = cpt_cpu_bf16_isa() >= CPT_BF16_ISA_AVX512_BF16;
+    printf("bf16 kernels: %s\n", has16 ? "avx512-bf16" : "none on this CPU (fp32 rows only)");
+    printf("%6s %5s  %10s %8s %8s  %10s %8s %8s  %s\n", "T", "prec", "fwd ms", "GFLOP/s", "x sgemm", "bwd ms", "GFLOP/s", "x sgemm",
+           "bf16/fp32 fwd, bwd");
     for (int ti = 0; ti < nT; ti++) {
         int T = Ts[ti];
         size_t nq = (size_t)T * H * hd, nk = (size_t)T * KV * hd;
@@ -73,22 +79,30 @@ int main(int argc, char **argv) {
         float *dout = malloc(4 * nq), *dq = malloc(4 * nq), *dk = malloc(4 * nk), *dv = malloc(4 * nk);
         uint64_t s = 7;
         fill(q, nq, &s), fill(k, nk, &s), fill(v, nk, &s), fill(dout, nq, &s);
-        size_t wsb = cpt_attn_workspace_bytes(T, T, hd, threads);
+        size_t wsb = cpt_attn_workspace_bytes_bf16(1, T, T, H, KV, hd, threads);
         void *ws = malloc(wsb);
         float scale = 1.0f / sqrtf((float)hd);
-        double bf = 1e30, bb = 1e30;
-        for (int r = 0; r < reps; r++) {
-            double t0 = cpt_now();
-            cpt_attn_fwd(o, lse, q, k, v, NULL, NULL, 1, T, T, 0, H, KV, hd, scale, ws, wsb);
-            double t1 = cpt_now();
-            cpt_attn_bwd(dq, dk, dv, dout, o, lse, q, k, v, NULL, NULL, 1, T, T, 0, H, KV, hd, scale, ws, wsb);
-            double t2 = cpt_now();
-            if (t1 - t0 < bf) bf = t1 - t0;
-            if (t2 - t1 < bb) bb = t2 - t1;
+        double f32f = 0, f32b = 0;
+        for (int prec = 0; prec <= has16; prec++) {
+            double bf = 1e30, bb = 1e30;
+            for (int r = 0; r < reps; r++) {
+                double t0 = cpt_now();
+                (prec ? cpt_attn_fwd_bf16 : cpt_attn_fwd)(o, lse, q, k, v, NULL, NULL, 1, T, T, 0, H, KV, hd, scale, ws, wsb);
+                double t1 = cpt_now();
+                (prec ? cpt_attn_bwd_bf16 : cpt_attn_bwd)(dq, dk, dv, dout, o, lse, q, k, v, NULL, NULL, 1, T, T, 0, H, KV, hd, scale,
+                                                          ws, wsb);
+                double t2 = cpt_now();
+                if (t1 - t0 < bf) bf = t1 - t0;
+                if (t2 - t1 < bb) bb = t2 - t1;
+            }
+            double causal = (double)H * hd * T * (T + 1) / 2.0;
+            double gf = 4 * causal / bf / 1e9, gb = 10 * causal / bb / 1e9;
+            if (!prec) f32f = bf, f32b = bb;
+            printf("%6d %5s  %10.2f %8.1f %8.2f  %10.2f %8.1f %8.2f", T, prec ? "bf16" : "fp32", bf * 1e3, gf, gf / sg, bb * 1e3, gb,
+                   gb / sg);
+            if (prec) printf("  %.2fx, %.2fx", f32f / bf, f32b / bb);
+            printf("\n");
         }
-        double causal = (double)H * hd * T * (T + 1) / 2.0;
-        double gf = 4 * causal / bf / 1e9, gb = 10 * causal / bb / 1e9;
-        printf("%6d  %10.2f %8.1f %8.2f  %10.2f %8.1f %8.2f\n", T, bf * 1e3, gf, gf / sg, bb * 1e3, gb, gb / sg);
         free(q), free(k), free(v), free(o), free(lse), free(dout), free(dq), free(dk), free(dv), free(ws);
     }
     return 0;

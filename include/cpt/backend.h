@@ -86,6 +86,17 @@ typedef struct cpt_backend {
                                 const int32_t *targets, int N, int D, int V, float grad_scale, long long *n_valid, void *ws,
                                 size_t ws_bytes);
     size_t (*xent_workspace_bytes_bf16)(int N, int D, int V, int nthreads);
+    /* Attention in bf16 precision: attn_fwd / attn_bwd with the tile products' operands (q, k,
+     * v, dout, P, dS) rounded to bf16 and fp32 accumulation (cpt_attn_fwd_bf16); the same
+     * masks and contract; ws_bytes >= attn_workspace_bytes_bf16 (the packed operands). On a
+     * CPU without bf16 dot products these are the fp32 entries. */
+    size_t (*attn_workspace_bytes_bf16)(int B, int Tq, int Tk, int H, int KV, int hd, int nthreads);
+    int (*attn_fwd_bf16)(float *out, float *lse, const float *q, const float *k, const float *v, const int32_t *seg_q,
+                         const int32_t *seg_k, int B, int Tq, int Tk, int q_pos0, int H, int KV, int hd, float scale, void *ws,
+                         size_t ws_bytes);
+    int (*attn_bwd_bf16)(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
+                         const float *q, const float *k, const float *v, const int32_t *seg_q, const int32_t *seg_k, int B,
+                         int Tq, int Tk, int q_pos0, int H, int KV, int hd, float scale, void *ws, size_t ws_bytes);
 } cpt_backend;
 
 /* Block size of the fixed-order reductions (sumsq, reg_quad). */

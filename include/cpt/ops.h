@@ -98,6 +98,18 @@ int cpt_attn_fwd(float *out, float *lse, const float *q, const float *k, const f
 int cpt_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
                  const float *q, const float *k, const float *v, const int32_t *seg_q, const int32_t *seg_k, int B,
                  int Tq, int Tk, int q_pos0, int H, int KV, int hd, float scale, void *ws, size_t ws_bytes);
+/* The same attention with its tile products in bf16 (src/ops/attention_bf16.c): q, k, v,
+ * dout, P and dS rounded to bf16 as the products' operands, fp32 accumulation, softmax,
+ * lse and outputs in fp32. Same arguments, masks and thread-count independence; ws_bytes >=
+ * cpt_attn_workspace_bytes_bf16 (it holds the packed operands). Without AVX512-BF16 (or
+ * with head_dim > 512) these run the fp32 kernels. */
+size_t cpt_attn_workspace_bytes_bf16(int B, int Tq, int Tk, int H, int KV, int hd, int nthreads);
+int cpt_attn_fwd_bf16(float *out, float *lse, const float *q, const float *k, const float *v, const int32_t *seg_q,
+                      const int32_t *seg_k, int B, int Tq, int Tk, int q_pos0, int H, int KV, int hd, float scale, void *ws,
+                      size_t ws_bytes);
+int cpt_attn_bwd_bf16(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse, const float *q,
+                      const float *k, const float *v, const int32_t *seg_q, const int32_t *seg_k, int B, int Tq, int Tk,
+                      int q_pos0, int H, int KV, int hd, float scale, void *ws, size_t ws_bytes);
 /* The backward from the forward's saved out and lse, as cpt_attn_bwd computes it: row i's
  * probabilities are exp(s_ij - lse_i) and D_i = dout_i . out_i. Equal to cpt_ref_attn_bwd
  * when out and lse come from the same keys; with the out / lse of a larger key set (ring

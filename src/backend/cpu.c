@@ -81,6 +81,9 @@ static const cpt_backend cpu_backend = {
     .to_bf16 = cpt_f32_to_bf16_n,
     .xent_fwd_bwd_bf16 = cpt_xent_fwd_bwd_bf16,
     .xent_workspace_bytes_bf16 = cpt_xent_workspace_bytes_bf16,
+    .attn_workspace_bytes_bf16 = cpt_attn_workspace_bytes_bf16,
+    .attn_fwd_bf16 = cpt_attn_fwd_bf16,
+    .attn_bwd_bf16 = cpt_attn_bwd_bf16,
 };
 
 const cpt_backend *cpt_backend_cpu(void) { return &cpu_backend; }

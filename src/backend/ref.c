@@ -145,13 +145,13 @@ static int attn_sizes_ok(const int32_t *seg_q, const int32_t *seg_k, int B, int 
            (seg_q == NULL) == (seg_k == NULL);
 }
 
-static int ref_attn_fwd(float *out, float *lse, const float *q, const float *k, const float *v, const int32_t *seg_q,
-                        const int32_t *seg_k, int B, int Tq, int Tk, int q_pos0, int H, int KV, int hd, float scale,
-                        void *ws, size_t ws_bytes) {
-    (void)ws, (void)ws_bytes;
+typedef double *(*dup_fn)(const float *x, size_t n);
+/* dup: dup_d (fp32 entries) or dup_bf16 (the bf16 entries: q, k, v, dout rounded to bf16) */
+static int attn_fwd_x(dup_fn dup, float *out, float *lse, const float *q, const float *k, const float *v, const int32_t *seg_q,
+                      const int32_t *seg_k, int B, int Tq, int Tk, int q_pos0, int H, int KV, int hd, float scale) {
     if (!attn_sizes_ok(seg_q, seg_k, B, Tq, Tk, q_pos0, H, KV, hd)) return CPT_EINVAL;
     size_t nq = (size_t)B * Tq * H * hd, nk = (size_t)B * Tk * KV * hd, nl = (size_t)B * H * Tq;
-    double *qd = dup_d(q, nq), *kd = dup_d(k, nk), *vd = dup_d(v, nk), *od = new_d(nq), *ld = new_d(nl);
+    double *qd = dup(q, nq), *kd = dup(k, nk), *vd = dup(v, nk), *od = new_d(nq), *ld = new_d(nl);
     int rc = CPT_OK;
     if (!qd || !kd || !vd || !od || !ld) rc = CPT_ENOMEM;
     else {
@@ -162,6 +162,12 @@ static int ref_attn_fwd(float *out, float *lse, const float *q, const float *k, 
     }
     free(qd), free(kd), free(vd), free(od), free(ld);
     return rc;
+}
+static int ref_attn_fwd(float *out, float *lse, const float *q, const float *k, const float *v, const int32_t *seg_q,
+                        const int32_t *seg_k, int B, int Tq, int Tk, int q_pos0, int H, int KV, int hd, float scale,
+                        void *ws, size_t ws_bytes) {
+    (void)ws, (void)ws_bytes;
+    return attn_fwd_x(dup_d, out, lse, q, k, v, seg_q, seg_k, B, Tq, Tk, q_pos0, H, KV, hd, scale);
 }
 
 static void ref_attn_merge(float *out, float *lse, const float *out_p, const float *lse_p, int Tq, int H, int hd,
@@ -179,14 +185,12 @@ static void ref_attn_merge(float *out, float *lse, const float *out_p, const flo
     free(od), free(ld), free(opd), free(lpd);
 }
 
-static int ref_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
-                        const float *q, const float *k, const float *v, const int32_t *seg_q, const int32_t *seg_k,
-                        int B, int Tq, int Tk, int q_pos0, int H, int KV, int hd, float scale, void *ws,
-                        size_t ws_bytes) {
-    (void)ws, (void)ws_bytes;
+static int attn_bwd_x(dup_fn dup, float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
+                      const float *q, const float *k, const float *v, const int32_t *seg_q, const int32_t *seg_k, int B,
+                      int Tq, int Tk, int q_pos0, int H, int KV, int hd, float scale) {
     if (!attn_sizes_ok(seg_q, seg_k, B, Tq, Tk, q_pos0, H, KV, hd)) return CPT_EINVAL;
     size_t nq = (size_t)B * Tq * H * hd, nk = (size_t)B * Tk * KV * hd, nl = (size_t)B * H * Tq;
-    double *qd = dup_d(q, nq), *kd = dup_d(k, nk), *vd = dup_d(v, nk), *dod = dup_d(dout, nq);
+    double *qd = dup(q, nq), *kd = dup(k, nk), *vd = dup(v, nk), *dod = dup(dout, nq);
     double *od = dup_d(out, nq), *ld = dup_d(lse, nl);
     double *dqd = new_d(nq), *dkd = new_d(nk), *dvd = new_d(nk);
     int rc = CPT_OK;
@@ -201,6 +205,13 @@ static int ref_attn_bwd(float *dq, float *dk, float *dv, const float *dout, cons
     }
     free(qd), free(kd), free(vd), free(dod), free(od), free(ld), free(dqd), free(dkd), free(dvd);
     return rc;
+}
+static int ref_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
+                        const float *q, const float *k, const float *v, const int32_t *seg_q, const int32_t *seg_k,
+                        int B, int Tq, int Tk, int q_pos0, int H, int KV, int hd, float scale, void *ws,
+                        size_t ws_bytes) {
+    (void)ws, (void)ws_bytes;
+    return attn_bwd_x(dup_d, dq, dk, dv, dout, out, lse, q, k, v, seg_q, seg_k, B, Tq, Tk, q_pos0, H, KV, hd, scale);
 }
 
 static void ref_swiglu_fwd(float *h, const float *g, const float *u, size_t n) {
@@ -446,6 +457,26 @@ static size_t ref_xent_ws_bf16(int N, int D, int V, int nthreads) {
     return 0;
 }
 
+/* bf16 attention: the float64 attention of the bf16-rounded q, k, v and dout (the kernel
+ * also rounds P and dS, which the reference does not: test_backend_ops' bf16 tolerances) */
+static size_t ref_attn_ws_bf16(int B, int Tq, int Tk, int H, int KV, int hd, int nthreads) {
+    (void)B, (void)H, (void)KV;
+    return ref_attn_ws(Tq, Tk, hd, nthreads);
+}
+static int ref_attn_fwd_bf16(float *out, float *lse, const float *q, const float *k, const float *v, const int32_t *seg_q,
+                             const int32_t *seg_k, int B, int Tq, int Tk, int q_pos0, int H, int KV, int hd, float scale,
+                             void *ws, size_t ws_bytes) {
+    (void)ws, (void)ws_bytes;
+    return attn_fwd_x(dup_bf16, out, lse, q, k, v, seg_q, seg_k, B, Tq, Tk, q_pos0, H, KV, hd, scale);
+}
+static int ref_attn_bwd_bf16(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
+                             const float *q, const float *k, const float *v, const int32_t *seg_q, const int32_t *seg_k,
+                             int B, int Tq, int Tk, int q_pos0, int H, int KV, int hd, float scale, void *ws,
+                             size_t ws_bytes) {
+    (void)ws, (void)ws_bytes;
+    return attn_bwd_x(dup_bf16, dq, dk, dv, dout, out, lse, q, k, v, seg_q, seg_k, B, Tq, Tk, q_pos0, H, KV, hd, scale);
+}
+
 static const cpt_backend ref_backend = {
     .name = "ref",
     .alloc = cpt_alloc_aligned,
@@ -484,6 +515,9 @@ static const cpt_backend ref_backend = {
     .to_bf16 = ref_to_bf16,
     .xent_fwd_bwd_bf16 = ref_xent_bf16,
     .xent_workspace_bytes_bf16 = ref_xent_ws_bf16,
+    .attn_workspace_bytes_bf16 = ref_attn_ws_bf16,
+    .attn_fwd_bf16 = ref_attn_fwd_bf16,
+    .attn_bwd_bf16 = ref_attn_bwd_bf16,
 };
 
 const cpt_backend *cpt_backend_ref(void) { return &ref_backend; }

@@ -113,7 +113,10 @@ static size_t acts_plan(cpt_acts *a, const cpt_backend *be, const cpt_config *c,
         BLK(a->krstd, Lr * N * c->n_kv_heads);
     }
     BLK(a->lse, La * HT);
-    a->attn_ws_bytes = be->attn_workspace_bytes(T, T, c->head_dim, omp_get_max_threads());
+    /* bf16: the bf16 attention's packed operands too (attn_workspace_bytes_bf16 covers the fp32
+     * kernels' need, which context parallelism and the fallback use) */
+    a->attn_ws_bytes = bf16 ? be->attn_workspace_bytes_bf16(B, T, T, c->n_heads, c->n_kv_heads, c->head_dim, omp_get_max_threads())
+                            : be->attn_workspace_bytes(T, T, c->head_dim, omp_get_max_threads());
     BLK(a->attn_ws, (a->attn_ws_bytes + 3) / 4);
     a->xent_ws_bytes = bf16 ? be->xent_workspace_bytes_bf16((int)N, (int)D, c->vocab_size, omp_get_max_threads())
                             : be->xent_workspace_bytes((int)N, c->vocab_size, omp_get_max_threads());
@@ -358,7 +361,8 @@ static int layer_fwd(const cpt_model *m, cpt_acts *a, const cpt_batch *b, const 
     }
     if (!(recompute && a->recompute == CPT_RECOMPUTE_SELECTIVE) &&
         (a->cp ? cpt_cp_attn_fwd(a->cp, att, lse, q, k, v, b->seg, B, T, H, KV, hd, scale, a->attn_ws, a->attn_ws_bytes)
-               : be->attn_fwd(att, lse, q, k, v, b->seg, b->seg, B, T, T, 0, H, KV, hd, scale, a->attn_ws, a->attn_ws_bytes)))
+               : (a->bf16 ? be->attn_fwd_bf16 : be->attn_fwd)(att, lse, q, k, v, b->seg, b->seg, B, T, T, 0, H, KV, hd, scale,
+                                                              a->attn_ws, a->attn_ws_bytes)))
         return -1;
     lin_fwd(m, a, a->tmp, att, L->wo, L->bo, N, qd, D);
     lora_fwd(m, a, l, CPT_LORA_O, a->tmp, att, N);
@@ -530,8 +534,8 @@ static int model_run(cpt_model *m, cpt_acts *a, const cpt_batch *b, float *grads
         lora_bwd(m, a, l, CPT_LORA_O, a->datt, a->dx, att, N);
         if (a->cp ? cpt_cp_attn_bwd(a->cp, a->dq, a->dk, a->dv, a->datt, att, lse, q, k, v, b->seg, B, T, H, KV, hd, scale,
                                     a->attn_ws, a->attn_ws_bytes)
-                  : be->attn_bwd(a->dq, a->dk, a->dv, a->datt, att, lse, q, k, v, b->seg, b->seg, B, T, T, 0, H, KV, hd, scale,
-                                 a->attn_ws, a->attn_ws_bytes)) {
+                  : (a->bf16 ? be->attn_bwd_bf16 : be->attn_bwd)(a->dq, a->dk, a->dv, a->datt, att, lse, q, k, v, b->seg, b->seg, B,
+                                                                 T, T, 0, H, KV, hd, scale, a->attn_ws, a->attn_ws_bytes)) {
             cpt_view_free(&G);
             return attn_error(a, err, "backward", l, "");
         }

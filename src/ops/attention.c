@@ -28,9 +28,10 @@
 
 #include "cpt/common.h"
 #include "cpt/ops.h"
+#include "ops/attn_tiles.h"
 #include "vexp.h"
 
-enum { BQ = 64, BK = 64 };
+enum { BQ = CPT_ATTN_BQ, BK = CPT_ATTN_BK };
 
 /* Floats of one thread's scratch: S, dP tiles, D/m/l rows; rounded to 16 floats. */
 static size_t slot_floats(void) { return ((size_t)2 * BQ * BK + 3 * BQ + 15) & ~(size_t)15; }
@@ -50,38 +51,11 @@ static int ws_slots(void *ws, size_t bytes, float **base) {
     return n > 4096 ? 4096 : (int)n;
 }
 
-static void seg_range(const int32_t *s, int n, int32_t *lo, int32_t *hi) {
-    int32_t a = s[0], b = s[0];
-    for (int i = 1; i < n; i++) {
-        if (s[i] < a) a = s[i];
-        if (s[i] > b) b = s[i];
-    }
-    *lo = a, *hi = b;
-}
-
-/* Tile classification: 0 empty (skip), 1 fully visible, 2 needs the element mask. */
-static int tile_kind(const int32_t *sq, const int32_t *sk, int i0, int nq, int j0, int nk, int q_pos0) {
-    if (j0 > q_pos0 + i0 + nq - 1) return 0;
-    int full = j0 + nk - 1 <= q_pos0 + i0;
-    if (!sq) return full ? 1 : 2;
-    int32_t ql, qh, kl, kh;
-    seg_range(sq + i0, nq, &ql, &qh);
-    seg_range(sk + j0, nk, &kl, &kh);
-    if (kh < ql || kl > qh) return 0;
-    return full && ql == qh && kl == kh ? 1 : 2;
-}
-
 /* S[nq,nk] (ld BK) = scale * Q K^T, masked entries -inf. */
 static void scores(float *S, const float *qb, size_t qs, const float *kb, size_t ks, int nq, int nk, int hd,
                    float scale, int kind, const int32_t *sq, const int32_t *sk, int i0, int j0, int q_pos0) {
     cpt_sgemm(0, 1, nq, nk, hd, scale, qb, (int)qs, kb, (int)ks, 0.0f, S, BK);
-    if (kind != 2) return;
-    for (int i = 0; i < nq; i++) {
-        float *r = S + (size_t)i * BK;
-        int lim = q_pos0 + i0 + i - j0; /* last visible column */
-        for (int j = 0; j < nk; j++)
-            if (j > lim || (sq && sq[i0 + i] != sk[j0 + j])) r[j] = -INFINITY;
-    }
+    if (kind == 2) cpt_attn_mask(S, BK, nq, nk, sq, sk, i0, j0, q_pos0);
 }
 
 int cpt_attn_fwd(float *out, float *lse, const float *q, const float *k, const float *v, const int32_t *seg_q,
@@ -115,7 +89,7 @@ int cpt_attn_fwd(float *out, float *lse, const float *q, const float *k, const f
             int jend = q_pos0 + i0 + nq < Tk ? q_pos0 + i0 + nq : Tk;
             for (int j0 = 0; j0 < jend; j0 += BK) {
                 int nk = jend - j0 < BK ? jend - j0 : BK;
-                int kind = tile_kind(sq, sk, i0, nq, j0, nk, q_pos0);
+                int kind = cpt_attn_tile_kind(sq, sk, i0, nq, j0, nk, q_pos0);
                 if (!kind) continue;
                 scores(S, qb, qs, kb + (size_t)j0 * ks, ks, nq, nk, hd, scale, kind, sq, sk, i0, j0, q_pos0);
                 for (int i = 0; i < nq; i++) {
@@ -218,7 +192,7 @@ int cpt_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const float
                 int h = g * grp + hh;
                 for (int i0 = ifirst / BQ * BQ; i0 < Tq; i0 += BQ) {
                     int nq = Tq - i0 < BQ ? Tq - i0 : BQ;
-                    int kind = tile_kind(sq, sk, i0, nq, j0, nk, q_pos0);
+                    int kind = cpt_attn_tile_kind(sq, sk, i0, nq, j0, nk, q_pos0);
                     if (!kind) continue;
                     size_t qoff = ((size_t)b * Tq + i0) * qs + (size_t)h * hd;
                     scores(S, q + qoff, qs, kb, ks, nq, nk, hd, scale, kind, sq, sk, i0, j0, q_pos0);
@@ -242,7 +216,7 @@ int cpt_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const float
             int jend = q_pos0 + i0 + nq < Tk ? q_pos0 + i0 + nq : Tk;
             for (int j0 = 0; j0 < jend; j0 += BK) {
                 int nk = jend - j0 < BK ? jend - j0 : BK;
-                int kind = tile_kind(sq, sk, i0, nq, j0, nk, q_pos0);
+                int kind = cpt_attn_tile_kind(sq, sk, i0, nq, j0, nk, q_pos0);
                 if (!kind) continue;
                 scores(S, q + qoff, qs, kb + (size_t)j0 * ks, ks, nq, nk, hd, scale, kind, sq, sk, i0, j0, q_pos0);
                 probs_and_ds(S, dS, Drow, lse + ((size_t)b * H + h) * Tq + i0, dout + qoff, out + qoff, qs,

@@ -124,9 +124,15 @@ void cpt_f32_to_bf16_n(uint16_t *dst, const float *src, size_t n) {
     static int avx512 = -1;
     if (avx512 < 0) avx512 = detect_isa() >= CPT_BF16_ISA_AVX512;
     if (avx512) {
-        /* blocks of 64K values over the threads (outside a parallel region) */
+        /* blocks of 64K values over the threads (outside a parallel region); a short array or a
+         * call inside a parallel region (the attention's rows) runs here without entering the
+         * OpenMP runtime at all: an if(0) parallel still costs a team setup per call */
         size_t nb = (n + 65535) / 65536;
-#pragma omp parallel for schedule(static) if (nb > 1 && !omp_in_parallel())
+        if (nb <= 1 || omp_in_parallel()) {
+            to_bf16_avx512(dst, src, n);
+            return;
+        }
+#pragma omp parallel for schedule(static)
         for (size_t b = 0; b < nb; b++) {
             size_t a = b * 65536, e = a + 65536 < n ? a + 65536 : n;
             to_bf16_avx512(dst + a, src + a, e - a);

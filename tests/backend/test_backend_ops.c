@@ -282,10 +282,17 @@ static void t_rope(int N, int nh, int hd_, int rot, float af) {
 }
 
 /* ------------------------------------------------------------------ attention */
-static void t_attn(int B, int Tq, int Tk, int q0, int H, int KV, int hd_, int seg) {
+/* bf16 = 1: the bf16 entries, against the float64 attention of the bf16-rounded q, k, v and
+ * dout; tolerances 4e-3 forward, 1e-2 backward (the kernel also rounds P and dS to bf16:
+ * tests/ops/test_attn_bf16.c measures it). Without bf16 dot products the entries are the fp32
+ * kernels, which pass the same check. */
+static void t_attn_x(int B, int Tq, int Tk, int q0, int H, int KV, int hd_, int seg, int bf16) {
     char op[80];
-    snprintf(op, sizeof op, "attn B%d Tq%d Tk%d p0 %d H%d KV%d hd%d%s", B, Tq, Tk, q0, H, KV, hd_, seg ? " seg" : "");
-    COVER(attn_workspace_bytes), COVER(attn_fwd), COVER(attn_bwd);
+    snprintf(op, sizeof op, "attn%s B%d Tq%d Tk%d p0 %d H%d KV%d hd%d%s", bf16 ? "_bf16" : "", B, Tq, Tk, q0, H, KV, hd_,
+             seg ? " seg" : "");
+    if (bf16) COVER(attn_workspace_bytes_bf16), COVER(attn_fwd_bf16), COVER(attn_bwd_bf16);
+    else COVER(attn_workspace_bytes), COVER(attn_fwd), COVER(attn_bwd);
+    double tf = bf16 ? 4e-3 : TOL.fwd, tb = bf16 ? 1e-2 : TOL.bwd;
     size_t nq = (size_t)B * Tq * H * hd_, nk = (size_t)B * Tk * KV * hd_, nl = (size_t)B * H * Tq;
     float *q = hrand(nq, 1), *k = hrand(nk, 1), *v = hrand(nk, 1), *dout = hrand(nq, 1);
     float *o = OU_ALLOC(float, nq > nk ? nq : nk), *l = OU_ALLOC(float, nl);
@@ -294,7 +301,8 @@ static void t_attn(int B, int Tq, int Tk, int q0, int H, int KV, int hd_, int se
         for (int j = 0; j < Tk; j++) sk[b * Tk + j] = (j + b) / 5; /* documents of 5 tokens */
         for (int i = 0; i < Tq; i++) sq[b * Tq + i] = sk[b * Tk + q0 + i];
     }
-    double *qd = hd(q, nq), *kd = hd(k, nk), *vd = hd(v, nk), *dod = hd(dout, nq);
+    double *qd = bf16 ? hd_bf16(q, nq) : hd(q, nq), *kd = bf16 ? hd_bf16(k, nk) : hd(k, nk), *vd = bf16 ? hd_bf16(v, nk) : hd(v, nk),
+           *dod = bf16 ? hd_bf16(dout, nq) : hd(dout, nq);
     double *or_ = OU_ALLOC(double, nq), *lr = OU_ALLOC(double, nl), *dqr = OU_ALLOC(double, nq), *dkr = OU_ALLOC(double, nk),
            *dvr = OU_ALLOC(double, nk);
     const int32_t *hsq = seg ? sq : NULL, *hsk = seg ? sk : NULL;
@@ -303,27 +311,34 @@ static void t_attn(int B, int Tq, int Tk, int q0, int H, int KV, int hd_, int se
     int32_t *dsq = seg ? iput(sq, (size_t)B * Tq) : NULL, *dsk = seg ? iput(sk, (size_t)B * Tk) : NULL;
     float *dq = dput(q, nq), *dk = dput(k, nk), *dv = dput(v, nk), *ddo = dput(dout, nq);
     float *dO = dput(NULL, nq), *dL = dput(NULL, nl), *gq = dput(NULL, nq), *gk = dput(NULL, nk), *gv = dput(NULL, nk);
-    size_t wsb = BE->attn_workspace_bytes(Tq, Tk, hd_, 2), ws1 = BE->attn_workspace_bytes(Tq, Tk, hd_, 1);
+    size_t wsb = bf16 ? BE->attn_workspace_bytes_bf16(B, Tq, Tk, H, KV, hd_, 2) : BE->attn_workspace_bytes(Tq, Tk, hd_, 2);
+    size_t ws1 = bf16 ? BE->attn_workspace_bytes_bf16(B, Tq, Tk, H, KV, hd_, 1) : BE->attn_workspace_bytes(Tq, Tk, hd_, 1);
     void *ws = BE->alloc(wsb ? wsb : 1);
     float sc = 1.0f / sqrtf((float)hd_);
+    __typeof__(BE->attn_fwd) fwd = bf16 ? BE->attn_fwd_bf16 : BE->attn_fwd;
+    __typeof__(BE->attn_bwd) bwd = bf16 ? BE->attn_bwd_bf16 : BE->attn_bwd;
     /* A backend that needs scratch refuses to run without it (a smaller one only means
      * fewer threads, and the alignment slack makes "one byte short" vary). */
-    if (ws1 > 0 && BE->attn_fwd(dO, dL, dq, dk, dv, dsq, dsk, B, Tq, Tk, q0, H, KV, hd_, sc, NULL, 0) != CPT_EINVAL)
+    if (ws1 > 0 && fwd(dO, dL, dq, dk, dv, dsq, dsk, B, Tq, Tk, q0, H, KV, hd_, sc, NULL, 0) != CPT_EINVAL)
         bad(op, "fwd ran without its workspace", INFINITY, 0);
-    int rc = BE->attn_fwd(dO, dL, dq, dk, dv, dsq, dsk, B, Tq, Tk, q0, H, KV, hd_, sc, ws, wsb);
+    int rc = fwd(dO, dL, dq, dk, dv, dsq, dsk, B, Tq, Tk, q0, H, KV, hd_, sc, ws, wsb);
     if (rc) bad(op, "fwd refused", rc, 0);
-    dget(o, dO, nq, op, "out"), cmp(op, "out", o, or_, nq, TOL.fwd);
-    dget(l, dL, nl, op, "lse"), cmp(op, "lse", l, lr, nl, TOL.fwd);
-    rc = BE->attn_bwd(gq, gk, gv, ddo, dO, dL, dq, dk, dv, dsq, dsk, B, Tq, Tk, q0, H, KV, hd_, sc, ws, wsb);
+    dget(o, dO, nq, op, "out"), cmp(op, "out", o, or_, nq, tf);
+    dget(l, dL, nl, op, "lse"), cmp(op, "lse", l, lr, nl, tf);
+    rc = bwd(gq, gk, gv, ddo, dO, dL, dq, dk, dv, dsq, dsk, B, Tq, Tk, q0, H, KV, hd_, sc, ws, wsb);
     if (rc) bad(op, "bwd refused", rc, 0);
-    dget(o, gq, nq, op, "dq"), cmp(op, "dq", o, dqr, nq, TOL.bwd);
-    dget(o, gk, nk, op, "dk"), cmp(op, "dk", o, dkr, nk, TOL.bwd);
-    dget(o, gv, nk, op, "dv"), cmp(op, "dv", o, dvr, nk, TOL.bwd);
+    dget(o, gq, nq, op, "dq"), cmp(op, "dq", o, dqr, nq, tb);
+    dget(o, gk, nk, op, "dk"), cmp(op, "dk", o, dkr, nk, tb);
+    dget(o, gv, nk, op, "dv"), cmp(op, "dv", o, dvr, nk, tb);
     BE->free(ws);
     if (dsq) BE->free(dsq), BE->free(dsk);
     dfree(dq), dfree(dk), dfree(dv), dfree(ddo), dfree(dO), dfree(dL), dfree(gq), dfree(gk), dfree(gv);
     free(q), free(k), free(v), free(dout), free(o), free(l), free(sq), free(sk), free(qd), free(kd), free(vd), free(dod),
         free(or_), free(lr), free(dqr), free(dkr), free(dvr);
+}
+static void t_attn(int B, int Tq, int Tk, int q0, int H, int KV, int hd_, int seg) {
+    t_attn_x(B, Tq, Tk, q0, H, KV, hd_, seg, 0);
+    t_attn_x(B, Tq, Tk, q0, H, KV, hd_, seg, 1);
 }
 
 /* Ring attention's contract (methods.md 14.2): keys [0, Tk) cut at h into two blocks, each
@@ -839,6 +854,20 @@ static void mu_tobf16(uint16_t *d, const float *s, size_t n) {
     }
 }
 
+static size_t mu_attn16_ws(int B, int Tq, int Tk, int H, int KV, int hd_, int nt) {
+    (void)B, (void)Tq, (void)Tk, (void)H, (void)KV, (void)hd_, (void)nt;
+    return 0;
+}
+static int mu_attn16_f(float *out, float *lse, const float *q, const float *k, const float *v, const int32_t *sq,
+                       const int32_t *sk, int B, int Tq, int Tk, int q0, int H, int KV, int hd_, float sc, void *ws, size_t wb) {
+    return CPU->attn_fwd_bf16(out, lse, q, k, v, sq, sk, B, Tq, Tk, q0, H, KV, hd_, sc * 1.05f, ws, wb); /* a wrong scale */
+}
+static int mu_attn16_b(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
+                       const float *q, const float *k, const float *v, const int32_t *sq, const int32_t *sk, int B, int Tq,
+                       int Tk, int q0, int H, int KV, int hd_, float sc, void *ws, size_t wb) {
+    return CPU->attn_bwd_bf16(dq, dk, dv, dout, out, lse, q, k, v, sq, sk, B, Tq, Tk, q0, H, KV, hd_, sc * 1.05f, ws, wb);
+}
+
 static void mu_merge(float *out, float *lse, const float *op, const float *lp, int Tq, int H, int hd_, int ld) {
     CPU->attn_merge(out, lse, op, lp, Tq > 1 ? Tq - 1 : Tq, H, hd_, ld); /* drops the last row */
     if (Tq == 1) bump(out, (size_t)H * hd_);
@@ -846,7 +875,7 @@ static void mu_merge(float *out, float *lse, const float *op, const float *lp, i
 
 static void run_mutants(void) {
     CPU = cpt_backend_cpu();
-    struct { const char *entry; cpt_backend t; } mu[40];
+    struct { const char *entry; cpt_backend t; } mu[48];
     int n = 0;
 #define MUT(field, fn) (mu[n].entry = #field, mu[n].t = *CPU, mu[n].t.field = fn, mu[n].t.name = "cpu-mutant", n++)
     MUT(alloc, mu_alloc);
@@ -878,6 +907,9 @@ static void run_mutants(void) {
     MUT(reg_quad, mu_reg);
     MUT(sq_accum, mu_sq);
     MUT(dropout, mu_drop);
+    MUT(attn_workspace_bytes_bf16, mu_attn16_ws);
+    MUT(attn_fwd_bf16, mu_attn16_f);
+    MUT(attn_bwd_bf16, mu_attn16_b);
     int n_bf16 = CPU->supports("linear_bf16") ? 5 : 0; /* without a kernel here nothing can catch them */
     if (n_bf16) {
         MUT(linear_fwd_bf16, mu_lin16_f);

@@ -13,8 +13,9 @@ int main(void) {
     /* 29 entries: alloc free copy_to_device copy_to_host copy (tested in
      * tests/backend/test_backend_ops.c t_memory) zero sync supports, 19 ops
      * (xent_workspace_bytes is tested in tests/ops/test_ops_cpu.c),
-     * reg_quad sq_accum. Update together with a test of the new entry. */
-    CHECKF(CPT_BACKEND_N_ENTRIES == 36, "cpt_backend has %zu entries; a new entry needs a test",
+     * reg_quad sq_accum, ... the bf16 entries (linears, LM head, attention: test_backend_ops).
+     * Update together with a test of the new entry. */
+    CHECKF(CPT_BACKEND_N_ENTRIES == 39, "cpt_backend has %zu entries; a new entry needs a test",
            (size_t)CPT_BACKEND_N_ENTRIES);
     void (*const *fp)(void) = (void (*const *)(void))((const char *)be + sizeof(const char *));
     for (size_t i = 0; i < CPT_BACKEND_N_ENTRIES; i++) CHECKF(fp[i] != NULL, "entry %zu of '%s' is NULL", i, be->name);

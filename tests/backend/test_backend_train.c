@@ -200,13 +200,17 @@ out:
 }
 
 /* ---- part 1b: the same step in bf16 precision (cpt_model_set_precision) on both backends:
- * the bf16 roundings of weights, activations and output gradients are the same on both,
- * so only the accumulation order differs and part 1's tolerances hold; the bf16 step must
- * differ from the fp32 one (else it did not run in bf16). Skipped by name without a bf16
- * kernel on this CPU. Tolerances: the loss 1e-5; gradients and weights 1e-2, because an
- * intermediate value (an activation, an output gradient) whose fp32 values on the two
- * backends straddle a bf16 rounding boundary rounds one bf16 ulp (2^-8 relative) apart,
- * and that difference propagates (measured: up to 3e-3 on Qwen3's q/k norm gradients). */
+ * the bf16 roundings of weights, activations and output gradients are the same on both;
+ * the CPU's bf16 attention (attention_bf16.c) also rounds the probabilities P and dS to
+ * bf16 inside its tiles, which the reference does not (its float64 attention of the rounded
+ * q, k, v cannot follow the online softmax's running max), so the runs differ by that
+ * rounding. The bf16 step must differ from the fp32 one (else it did not run in bf16).
+ * Skipped by name without a bf16 kernel on this CPU. Tolerances: the loss 3e-3 (measured
+ * 1.8e-4 to 6.7e-4 on the three families); gradients and weights 5e-2 (measured up to
+ * 1.9e-2, Qwen3's k_norm gradient): P's rounding (2^-9 relative per element) plus an
+ * intermediate whose fp32 values straddle a bf16 rounding boundary on the two backends
+ * (one bf16 ulp apart), propagated through two layers and one AdamW step. The attention
+ * kernel itself is checked elementwise in tests/ops/test_attn_bf16.c. */
 static void part1_bf16(int arch) {
     if (!cpt_backend_cpu()->supports("linear_bf16")) {
         fprintf(stderr, "%-6s bf16 step: skipped, no bf16 kernel on this CPU\n", ARCH_NAMES[arch]);
@@ -231,9 +235,9 @@ static void part1_bf16(int arch) {
     double d32 = fabs(A.loss - F.loss) / fabs(F.loss);
     fprintf(stderr, "%-6s bf16: loss %.6f (err vs ref %.2e; vs fp32 %.2e)  grads err %.2e (%s)  weights %.2e (%s)\n", ARCH_NAMES[arch],
             R.loss, el, d32, eg, wg, ew, wp);
-    CHECKF(el < 1e-5, "%s bf16 loss: %.17g vs ref %.17g", ARCH_NAMES[arch], A.loss, R.loss);
-    CHECKF(eg < 1e-2, "%s bf16 gradient %s: err %.3e (tol 1e-2)", ARCH_NAMES[arch], wg, eg);
-    CHECKF(ew < 1e-2, "%s bf16 weights %s: err %.3e (tol 1e-2)", ARCH_NAMES[arch], wp, ew);
+    CHECKF(el < 3e-3, "%s bf16 loss: %.17g vs ref %.17g", ARCH_NAMES[arch], A.loss, R.loss);
+    CHECKF(eg < 5e-2, "%s bf16 gradient %s: err %.3e (tol 5e-2)", ARCH_NAMES[arch], wg, eg);
+    CHECKF(ew < 5e-2, "%s bf16 weights %s: err %.3e (tol 5e-2)", ARCH_NAMES[arch], wp, ew);
     CHECKF(A.loss != F.loss && d32 < 1e-2, "%s: the bf16 step's loss %.9g vs fp32 %.9g: not bf16, or too far (1e-2)", ARCH_NAMES[arch], A.loss,
            F.loss);
 out:
