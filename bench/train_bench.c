@@ -136,10 +136,14 @@ int main(int argc, char **argv) {
     double gmodel = flops_tok * tok / dt / 1e9;
     double flops_tok_causal = w_flops + 6.0 * s->layers * s->heads * (double)(s->dim / s->heads) * T;
     double gmodel_causal = flops_tok_causal * tok / dt / 1e9;
-    /* Attention alone: one layer's forward and backward on the step's shapes (causal). */
+    /* Attention alone: one layer's forward and backward on the step's shapes (causal), with
+     * the kernels the step used (bf16 ones in bf16 precision). */
     const cpt_backend *be = m->be;
-    int H = s->heads, KV = s->kv, hd = s->dim / s->heads;
-    size_t nq = (size_t)B * T * H * hd, nk = (size_t)B * T * KV * hd, wsb = be->attn_workspace_bytes(T, T, hd, threads);
+    int H = s->heads, KV = s->kv, hd = s->dim / s->heads, a16 = m->lowp != NULL;
+    size_t nq = (size_t)B * T * H * hd, nk = (size_t)B * T * KV * hd;
+    size_t wsb = a16 ? be->attn_workspace_bytes_bf16(B, T, T, H, KV, hd, threads) : be->attn_workspace_bytes(T, T, hd, threads);
+    __typeof__(be->attn_fwd) afwd = a16 ? be->attn_fwd_bf16 : be->attn_fwd;
+    __typeof__(be->attn_bwd) abwd = a16 ? be->attn_bwd_bf16 : be->attn_bwd;
     float *q = cpt_alloc_aligned(4 * nq), *o = cpt_alloc_aligned(4 * nq), *dq = cpt_alloc_aligned(4 * nq),
           *dO = cpt_alloc_aligned(4 * nq), *k = cpt_alloc_aligned(4 * nk), *v = cpt_alloc_aligned(4 * nk),
           *dk = cpt_alloc_aligned(4 * nk), *dv = cpt_alloc_aligned(4 * nk), *lse = cpt_alloc_aligned(4 * (size_t)B * H * T);
@@ -147,12 +151,12 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < nq; i++) q[i] = (float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f, dO[i] = q[i] * 0.1f;
     for (size_t i = 0; i < nk; i++) k[i] = (float)((i * 40503u) % 997) * 1e-3f - 0.5f, v[i] = k[i];
     float sc = 1.0f / sqrtf((float)hd);
-    be->attn_fwd(o, lse, q, k, v, NULL, NULL, B, T, T, 0, H, KV, hd, sc, ws, wsb); /* warm */
+    afwd(o, lse, q, k, v, NULL, NULL, B, T, T, 0, H, KV, hd, sc, ws, wsb); /* warm */
     double ta = cpt_now();
-    be->attn_fwd(o, lse, q, k, v, NULL, NULL, B, T, T, 0, H, KV, hd, sc, ws, wsb);
+    afwd(o, lse, q, k, v, NULL, NULL, B, T, T, 0, H, KV, hd, sc, ws, wsb);
     double t_fwd = cpt_now() - ta;
     ta = cpt_now();
-    be->attn_bwd(dq, dk, dv, dO, o, lse, q, k, v, NULL, NULL, B, T, T, 0, H, KV, hd, sc, ws, wsb);
+    abwd(dq, dk, dv, dO, o, lse, q, k, v, NULL, NULL, B, T, T, 0, H, KV, hd, sc, ws, wsb);
     double t_bwd = cpt_now() - ta;
     int n_fwd = recompute == CPT_RECOMPUTE_FULL ? 2 : 1;
     double attn_share = s->layers * (n_fwd * t_fwd + t_bwd) / dt;
