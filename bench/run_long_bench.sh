@@ -6,6 +6,8 @@
 # Usage: bench/run_long_bench.sh [build-dir] [results.jsonl]
 #   LENGTHS   (default "2048 4096 8192 16384 32768")
 #   RECOMPUTE cpt's mode (default selective: keeps attention's output, recomputes the rest)
+#   PRECISIONS cpt's precisions (default "fp32 bf16"; bf16 runs where the CPU has bf16 dot
+#             products, else train_bench says so and runs fp32)
 #   PEERS     impl:dtype configurations of the peer, all with --grad-ckpt
 #             (default "sdpa:fp32 hf:fp32 sdpa:bf16"; the table compares with the fastest)
 #   PEER_MAX_T  longest length the peer is run at (default 32768)
@@ -17,7 +19,7 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$here/build}
 out=${2:-$build/long_bench.jsonl}
-threads=${THREADS:-2}; steps=${STEPS:-1}; recompute=${RECOMPUTE:-selective}
+threads=${THREADS:-2}; steps=${STEPS:-1}; recompute=${RECOMPUTE:-selective}; precisions=${PRECISIONS:-"fp32 bf16"}
 lengths=${LENGTHS:-"2048 4096 8192 16384 32768"}
 peers=${PEERS:-"sdpa:fp32 hf:fp32 sdpa:bf16"}
 peer_max_t=${PEER_MAX_T:-32768}; tmo=${TIMEOUT:-5400}
@@ -27,13 +29,15 @@ peer="$here/../shared/bench/peer_torch_llama.py"
 : >"$out"
 echo "fp32 FMA peak: $("$build/fma_peak" "$threads")"
 for T in $lengths; do
-  warm=1; [ "$T" -gt 8192 ] && warm=0   # one untimed step at short lengths; long steps take minutes
-  if c=$(OMP_NUM_THREADS=$threads timeout "$tmo" "$build/train_bench" --shape smollm135m --seq "$T" --batch 1 \
-           --steps "$steps" --warmup "$warm" --threads "$threads" --recompute "$recompute"); then
-    echo "$c" | tee -a "$out"
-  else
-    echo "{\"impl\": \"cpt\", \"seq\": $T, \"failed\": true}" | tee -a "$out"
-  fi
+  warm=1; [ "$T" -gt 4096 ] && warm=0   # one untimed step at short lengths; long steps take minutes
+  for prec in $precisions; do
+    if c=$(OMP_NUM_THREADS=$threads timeout "$tmo" "$build/train_bench" --shape smollm135m --seq "$T" --batch 1 \
+             --steps "$steps" --warmup "$warm" --threads "$threads" --recompute "$recompute" --precision "$prec"); then
+      echo "$c" | tee -a "$out"
+    else
+      echo "{\"impl\": \"cpt\", \"precision\": \"$prec\", \"seq\": $T, \"failed\": true}" | tee -a "$out"
+    fi
+  done
   [ "$T" -le "$peer_max_t" ] || continue
   for p in $peers; do
     IFS=: read -r impl dtype <<<"$p"
@@ -48,20 +52,21 @@ done
 python3 - "$out" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-print("\n| T | cpt tok/s | cpt MFU (causal) | attention share | cpt peak RSS | best peer (grad-ckpt) | peer tok/s | peer peak RSS | cpt / peer |")
-print("|---|---|---|---|---|---|---|---|---|")
+print("\n| T | cpt precision | cpt tok/s | cpt MFU (causal, vs fp32 peak) | attention share | cpt peak RSS | best peer (grad-ckpt) | peer tok/s | peer peak RSS | cpt / peer |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 for T in sorted({r["seq"] for r in rows}):
-    c = next((r for r in rows if r["seq"] == T and r.get("impl") == "cpt"), None)
     ps = [r for r in rows if r["seq"] == T and "peer" in r and not r.get("failed")]
     p = max(ps, key=lambda r: r["tokens_per_s"]) if ps else None
-    if not c or c.get("failed"):
-        cs = "did not finish | | | "
-    else:
-        cs = f"{c['tokens_per_s']:.0f} | {c['mfu_causal']*100:.1f}% | {c['attn_share']*100:.0f}% | {c['peak_rss_mib']/1024:.2f} GiB"
-    if p:
-        ps_ = f"{p['impl']} {p['dtype']} | {p['tokens_per_s']:.0f} | {p['peak_rss_mib']/1024:.2f} GiB"
-        ratio = f"{c['tokens_per_s']/p['tokens_per_s']:.2f}x" if c and not c.get("failed") else ""
-    else:
-        ps_, ratio = "none finished | | ", ""
-    print(f"| {T} | {cs} | {ps_} | {ratio} |")
+    for c in [r for r in rows if r["seq"] == T and r.get("impl") == "cpt"]:
+        prec = c.get("precision", "fp32")
+        if c.get("failed"):
+            cs = "did not finish | | | "
+        else:
+            cs = f"{c['tokens_per_s']:.0f} | {c['mfu_causal']*100:.1f}% | {c['attn_share']*100:.0f}% | {c['peak_rss_mib']/1024:.2f} GiB"
+        if p:
+            ps_ = f"{p['impl']} {p['dtype']} | {p['tokens_per_s']:.0f} | {p['peak_rss_mib']/1024:.2f} GiB"
+            ratio = f"{c['tokens_per_s']/p['tokens_per_s']:.2f}x" if not c.get("failed") else ""
+        else:
+            ps_, ratio = "none finished | | ", ""
+        print(f"| {T} | {prec} | {cs} | {ps_} | {ratio} |")
 PY
