@@ -29,7 +29,6 @@
 #include "cpt/common.h"
 #include "cpt/ops.h"
 #include "ops/attn_tiles.h"
-#include "vexp.h"
 
 enum { BQ = CPT_ATTN_BQ, BK = CPT_ATTN_BK };
 
@@ -92,41 +91,10 @@ int cpt_attn_fwd(float *out, float *lse, const float *q, const float *k, const f
                 int kind = cpt_attn_tile_kind(sq, sk, i0, nq, j0, nk, q_pos0);
                 if (!kind) continue;
                 scores(S, qb, qs, kb + (size_t)j0 * ks, ks, nq, nk, hd, scale, kind, sq, sk, i0, j0, q_pos0);
-                for (int i = 0; i < nq; i++) {
-                    float *r = S + (size_t)i * BK, mx = m[i];
-#pragma omp simd reduction(max : mx)
-                    for (int j = 0; j < nk; j++) mx = r[j] > mx ? r[j] : mx;
-                    if (mx == -INFINITY) { /* nothing visible yet in this row */
-                        for (int j = 0; j < nk; j++) r[j] = 0.0f;
-                        continue;
-                    }
-                    /* The simd sum's order is fixed by the code, not by the thread count. */
-                    float alpha = cpt_expf(m[i] - mx), sum = 0.0f; /* m = -inf -> 0 */
-#pragma omp simd reduction(+ : sum)
-                    for (int j = 0; j < nk; j++) {
-                        float e = cpt_expf(r[j] - mx);
-                        r[j] = e;
-                        sum += e;
-                    }
-                    l[i] = alpha * l[i] + sum, m[i] = mx;
-                    if (alpha != 1.0f) {
-                        float *o = ob + (size_t)i * qs;
-                        for (int d = 0; d < hd; d++) o[d] *= alpha;
-                    }
-                }
+                cpt_attn_online_softmax(S, BK, nq, nk, m, l, ob, qs, hd);
                 cpt_sgemm(0, 0, nq, hd, nk, 1.0f, S, BK, vb + (size_t)j0 * ks, (int)ks, 1.0f, ob, (int)qs);
             }
-            float *lb = lse + ((size_t)b * H + h) * Tq + i0;
-            for (int i = 0; i < nq; i++) {
-                float *o = ob + (size_t)i * qs;
-                if (l[i] > 0.0f) {
-                    float inv = 1.0f / l[i];
-                    for (int d = 0; d < hd; d++) o[d] *= inv;
-                    lb[i] = m[i] + logf(l[i]);
-                } else {
-                    lb[i] = -INFINITY; /* no visible key: output 0 (methods.md 14.1) */
-                }
-            }
+            cpt_attn_finish(ob, qs, lse + ((size_t)b * H + h) * Tq + i0, m, l, nq, hd);
         }
     }
     return CPT_OK;

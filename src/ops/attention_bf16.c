@@ -31,7 +31,6 @@
 #include "cpt/common.h"
 #include "cpt/ops.h"
 #include "ops/attn_tiles.h"
-#include "vexp.h"
 
 enum { BQ = CPT_ATTN_BQ, BK = CPT_ATTN_BK, MR = 6, HD_MAX = 512 };
 
@@ -317,42 +316,12 @@ int cpt_attn_fwd_bf16(float *out, float *lse, const float *q, const float *k, co
                 int kind = cpt_attn_tile_kind(sq, sk, i0, nq, j0, nk, q_pos0);
                 if (!kind) continue;
                 scores16(&s, &p, &g, b, h, kvh, i0, nq, j0 / BK, nk, scale, kind, sq, sk, q_pos0);
-                for (int i = 0; i < nq; i++) {
-                    float *r = s.S + (size_t)i * BK, mx = s.m[i];
-#pragma omp simd reduction(max : mx)
-                    for (int j = 0; j < nk; j++) mx = r[j] > mx ? r[j] : mx;
-                    if (mx == -INFINITY) {
-                        for (int j = 0; j < nk; j++) r[j] = 0.0f;
-                        continue;
-                    }
-                    float alpha = cpt_expf(s.m[i] - mx), sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-                    for (int j = 0; j < nk; j++) {
-                        float e = cpt_expf(r[j] - mx);
-                        r[j] = e;
-                        sum += e;
-                    }
-                    s.l[i] = alpha * s.l[i] + sum, s.m[i] = mx;
-                    if (alpha != 1.0f) {
-                        float *o = ob + (size_t)i * qs;
-                        for (int d = 0; d < hd; d++) o[d] *= alpha;
-                    }
-                }
+                cpt_attn_online_softmax(s.S, BK, nq, nk, s.m, s.l, ob, qs, hd);
                 tile16(s.P16, s.S, nq, nk);
                 const uint16_t *vb = p.vr + (((size_t)b * KV + kvh) * g.nkt + j0 / BK) * BK * g.hdp;
                 mk(nq, hd, (nk + 1) / 2, s.P16, BK, vb, g.hdp, ob, (int)qs, 1.0f, 1);
             }
-            float *lb = lse + ((size_t)b * H + h) * Tq + i0;
-            for (int i = 0; i < nq; i++) {
-                float *o = ob + (size_t)i * qs;
-                if (s.l[i] > 0.0f) {
-                    float inv = 1.0f / s.l[i];
-                    for (int d = 0; d < hd; d++) o[d] *= inv;
-                    lb[i] = s.m[i] + logf(s.l[i]);
-                } else {
-                    lb[i] = -INFINITY;
-                }
-            }
+            cpt_attn_finish(ob, qs, lse + ((size_t)b * H + h) * Tq + i0, s.m, s.l, nq, hd);
         }
     }
     return CPT_OK;

@@ -5,7 +5,10 @@
 #define CPT_OPS_ATTN_TILES_H
 
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
+
+#include "vexp.h"
 
 enum { CPT_ATTN_BQ = 64, CPT_ATTN_BK = 64 };
 
@@ -40,6 +43,49 @@ static inline void cpt_attn_mask(float *S, int lds, int nq, int nk, const int32_
         int lim = q_pos0 + i0 + i - j0; /* last visible column */
         for (int j = 0; j < nk; j++)
             if (j > lim || (sq && sq[i0 + i] != sk[j0 + j])) r[j] = -INFINITY;
+    }
+}
+
+/* The online softmax over one scores tile S[nq, nk] (row stride lds): per row the running
+ * max m and sum l are updated, S becomes exp(S - m) (0 for a row that sees nothing yet) and
+ * the row's unnormalised output o (row stride os, hd values) is rescaled by exp(m_old - m). */
+static inline void cpt_attn_online_softmax(float *S, int lds, int nq, int nk, float *m, float *l, float *ob, size_t os, int hd) {
+    for (int i = 0; i < nq; i++) {
+        float *r = S + (size_t)i * lds, mx = m[i];
+#pragma omp simd reduction(max : mx)
+        for (int j = 0; j < nk; j++) mx = r[j] > mx ? r[j] : mx;
+        if (mx == -INFINITY) { /* nothing visible yet in this row */
+            for (int j = 0; j < nk; j++) r[j] = 0.0f;
+            continue;
+        }
+        /* The simd sum's order is fixed by the code, not by the thread count. */
+        float alpha = cpt_expf(m[i] - mx), sum = 0.0f; /* m = -inf -> 0 */
+#pragma omp simd reduction(+ : sum)
+        for (int j = 0; j < nk; j++) {
+            float e = cpt_expf(r[j] - mx);
+            r[j] = e;
+            sum += e;
+        }
+        l[i] = alpha * l[i] + sum, m[i] = mx;
+        if (alpha != 1.0f) {
+            float *o = ob + (size_t)i * os;
+            for (int d = 0; d < hd; d++) o[d] *= alpha;
+        }
+    }
+}
+
+/* The end of a query tile: o /= l and lse = m + log l; a row that saw no key keeps o = 0
+ * and gets lse = -inf (methods.md 14.1). */
+static inline void cpt_attn_finish(float *ob, size_t os, float *lb, const float *m, const float *l, int nq, int hd) {
+    for (int i = 0; i < nq; i++) {
+        float *o = ob + (size_t)i * os;
+        if (l[i] > 0.0f) {
+            float inv = 1.0f / l[i];
+            for (int d = 0; d < hd; d++) o[d] *= inv;
+            lb[i] = m[i] + logf(l[i]);
+        } else {
+            lb[i] = -INFINITY;
+        }
     }
 }
 
