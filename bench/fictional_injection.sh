@@ -16,9 +16,8 @@
 # pairs base and trained per probe (paired standard error). Prints a table, keeps all under $OUT.
 #   bash bench/fictional_injection.sh   knobs: OUT DOCS CONTROL STEPS LR EVERY GEN_LIMIT PRECISION
 set -Eeuo pipefail
-here=$(cd "$(dirname "$0")/.." && pwd)
-cpt=${CPT_BIN:-$here/build/cpt}
-shared=$(cd "$here/.." && pwd)/shared/data
+BENCH=fictional_injection
+source "$(dirname "$0")/lib.sh"   # here, cpt, shared, die, model (SmolLM2), prep
 OUT=${OUT:-/tmp/cpt-fictional}
 DOCS=${DOCS:-20}
 CONTROL=${CONTROL:-20}
@@ -27,11 +26,8 @@ LR=${LR:-2.0e-4}
 EVERY=${EVERY:-15}
 GEN_LIMIT=${GEN_LIMIT:-100}
 PRECISION=${PRECISION:-bf16}   # falls back to fp32 (with a line in the log) where the CPU has no bf16 dot products
-die() { echo "fictional_injection: error: $1" >&2; [ -n "${2:-}" ] && echo "fictional_injection: HINT: $2" >&2; exit 1; }
-[ -x "$cpt" ] || die "$cpt not found" "build first (make), or set CPT_BIN"
 fk=$shared/knowledge-injection/fictional-knowledge/fictional_knowledge.json
 [ -f "$fk" ] || die "$fk not found" "../shared/data must sit beside the checkout"
-model=$(CPT_BIN="$cpt" "$here/scripts/get-smollm2.sh" | tail -1)
 mkdir -p "$OUT/fk" "$OUT/shards"
 python3 - "$fk" "$OUT/fk" "$DOCS" "$CONTROL" <<'PY'
 import json, os, sys
@@ -45,9 +41,6 @@ with open(os.path.join(out, "trained.jsonl"), "w") as f:
     for d in docs[:n]:
         f.write(json.dumps({"text": d["train_context"]}) + "\n")
 PY
-prep() { local name=$1; shift; [ -f "$OUT/shards/$name/stats.json" ] && return 0
-  "$cpt" data prepare --tokenizer "$model" --out "$OUT/shards/$name" --quiet "$@" > "$OUT/prepare-$name.log" 2>&1 ||
-    { cat "$OUT/prepare-$name.log" >&2; die "data prepare $name failed"; }; }
 # every document is trained on: no filters, no dedup, no validation split of the facts
 prep docs --input "$OUT/fk/trained.jsonl" --no-filters --no-dedup --val-fraction 0
 prep general --input "$shared/corpora/general/c4_demo.jsonl" --val-docs 50

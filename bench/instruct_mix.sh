@@ -12,19 +12,15 @@
 # kept under $OUT.
 #   bash bench/instruct_mix.sh            knobs: OUT STEPS LR IF_LIMIT SYNTH_DOCS INSTRUCT
 set -Eeuo pipefail
-here=$(cd "$(dirname "$0")/.." && pwd)
-cpt=${CPT_BIN:-$here/build/cpt}
-shared=$(cd "$here/.." && pwd)/shared/data
+BENCH=instruct_mix
+source "$(dirname "$0")/lib.sh"   # here, cpt, shared, die, model (SmolLM2), prep
 OUT=${OUT:-/tmp/cpt-instruct-mix}
 STEPS=${STEPS:-60}
 LR=${LR:-5.0e-5}
 IF_LIMIT=${IF_LIMIT:-50}
 SYNTH_DOCS=${SYNTH_DOCS:-48}
 INSTRUCT=${INSTRUCT:-0.03}
-die() { echo "instruct_mix: error: $1" >&2; [ -n "${2:-}" ] && echo "instruct_mix: HINT: $2" >&2; exit 1; }
-[ -x "$cpt" ] || die "$cpt not found" "build first (make), or set CPT_BIN"
 [ -d "$shared" ] || die "$shared not found" "../shared/data must sit beside the checkout"
-model=$(CPT_BIN="$cpt" "$here/scripts/get-smollm2.sh" | tail -1)
 mkdir -p "$OUT/text" "$OUT/shards"
 python3 "$here/demo/extract-corpus.py" pubmedqa "$shared/corpora/medical/pubmedqa_ori_pqal.json" "$OUT/text/domain.jsonl" >/dev/null
 if [ ! -s "$OUT/text/synth_qa.jsonl" ]; then
@@ -32,9 +28,6 @@ if [ ! -s "$OUT/text/synth_qa.jsonl" ]; then
   "$cpt" synth qa --model "$model" --input "$OUT/text/domain.jsonl" --out "$OUT/text/synth_qa.jsonl" --limit "$SYNTH_DOCS" \
     --types factual --per-doc 3 --max-new 200 --max-doc-tokens 512 --min-support 0.6 2> "$OUT/synth.log"
 fi
-prep() { local name=$1; shift; [ -f "$OUT/shards/$name/stats.json" ] && return 0
-  "$cpt" data prepare --tokenizer "$model" --out "$OUT/shards/$name" --quiet "$@" > "$OUT/prepare-$name.log" 2>&1 ||
-    { cat "$OUT/prepare-$name.log" >&2; die "data prepare $name failed"; }; }
 prep domain --input "$OUT/text/domain.jsonl" --no-filters --val-docs 50
 prep general --input "$shared/corpora/general/c4_demo.jsonl" --val-docs 50
 prep instruct --input "$OUT/text/synth_qa.jsonl" --chat --val-docs 0

@@ -20,9 +20,8 @@
 # CPT on the held-out questions (paired standard error of the difference).
 #   bash bench/knowledge_injection.sh    knobs: OUT PEOPLE K STEPS PIT_QA_STEPS LR GEN_LIMIT GENERAL
 set -Eeuo pipefail
-here=$(cd "$(dirname "$0")/.." && pwd)
-cpt=${CPT_BIN:-$here/build/cpt}
-shared=$(cd "$here/.." && pwd)/shared/data
+BENCH=knowledge_injection
+source "$(dirname "$0")/lib.sh"   # here, cpt, shared, die, model (SmolLM2), prep
 OUT=${OUT:-/tmp/cpt-knowledge}
 PEOPLE=${PEOPLE:-40}
 K=${K:-2}
@@ -31,15 +30,9 @@ PIT_QA_STEPS=${PIT_QA_STEPS:-2}
 LR=${LR:-2.0e-4}
 GEN_LIMIT=${GEN_LIMIT:-100}
 GENERAL=${GENERAL:-arc_easy,hellaswag}   # general tasks; "" for the held-out questions only
-die() { echo "knowledge_injection: error: $1" >&2; [ -n "${2:-}" ] && echo "knowledge_injection: HINT: $2" >&2; exit 1; }
-[ -x "$cpt" ] || die "$cpt not found" "build first (make), or set CPT_BIN"
 [ -d "$shared" ] || die "$shared not found" "../shared/data must sit beside the checkout"
-model=$(CPT_BIN="$cpt" "$here/scripts/get-smollm2.sh" | tail -1)
 mkdir -p "$OUT/shards"
 "$cpt" synth bios --out "$OUT/bios" --people "$PEOPLE" --bios-per-person "$K" --paraphrases 1 --test-frac 0.5 --seed 1
-prep() { local name=$1; shift; [ -f "$OUT/shards/$name/stats.json" ] && return 0
-  "$cpt" data prepare --tokenizer "$model" --out "$OUT/shards/$name" --quiet "$@" > "$OUT/prepare-$name.log" 2>&1 ||
-    { cat "$OUT/prepare-$name.log" >&2; die "data prepare $name failed"; }; }
 # The biographies of one person are near duplicates by design and the QA lines are short:
 # no filters, no dedup, every document trained on (no validation split of the facts).
 prep bios --input "$OUT/bios/bios.jsonl" --no-filters --no-dedup --val-fraction 0
