@@ -1,8 +1,8 @@
 /* cpt/generate.h: text generation with a KV cache (the prompt prefilled in one forward,
  * then one decode step per token): greedy or temperature + top-p sampling, stopping at
  * end-of-sequence ids or at stop strings in the decoded text, as lm-eval's generate_until
- * and transformers' generate(stop_strings=...) do. Used by `cpt eval` (QA tasks) and
- * `cpt synth qa`. */
+ * and transformers' generate(stop_strings=...) do. Used by `cpt eval` (QA, ifeval),
+ * `cpt eval-long`, the training loop's evaluations and `cpt synth qa`. */
 #ifndef CPT_GENERATE_H
 #define CPT_GENERATE_H
 
@@ -33,6 +33,7 @@ typedef struct cpt_gen_opts {
     int n_stop_ids;
     const char *const *stop_strs;  /* ... or once the decoded reply contains any of these */
     int n_stop_strs;
+    int32_t *ids_out;              /* optional: prompt i's new ids (n_tokens of them) at ids_out + i * max_new */
 } cpt_gen_opts;
 
 typedef struct cpt_gen_out {
@@ -42,7 +43,8 @@ typedef struct cpt_gen_out {
     int stop;         /* 0: max_new reached, 1: a stop id, 2: a stop string */
 } cpt_gen_out;
 
-/* Generate from ids[n_ids] (already encoded, special tokens as the caller wants them). */
+/* Generate from ids[n_ids] (already encoded, special tokens as the caller wants them):
+ * cpt_generate_batch of one prompt. */
 int cpt_generate(struct cpt_model *m, const struct cpt_tok *tok, const int32_t *ids, size_t n_ids,
                  const cpt_gen_opts *o, cpt_gen_out *out, cpt_err *err);
 

@@ -52,14 +52,6 @@ int cpt_lc_first_int(const char *s, long long *v);
 /* The needle answer: s contains "dolores park" and "sandwich" (ASCII case-insensitive). */
 int cpt_lc_needle_hit(const char *s);
 
-/* Greedy generation: prefill ids in one forward, then up to max_new decode steps,
- * stopping after the model's eos. out[max_new] receives the new ids, *n_out their count. */
-int cpt_lc_greedy(struct cpt_model *m, const int32_t *ids, size_t n_ids, int max_new, int32_t *out, int *n_out,
-                  cpt_err *err);
-/* The same, stopping after any of stop[n_stop] (end-of-turn tokens of chat models). */
-int cpt_lc_greedy_stop(struct cpt_model *m, const int32_t *ids, size_t n_ids, int max_new, const int32_t *stop,
-                       int n_stop, int32_t *out, int *n_out, cpt_err *err);
-
 /* ---- the retrieval sweep ---- */
 
 typedef struct cpt_lc_trial {

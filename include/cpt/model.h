@@ -157,7 +157,8 @@ typedef struct cpt_model {
  * prefill): CPT_PREC_FP32, or CPT_PREC_BF16 = bf16 copies of the weights and of the
  * activations going into each product, fp32 accumulation, fp32 everything else (norms,
  * softmax, RoPE, the loss, reductions, gradients, AdamW); the LM head too (its fused
- * cross-entropy, xent_fwd_bwd_bf16), attention stays fp32. bf16 needs a backend with bf16
+ * cross-entropy, xent_fwd_bwd_bf16) and attention's tile products (attn_fwd_bf16 / attn_bwd_bf16;
+ * context parallelism and single-token decoding stay fp32). bf16 needs a backend with bf16
  * kernels (supports("linear_bf16")): CPT_EUNSUPPORTED with a HINT otherwise. Setting fp32 frees the copy. */
 enum { CPT_PREC_FP32 = 0, CPT_PREC_BF16 = 1 };
 int cpt_model_set_precision(cpt_model *m, int precision, cpt_err *err);

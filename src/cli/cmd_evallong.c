@@ -57,7 +57,7 @@ static json_t *num(double v) { return isfinite(v) ? json_real(v) : json_null(); 
 
 int cpt_cmd_eval_long(int argc, char **argv) {
     const char *model_dir = NULL, *lengths_s = NULL, *depths_s = "0,0.25,0.5,0.75,1", *tests_s = NULL, *hay_path = NULL,
-               *ppl_s = NULL, *tok_path = NULL, *out_path = NULL, *svg_path = NULL, *rope_json = NULL;
+               *ppl_s = NULL, *tok_path = NULL, *out_path = NULL, *svg_path = NULL, *rope_json = NULL, *precision = "fp32";
     long long trials = 3, seed = 42, ppl_windows = 4, bucket = 512, max_new = 0;
     int allow_long = 0, quiet = 0;
     cpt_opt opts[] = {
@@ -73,6 +73,7 @@ int cpt_cmd_eval_long(int argc, char **argv) {
         {"--bucket", CPT_OPT_INT, &bucket, "B", "first position bucket: [0,B), [B,2B), [2B,4B), ... up to the length", 0, 1, 1 << 24, NULL, 0},
         {"--max-new", CPT_OPT_INT, &max_new, "N", "answer tokens generated (default: passkey 10, needle 24)", 0, 0, 4096, NULL, 0},
         {"--rope", CPT_OPT_STR, &rope_json, "JSON", "config.json fields to override for this evaluation, e.g. '{\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4, \"original_max_position_embeddings\": 512}}'", 0, 0, 0, NULL, 0},
+        {"--precision", CPT_OPT_STR, &precision, "fp32|bf16", "products of the linears, the LM head and attention in the prefill and the loss by position: bf16 on AMX / AVX512-BF16, else fp32 (default fp32; decoding stays fp32)", 0, 0, 0, NULL, 0},
         {"--allow-long-context", CPT_OPT_FLAG, &allow_long, NULL, "allow lengths past the model's context (max_position_embeddings, scaled by rope_scaling)", 0, 0, 0, NULL, 0},
         {"--tokenizer", CPT_OPT_STR, &tok_path, "PATH", "tokenizer (default: the model directory)", 0, 0, 0, NULL, 0},
         {"--out", CPT_OPT_STR, &out_path, "FILE.json", "also write the JSON result here", 0, 0, 0, NULL, 0},
@@ -166,6 +167,7 @@ int cpt_cmd_eval_long(int argc, char **argv) {
         m->rope_built = 0, m->rope_cached = 0;
     }
     if (!rc) m->allow_long_context = allow_long;
+    if (!rc) rc = cpt_cli_set_precision(m, precision, "long-context evaluation", quiet ? NULL : stderr, &err);
     if (!rc && (o.run[CPT_LC_PASSKEY] || o.run[CPT_LC_NEEDLE])) rc = cpt_lc_run(m, tok, &o, &tr, &ntr, &err);
     for (int i = 0; !rc && run_ppl && i < nl; i++) {
         rc = cpt_lc_ppl_run(m, (const int32_t *const *)docs, doc_n, n_docs, lengths[i], (int)bucket, (int)ppl_windows, &ppl[n_ppl], &err);
@@ -188,6 +190,7 @@ int cpt_cmd_eval_long(int argc, char **argv) {
         json_object_set_new(root, "depths", jd);
         json_object_set_new(root, "trials", json_integer(trials));
         json_object_set_new(root, "seed", json_integer(seed));
+        json_object_set_new(root, "precision", json_string(m->lowp ? "bf16" : "fp32"));
         json_object_set_new(root, "rope_theta", json_real(m->cfg.rope_theta));
         json_object_set_new(root, "max_position_embeddings", json_integer(m->cfg.max_pos));
         for (int k = 0; k < CPT_LC_NTESTS; k++)

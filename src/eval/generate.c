@@ -75,55 +75,12 @@ static long first_stop(const char *s, const char *const *stops, int n) {
 
 int cpt_generate(cpt_model *m, const cpt_tok *tok, const int32_t *ids, size_t n_ids, const cpt_gen_opts *o,
                  cpt_gen_out *out, cpt_err *err) {
-    memset(out, 0, sizeof *out);
-    if (n_ids == 0 || n_ids > (1u << 30) || o->max_new < 1)
-        return cpt_err_set(err, CPT_EINVAL, "generate: %zu prompt tokens, %d new (both must be positive)", n_ids, o->max_new);
-    int V = m->cfg.vocab_size, rc;
-    cpt_acts *a = NULL;
-    cpt_kvcache *kc = NULL;
-    float *logits = malloc(sizeof(float) * (size_t)V);
-    cand *scratch = o->temperature > 0 ? malloc(sizeof(cand) * (size_t)V) : NULL;
-    int32_t *gen = malloc(sizeof(int32_t) * (size_t)o->max_new);
-    if (!logits || !gen || (o->temperature > 0 && !scratch)) {
-        free(logits), free(scratch), free(gen);
-        return cpt_err_set(err, CPT_ENOMEM, "out of memory");
-    }
-    uint64_t rng = o->seed * 0x9E3779B97F4A7C15ull + 1;
-    if (!rng) rng = 1;
-    if (!(rc = cpt_acts_create(&a, m, 1, (int)n_ids, 0, err)) && !(rc = cpt_kvcache_create(&kc, m, (int)n_ids + o->max_new, err)))
-        rc = cpt_model_prefill(m, a, kc, ids, (int)n_ids, logits, err);
-    cpt_acts_free(a); /* the prompt's activations go before the decode steps */
-    char *text = NULL;
-    size_t tl = 0;
-    for (int s = 0; !rc && s < o->max_new; s++) {
-        int next = o->temperature > 0 ? cpt_sample_token(logits, V, o->temperature, o->top_p, &rng, scratch)
-                                      : cpt_argmax(logits, V);
-        gen[out->n_tokens++] = next;
-        for (int k = 0; k < o->n_stop_ids; k++)
-            if (next == o->stop_ids[k]) out->stop = 1;
-        if (out->stop) break;
-        if (o->n_stop_strs) {
-            free(text), text = NULL;
-            if ((rc = cpt_tok_decode(tok, gen, (size_t)out->n_tokens, 1, &text, &tl, err))) break;
-            if (first_stop(text, o->stop_strs, o->n_stop_strs) >= 0) {
-                out->stop = 2;
-                break;
-            }
-        }
-        if (s + 1 < o->max_new) rc = cpt_model_decode(m, kc, next, logits, err);
-    }
-    if (!rc && !text) rc = cpt_tok_decode(tok, gen, (size_t)out->n_tokens, 1, &text, &tl, err);
-    if (!rc) {
-        long cut = first_stop(text, o->stop_strs, o->n_stop_strs);
-        if (cut >= 0) text[cut] = 0;
-        out->text = text, text = NULL;
-    }
-    free(text);
-    cpt_kvcache_free(kc);
-    free(logits), free(scratch), free(gen);
-    return rc;
+    return cpt_generate_batch(m, tok, &ids, &n_ids, 1, NULL, o, out, err);
 }
 
+/* One loop for one prompt and for many: each prompt prefilled alone, then every unfinished
+ * one takes a decode step per token (one prompt: cpt_model_decode; more: together,
+ * cpt_model_decode_batch). */
 int cpt_generate_batch(cpt_model *m, const cpt_tok *tok, const int32_t *const *ids, const size_t *n_ids, int n,
                        const uint64_t *seeds, const cpt_gen_opts *o, cpt_gen_out *outs, cpt_err *err) {
     if (n < 1 || o->max_new < 1) return cpt_err_set(err, CPT_EINVAL, "generate: %d prompts, %d new tokens", n, o->max_new);
@@ -138,7 +95,7 @@ int cpt_generate_batch(cpt_model *m, const cpt_tok *tok, const int32_t *const *i
     cpt_decode_batch *db = NULL;
     if (!kc || !live_kc || !logits || !bl || !gen || !next || !live || !done || !rng || (o->temperature > 0 && !scratch))
         rc = cpt_err_set(err, CPT_ENOMEM, "out of memory");
-    if (!rc) rc = cpt_decode_batch_create(&db, m, n, err);
+    if (!rc && n > 1) rc = cpt_decode_batch_create(&db, m, n, err);
     for (int i = 0; i < n && !rc; i++) { /* each prompt prefilled alone (lengths differ) */
         cpt_acts *a = NULL;
         if (n_ids[i] == 0 || n_ids[i] > (1u << 30)) rc = cpt_err_set(err, CPT_EINVAL, "generate: prompt %d has %zu tokens", i, n_ids[i]);
@@ -170,11 +127,16 @@ int cpt_generate_batch(cpt_model *m, const cpt_tok *tok, const int32_t *const *i
             else live[n_live] = i, live_kc[n_live] = kc[i], next[n_live++] = t;
         }
         if (rc || !n_live) break;
+        if (!db) {
+            rc = cpt_model_decode(m, live_kc[0], next[0], logits, err); /* n == 1 */
+            continue;
+        }
         rc = cpt_model_decode_batch(m, db, live_kc, n_live, next, bl, err);
         for (int j = 0; j < n_live && !rc; j++) memcpy(logits + (size_t)live[j] * V, bl + (size_t)j * V, sizeof(float) * (size_t)V);
     }
     free(text);
     for (int i = 0; i < n && !rc; i++) {
+        if (o->ids_out) memcpy(o->ids_out + (size_t)i * o->max_new, gen + (size_t)i * o->max_new, sizeof(int32_t) * (size_t)outs[i].n_tokens);
         rc = cpt_tok_decode(tok, gen + (size_t)i * o->max_new, (size_t)outs[i].n_tokens, 1, &outs[i].text, &tl, err);
         if (!rc) {
             long cut = first_stop(outs[i].text, o->stop_strs, o->n_stop_strs);

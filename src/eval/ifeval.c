@@ -10,7 +10,6 @@
 #include "cpt/chat.h"
 #include "cpt/eval.h"
 #include "cpt/generate.h"
-#include "cpt/longctx.h"
 #include "cpt/model.h"
 #include "cpt/tokenizer.h"
 
@@ -373,7 +372,6 @@ int cpt_if_run(cpt_model *m, const cpt_tok *tok, const char *template_src, const
     int B = batch > 1 ? batch : 1;
     r->responses = calloc(s->n ? s->n : 1, sizeof(char *));
     r->follows = calloc((s->n ? s->n : 1) * CPT_IF_MAX_CHECKS, sizeof(int));
-    int32_t *gen = malloc(sizeof(int32_t) * (size_t)max_new);
     double *pa = malloc(sizeof(double) * (s->n ? s->n : 1)), *ia = NULL;
     int32_t **ids = calloc((size_t)B, sizeof *ids);
     size_t *nid = calloc((size_t)B, sizeof *nid);
@@ -381,14 +379,14 @@ int cpt_if_run(cpt_model *m, const cpt_tok *tok, const char *template_src, const
     size_t n_inst = 0;
     for (size_t i = 0; i < s->n; i++) n_inst += (size_t)s->items[i].n_checks;
     ia = malloc(sizeof(double) * (n_inst ? n_inst : 1));
-    if (!r->responses || !r->follows || !gen || !pa || !ia || !ids || !nid || !g) rc = cpt_err_set(err, CPT_ENOMEM, "out of memory");
+    if (!r->responses || !r->follows || !pa || !ia || !ids || !nid || !g) rc = cpt_err_set(err, CPT_ENOMEM, "out of memory");
     int32_t stop[2] = {m->cfg.eos_id, cpt_tok_eos(tok)};
     int n_stop = stop[1] >= 0 && stop[1] != stop[0] ? 2 : 1;
     cpt_gen_opts go = {.max_new = max_new, .temperature = 0, .top_p = 1, .stop_ids = stop, .n_stop_ids = n_stop};
     double t0 = cpt_now();
     size_t k = 0;
-    /* B prompts at a time: rendered and encoded, then one greedy decode each (B = 1) or
-     * decoded together (cpt_generate_batch), then checked in prompt order */
+    /* B prompts at a time: rendered and encoded, decoded together (cpt_generate_batch; one
+     * prompt: a single-row decode), then checked in prompt order */
     for (size_t i0 = 0; i0 < s->n && !rc; i0 += (size_t)B) {
         int nb = (int)(s->n - i0 < (size_t)B ? s->n - i0 : (size_t)B);
         for (int b = 0; b < nb && !rc; b++) {
@@ -404,16 +402,10 @@ int cpt_if_run(cpt_model *m, const cpt_tok *tok, const char *template_src, const
             free(cj), free(text);
             if (rc) cpt_err_wrap(err, "ifeval prompt %s", it->id);
         }
-        if (!rc && nb == 1) {
-            int ng = 0;
-            rc = cpt_lc_greedy_stop(m, ids[0], nid[0], max_new, stop, n_stop, gen, &ng, err);
-            size_t rl = 0;
-            if (!rc) rc = cpt_tok_decode(tok, gen, (size_t)ng, 1, &g[0].text, &rl, err);
-            g[0].n_tokens = ng;
-            if (rc) cpt_err_wrap(err, "ifeval prompt %s", s->items[i0].id);
-        } else if (!rc) {
+        if (!rc) {
             rc = cpt_generate_batch(m, tok, (const int32_t *const *)ids, nid, nb, NULL, &go, g, err);
-            if (rc) cpt_err_wrap(err, "ifeval prompts %zu-%zu", i0 + 1, i0 + (size_t)nb);
+            if (rc && nb == 1) cpt_err_wrap(err, "ifeval prompt %s", s->items[i0].id);
+            else if (rc) cpt_err_wrap(err, "ifeval prompts %zu-%zu", i0 + 1, i0 + (size_t)nb);
         }
         for (int b = 0; b < nb; b++) {
             size_t i = i0 + (size_t)b;
@@ -448,7 +440,7 @@ int cpt_if_run(cpt_model *m, const cpt_tok *tok, const char *template_src, const
         cpt_eval_mean_stderr(pa, r->n, &r->acc, &r->acc_stderr);
         cpt_eval_mean_stderr(ia, k, &r->inst_acc, &r->inst_acc_stderr);
     }
-    free(gen), free(pa), free(ia);
+    free(pa), free(ia);
     cpt_chat_close(chat);
     if (rc) cpt_if_result_free(r);
     return rc;

@@ -4,11 +4,14 @@
 #define _GNU_SOURCE
 #include "cpt/longctx.h"
 
+#include "cpt/generate.h"
+
 #include <ctype.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpt/generate.h"
 #include "cpt/model.h"
 #include "cpt/tokenizer.h"
 
@@ -184,38 +187,6 @@ static int contains_ci(const char *s, const char *w) {
 
 int cpt_lc_needle_hit(const char *s) { return contains_ci(s, "dolores park") && contains_ci(s, "sandwich"); }
 
-int cpt_lc_greedy(cpt_model *m, const int32_t *ids, size_t n_ids, int max_new, int32_t *out, int *n_out, cpt_err *err) {
-    int32_t eos = m->cfg.eos_id;
-    return cpt_lc_greedy_stop(m, ids, n_ids, max_new, &eos, 1, out, n_out, err);
-}
-
-int cpt_lc_greedy_stop(cpt_model *m, const int32_t *ids, size_t n_ids, int max_new, const int32_t *stop, int n_stop,
-                       int32_t *out, int *n_out, cpt_err *err) {
-    *n_out = 0;
-    if (n_ids == 0 || n_ids > (1u << 30) || max_new < 1) return cpt_err_set(err, CPT_EINVAL, "greedy: %zu prompt tokens, %d new", n_ids, max_new);
-    int V = m->cfg.vocab_size, rc;
-    cpt_acts *a = NULL;
-    cpt_kvcache *kc = NULL;
-    float *logits = malloc(sizeof(float) * (size_t)V);
-    if (!logits) return cpt_err_set(err, CPT_ENOMEM, "out of memory");
-    if (!(rc = cpt_acts_create(&a, m, 1, (int)n_ids, 0, err)) && !(rc = cpt_kvcache_create(&kc, m, (int)n_ids + max_new, err)))
-        rc = cpt_model_prefill(m, a, kc, ids, (int)n_ids, logits, err);
-    cpt_acts_free(a); /* the prompt's activations go before the decode steps */
-    for (int s = 0; !rc && s < max_new; s++) {
-        int next = 0;
-        for (int i = 1; i < V; i++)
-            if (logits[i] > logits[next]) next = i;
-        out[(*n_out)++] = next;
-        int halt = 0;
-        for (int k = 0; k < n_stop; k++) halt |= next == stop[k];
-        if (halt) break;
-        if (s + 1 < max_new) rc = cpt_model_decode(m, kc, next, logits, err);
-    }
-    cpt_kvcache_free(kc);
-    free(logits);
-    return rc;
-}
-
 void cpt_lc_trials_free(cpt_lc_trial *t, size_t n) {
     if (!t) return;
     for (size_t i = 0; i < n; i++) free(t[i].answer);
@@ -227,12 +198,9 @@ int cpt_lc_run(cpt_model *m, const cpt_tok *tok, const cpt_lc_opts *o, cpt_lc_tr
     if (o->n_lengths < 1 || o->n_depths < 1 || o->trials < 1) return cpt_err_set(err, CPT_EINVAL, "eval-long: no lengths, depths or trials");
     size_t cap = (size_t)CPT_LC_NTESTS * o->n_lengths * o->n_depths * o->trials, n = 0;
     cpt_lc_trial *T = calloc(cap, sizeof *T);
-    int32_t *gen = NULL;
-    int maxnew = o->max_new[0] > o->max_new[1] ? o->max_new[0] : o->max_new[1], rc = CPT_OK;
-    if (!T || !(gen = malloc(sizeof(int32_t) * (size_t)(maxnew > 0 ? maxnew : 1)))) {
-        free(T);
-        return cpt_err_set(err, CPT_ENOMEM, "out of memory");
-    }
+    int rc = CPT_OK;
+    if (!T) return cpt_err_set(err, CPT_ENOMEM, "out of memory");
+    int32_t eos = m->cfg.eos_id;
     for (int test = 0; test < CPT_LC_NTESTS && !rc; test++) {
         if (!o->run[test]) continue;
         for (int li = 0; li < o->n_lengths && !rc; li++)
@@ -253,14 +221,15 @@ int cpt_lc_run(cpt_model *m, const cpt_tok *tok, const cpt_lc_opts *o, cpt_lc_tr
                         rc = cpt_lc_needle_prompt(tok, o->haystack, o->n_haystack, t->length, mn, t->depth, &ids, &ni, &t->actual_depth, err);
                     }
                     double t0 = cpt_now();
-                    int ng = 0;
-                    if (!rc) rc = cpt_lc_greedy(m, ids, ni, mn, gen, &ng, err);
+                    /* greedy, stopping after the model's eos; the answer decoded with special tokens skipped */
+                    cpt_gen_opts go = {.max_new = mn, .temperature = 0, .top_p = 1, .stop_ids = &eos, .n_stop_ids = 1};
+                    cpt_gen_out g = {0};
+                    if (!rc) rc = cpt_generate(m, tok, ids, ni, &go, &g, err);
                     free(ids);
                     if (rc) break;
                     t->seconds = cpt_now() - t0;
                     t->prompt_tokens = (int)ni;
-                    size_t al = 0;
-                    if ((rc = cpt_tok_decode(tok, gen, (size_t)ng, 1, &t->answer, &al, err))) break;
+                    t->answer = g.text;
                     long long v = 0;
                     t->correct = test == CPT_LC_PASSKEY ? cpt_lc_first_int(t->answer, &v) && v == t->key : cpt_lc_needle_hit(t->answer);
                     n++;
@@ -275,7 +244,6 @@ int cpt_lc_run(cpt_model *m, const cpt_tok *tok, const cpt_lc_opts *o, cpt_lc_tr
                     }
                 }
     }
-    free(gen);
     if (rc) {
         cpt_lc_trials_free(T, n + 1);
         return rc;

@@ -336,8 +336,8 @@ int cpt_qa_run(cpt_model *m, const cpt_tok *tok, const cpt_qa_task *t, const cpt
     const int32_t **starts = calloc((size_t)B, sizeof *starts);
     cpt_gen_out *g = calloc((size_t)B, sizeof *g);
     if (!ids || !nid || !starts || !g) rc = cpt_err_set(err, CPT_ENOMEM, "out of memory");
-    /* B items at a time: prompts built and encoded, replies decoded together (B = 1: one
-     * cpt_generate per item), then scored in item order */
+    /* B items at a time: prompts built and encoded, replies decoded together
+     * (cpt_generate_batch), then scored in item order */
     for (size_t i0 = 0; i0 < n && !rc; i0 += (size_t)B) {
         int nb = (int)(n - i0 < (size_t)B ? n - i0 : (size_t)B);
         for (int b = 0; b < nb && !rc; b++) {
@@ -357,8 +357,7 @@ int cpt_qa_run(cpt_model *m, const cpt_tok *tok, const cpt_qa_task *t, const cpt
             starts[b] = ids[b] + off, nid[b] -= off;
         }
         if (!rc) {
-            rc = nb == 1 ? cpt_generate(m, tok, starts[0], nid[0], &go, &g[0], err)
-                         : cpt_generate_batch(m, tok, starts, nid, nb, NULL, &go, g, err);
+            rc = cpt_generate_batch(m, tok, starts, nid, nb, NULL, &go, g, err);
             if (rc) cpt_err_wrap(err, "QA items %zu-%zu", i0 + 1, i0 + (size_t)nb);
         }
         for (int b = 0; b < nb; b++) {

@@ -93,10 +93,10 @@ static const cpt_recipe_opt train_opts[] = {
         "Seed of everything random in the run (data order has its own, data.seed)"),
     OPT("threads", CPT_RT_INT, "0", 0, 4096, NULL, 0, "CPU threads; 0 = all cores"),
     OPT("precision", CPT_RT_ENUM, "fp32", 0, 0, "fp32|bf16", 0,
-        "Products of the decoder's linear layers: bf16 = bf16 weight copies and inputs with fp32 "
-        "accumulation on AMX or AVX512-BF16 (fp32 master weights, gradients, AdamW, norms, "
-        "softmax, loss; the LM head too, attention stays fp32); on a CPU without them the run "
-        "says so and trains in fp32"),
+        "Products of the decoder's linear layers, the LM head and attention's tiles: bf16 = bf16 "
+        "weight copies and inputs with fp32 accumulation on AMX or AVX512-BF16 (fp32 master "
+        "weights, gradients, AdamW, norms, softmax, loss); on a CPU without them the run says so "
+        "and trains in fp32"),
 
     /* RoPE for the run (methods.md 1.2-1.6); applied to the model and written into every
      * checkpoint's and the export's config.json. Unset: the model's own. */

@@ -6,7 +6,7 @@
  *     start (depth 0) or just before the question (depth 1);
  *   - first_int / needle_hit on hand cases;
  *   - cpt_model_prefill gives the logits of token-by-token decoding (1e-5 relative) and a
- *     cache that decodes on identically; cpt_lc_greedy = a decode-only greedy loop;
+ *     cache that decodes on identically; cpt_generate (greedy) = a decode-only greedy loop;
  *   - cpt_model_token_losses sums to cpt_model_step's loss, and each position equals a
  *     step with only that target;
  *   - buckets and the windows of cpt_lc_ppl_run (counts; bucket means average to the
@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "cpt/generate.h"
 #include "cpt/longctx.h"
 #include "cpt/model.h"
 #include "cpt/tokenizer.h"
@@ -153,10 +154,12 @@ int main(void) {
     e = (cpt_err){0};
     CHECK(cpt_model_prefill(m, a, ka, p, NP - 1, la, &e) == CPT_EINVAL); /* activations for NP */
     cpt_kvcache_free(ka);
-    /* greedy through the prefill = greedy by decode only */
-    int32_t g[8], gref[8];
-    int ng = 0;
-    CHECK_OK(cpt_lc_greedy(m, p, NP, 8, g, &ng, &e), &e);
+    /* greedy through the prefill (cpt_generate, eval-long's path) = greedy by decode only */
+    int32_t g[8], gref[8], eos = m->cfg.eos_id;
+    cpt_gen_opts go = {.max_new = 8, .temperature = 0, .top_p = 1, .stop_ids = &eos, .n_stop_ids = 1, .ids_out = g};
+    cpt_gen_out gout = {0};
+    CHECK_OK(cpt_generate(m, tok, p, NP, &go, &gout, &e), &e);
+    int ng = gout.n_tokens;
     CHECK_OK(cpt_kvcache_create(&kb, m, NP + 8, &e), &e);
     for (int i = 0; i < NP; i++) CHECK_OK(cpt_model_decode(m, kb, p[i], lb, &e), &e);
     int nref = 0;
@@ -170,6 +173,11 @@ int main(void) {
     }
     cpt_kvcache_free(kb);
     CHECKF(ng == nref && !memcmp(g, gref, sizeof(int32_t) * (size_t)ng), "greedy %d tokens vs %d", ng, nref);
+    char *dref = NULL;
+    size_t dref_n = 0;
+    CHECK_OK(cpt_tok_decode(tok, gref, (size_t)nref, 1, &dref, &dref_n, &e), &e);
+    CHECKF(gout.text && dref && !strcmp(gout.text, dref), "the reply text is the decoded ids");
+    free(dref), free(gout.text);
 
     /* 6. per-position losses */
     int32_t tg[NP];
