@@ -1,7 +1,8 @@
 /* gemm_bf16_bench.c: cpt_gemm_bf16 (src/ops/gemm_bf16.c: oneDNN's bf16 gemm, bf16 inputs,
  * fp32 accumulation) against cpt_sgemm (fp32) on a SmolLM2 training step's shapes, both with
  * the same thread-count-independent tiling, alternating, median of 5 rounds; and the
- * conversion of activations to bf16 a bf16 step adds per product. Prints the bf16 path the
+ * conversion of activations to bf16 a bf16 step adds per product; and decoding's shapes (1 or
+ * 8 rows: bound by reading the weights, which bf16 halves). Prints the bf16 path the
  * CPU has. Usage: gemm_bf16_bench [seconds-per-measurement, default 0.3] (OMP_NUM_THREADS) */
 #include <omp.h>
 #include <stdint.h>
@@ -29,6 +30,11 @@ int main(int argc, char **argv) {
         {2048, 576, 576, 0, 1, "fwd q/o projection"},
         {2048, 192, 576, 0, 1, "fwd k/v projection (3 kv heads)"},
         {1024, 4096, 576, 0, 1, "lm head chunk (1024 rows x 4096 vocab)"},
+        {1, 1536, 576, 0, 1, "decode: one token, ffn up"},
+        {1, 576, 1536, 0, 1, "decode: one token, ffn down"},
+        {1, 49152, 576, 0, 1, "decode: one token, lm head"},
+        {8, 1536, 576, 0, 1, "decode: 8 prompts together, ffn up"},
+        {8, 49152, 576, 0, 1, "decode: 8 prompts together, lm head"},
     };
     printf("%-42s %9s %9s %7s %10s\n", "shape", "fp32", "bf16", "ratio", "cvt GB/s");
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {

@@ -38,7 +38,8 @@ typedef struct cpt_gen_opts {
 
 typedef struct cpt_gen_out {
     char *text;       /* the reply decoded with special tokens skipped, cut before the first
-                       * occurrence of any stop string (malloc'ed, NUL-terminated) */
+                       * occurrence of any stop string (malloc'ed, NUL-terminated; NULL
+                       * when generating without a tokenizer, tok NULL: ids_out only) */
     int n_tokens;     /* tokens generated (the stop id included) */
     int stop;         /* 0: max_new reached, 1: a stop id, 2: a stop string */
 } cpt_gen_out;

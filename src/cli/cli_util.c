@@ -92,7 +92,7 @@ int cpt_cli_set_precision(cpt_model *m, const char *precision, const char *what,
     if (!rc && log)
         fprintf(log, "precision: bf16 products of the decoder's linears, the LM head (%s, oneDNN) and attention's tiles, fp32 everything else (%s); bf16 weight copy %.1f MiB\n",
                 cpu ? cpt_bf16_isa_name(isa) : m->be->name,
-                !strcmp(what, "training") ? "master weights, gradients, AdamW, norms, softmax, accumulation" : "norms, softmax, accumulation, decoding",
+                !strcmp(what, "training") ? "master weights, gradients, AdamW, norms, softmax, accumulation" : "norms, softmax, accumulation, decoding's attention",
                 (double)cpt_model_lowp_bytes(m) / 1048576.0);
     return rc;
 }

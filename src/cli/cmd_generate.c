@@ -1,5 +1,5 @@
 /* cmd_generate.c: `cpt generate`: greedy or temperature/top-p sampling with a KV cache
- * (the prompt prefilled in one forward). */
+ * (cpt_generate: the prompt prefilled in one forward, then a decode step per token). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +12,7 @@
 #include "cpt/tokenizer.h"
 
 int cpt_cmd_generate(int argc, char **argv) {
-    const char *model_dir = NULL, *ids_str = NULL, *prompt_text = NULL, *tok_path = NULL;
+    const char *model_dir = NULL, *ids_str = NULL, *prompt_text = NULL, *tok_path = NULL, *precision = "fp32";
     long long max_new = 64, seed = 42;
     double temperature = 1.0, top_p = 1.0;
     int greedy = 0, print_ids = 0, ignore_eos = 0, allow_long = 0;
@@ -28,6 +28,7 @@ int cpt_cmd_generate(int argc, char **argv) {
         {"--seed", CPT_OPT_INT, &seed, "S", "random seed for sampling", 0, 0, 9.2e18, NULL, 0},
         {"--print-ids", CPT_OPT_FLAG, &print_ids, NULL, "print all ids (prompt, then generated) on one line instead of text", 0, 0, 0, NULL, 0},
         {"--ignore-eos", CPT_OPT_FLAG, &ignore_eos, NULL, "keep generating after the end-of-sequence token", 0, 0, 0, NULL, 0},
+        {"--precision", CPT_OPT_STR, &precision, "fp32|bf16", "products of the linears, the LM head (and the prefill's attention): bf16 on AMX / AVX512-BF16, else fp32 (default fp32)", 0, 0, 0, NULL, 0},
         {"--allow-long-context", CPT_OPT_FLAG, &allow_long, NULL, "allow positions past the model's context (max_position_embeddings, scaled by rope_scaling)", 0, 0, 0, NULL, 0},
     };
     cpt_cmd_spec spec = {"generate", "Generate tokens from a prompt with a KV cache (greedy, or temperature + top-p sampling).",
@@ -44,9 +45,6 @@ int cpt_cmd_generate(int argc, char **argv) {
     int32_t *prompt = NULL;
     size_t np = 0;
     cpt_model *m = NULL;
-    cpt_kvcache *kc = NULL;
-    float *logits = NULL;
-    void *buf = NULL;
     int32_t *out = NULL;
     size_t nout = 0;
     cpt_tok *tok = NULL;
@@ -62,36 +60,20 @@ int cpt_cmd_generate(int argc, char **argv) {
     if (!rc && np == 0) rc = cpt_err_set(&err, CPT_EINVAL, "--ids: the prompt needs at least one token id");
     if (!rc) rc = cpt_model_load_hf(&m, model_dir, &err);
     if (!rc) m->allow_long_context = allow_long;
-    if (!rc) rc = cpt_kvcache_create(&kc, m, (int)(np + (size_t)max_new), &err);
-    if (!rc) {
-        int V = m->cfg.vocab_size;
-        logits = malloc(sizeof(float) * V);
-        buf = malloc(8 * (size_t)V); /* cpt_sample_token scratch */
-        out = malloc(sizeof(int32_t) * (np + (size_t)max_new));
-        if (!logits || !buf || !out) rc = cpt_err_set(&err, CPT_ENOMEM, "out of memory");
-    }
-    uint64_t rng = (uint64_t)seed * 0x9E3779B97F4A7C15ull + 1;
+    if (!rc) rc = cpt_cli_set_precision(m, precision, "generation", stderr, &err);
+    if (!rc && !(out = malloc(sizeof(int32_t) * (np + (size_t)max_new)))) rc = cpt_err_set(&err, CPT_ENOMEM, "out of memory");
     /* The prompt in one forward (cpt_model_prefill), as transformers prefills it in one
      * call: the same RoPE for dynamic NTK and longrope, whose frequencies depend on the
-     * length, and one batched forward instead of a decode step per prompt token. */
+     * length, and one batched forward instead of a decode step per prompt token; then a
+     * decode step per new token (cpt_generate). */
     if (!rc) {
-        cpt_acts *pa = NULL;
-        rc = cpt_acts_create(&pa, m, 1, (int)np, 0, &err);
-        if (!rc) rc = cpt_model_prefill(m, pa, kc, prompt, (int)np, logits, &err);
-        cpt_acts_free(pa);
-        for (size_t i = 0; !rc && i < np; i++) out[nout++] = prompt[i];
-    }
-    for (long long s = 0; !rc && s < max_new; s++) {
-        int V = m->cfg.vocab_size, next = 0;
-        if (greedy) {
-            for (int i = 1; i < V; i++)
-                if (logits[i] > logits[next]) next = i;
-        } else {
-            next = cpt_sample_token(logits, V, temperature, top_p, &rng, buf);
-        }
-        out[nout++] = next;
-        if (!ignore_eos && next == m->cfg.eos_id) break;
-        if (s + 1 < max_new) rc = cpt_model_decode(m, kc, next, logits, &err);
+        int32_t eos = m->cfg.eos_id;
+        memcpy(out, prompt, sizeof(int32_t) * np);
+        cpt_gen_opts go = {.max_new = (int)max_new, .temperature = greedy ? 0 : temperature, .top_p = top_p, .seed = (uint64_t)seed,
+                           .stop_ids = &eos, .n_stop_ids = ignore_eos ? 0 : 1, .ids_out = out + np};
+        cpt_gen_out g = {0};
+        rc = cpt_generate(m, NULL, prompt, np, &go, &g, &err);
+        nout = np + (size_t)g.n_tokens;
     }
     if (!rc && (print_ids || !tok)) {
         for (size_t i = 0; i < nout; i++) printf(i ? " %d" : "%d", out[i]);
@@ -108,10 +90,7 @@ int cpt_cmd_generate(int argc, char **argv) {
     }
     cpt_tok_free(tok);
     free(prompt);
-    free(logits);
-    free(buf);
     free(out);
-    cpt_kvcache_free(kc);
     cpt_model_free(m);
     return rc ? cpt_cli_fail("generate", &err) : 0;
 }

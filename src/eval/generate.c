@@ -84,6 +84,7 @@ int cpt_generate(cpt_model *m, const cpt_tok *tok, const int32_t *ids, size_t n_
 int cpt_generate_batch(cpt_model *m, const cpt_tok *tok, const int32_t *const *ids, const size_t *n_ids, int n,
                        const uint64_t *seeds, const cpt_gen_opts *o, cpt_gen_out *outs, cpt_err *err) {
     if (n < 1 || o->max_new < 1) return cpt_err_set(err, CPT_EINVAL, "generate: %d prompts, %d new tokens", n, o->max_new);
+    if (!tok && o->n_stop_strs) return cpt_err_set(err, CPT_EINVAL, "generate: stop strings need a tokenizer");
     int V = m->cfg.vocab_size, rc = CPT_OK, n_live = 0;
     for (int i = 0; i < n; i++) memset(&outs[i], 0, sizeof outs[i]);
     cpt_kvcache **kc = calloc((size_t)n, sizeof *kc), **live_kc = calloc((size_t)n, sizeof *live_kc);
@@ -137,6 +138,7 @@ int cpt_generate_batch(cpt_model *m, const cpt_tok *tok, const int32_t *const *i
     free(text);
     for (int i = 0; i < n && !rc; i++) {
         if (o->ids_out) memcpy(o->ids_out + (size_t)i * o->max_new, gen + (size_t)i * o->max_new, sizeof(int32_t) * (size_t)outs[i].n_tokens);
+        if (!tok) continue; /* ids only (ids_out) */
         rc = cpt_tok_decode(tok, gen + (size_t)i * o->max_new, (size_t)outs[i].n_tokens, 1, &outs[i].text, &tl, err);
         if (!rc) {
             long cut = first_stop(outs[i].text, o->stop_strs, o->n_stop_strs);

@@ -2,7 +2,7 @@
  * Decoding one sequence is a chain of matrix-vector products, bound by reading the weights;
  * with B sequences each weight read serves B rows, so the linear layers and the LM head
  * become B-row products. Attention stays per sequence, against that sequence's own KV cache
- * (lengths differ). Same kernels and math as decode.c. */
+ * (lengths differ). Same kernels and math as decode.c (bf16 products in bf16 precision). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +17,7 @@ struct cpt_decode_batch {
     int B;
     int32_t *tok;  /* [2B]: the tokens, then their positions */
     float *x, *xn, *q, *k, *v, *att, *tmp, *g, *u, *h, *rstd, *qr, *kr, *qrs, *krs, *logits;
+    uint16_t *xs16;        /* [B, max(D, q dim, I)]: products' inputs in bf16 (bf16 precision) */
     int lora_r;            /* rank of the model's LoRA adapter at creation (0: none) */
     float *lora_t, *lora_y; /* its scratch, [B, r] and [B, max out] */
 };
@@ -24,7 +25,7 @@ struct cpt_decode_batch {
 void cpt_decode_batch_free(cpt_decode_batch *d) {
     if (!d) return;
     void *ps[] = {d->tok, d->x, d->xn, d->q, d->k, d->v, d->att, d->tmp, d->g, d->u, d->h,
-                  d->rstd, d->qr, d->kr, d->qrs, d->krs, d->logits, d->lora_t, d->lora_y};
+                  d->rstd, d->qr, d->kr, d->qrs, d->krs, d->logits, d->lora_t, d->lora_y, d->xs16};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
         if (ps[i]) d->be->free(ps[i]);
     free(d);
@@ -47,6 +48,7 @@ int cpt_decode_batch_create(cpt_decode_batch **out, const cpt_model *m, int B, c
     d->g = be->alloc(f * b * I), d->u = be->alloc(f * b * I), d->h = be->alloc(f * b * I);
     d->rstd = be->alloc(f * b), d->qrs = be->alloc(f * b * c->n_heads), d->krs = be->alloc(f * b * c->n_kv_heads);
     d->logits = be->alloc(f * b * (size_t)c->vocab_size);
+    d->xs16 = be->alloc(sizeof(uint16_t) * b * (D > qd ? (D > I ? D : I) : (qd > I ? qd : I)));
     size_t lr, lw;
     cpt_lora_scratch(m, &lr, &lw);
     if (lr && (!(d->lora_t = be->alloc(f * b * lr)) || !(d->lora_y = be->alloc(f * b * lw)))) {
@@ -55,7 +57,7 @@ int cpt_decode_batch_create(cpt_decode_batch **out, const cpt_model *m, int B, c
     }
     d->lora_r = (int)lr;
     if (!d->tok || !d->x || !d->xn || !d->tmp || !d->q || !d->att || !d->qr || !d->k || !d->v || !d->kr || !d->g || !d->u ||
-        !d->h || !d->rstd || !d->qrs || !d->krs || !d->logits) {
+        !d->h || !d->rstd || !d->qrs || !d->krs || !d->logits || !d->xs16) {
         cpt_decode_batch_free(d);
         return cpt_err_set(err, CPT_ENOMEM, "out of memory for a decode batch of %d", B);
     }
@@ -104,19 +106,19 @@ int cpt_model_decode_batch(cpt_model *m, cpt_decode_batch *d, cpt_kvcache *const
         const cpt_layer_view *L = &m->w.layers[l];
         be->rmsnorm_fwd(d->xn, d->rstd, d->x, L->attn_norm, n, D, eps);
         if (c->qk_norm) {
-            be->linear_fwd(d->qr, d->xn, L->wq, L->bq, n, D, qd);
+            cpt_model_linear_infer(m, d->qr, d->xn, L->wq, L->bq, n, D, qd, d->xs16);
             cpt_lora_apply(m, l, CPT_LORA_Q, d->qr, d->xn, n, lt, ly);
-            be->linear_fwd(d->kr, d->xn, L->wk, L->bk, n, D, kd);
+            cpt_model_linear_infer(m, d->kr, d->xn, L->wk, L->bk, n, D, kd, d->xs16);
             cpt_lora_apply(m, l, CPT_LORA_K, d->kr, d->xn, n, lt, ly);
             be->rmsnorm_fwd(d->q, d->qrs, d->qr, L->q_norm, n * H, hd, eps);
             be->rmsnorm_fwd(d->k, d->krs, d->kr, L->k_norm, n * KV, hd, eps);
         } else {
-            be->linear_fwd(d->q, d->xn, L->wq, L->bq, n, D, qd);
+            cpt_model_linear_infer(m, d->q, d->xn, L->wq, L->bq, n, D, qd, d->xs16);
             cpt_lora_apply(m, l, CPT_LORA_Q, d->q, d->xn, n, lt, ly);
-            be->linear_fwd(d->k, d->xn, L->wk, L->bk, n, D, kd);
+            cpt_model_linear_infer(m, d->k, d->xn, L->wk, L->bk, n, D, kd, d->xs16);
             cpt_lora_apply(m, l, CPT_LORA_K, d->k, d->xn, n, lt, ly);
         }
-        be->linear_fwd(d->v, d->xn, L->wv, L->bv, n, D, kd);
+        cpt_model_linear_infer(m, d->v, d->xn, L->wv, L->bv, n, D, kd, d->xs16);
         cpt_lora_apply(m, l, CPT_LORA_V, d->v, d->xn, n, lt, ly);
         be->rope_fwd(d->q, m->rope_cos, m->rope_sin, p32, n, H, hd, rot);
         be->rope_fwd(d->k, m->rope_cos, m->rope_sin, p32, n, KV, hd, rot);
@@ -132,21 +134,21 @@ int cpt_model_decode_batch(cpt_model *m, cpt_decode_batch *d, cpt_kvcache *const
                 return cpt_err_set(err, CPT_EINVAL, "attention refused its arguments in layer %d (sequence %d)", l, b);
             }
         }
-        be->linear_fwd(d->tmp, d->att, L->wo, L->bo, n, qd, D);
+        cpt_model_linear_infer(m, d->tmp, d->att, L->wo, L->bo, n, qd, D, d->xs16);
         cpt_lora_apply(m, l, CPT_LORA_O, d->tmp, d->att, n, lt, ly);
         be->add_inplace(d->x, d->tmp, (size_t)n * D);
         be->rmsnorm_fwd(d->xn, d->rstd, d->x, L->mlp_norm, n, D, eps);
-        be->linear_fwd(d->g, d->xn, L->wg, L->bg, n, D, I);
+        cpt_model_linear_infer(m, d->g, d->xn, L->wg, L->bg, n, D, I, d->xs16);
         cpt_lora_apply(m, l, CPT_LORA_GATE, d->g, d->xn, n, lt, ly);
-        be->linear_fwd(d->u, d->xn, L->wu, L->bu, n, D, I);
+        cpt_model_linear_infer(m, d->u, d->xn, L->wu, L->bu, n, D, I, d->xs16);
         cpt_lora_apply(m, l, CPT_LORA_UP, d->u, d->xn, n, lt, ly);
         be->swiglu_fwd(d->h, d->g, d->u, (size_t)n * I);
-        be->linear_fwd(d->tmp, d->h, L->wd, L->bd, n, I, D);
+        cpt_model_linear_infer(m, d->tmp, d->h, L->wd, L->bd, n, I, D, d->xs16);
         cpt_lora_apply(m, l, CPT_LORA_DOWN, d->tmp, d->h, n, lt, ly);
         be->add_inplace(d->x, d->tmp, (size_t)n * D);
     }
     be->rmsnorm_fwd(d->xn, d->rstd, d->x, m->w.final_norm, n, D, eps);
-    be->linear_fwd(d->logits, d->xn, m->w.lm_head, NULL, n, D, V);
+    cpt_model_linear_infer(m, d->logits, d->xn, m->w.lm_head, NULL, n, D, V, d->xs16);
     be->copy_to_host(logits, d->logits, sizeof(float) * (size_t)n * V);
     be->sync();
     for (int b = 0; b < n; b++) kc[b]->len++;

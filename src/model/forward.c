@@ -303,6 +303,13 @@ static const uint16_t *lowp_of(const cpt_model *m, const float *W) {
     return m->lowp + (W - m->params);
 }
 
+void cpt_model_linear_infer(const cpt_model *m, float *y, const float *x, const float *W, const float *b, int N, int K, int O,
+                            uint16_t *xs) {
+    const uint16_t *Wb = lowp_of(m, W);
+    if (Wb) m->be->linear_fwd_bf16(y, x, Wb, b, N, K, O, xs);
+    else m->be->linear_fwd(y, x, W, b, N, K, O);
+}
+
 /* A decoder linear in the model's precision (cpt_model_set_precision). */
 static void lin_fwd(const cpt_model *m, cpt_acts *a, float *y, const float *x, const float *W, const float *b, int N, int K,
                     int O) {
@@ -476,7 +483,7 @@ static int model_run(cpt_model *m, cpt_acts *a, const cpt_batch *b, float *grads
 
     /* ---------------- LM head + loss (+ its backward) ---------------- */
     if (last_logits) {
-        be->linear_fwd(last_logits, a->hf + (size_t)(N - 1) * D, W->lm_head, NULL, 1, D, V);
+        lin_fwd(m, a, last_logits, a->hf + (size_t)(N - 1) * D, W->lm_head, NULL, 1, D, V);
         cpt_view_free(&G);
         return CPT_OK;
     }

@@ -20,9 +20,15 @@ struct cpt_kvcache {
     size_t ws_bytes;            /* attention tile scratch */
     float *k, *v;               /* [L][max_len, kd], post-RoPE keys and the values */
     float *x, *xn, *q, *att, *tmp, *g, *u, *h, *scores, *rstd, *ws, *qr, *kr, *qrs, *krs;
+    uint16_t *xs16;             /* [max(D, q dim, I)]: a product's input rounded to bf16 (bf16 precision) */
     int lora_r;                 /* rank of the LoRA adapter the model had at creation (0: none) */
     float *lora_t, *lora_y;     /* its scratch: [r] and [max out features] */
 };
+
+/* y[N, O] = x W^T + b in decoding (decode.c, decode_batch.c): with the model's bf16 copy
+ * when it has one (cpt_model_set_precision; xs: N x K bf16 scratch), else fp32. */
+void cpt_model_linear_infer(const cpt_model *m, float *y, const float *x, const float *W, const float *b, int N, int K, int O,
+                            uint16_t *xs);
 
 /* LoRA in inference (decode.c, decode_batch.c): y[n, out] += s * (x A^T) B^T for linear t
  * (CPT_LORA_*) of layer l when the model's adapter targets it, the same kernels and order as

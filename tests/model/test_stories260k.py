@@ -9,6 +9,14 @@
 (c) `cpt convert --from llama2c stories260K.bin --out TMP`: TMP/model.safetensors holds
     exactly the HF directory's tensors (names, shapes, values), and `cpt score` on TMP
     equals (b).
+(d) bf16 inference (`--precision bf16`: the linears and the LM head multiply with bf16 weight
+    copies, prefill attention in bf16 tiles), where the CPU has a bf16 kernel (else the run says
+    it stays fp32, and the part is skipped by name): `cpt score` loss within BF16_LOSS_TOL of
+    transformers' fp32 loss and logits within BF16_LOGITS_TOL, and not equal to the fp32 result
+    (else bf16 did not run); `cpt generate --greedy` (bf16 decode steps) picks at every step a
+    token whose fp32 transformers logit, on the sequence it generated, is within BF16_TIE of the
+    step's best (a greedy near-tie may resolve the other way in bf16; anything else is a wrong
+    pick).
 Needs $CPT_SHARED/data (skip 77 if absent, a failure under CI=true); a command missing
 from the dispatcher is a failure.
 """
@@ -27,6 +35,11 @@ import oracle_util as ou  # noqa: E402
 # Tolerances: logits rel = max abs diff / max abs reference; loss relative.
 LOGITS_TOL = 1e-4
 LOSS_TOL = 1e-5
+# bf16 (d): inputs and weights rounded to 8 significant bits, fp32 sums
+# (measured on AVX512-BF16: loss 5e-6 relative, logits 2.4e-2, every greedy pick the fp32 best)
+BF16_LOSS_TOL = 1e-3
+BF16_LOGITS_TOL = 5e-2
+BF16_TIE = 0.25
 PASSAGE_CHARS = 2000
 MAX_TOKENS = 400
 
@@ -41,20 +54,20 @@ def passage_ids(model_dir, corpus):
     return ids[:MAX_TOKENS]
 
 
-def score(ck, model_dir, ids_file, out_npy, ref_logits, ref_loss, tag):
-    p = ou.run_cpt(["score", "--model", model_dir, "--ids", ids_file, "--logits", out_npy])
+def score(ck, model_dir, ids_file, out_npy, ref_logits, ref_loss, tag, extra=(), loss_tol=LOSS_TOL, logits_tol=LOGITS_TOL):
+    p = ou.run_cpt(["score", "--model", model_dir, "--ids", ids_file, "--logits", out_npy, *extra])
     if not ck.check(p.returncode == 0, "%s: cpt score exit %d: %s" % (tag, p.returncode, p.stderr[-400:])):
         return None
     js = ou.parse_json_line(p.stdout)
     T = ref_logits.shape[0]
     ck.check(js.get("tokens") == T, "%s: tokens %r != %d" % (tag, js.get("tokens"), T))
     loss = float(js.get("loss", "nan"))
-    ck.check(abs(loss - ref_loss) <= LOSS_TOL * ref_loss, "%s: loss %.8f vs transformers %.8f" % (tag, loss, ref_loss))
+    ck.check(abs(loss - ref_loss) <= loss_tol * ref_loss, "%s: loss %.8f vs transformers %.8f" % (tag, loss, ref_loss))
     ck.check(abs(js.get("ppl", 0) - math.exp(loss)) <= 1e-6 * math.exp(loss), "%s: ppl != exp(loss)" % tag)
     got = np.load(out_npy)
     ck.check(got.dtype == np.float32 and got.shape == ref_logits.shape,
              "%s: logits %s %s, want float32 %s" % (tag, got.dtype, got.shape, ref_logits.shape))
-    e = ck.close(got, ref_logits, LOGITS_TOL, "%s: logits" % tag)
+    e = ck.close(got, ref_logits, logits_tol, "%s: logits" % tag)
     ou.log("  %-12s T=%d loss %.6f (transformers %.6f) logits rel err %s"
            % (tag, T, loss, ref_loss, "%.2e" % e if e is not False else "FAIL"))
     return loss, got
@@ -75,7 +88,7 @@ def main():
 
     # (a) greedy decode
     with open(os.path.join(hf, "reference_greedy.json")) as f:
-        want = json.load(f)["greedy_tokens"]
+        want = greedy_ref = json.load(f)["greedy_tokens"]
     p = ou.run_cpt(["generate", "--model", hf, "--ids", "1", "--max-new", "60", "--greedy", "--print-ids"])
     if ck.check(p.returncode == 0, "greedy: cpt generate exit %d: %s" % (p.returncode, p.stderr[-400:])):
         lines = [l for l in p.stdout.splitlines() if l.strip()]
@@ -110,6 +123,26 @@ def main():
             if res_c is not None:
                 ck.check(res_c[0] == res_b[0] and np.array_equal(res_c[1], res_b[1]),
                          "llama2c: score differs from the HF directory's (loss %r vs %r)" % (res_c[0], res_b[0]))
+
+    # (d) bf16 inference
+    p = ou.run_cpt(["generate", "--model", hf, "--ids", "1", "--max-new", "60", "--greedy", "--print-ids", "--precision", "bf16"])
+    if "stays fp32" in p.stderr or "in fp32" in p.stderr:
+        ou.log("  bf16         skipped: no bf16 kernel on this CPU (%s)" % p.stderr.strip().splitlines()[0][:160])
+    elif ck.check(p.returncode == 0, "bf16: cpt generate exit %d: %s" % (p.returncode, p.stderr[-400:])):
+        res_d = score(ck, hf, ids_file, os.path.join(tmp, "bf16.npy"), ref_logits, ref_loss, "bf16", ("--precision", "bf16"),
+                      BF16_LOSS_TOL, BF16_LOGITS_TOL)
+        if res_d is not None and res_b is not None:
+            ck.check(not np.array_equal(res_d[1], res_b[1]), "bf16: cpt score --precision bf16 equals fp32 (bf16 did not run)")
+        lines = [l for l in p.stdout.splitlines() if l.strip()]
+        seq = [int(t) for t in lines[-1].split()] if lines else []
+        if ck.check(len(seq) >= 2 and seq[0] == 1, "bf16: greedy ids %r" % seq[:8]):
+            lg, _ = ou.hf_logits_loss(ou.hf_load(hf), seq)
+            gaps = [float(lg[i].max() - lg[i][seq[i + 1]]) for i in range(len(seq) - 1)]
+            worst = max(gaps)
+            ck.check(worst <= BF16_TIE, "bf16: greedy step %d picked %d, %.3f below the fp32 best %d"
+                     % (gaps.index(worst), seq[gaps.index(worst) + 1], worst, int(lg[gaps.index(worst)].argmax())))
+            ou.log("  bf16         greedy %d ids, %d equal to fp32's, worst gap to the fp32 best %.3g"
+                   % (len(seq), sum(a == b for a, b in zip(seq, greedy_ref)), worst))
     ck.finish()
 
 
