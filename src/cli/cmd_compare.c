@@ -19,10 +19,11 @@
 
 /* Per-item 0/1 hits of one model on every task (cpt_cli_task_hits). */
 static int score_model(const char *dir, const cpt_cli_task *tasks, int max_new, int nt, const cpt_eval_opts *o,
-                       double **hits, cpt_err *err) {
+                       const char *precision, double **hits, cpt_err *err) {
     cpt_model *m = NULL;
     cpt_tok *tok = NULL;
     int rc = cpt_model_load_hf(&m, dir, err);
+    if (!rc) rc = cpt_cli_set_precision(m, precision, "comparison", stderr, err);
     if (!rc) rc = cpt_tok_load(&tok, dir, err);
     for (int k = 0; k < nt && !rc; k++) rc = cpt_cli_task_hits(m, tok, &tasks[k], o, max_new, &hits[k], err);
     if (rc) cpt_err_wrap(err, "model %s", dir);
@@ -40,7 +41,7 @@ static int write_text(const char *path, const char *text, cpt_err *err) {
 }
 
 int cpt_cmd_compare(int argc, char **argv) {
-    const char *tasks_s = NULL, *out_dir = NULL, *data_dir = NULL, *models[2] = {NULL, NULL};
+    const char *tasks_s = NULL, *out_dir = NULL, *data_dir = NULL, *models[2] = {NULL, NULL}, *precision = "fp32";
     long long limit = 0, fewshot = 0, batch = 4, seed = 1234, max_new = 0;
     double budget = 0.02;
     cpt_opt opts[] = {
@@ -52,6 +53,7 @@ int cpt_cmd_compare(int argc, char **argv) {
         {"--max-new", CPT_OPT_INT, &max_new, "N", "ifeval / QA: at most N generated tokens per reply (0: the task's default, ifeval 256, QA 32)", 0, 0, 1e6, NULL, 0},
         {"--budget", CPT_OPT_FLOAT, &budget, "B", "forgetting budget: a task whose score drops by more than B (absolute, e.g. 0.02 = 2 points) is forgotten", 0, 0, 1, NULL, 0},
         {"--data-dir", CPT_OPT_STR, &data_dir, "DIR", "where the built-in tasks' files are (default as cpt eval)", 0, 0, 0, NULL, 0},
+        {"--precision", CPT_OPT_STR, &precision, "fp32|bf16", "both models' products of the linears, the LM head and attention (as cpt eval --precision; the same for both)", 0, 0, 0, NULL, 0},
         {"--out-dir", CPT_OPT_STR, &out_dir, "DIR", "also write compare.md, compare.svg and compare.json there", 0, 0, 0, NULL, 0},
     };
     const char *pos = NULL;
@@ -100,7 +102,7 @@ int cpt_cmd_compare(int argc, char **argv) {
         if (!rc) nt++;
     }
     cpt_eval_opts o = {(size_t)limit, (int)fewshot, (uint64_t)seed, (int)batch};
-    for (int mi = 0; mi < 2 && !rc; mi++) rc = score_model(models[mi], tasks, (int)max_new, nt, &o, hits[mi], &err);
+    for (int mi = 0; mi < 2 && !rc; mi++) rc = score_model(models[mi], tasks, (int)max_new, nt, &o, precision, hits[mi], &err);
     cpt_compare_row rows[MAX_TASKS];
     int n_forgot = 0;
     for (int k = 0; k < nt && !rc; k++) {

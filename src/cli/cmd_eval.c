@@ -117,7 +117,7 @@ int cpt_cmd_eval(int argc, char **argv) {
         {"--chat-template", CPT_OPT_STR, &tpl_path, "FILE", "ifeval: a Jinja chat template file instead of the tokenizer's", 0, 0, 0, NULL, 0},
         {"--out", CPT_OPT_STR, &out_path, "FILE.json", "write the per-task metrics as JSON", 0, 0, 0, NULL, 0},
         {"--items", CPT_OPT_STR, &items_path, "FILE.jsonl", "write every item's choice log-likelihoods, predictions and few-shot indices", 0, 0, 0, NULL, 0},
-        {"--precision", CPT_OPT_STR, &precision, "fp32|bf16", "products of the linears, the LM head and attention in scoring and prefill, of the linears and the LM head in decoding: bf16 on AMX / AVX512-BF16, else fp32 (default fp32)", 0, 0, 0, NULL, 0},
+        {"--precision", CPT_OPT_STR, &precision, "fp32|bf16", "products of the linears, the LM head and attention in scoring and prefill, of the linears and the LM head in decoding: bf16 on AMX / AVX512-BF16, else fp32", 0, 0, 0, NULL, 0},
     };
     cpt_cmd_spec spec = {"eval",
                          "Score benchmark tasks the lm-evaluation-harness way: each choice's continuation\n"

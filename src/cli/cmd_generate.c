@@ -28,7 +28,7 @@ int cpt_cmd_generate(int argc, char **argv) {
         {"--seed", CPT_OPT_INT, &seed, "S", "random seed for sampling", 0, 0, 9.2e18, NULL, 0},
         {"--print-ids", CPT_OPT_FLAG, &print_ids, NULL, "print all ids (prompt, then generated) on one line instead of text", 0, 0, 0, NULL, 0},
         {"--ignore-eos", CPT_OPT_FLAG, &ignore_eos, NULL, "keep generating after the end-of-sequence token", 0, 0, 0, NULL, 0},
-        {"--precision", CPT_OPT_STR, &precision, "fp32|bf16", "products of the linears, the LM head (and the prefill's attention): bf16 on AMX / AVX512-BF16, else fp32 (default fp32)", 0, 0, 0, NULL, 0},
+        {"--precision", CPT_OPT_STR, &precision, "fp32|bf16", "products of the linears, the LM head (and the prefill's attention): bf16 on AMX / AVX512-BF16, else fp32", 0, 0, 0, NULL, 0},
         {"--allow-long-context", CPT_OPT_FLAG, &allow_long, NULL, "allow positions past the model's context (max_position_embeddings, scaled by rope_scaling)", 0, 0, 0, NULL, 0},
     };
     cpt_cmd_spec spec = {"generate", "Generate tokens from a prompt with a KV cache (greedy, or temperature + top-p sampling).",

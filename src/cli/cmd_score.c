@@ -22,7 +22,7 @@ int cpt_cmd_score(int argc, char **argv) {
         {"--tokenizer", CPT_OPT_STR, &tok_path, "PATH", "tokenizer for --text (default: the model directory)", 0, 0, 0, NULL, 0},
         {"--logits", CPT_OPT_STR, &logits_path, "OUT.npy", "also write float32 logits [T, vocab] as a NumPy .npy file", 0, 0, 0, NULL, 0},
         {"--allow-long-context", CPT_OPT_FLAG, &allow_long, NULL, "allow positions past the model's context (max_position_embeddings, scaled by rope_scaling)", 0, 0, 0, NULL, 0},
-        {"--precision", CPT_OPT_STR, &precision, "fp32|bf16", "products of the linears, the LM head and attention: bf16 on AMX / AVX512-BF16 (as precision: bf16 in cpt train), else fp32 (default fp32)", 0, 0, 0, NULL, 0},
+        {"--precision", CPT_OPT_STR, &precision, "fp32|bf16", "products of the linears, the LM head and attention: bf16 on AMX / AVX512-BF16 (as precision: bf16 in cpt train), else fp32", 0, 0, 0, NULL, 0},
     };
     cpt_cmd_spec spec = {"score",
                          "Score one token sequence: prints a JSON line with \"tokens\", \"predicted\", \"loss\" (mean\n"

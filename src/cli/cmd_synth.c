@@ -16,7 +16,7 @@
 
 static int cmd_qa(int argc, char **argv) {
     const char *model_dir = NULL, *in = NULL, *out = NULL, *types = "factual", *tmpl_path = NULL, *field = "text",
-               *tok_path = NULL, *chat_path = NULL;
+               *tok_path = NULL, *chat_path = NULL, *precision = "fp32";
     long long per_doc = 3, seed = 1, batch = 8, max_new = 256, max_doc = 1024, limit = 0;
     double temperature = 0.7, top_p = 0.9, min_support = 0.7;
     cpt_opt opts[] = {
@@ -37,6 +37,7 @@ static int cmd_qa(int argc, char **argv) {
         {"--limit", CPT_OPT_INT, &limit, "N", "the first N documents only (0: all)", 0, 0, 1e12, NULL, 0},
         {"--tokenizer", CPT_OPT_STR, &tok_path, "PATH", "tokenizer (default: the model directory)", 0, 0, 0, NULL, 0},
         {"--chat-template", CPT_OPT_STR, &chat_path, "FILE", "a Jinja chat template file instead of the tokenizer's", 0, 0, 0, NULL, 0},
+        {"--precision", CPT_OPT_STR, &precision, "fp32|bf16", "products of the linears and the LM head (prefill attention too): bf16 on AMX / AVX512-BF16, else fp32", 0, 0, 0, NULL, 0},
     };
     cpt_cmd_spec spec = {"synth qa",
                          "Generate question/answer pairs from documents with an instruct model (Knowledge-Instruct / PIT data).",
@@ -65,6 +66,7 @@ static int cmd_qa(int argc, char **argv) {
     if (!rc && (rc = cpt_chat_open(&chat, tok, tpl, &err)))
         cpt_err_wrap(&err, "synth qa needs a chat template (an instruct model's tokenizer_config.json, or --chat-template)");
     if (!rc) rc = cpt_model_load_hf(&m, model_dir, &err);
+    if (!rc) rc = cpt_cli_set_precision(m, precision, "generation", stderr, &err);
     cpt_synth_stats st;
     if (!rc) rc = cpt_synth_qa(m, tok, chat, in, out, &o, stderr, &st, &err);
     if (!rc) {

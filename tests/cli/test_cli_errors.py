@@ -61,6 +61,13 @@ def main():
     ck.check(p.returncode == 0, "score --help: exit %d, want 0" % p.returncode)
     for opt in ("--model", "--ids", "--logits"):
         ck.check(opt in p.stdout + p.stderr, "score --help does not list %s" % opt)
+    # --precision takes fp32 or bf16 in every command that has it
+    for args in (["score", "--model", src, "--ids", ids_file], ["generate", "--model", src, "--ids", "1 2", "--max-new", "2"]):
+        p = ou.run_cpt(args + ["--precision", "fp16"], timeout=120)
+        ck.check(p.returncode in (1, 2) and "use fp32 or bf16" in p.stderr,
+                 "%s --precision fp16: exit %d, stderr %r" % (args[0], p.returncode, p.stderr.strip()[-200:]))
+        p = ou.run_cpt(args + ["--precision", "bf16"], timeout=120)
+        ck.check(p.returncode == 0, "%s --precision bf16: exit %d (%s)" % (args[0], p.returncode, p.stderr[-300:]))
     # the intact copy must work, or the corruption cases below prove nothing
     p = ou.run_cpt(["score", "--model", src, "--ids", ids_file], timeout=120)
     ck.check(p.returncode == 0, "score on the intact fixture: exit %d (%s)" % (p.returncode, p.stderr[-300:]))
