@@ -29,7 +29,7 @@ static void kv_table(const cpt_model *m, int max_len, cpt_kvcache *kc, void **sl
     size_t ws = m->be->attn_workspace_bytes(1, max_len, c->head_dim, omp_get_max_threads());
     size_t b[KV_NB] = {f * kvn, f * kvn, f * D, f * D, f * D, f * qd, f * qd, f * qd, f * kd, f * I, f * I, f * I,
                        f * (size_t)c->n_heads, ws, f * 4, f * (size_t)c->n_heads, f * (size_t)c->n_kv_heads, sizeof(int32_t) * 2,
-                       f * (size_t)c->vocab_size, f * lr, f * lw, sizeof(uint16_t) * (D > qd ? (D > I ? D : I) : (qd > I ? qd : I))};
+                       f * (size_t)c->vocab_size, f * lr, f * lw, sizeof(uint16_t) * cpt_infer_xs_per_row(c)};
     memcpy(bytes, b, sizeof b);
     if (!kc) return;
     void **p[KV_NB] = {(void **)&kc->k, (void **)&kc->v, (void **)&kc->x, (void **)&kc->xn, (void **)&kc->tmp, (void **)&kc->q,

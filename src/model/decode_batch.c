@@ -48,7 +48,7 @@ int cpt_decode_batch_create(cpt_decode_batch **out, const cpt_model *m, int B, c
     d->g = be->alloc(f * b * I), d->u = be->alloc(f * b * I), d->h = be->alloc(f * b * I);
     d->rstd = be->alloc(f * b), d->qrs = be->alloc(f * b * c->n_heads), d->krs = be->alloc(f * b * c->n_kv_heads);
     d->logits = be->alloc(f * b * (size_t)c->vocab_size);
-    d->xs16 = be->alloc(sizeof(uint16_t) * b * (D > qd ? (D > I ? D : I) : (qd > I ? qd : I)));
+    d->xs16 = be->alloc(sizeof(uint16_t) * b * cpt_infer_xs_per_row(c));
     size_t lr, lw;
     cpt_lora_scratch(m, &lr, &lw);
     if (lr && (!(d->lora_t = be->alloc(f * b * lr)) || !(d->lora_y = be->alloc(f * b * lw)))) {

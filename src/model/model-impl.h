@@ -29,6 +29,12 @@ struct cpt_kvcache {
  * when it has one (cpt_model_set_precision; xs: N x K bf16 scratch), else fp32. */
 void cpt_model_linear_infer(const cpt_model *m, float *y, const float *x, const float *W, const float *b, int N, int K, int O,
                             uint16_t *xs);
+/* Elements of that scratch per row: the widest input of a decoder linear, max(D, q dim, I). */
+static inline size_t cpt_infer_xs_per_row(const cpt_config *c) {
+    size_t D = (size_t)c->hidden_size, qd = (size_t)c->n_heads * c->head_dim, I = (size_t)c->intermediate_size;
+    size_t w = D > qd ? D : qd;
+    return w > I ? w : I;
+}
 
 /* LoRA in inference (decode.c, decode_batch.c): y[n, out] += s * (x A^T) B^T for linear t
  * (CPT_LORA_*) of layer l when the model's adapter targets it, the same kernels and order as

@@ -112,9 +112,6 @@ static void test_generate_one(void) {
     {
         cpt_kvcache *kc = NULL;
         float *lg = malloc(sizeof(float) * 260);
-        prefill(m, &kc, p, 6, lg);
-        cpt_kvcache_free(kc);
-        kc = NULL;
         cpt_acts *a = NULL;
         CHECK_OK(cpt_acts_create(&a, m, 1, 6, 0, &e), &e);
         CHECK_OK(cpt_kvcache_create(&kc, m, 6 + NEW, &e), &e);
