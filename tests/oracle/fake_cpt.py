@@ -41,12 +41,21 @@ class Usage(Exception):
     pass
 
 
+def precision(v):
+    if v not in ("fp32", "bf16"):
+        raise argparse.ArgumentTypeError("'%s': use fp32 or bf16" % v)
+    return v
+
+
 def parser(cmd):
     p = argparse.ArgumentParser(prog="cpt " + cmd)
     if cmd in ("score", "generate"):
         p.add_argument("--model", required=True, help="Hugging Face model directory")
         p.add_argument("--ids", required=True,
                        help="token ids: a file (score) or an inline list (generate), whitespace-separated")
+    if cmd in ("score", "generate"):
+        p.add_argument("--precision", default="fp32", type=precision,
+                       help="fp32 (default) or bf16: bf16 inputs to the products, fp32 sums")
     if cmd == "score":
         p.add_argument("--logits", help="write float32 [T, vocab] logits to this .npy file")
     if cmd == "generate":
@@ -88,7 +97,7 @@ def cmd_score(a):
         raise Usage("--ids: cannot read %s (%s)" % (a.ids, e.strerror))
     if len(ids) < 2:
         raise Usage("--ids: need at least 2 tokens to score")
-    logits = npref.forward(cfg, w, ids)
+    logits = npref.forward(cfg, w, ids, bf16=(a.precision == "bf16"))
     s, n = npref.shifted_ce(logits, ids)
     if BUG == "loss_T":
         n += 1
@@ -108,7 +117,7 @@ def cmd_generate(a):
     ids = parse_ids(a.ids, "--ids")
     rng = np.random.default_rng(a.seed)
     for _ in range(a.max_new):
-        z = npref.forward(cfg, w, ids)[-1]
+        z = npref.forward(cfg, w, ids, bf16=(a.precision == "bf16"))[-1]
         if a.greedy or a.temperature == 0:
             ids.append(int(np.argmax(z)))
         else:

@@ -160,8 +160,17 @@ def _rope(x, cos, sin):  # x [heads, T, hd]
     return x * cos + rot * sin
 
 
-def forward(cfg, w, ids):
-    """ids: int sequence of length T -> logits float64 [T, vocab]."""
+def _bf16(x):
+    return bf16_to_f32(bf16_round(np.asarray(x, np.float32))).astype(np.float64)
+
+
+def forward(cfg, w, ids, bf16=False):
+    """ids: int sequence of length T -> logits float64 [T, vocab].
+
+    bf16: the products of the linears and the LM head take their inputs rounded to bf16 (round
+    to nearest even) and sum in float64, as cpt's --precision bf16 does with fp32 sums; the
+    attention, norms, RoPE and softmax stay exact."""
+    rd = _bf16 if bf16 else (lambda a: a)
     ids = np.asarray(ids, dtype=np.int64)
     T = len(ids)
     H, KV, hd, eps = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"], cfg["rms_norm_eps"]
@@ -173,7 +182,7 @@ def forward(cfg, w, ids):
     mask = np.triu(np.full((T, T), -np.inf), 1)
 
     def lin(name, v):
-        y = v @ w[name + ".weight"].T
+        y = rd(v) @ rd(w[name + ".weight"]).T
         return y + w[name + ".bias"] if name + ".bias" in w else y
 
     for L in range(cfg["num_hidden_layers"]):
@@ -197,7 +206,7 @@ def forward(cfg, w, ids):
         gt = lin(p + "mlp.gate_proj", h)
         x = x + lin(p + "mlp.down_proj", gt / (1.0 + np.exp(-gt)) * lin(p + "mlp.up_proj", h))
     x = _rms(x, w["model.norm.weight"], eps)
-    return x @ w["lm_head.weight"].T
+    return rd(x) @ rd(w["lm_head.weight"]).T
 
 
 def log_softmax(z):
