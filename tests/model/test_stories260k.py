@@ -10,7 +10,7 @@
     exactly the HF directory's tensors (names, shapes, values), and `cpt score` on TMP
     equals (b).
 (d) bf16 inference (`--precision bf16`: the linears and the LM head multiply with bf16 weight
-    copies, prefill attention in bf16 tiles), where the CPU has a bf16 kernel (else the run says
+    copies, prefill attention in bf16 tiles), where `cpt --version` says bf16 runs (else the run says
     it stays fp32, and the part is skipped by name): `cpt score` loss within BF16_LOSS_TOL of
     transformers' fp32 loss and logits within BF16_LOGITS_TOL, and not equal to the fp32 result
     (else bf16 did not run); `cpt generate --greedy` (bf16 decode steps) picks at every step a
@@ -125,9 +125,15 @@ def main():
                          "llama2c: score differs from the HF directory's (loss %r vs %r)" % (res_c[0], res_b[0]))
 
     # (d) bf16 inference
+    # `cpt --version` says whether this build can run bf16 here; where it cannot, the run
+    # must say it falls back to fp32 (and still succeed)
+    ver = ou.run_cpt(["--version"], timeout=60)
     p = ou.run_cpt(["generate", "--model", hf, "--ids", "1", "--max-new", "60", "--greedy", "--print-ids", "--precision", "bf16"])
-    if "stays fp32" in p.stderr or "in fp32" in p.stderr:
-        ou.log("  bf16         skipped: no bf16 kernel on this CPU (%s)" % p.stderr.strip().splitlines()[0][:160])
+    if "bf16: no" in ver.stdout:
+        ck.check(p.returncode == 0 and "fp32" in p.stderr,
+                 "bf16 unavailable (%s): generate --precision bf16 exit %d without saying it runs fp32: %r"
+                 % (ver.stdout.strip().replace("\n", "; "), p.returncode, p.stderr[-300:]))
+        ou.log("  bf16         skipped: %s" % ver.stdout.strip().replace("\n", "; "))
     elif ck.check(p.returncode == 0, "bf16: cpt generate exit %d: %s" % (p.returncode, p.stderr[-400:])):
         res_d = score(ck, hf, ids_file, os.path.join(tmp, "bf16.npy"), ref_logits, ref_loss, "bf16", ("--precision", "bf16"),
                       BF16_LOSS_TOL, BF16_LOGITS_TOL)
