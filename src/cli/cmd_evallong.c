@@ -71,7 +71,7 @@ int cpt_cmd_eval_long(int argc, char **argv) {
         {"--ppl-text", CPT_OPT_STR, &ppl_s, "FILES", "comma-separated long text files (one document each) for loss by position", 0, 0, 0, NULL, 0},
         {"--ppl-windows", CPT_OPT_INT, &ppl_windows, "N", "at most N windows per length for loss by position (0: all)", 0, 0, 1e9, NULL, 0},
         {"--bucket", CPT_OPT_INT, &bucket, "B", "first position bucket: [0,B), [B,2B), [2B,4B), ... up to the length", 0, 1, 1 << 24, NULL, 0},
-        {"--max-new", CPT_OPT_INT, &max_new, "N", "answer tokens generated (default: passkey 10, needle 24)", 0, 0, 4096, NULL, 0},
+        {"--max-new", CPT_OPT_INT, &max_new, "N", "answer tokens generated (0: passkey 10, needle 24)", 0, 0, 4096, NULL, 0},
         {"--rope", CPT_OPT_STR, &rope_json, "JSON", "config.json fields to override for this evaluation, e.g. '{\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4, \"original_max_position_embeddings\": 512}}'", 0, 0, 0, NULL, 0},
         {"--precision", CPT_OPT_STR, &precision, "fp32|bf16", "products of the linears, the LM head and attention in the prefill and the loss by position, of the linears and the LM head in decoding: bf16 on AMX / AVX512-BF16, else fp32", 0, 0, 0, NULL, 0},
         {"--allow-long-context", CPT_OPT_FLAG, &allow_long, NULL, "allow lengths past the model's context (max_position_embeddings, scaled by rope_scaling)", 0, 0, 0, NULL, 0},

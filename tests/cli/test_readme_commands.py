@@ -4,7 +4,10 @@
 Every command `cpt --help` lists (and every subcommand `cpt data --help` lists) must have a
 row in README.md's "What works today" table, and every command the table names must be one
 the dispatcher knows. The oracle is the binary's own help output against the README text,
-two independently written lists. Needs nothing but CPT_BIN and CPT_SRC.
+two independently written lists. Also: every command and subcommand the dispatcher lists
+answers `--help` with exit 0 and a usage line, and no option line says its default twice (the
+option table prints "(default X)" itself; a help string that also carries it reads
+"(default 3) (default 3)"). Needs nothing but CPT_BIN and CPT_SRC.
 """
 import os
 import re
@@ -18,7 +21,7 @@ def help_names(args):
         sys.exit("FAIL: `cpt %s` exit %d: %s" % (" ".join(args), p.returncode, p.stderr[-300:]))
     names, on = [], False
     for line in p.stdout.splitlines():
-        if line.strip().endswith("commands:"):
+        if line.strip().endswith("commands:"):  # commands: / subcommands:
             on = True
             continue
         if on:
@@ -55,6 +58,29 @@ def main():
         print("FAIL: README.md's command table lists `cpt %s`, which the dispatcher does not have" % c)
         bad = True
     print("dispatcher: %d commands + %d data subcommands; README rows name %d" % (len(top), len(sub), len(listed)))
+    # --help of every command and subcommand
+    cmds = []
+    for c in top:
+        p = subprocess.run([os.environ["CPT_BIN"], c, "--help"], capture_output=True, text=True, timeout=60)
+        subs = help_names([c, "--help"]) if "subcommands:" in p.stdout else []
+        cmds += [[c, s_] for s_ in subs] or [[c]]
+    n_opts = 0
+    for c in cmds:
+        p = subprocess.run([os.environ["CPT_BIN"]] + c + ["--help"], capture_output=True, text=True, timeout=60)
+        if p.returncode != 0 or "usage: cpt " + " ".join(c) not in p.stdout:
+            print("FAIL: `cpt %s --help`: exit %d, no usage line: %r" % (" ".join(c), p.returncode, (p.stdout + p.stderr)[:200]))
+            bad = True
+            continue
+        for line in p.stdout.splitlines():
+            if line.lstrip().startswith("--"):
+                n_opts += 1
+                if line.count("(default") > 1:
+                    print("FAIL: `cpt %s --help` says the default twice: %s" % (" ".join(c), line.strip()))
+                    bad = True
+    print("--help: %d commands and subcommands, %d option lines" % (len(cmds), n_opts))
+    if len(cmds) < len(top) or n_opts < 50:
+        print("FAIL: read only %d commands / %d option lines from --help" % (len(cmds), n_opts))
+        bad = True
     return 1 if bad else 0
 
 
