@@ -52,7 +52,7 @@ done
 python3 - "$out" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-print("\n| T | cpt precision | cpt tok/s | cpt MFU (causal, vs fp32 peak) | attention share | cpt peak RSS | best peer (grad-ckpt) | peer tok/s | peer peak RSS | cpt / peer |")
+print("\n| T | cpt precision | cpt tok/s | cpt MFU (causal, vs the peak of its precision) | attention share | cpt peak RSS | best peer (grad-ckpt) | peer tok/s | peer peak RSS | cpt / peer |")
 print("|---|---|---|---|---|---|---|---|---|---|")
 for T in sorted({r["seq"] for r in rows}):
     ps = [r for r in rows if r["seq"] == T and "peer" in r and not r.get("failed")]
@@ -62,7 +62,8 @@ for T in sorted({r["seq"] for r in rows}):
         if c.get("failed"):
             cs = "did not finish | | | "
         else:
-            cs = f"{c['tokens_per_s']:.0f} | {c['mfu_causal']*100:.1f}% | {c['attn_share']*100:.0f}% | {c['peak_rss_mib']/1024:.2f} GiB"
+            mfu = c.get("mfu_causal_bf16") if prec != "fp32" and c.get("mfu_causal_bf16") else c["mfu_causal"]
+            cs = f"{c['tokens_per_s']:.0f} | {mfu*100:.1f}% | {c['attn_share']*100:.0f}% | {c['peak_rss_mib']/1024:.2f} GiB"
         if p:
             ps_ = f"{p['impl']} {p['dtype']} | {p['tokens_per_s']:.0f} | {p['peak_rss_mib']/1024:.2f} GiB"
             ratio = f"{c['tokens_per_s']/p['tokens_per_s']:.2f}x" if not c.get("failed") else ""

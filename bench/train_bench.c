@@ -167,12 +167,12 @@ int main(int argc, char **argv) {
     printf("{\"impl\": \"cpt\", \"shape\": \"%s\", \"params\": %zu, \"seq\": %d, \"batch\": %d, \"threads\": %d, "
            "\"recompute\": \"%s\", \"step_s\": %.4f, \"tokens_per_s\": %.1f, \"gflops_6N\": %.1f, \"gflops_model\": %.1f, \"fma_peak_gflops\": %.1f, \"mfu\": %.3f, \"mfu_causal\": %.3f, "
            "\"attn_fwd_s\": %.4f, \"attn_bwd_s\": %.4f, \"attn_share\": %.3f, "
-           "\"peak_rss_mib\": %.0f, \"activations_mib\": %.0f, \"last_loss\": %.4f, \"blas_core\": \"%s\", \"lora_rank\": %d, \"trainable\": %zu, \"precision\": \"%s\", \"bf16_peak_gflops\": %.1f, \"mfu_bf16\": %.3f}\n",
+           "\"peak_rss_mib\": %.0f, \"activations_mib\": %.0f, \"last_loss\": %.4f, \"blas_core\": \"%s\", \"lora_rank\": %d, \"trainable\": %zu, \"precision\": \"%s\", \"bf16_peak_gflops\": %.1f, \"mfu_bf16\": %.3f, \"mfu_causal_bf16\": %.3f}\n",
            s->name, nparam, T, B, threads, recompute == CPT_RECOMPUTE_FULL ? "full" : recompute == CPT_RECOMPUTE_SELECTIVE ? "selective" : "none",
            dt, tok / dt, g6n, gmodel, peak, gmodel / peak, gmodel_causal / peak, t_fwd, t_bwd, attn_share, cpt_bench_peak_rss_mib(),
            (double)cpt_acts_bytes(acts) / 1048576.0, loss, getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "default", lora_r,
            lo ? cpt_lora_n_trainable(lo) : nparam, bf16 ? cpt_bf16_isa_name(cpt_cpu_bf16_isa()) : "fp32", peak16,
-           peak16 > 0 ? gmodel / peak16 : 0.0);
+           peak16 > 0 ? gmodel / peak16 : 0.0, peak16 > 0 ? gmodel_causal / peak16 : 0.0);
     free(ids), free(tg);
     cpt_free_aligned(grads);
     cpt_acts_free(acts);
