@@ -98,7 +98,7 @@ int cpt_cmd_compare(int argc, char **argv) {
             rc = cpt_err_set(&err, CPT_EINVAL, "more than %d tasks. HINT: compare fewer at once", MAX_TASKS);
             break;
         }
-        rc = cpt_cli_task_load(&tasks[nt], nm, data_dir, (size_t)limit, &err);
+        rc = cpt_cli_task_load(&tasks[nt], nm, data_dir, (size_t)limit, 0, &err);
         if (!rc) nt++;
     }
     cpt_eval_opts o = {(size_t)limit, (int)fewshot, (uint64_t)seed, (int)batch};

@@ -98,6 +98,106 @@ static int run_qa(cpt_model *m, cpt_tok *tok, const char *name, const cpt_qa_tas
     return CPT_OK;
 }
 
+/* One ifeval set: greedy replies through the chat template, the rule checks, the row, the
+ * JSON entry and the items. */
+static int run_if(cpt_model *m, cpt_tok *tok, const char *name, const cpt_if_set *ifs, const char *tpl, int max_new,
+                  int batch, json_t *jt, FILE *items_f, cpt_err *err) {
+    cpt_if_result ir;
+    if (cpt_if_run(m, tok, tpl, ifs, max_new, batch, NULL, &ir, err)) return cpt_err_wrap(err, "task %s", name);
+    char label[256], a[64];
+    cpt_cli_task_label(name, label, sizeof label, 1);
+    if (name[6]) snprintf(label + strlen(label), sizeof label - strlen(label), " (ifeval)");
+    fmt_metric(a, sizeof a, ir.acc, ir.acc_stderr);
+    printf("| %s | %zu | %s | inst %.4f | %.4f | - | %.2f |\n", label, ir.n, a, ir.inst_acc, ir.inst_acc_stderr,
+           ir.seconds > 0 ? (double)ir.n / ir.seconds : 0);
+    fflush(stdout);
+    json_t *o1 = json_object();
+    json_object_set_new(o1, "acc", num_or_null(ir.acc));
+    json_object_set_new(o1, "acc_stderr", num_or_null(ir.acc_stderr));
+    json_object_set_new(o1, "prompt_level_strict_acc", num_or_null(ir.acc));
+    json_object_set_new(o1, "inst_level_strict_acc", num_or_null(ir.inst_acc));
+    json_object_set_new(o1, "inst_level_strict_acc_stderr", num_or_null(ir.inst_acc_stderr));
+    json_object_set_new(o1, "n", json_integer((json_int_t)ir.n));
+    json_object_set_new(o1, "n_instructions", json_integer((json_int_t)ir.n_inst));
+    json_object_set_new(o1, "max_new", json_integer(max_new));
+    json_object_set_new(o1, "seconds", json_real(ir.seconds));
+    json_object_set_new(jt, label, o1);
+    for (size_t i = 0; items_f && i < ir.n; i++) {
+        const cpt_if_item *it = &ifs->items[i];
+        json_t *li = json_object(), *fl = json_array(), *ks = json_array();
+        for (int c = 0; c < it->n_checks; c++) {
+            json_array_append_new(fl, json_boolean(ir.follows[i * CPT_IF_MAX_CHECKS + (size_t)c]));
+            json_array_append_new(ks, json_string(cpt_if_kind_name(it->checks[c].kind)));
+        }
+        json_object_set_new(li, "task", json_string(label));
+        json_object_set_new(li, "item", json_integer((json_int_t)i));
+        json_object_set_new(li, "id", json_string(it->id));
+        json_object_set_new(li, "response", json_string(ir.responses[i]));
+        json_object_set_new(li, "checks", ks);
+        json_object_set_new(li, "follows", fl);
+        char *js = json_dumps(li, JSON_COMPACT);
+        if (js) fprintf(items_f, "%s\n", js);
+        free(js);
+        json_decref(li);
+    }
+    cpt_if_result_free(&ir);
+    return CPT_OK;
+}
+
+/* One multiple-choice or cloze task: the log-likelihoods, the row, the JSON entry and the
+ * items. */
+static int run_mc(cpt_model *m, cpt_tok *tok, const char *name, const cpt_mc_task *t, const cpt_eval_opts *o,
+                  json_t *jt, FILE *items_f, cpt_err *err) {
+    cpt_eval_result r;
+    if (cpt_eval_task_run(m, tok, t, o, &r, err)) return cpt_err_wrap(err, "task %s", name);
+    char label[256], a[64], an[64], ppl[64];
+    cpt_cli_task_label(name, label, sizeof label, 1);
+    double ips = r.seconds > 0 ? (double)r.n / r.seconds : 0;
+    fmt_metric(a, sizeof a, r.acc, r.acc_stderr);
+    fmt_metric(an, sizeof an, r.acc_norm, r.acc_norm_stderr);
+    if (isfinite(r.ppl) && isfinite(r.ll_tok)) snprintf(ppl, sizeof ppl, "%.4g (%.3f/token)", r.ppl, r.ll_tok);
+    else if (isfinite(r.ppl)) snprintf(ppl, sizeof ppl, "%.3f", r.ppl);
+    else snprintf(ppl, sizeof ppl, "-");
+    printf("| %s | %zu | %s | %s | %s | %.1f |\n", label, r.n, a, an, ppl, ips);
+    fflush(stdout);
+    json_t *o1 = json_object();
+    json_object_set_new(o1, "acc", num_or_null(r.acc));
+    json_object_set_new(o1, "acc_stderr", num_or_null(r.acc_stderr));
+    json_object_set_new(o1, "acc_norm", num_or_null(r.acc_norm));
+    json_object_set_new(o1, "acc_norm_stderr", num_or_null(r.acc_norm_stderr));
+    if (t->kind == CPT_TASK_CLOZE) {
+        json_object_set_new(o1, "perplexity", num_or_null(r.ppl));
+        json_object_set_new(o1, "logprob_per_token", num_or_null(r.ll_tok));
+        json_object_set_new(o1, "logprob_per_token_stderr", num_or_null(r.ll_tok_stderr));
+    }
+    json_object_set_new(o1, "n", json_integer((json_int_t)r.n));
+    json_object_set_new(o1, "seconds", json_real(r.seconds));
+    json_object_set_new(o1, "items_per_s", json_real(ips));
+    json_object_set_new(jt, label, o1);
+    for (size_t i = 0; items_f && i < r.n; i++) {
+        json_t *li = json_object(), *ll = json_array(), *gr = json_array(), *sh = json_array();
+        for (size_t q = r.ll_off[i]; q < r.ll_off[i + 1]; q++) {
+            json_array_append_new(ll, json_real(r.ll[q]));
+            json_array_append_new(gr, json_boolean(r.greedy[q]));
+        }
+        for (int k = 0; k < r.fewshot; k++) json_array_append_new(sh, json_integer(r.shots[i * (size_t)r.fewshot + (size_t)k]));
+        json_object_set_new(li, "task", json_string(label));
+        json_object_set_new(li, "item", json_integer((json_int_t)i));
+        json_object_set_new(li, "gold", json_integer(t->items[i].gold));
+        json_object_set_new(li, "ll", ll);
+        json_object_set_new(li, "greedy", gr);
+        json_object_set_new(li, "pred", json_integer(r.pred[i]));
+        json_object_set_new(li, "pred_norm", json_integer(r.pred_norm[i]));
+        json_object_set_new(li, "shots", sh);
+        char *s = json_dumps(li, JSON_COMPACT | JSON_REAL_PRECISION(17));
+        if (s) fprintf(items_f, "%s\n", s);
+        free(s);
+        json_decref(li);
+    }
+    cpt_eval_result_free(&r);
+    return CPT_OK;
+}
+
 int cpt_cmd_eval(int argc, char **argv) {
     const char *model_dir = NULL, *tasks = NULL, *out_path = NULL, *items_path = NULL, *data_dir = NULL,
                *tok_path = NULL, *tpl_path = NULL, *precision = "fp32";
@@ -146,10 +246,7 @@ int cpt_cmd_eval(int argc, char **argv) {
     cpt_tok *tok = NULL;
     /* every task loads (and is checked) before the model does */
     enum { MAX_TASKS = 64 };
-    cpt_mc_task tl[MAX_TASKS];
-    cpt_if_set ifs[MAX_TASKS];
-    cpt_qa_task qas[MAX_TASKS];
-    int is_if[MAX_TASKS] = {0}; /* 1: ifeval, 2: QA */
+    cpt_cli_task tl[MAX_TASKS];
     char *names[MAX_TASKS];
     int nt = 0, rc = CPT_OK;
     char *list = strdup(tasks), *save = NULL;
@@ -157,13 +254,7 @@ int cpt_cmd_eval(int argc, char **argv) {
     for (char *nm = list ? strtok_r(list, ",", &save) : NULL; nm && !rc; nm = strtok_r(NULL, ",", &save)) {
         if (!*nm) continue;
         if (nt == MAX_TASKS) rc = cpt_err_set(&err, CPT_EINVAL, "more than %d tasks. HINT: run fewer at once", MAX_TASKS);
-        else if (!strcmp(nm, "ifeval") || !strncmp(nm, "ifeval:", 7)) {
-            memset(&tl[nt], 0, sizeof tl[nt]);
-            if (!(rc = cpt_if_load(&ifs[nt], nm[6] ? nm + 7 : nm, (size_t)limit, &err))) is_if[nt] = 1, names[nt++] = nm;
-        } else if (cpt_qa_is_task(nm)) {
-            memset(&tl[nt], 0, sizeof tl[nt]);
-            if (!(rc = cpt_qa_load(&qas[nt], nm, data_dir, &err))) is_if[nt] = 2, names[nt++] = nm;
-        } else if (!(rc = cpt_eval_task_load(&tl[nt], nm, data_dir, letters, &err))) names[nt++] = nm;
+        else if (!(rc = cpt_cli_task_load(&tl[nt], nm, data_dir, (size_t)limit, letters, &err))) names[nt++] = nm;
     }
     if (!rc && nt == 0) rc = cpt_err_set(&err, CPT_EINVAL, "--tasks names no task. HINT: e.g. --tasks hellaswag,arc_easy");
     if (!rc) rc = cpt_model_load_hf(&m, model_dir, &err);
@@ -186,117 +277,18 @@ int cpt_cmd_eval(int argc, char **argv) {
         printf("|---|---|---|---|---|---|---|---|\n");
     }
     for (int ti = 0; ti < nt && !rc; ti++) {
-        const char *name = names[ti];
-        if (is_if[ti] == 2) {
-            rc = run_qa(m, tok, name, &qas[ti], (size_t)limit, (int)fewshot, (uint64_t)seed, max_new ? (int)max_new : 32, (int)batch, jt,
-                        items_f, &err);
-            continue;
+        const cpt_cli_task *t = &tl[ti];
+        if (t->kind == CPT_CLI_TASK_QA)
+            rc = run_qa(m, tok, names[ti], &t->qa, (size_t)limit, (int)fewshot, (uint64_t)seed, max_new ? (int)max_new : 32,
+                        (int)batch, jt, items_f, &err);
+        else if (t->kind == CPT_CLI_TASK_IF)
+            rc = run_if(m, tok, names[ti], &t->ifs, tpl, max_new ? (int)max_new : 256, (int)batch, jt, items_f, &err);
+        else {
+            cpt_eval_opts o = {(size_t)limit, (int)fewshot, (uint64_t)seed, (int)batch};
+            rc = run_mc(m, tok, names[ti], &t->mc, &o, jt, items_f, &err);
         }
-        if (is_if[ti]) {
-            cpt_if_result ir;
-            rc = cpt_if_run(m, tok, tpl, &ifs[ti], max_new ? (int)max_new : 256, (int)batch, NULL, &ir, &err);
-            if (rc) {
-                cpt_err_wrap(&err, "task %s", name);
-                break;
-            }
-            char label[256], a[64];
-            cpt_cli_task_label(name, label, sizeof label, 1);
-            if (name[6]) snprintf(label + strlen(label), sizeof label - strlen(label), " (ifeval)");
-            fmt_metric(a, sizeof a, ir.acc, ir.acc_stderr);
-            printf("| %s | %zu | %s | inst %.4f | %.4f | - | %.2f |\n", label, ir.n, a, ir.inst_acc, ir.inst_acc_stderr,
-                   ir.seconds > 0 ? (double)ir.n / ir.seconds : 0);
-            fflush(stdout);
-            json_t *o1 = json_object();
-            json_object_set_new(o1, "acc", num_or_null(ir.acc));
-            json_object_set_new(o1, "acc_stderr", num_or_null(ir.acc_stderr));
-            json_object_set_new(o1, "prompt_level_strict_acc", num_or_null(ir.acc));
-            json_object_set_new(o1, "inst_level_strict_acc", num_or_null(ir.inst_acc));
-            json_object_set_new(o1, "inst_level_strict_acc_stderr", num_or_null(ir.inst_acc_stderr));
-            json_object_set_new(o1, "n", json_integer((json_int_t)ir.n));
-            json_object_set_new(o1, "n_instructions", json_integer((json_int_t)ir.n_inst));
-            json_object_set_new(o1, "max_new", json_integer(max_new ? max_new : 256));
-            json_object_set_new(o1, "seconds", json_real(ir.seconds));
-            json_object_set_new(jt, label, o1);
-            for (size_t i = 0; items_f && i < ir.n; i++) {
-                const cpt_if_item *it = &ifs[ti].items[i];
-                json_t *li = json_object(), *fl = json_array(), *ks = json_array();
-                for (int c = 0; c < it->n_checks; c++) {
-                    json_array_append_new(fl, json_boolean(ir.follows[i * CPT_IF_MAX_CHECKS + (size_t)c]));
-                    json_array_append_new(ks, json_string(cpt_if_kind_name(it->checks[c].kind)));
-                }
-                json_object_set_new(li, "task", json_string(label));
-                json_object_set_new(li, "item", json_integer((json_int_t)i));
-                json_object_set_new(li, "id", json_string(it->id));
-                json_object_set_new(li, "response", json_string(ir.responses[i]));
-                json_object_set_new(li, "checks", ks);
-                json_object_set_new(li, "follows", fl);
-                char *js = json_dumps(li, JSON_COMPACT);
-                if (js) fprintf(items_f, "%s\n", js);
-                free(js);
-                json_decref(li);
-            }
-            cpt_if_result_free(&ir);
-            continue;
-        }
-        cpt_mc_task t = tl[ti];
-        cpt_eval_opts o = {(size_t)limit, (int)fewshot, (uint64_t)seed, (int)batch};
-        cpt_eval_result r;
-        rc = cpt_eval_task_run(m, tok, &t, &o, &r, &err);
-        if (rc) {
-            cpt_err_wrap(&err, "task %s", name);
-            break;
-        }
-        char label[256], a[64], an[64], ppl[64];
-        cpt_cli_task_label(name, label, sizeof label, 1);
-        double ips = r.seconds > 0 ? (double)r.n / r.seconds : 0;
-        fmt_metric(a, sizeof a, r.acc, r.acc_stderr);
-        fmt_metric(an, sizeof an, r.acc_norm, r.acc_norm_stderr);
-        if (isfinite(r.ppl) && isfinite(r.ll_tok)) snprintf(ppl, sizeof ppl, "%.4g (%.3f/token)", r.ppl, r.ll_tok);
-        else if (isfinite(r.ppl)) snprintf(ppl, sizeof ppl, "%.3f", r.ppl);
-        else snprintf(ppl, sizeof ppl, "-");
-        printf("| %s | %zu | %s | %s | %s | %.1f |\n", label, r.n, a, an, ppl, ips);
-        fflush(stdout);
-        json_t *o1 = json_object();
-        json_object_set_new(o1, "acc", num_or_null(r.acc));
-        json_object_set_new(o1, "acc_stderr", num_or_null(r.acc_stderr));
-        json_object_set_new(o1, "acc_norm", num_or_null(r.acc_norm));
-        json_object_set_new(o1, "acc_norm_stderr", num_or_null(r.acc_norm_stderr));
-        if (t.kind == CPT_TASK_CLOZE) {
-            json_object_set_new(o1, "perplexity", num_or_null(r.ppl));
-            json_object_set_new(o1, "logprob_per_token", num_or_null(r.ll_tok));
-            json_object_set_new(o1, "logprob_per_token_stderr", num_or_null(r.ll_tok_stderr));
-        }
-        json_object_set_new(o1, "n", json_integer((json_int_t)r.n));
-        json_object_set_new(o1, "seconds", json_real(r.seconds));
-        json_object_set_new(o1, "items_per_s", json_real(ips));
-        json_object_set_new(jt, label, o1);
-        for (size_t i = 0; items_f && i < r.n; i++) {
-            json_t *li = json_object(), *ll = json_array(), *gr = json_array(), *sh = json_array();
-            for (size_t q = r.ll_off[i]; q < r.ll_off[i + 1]; q++) {
-                json_array_append_new(ll, json_real(r.ll[q]));
-                json_array_append_new(gr, json_boolean(r.greedy[q]));
-            }
-            for (int k = 0; k < r.fewshot; k++) json_array_append_new(sh, json_integer(r.shots[i * (size_t)r.fewshot + (size_t)k]));
-            json_object_set_new(li, "task", json_string(label));
-            json_object_set_new(li, "item", json_integer((json_int_t)i));
-            json_object_set_new(li, "gold", json_integer(t.items[i].gold));
-            json_object_set_new(li, "ll", ll);
-            json_object_set_new(li, "greedy", gr);
-            json_object_set_new(li, "pred", json_integer(r.pred[i]));
-            json_object_set_new(li, "pred_norm", json_integer(r.pred_norm[i]));
-            json_object_set_new(li, "shots", sh);
-            char *s = json_dumps(li, JSON_COMPACT | JSON_REAL_PRECISION(17));
-            if (s) fprintf(items_f, "%s\n", s);
-            free(s);
-            json_decref(li);
-        }
-        cpt_eval_result_free(&r);
     }
-    for (int ti = 0; ti < nt; ti++) {
-        if (is_if[ti] == 1) cpt_if_free(&ifs[ti]);
-        else if (is_if[ti] == 2) cpt_qa_task_free(&qas[ti]);
-        else cpt_mc_task_free(&tl[ti]);
-    }
+    for (int ti = 0; ti < nt; ti++) cpt_cli_task_free(&tl[ti]);
     free(tpl);
     free(list);
     if (items_f && fclose(items_f) && !rc) rc = cpt_err_set(&err, CPT_EIO, "%s: write failed", items_path);

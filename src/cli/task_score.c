@@ -22,7 +22,7 @@ void cpt_cli_task_label(const char *name, char *out, size_t cap, int drop_ext) {
     else if (drop_ext && n > 5 + (size_t)pre && !strcmp(out + n - 5, ".json")) out[n - 5] = 0;
 }
 
-int cpt_cli_task_load(cpt_cli_task *t, const char *name, const char *data_dir, size_t limit, cpt_err *err) {
+int cpt_cli_task_load(cpt_cli_task *t, const char *name, const char *data_dir, size_t limit, int letters, cpt_err *err) {
     memset(t, 0, sizeof *t);
     cpt_cli_task_label(name, t->label, sizeof t->label, 0);
     int rc;
@@ -36,7 +36,7 @@ int cpt_cli_task_load(cpt_cli_task *t, const char *name, const char *data_dir, s
         t->n = rc ? 0 : t->qa.n;
     } else {
         t->kind = CPT_CLI_TASK_MC;
-        rc = cpt_eval_task_load(&t->mc, name, data_dir, 0, err);
+        rc = cpt_eval_task_load(&t->mc, name, data_dir, letters, err);
         t->n = rc ? 0 : t->mc.n;
     }
     if (!rc && limit && limit < t->n) t->n = limit;

@@ -25,7 +25,8 @@ typedef struct cpt_cli_task {
  * own prefix where it has one (fictional_mem:DIR/docs.json -> fictional_mem:docs.json; qa:
  * and ifeval: are dropped), without .jsonl / .json when drop_ext. */
 void cpt_cli_task_label(const char *name, char *out, size_t cap, int drop_ext);
-int cpt_cli_task_load(cpt_cli_task *t, const char *name, const char *data_dir, size_t limit, cpt_err *err);
+/* letters: MMLU-style letter answers for .jsonl multiple-choice files (cpt eval --letters). */
+int cpt_cli_task_load(cpt_cli_task *t, const char *name, const char *data_dir, size_t limit, int letters, cpt_err *err);
 void cpt_cli_task_free(cpt_cli_task *t);
 const char *cpt_cli_task_metric(const cpt_cli_task *t);
 /* hits: malloc'ed [t->n]; o gives fewshot, seed and batch. */

@@ -104,7 +104,7 @@ int cpt_train_evaltasks_setup(const cpt_recipe *r, const cpt_tok *tok, const cha
         while (*nm == ' ') nm++;
         if (!*nm) continue;
         if (e->nt == MAX_TASKS) rc = cpt_err_set(err, CPT_EINVAL, "eval.tasks.names: more than %d tasks", MAX_TASKS);
-        else if (!(rc = cpt_cli_task_load(&e->tasks[e->nt], nm, data_dir, limit, err))) e->nt++;
+        else if (!(rc = cpt_cli_task_load(&e->tasks[e->nt], nm, data_dir, limit, 0, err))) e->nt++;
         for (int k = 0; !rc && k < e->nt - 1; k++)
             if (!strcmp(e->tasks[k].label, e->tasks[e->nt - 1].label))
                 rc = cpt_err_set(err, CPT_EINVAL, "eval.tasks.names: task %s twice. HINT: name each task once", nm);
